@@ -1,0 +1,59 @@
+// Runs every uvu test file of every package, each in its own Node process (tests fork
+// children and watch process exits, so isolation matters), and prints one summary line.
+// Usage: node scripts/run-tests.mjs [filter-substring]
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const filter = process.argv[2] ?? '';
+const files = [];
+for (const pkg of readdirSync(join(root, 'packages'))) {
+  const dir = join(root, 'packages', pkg, 'test');
+  let entries = [];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    continue;
+  }
+  for (const f of entries.sort()) {
+    if (f.endsWith('.test.ts') && join(dir, f).includes(filter)) files.push(join(dir, f));
+  }
+}
+
+let passed = 0;
+let failed = 0;
+const failures = [];
+for (const file of files) {
+  const name = relative(root, file);
+  const started = Date.now();
+  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', file], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, FORCE_COLOR: '0' },
+    timeout: 10 * 60_000,
+  });
+  const out = `${result.stdout ?? ''}${result.stderr ?? ''}`;
+  const total = /Total:\s+(\d+)/.exec(out);
+  const ok = /Passed:\s+(\d+)/.exec(out);
+  const t = Number(total?.[1] ?? 0);
+  const p = Number(ok?.[1] ?? 0);
+  const good = result.status === 0 && t > 0 && t === p;
+  passed += p;
+  failed += good ? 0 : Math.max(1, t - p);
+  console.log(
+    `${good ? 'ok  ' : 'FAIL'} ${name} (${p}/${t}, ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+  );
+  if (!good) {
+    failures.push(name);
+    console.log(
+      out
+        .split('\n')
+        .map((l) => `    ${l}`)
+        .join('\n'),
+    );
+  }
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);

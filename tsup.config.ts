@@ -1,0 +1,25 @@
+import { defineConfig } from 'tsup';
+
+// One build per package, ESM + CJS + declarations for each. `target: node20` keeps
+// `using`/decorators lowered for Node 20; nothing is minified (esbuild once dropped
+// disposal under --minify-syntax).
+const packages = ['core', 'ipc'] as const;
+
+export default defineConfig(
+  packages.map((name) => ({
+    name: `@vring/${name}`,
+    entry: { index: `packages/${name}/src/index.ts` },
+    outDir: `packages/${name}/dist`,
+    format: ['esm', 'cjs'],
+    target: 'node20',
+    platform: 'node',
+    dts: { compilerOptions: { composite: false, paths: {} } },
+    sourcemap: true,
+    clean: true,
+    shims: true,
+    splitting: false,
+    treeshake: false,
+    external: ['@vring/core', 'msgpackr', 'rxjs'],
+    tsconfig: 'tsconfig.json',
+  })),
+);
