@@ -1,0 +1,68 @@
+// The device (backend) end of a virtio-net queue pair that lives in the driver's memory:
+// it takes messages from the driver's transmit queue (1) and writes messages into the
+// receive buffers the driver posted on queue 0 (several per message when mergeable
+// receive buffers are negotiated). All access goes through the memory table's checks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "vring/device_queue.h"
+#include "vring/event_fd.h"
+#include "vring/memory_table.h"
+#include "vring/port_stats.h"
+#include "vring/queue_pair_layout.h"
+
+namespace vring {
+
+class DeviceQueuePair {
+ public:
+  // Ring addresses are in the driver's ring (user) address space; each ring must lie
+  // wholly inside one region of `memory`. Bases are the first avail index of each queue
+  // (vhost-user SET_VRING_BASE). Call fds are duplicated; -1 = the driver polls.
+  DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, const RingAddresses& rx, const RingAddresses& tx,
+                  const QueuePairConfig& config, uint16_t rx_base, uint16_t tx_base, int rx_call_fd,
+                  int tx_call_fd);
+
+  const QueuePairConfig& config() const { return config_; }
+
+  // Copies up to `max_count` messages the driver transmitted into `out` (capacity at
+  // least max_message), back to back, lengths into `lengths`.
+  uint32_t Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count);
+
+  // Writes messages into the driver's receive buffers. Returns how many were delivered;
+  // the rest wait for the driver to post buffers. Throws kOversizedMessage (nothing sent)
+  // if a length exceeds max_message.
+  uint32_t Send(const uint8_t* data, const uint32_t* lengths, uint32_t count);
+
+  bool WaitReceivable(uint64_t budget_ns);
+  bool WaitSendable(uint64_t budget_ns);
+
+  // Ask for a kick when the driver transmits / posts receive buffers. True = already so.
+  bool ArmReceive() { return tx_.EnableNotifications(); }
+  void DisarmReceive() { tx_.DisableNotifications(); }
+  bool ArmSend() { return rx_.EnableNotifications(); }
+  void DisarmSend() { rx_.DisableNotifications(); }
+
+  bool broken() const { return rx_.broken() || tx_.broken(); }
+  uint16_t rx_last_avail() const { return rx_.last_avail_idx(); }
+  uint16_t tx_last_avail() const { return tx_.last_avail_idx(); }
+  const PortStats& stats() const { return stats_; }
+
+ private:
+  void Call(std::optional<EventFd>& fd);
+
+  std::shared_ptr<const MemoryTable> memory_;
+  QueuePairConfig config_;
+  DeviceQueue rx_;
+  DeviceQueue tx_;
+  std::optional<EventFd> rx_call_;
+  std::optional<EventFd> tx_call_;
+  Chain chain_;                // scratch for Receive
+  std::vector<Chain> chains_;  // scratch for Send (one message may take many receive chains)
+  PortStats stats_;
+};
+
+}  // namespace vring

@@ -1,0 +1,226 @@
+#include "vring/device_queue_pair.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "vring/net_header.h"
+#include "vring/spin_wait.h"
+
+namespace vring {
+
+namespace {
+
+SplitRingView TranslateRing(const MemoryTable& memory, const RingAddresses& a, uint32_t size, bool event_idx) {
+  if (!IsValidQueueSize(size)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "queue size must be a power of two between 1 and 32768, got " + std::to_string(size));
+  }
+  // Without EVENT_IDX the trailing event fields are not part of the ring (DPDK maps
+  // 4 + 2Q and 4 + 8Q then).
+  const uint64_t extra = event_idx ? 0 : 2;
+  SplitRingView v;
+  v.size = size;
+  v.desc = memory.TranslateUser(a.desc, DescTableBytes(size));
+  v.avail = memory.TranslateUser(a.avail, AvailRingBytes(size) - extra);
+  v.used = memory.TranslateUser(a.used, UsedRingBytes(size) - extra);
+  if (!v.desc || !v.avail || !v.used) {
+    throw Error(ErrorCode::kRegionBounds, "a ring of the queue lies outside the shared memory regions");
+  }
+  if (!v.aligned()) throw Error(ErrorCode::kInvalidArgument, "ring addresses are misaligned");
+  return v;
+}
+
+std::optional<EventFd> AdoptCopy(int fd) {
+  if (fd < 0) return std::nullopt;
+  return EventFd::Adopt(DupFd(fd));
+}
+
+void CheckLengths(const uint32_t* lengths, uint32_t count, uint32_t max_message) {
+  for (uint32_t i = 0; i < count; ++i) {
+    if (lengths[i] > max_message) {
+      throw Error(ErrorCode::kOversizedMessage, "message of " + std::to_string(lengths[i]) +
+                                                    " bytes exceeds maxMessage " + std::to_string(max_message));
+    }
+  }
+}
+
+// Writes a byte stream across the writable segments of consecutive chains, counting
+// what went into each chain (its used length).
+class ScatterWriter {
+ public:
+  explicit ScatterWriter(std::vector<Chain>& chains) : chains_(chains) {}
+
+  void Write(const uint8_t* src, uint64_t n) {
+    while (n > 0) {
+      Chain& c = chains_[chain_];
+      if (segment_ < c.num_readable) segment_ = c.num_readable;  // receive data never goes to readable parts
+      if (segment_ >= c.segments.size()) {
+        ++chain_;
+        segment_ = 0;
+        offset_ = 0;
+        continue;
+      }
+      Segment& s = c.segments[segment_];
+      const uint32_t room = s.len - offset_;
+      const uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(room, n));
+      std::memcpy(s.data + offset_, src, take);
+      src += take;
+      n -= take;
+      offset_ += take;
+      written_[chain_] += take;
+      if (offset_ == s.len) {
+        ++segment_;
+        offset_ = 0;
+      }
+    }
+  }
+
+  void Reset(uint32_t chains) {
+    chain_ = 0;
+    segment_ = 0;
+    offset_ = 0;
+    written_.assign(chains, 0);
+  }
+  uint32_t written(uint32_t chain) const { return written_[chain]; }
+
+ private:
+  std::vector<Chain>& chains_;
+  uint32_t chain_ = 0;
+  size_t segment_ = 0;
+  uint32_t offset_ = 0;
+  std::vector<uint32_t> written_;
+};
+
+}  // namespace
+
+DeviceQueuePair::DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, const RingAddresses& rx,
+                                 const RingAddresses& tx, const QueuePairConfig& config, uint16_t rx_base,
+                                 uint16_t tx_base, int rx_call_fd, int tx_call_fd)
+    : memory_(std::move(memory)),
+      config_(config),
+      rx_(TranslateRing(*memory_, rx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, rx_base),
+      tx_(TranslateRing(*memory_, tx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, tx_base),
+      rx_call_(AdoptCopy(rx_call_fd)),
+      tx_call_(AdoptCopy(tx_call_fd)) {
+  // Bounded like the layout the driver uses; the device only needs the limits.
+  ComputeQueuePairLayout(config);
+  chain_.segments.reserve(16);
+}
+
+void DeviceQueuePair::Call(std::optional<EventFd>& fd) {
+  if (!fd) return;
+  fd->Signal();
+  ++stats_.notifications_sent;
+}
+
+uint32_t DeviceQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count) {
+  if (out_capacity < config_.max_message) {
+    throw Error(ErrorCode::kInvalidArgument, "receive buffer must hold at least maxMessage bytes");
+  }
+  uint32_t count = 0;
+  uint64_t filled = 0;
+  while (count < max_count && tx_.Pop(&chain_)) {
+    if (chain_.readable_bytes < kNetHeaderSize) {
+      tx_.MarkBroken("shorter-than-header", "transmitted chain of " + std::to_string(chain_.readable_bytes) +
+                                                " bytes cannot hold the 12-byte net header");
+    }
+    const uint64_t payload = chain_.readable_bytes - kNetHeaderSize;
+    if (payload > config_.max_message) {
+      tx_.MarkBroken("message-too-large", "transmitted message of " + std::to_string(payload) +
+                                              " bytes exceeds maxMessage " + std::to_string(config_.max_message));
+    }
+    if (payload > out_capacity - filled) {
+      tx_.Unpop(1);
+      break;
+    }
+    uint8_t* dst = out + filled;
+    uint64_t skip = kNetHeaderSize;
+    for (uint32_t s = 0; s < chain_.num_readable; ++s) {
+      const Segment& seg = chain_.segments[s];
+      const uint64_t from = std::min<uint64_t>(skip, seg.len);
+      skip -= from;
+      const uint64_t n = seg.len - from;
+      if (n > 0) std::memcpy(dst, seg.data + from, n);
+      dst += n;
+    }
+    tx_.PushUsed(chain_.head, 0);
+    lengths[count++] = static_cast<uint32_t>(payload);
+    filled += payload;
+  }
+  if (count > 0) {
+    tx_.PublishUsed();
+    if (tx_.NeedCall()) Call(tx_call_);
+    stats_.messages_received += count;
+    stats_.bytes_received += filled;
+  }
+  return count;
+}
+
+uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uint32_t count) {
+  CheckLengths(lengths, count, config_.max_message);
+  ScatterWriter writer(chains_);
+  const uint8_t* src = data;
+  uint64_t bytes = 0;
+  uint32_t delivered = 0;
+  uint32_t i = 0;
+  for (; i < count; ++i) {
+    const uint32_t len = lengths[i];
+    const uint64_t total = uint64_t{len} + kNetHeaderSize;
+    uint32_t taken = 0;
+    uint64_t capacity = 0;
+    bool out_of_buffers = false;
+    while (capacity < total) {
+      if (taken == chains_.size()) chains_.emplace_back();
+      if (!rx_.Pop(&chains_[taken])) {
+        out_of_buffers = true;
+        break;
+      }
+      if (chains_[taken].writable_bytes == 0) {
+        rx_.MarkBroken("receive-buffer-not-writable", "receive chain has no device-writable buffer");
+      }
+      capacity += chains_[taken].writable_bytes;
+      ++taken;
+      if (!config_.mergeable) break;
+    }
+    if (out_of_buffers) {
+      rx_.Unpop(taken);
+      break;
+    }
+    if (capacity < total) {
+      // Without mergeable buffers a message must fit one chain; like a NIC, drop it.
+      rx_.Unpop(taken);
+      ++stats_.dropped;
+      src += len;
+      continue;
+    }
+    uint8_t header[kNetHeaderSize] = {};
+    const uint16_t num_buffers = static_cast<uint16_t>(config_.mergeable ? taken : 1);
+    std::memcpy(header + kNetHeaderNumBuffersOffset, &num_buffers, 2);
+    writer.Reset(taken);
+    writer.Write(header, kNetHeaderSize);
+    writer.Write(src, len);
+    for (uint32_t j = 0; j < taken; ++j) rx_.PushUsed(chains_[j].head, writer.written(j));
+    src += len;
+    bytes += len;
+    ++delivered;
+  }
+  if (delivered > 0) {
+    rx_.PublishUsed();
+    if (rx_.NeedCall()) Call(rx_call_);
+    stats_.messages_sent += delivered;
+    stats_.bytes_sent += bytes;
+  }
+  // Dropped messages count as handled: the caller must not resend them.
+  return i;
+}
+
+bool DeviceQueuePair::WaitReceivable(uint64_t budget_ns) {
+  return SpinUntil(budget_ns, [&] { return tx_.AvailPending() > 0; });
+}
+
+bool DeviceQueuePair::WaitSendable(uint64_t budget_ns) {
+  return SpinUntil(budget_ns, [&] { return rx_.AvailPending() > 0; });
+}
+
+}  // namespace vring

@@ -1,0 +1,3 @@
+#include "harness.h"
+
+int main() { return harness::RunAll(); }
