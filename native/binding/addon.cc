@@ -1,0 +1,24 @@
+// Entry point of the vring addon: one init per environment (main thread or worker).
+#include <napi.h>
+
+#include "js_error.h"
+
+namespace vring::binding {
+void InitRegion(Napi::Env env, Napi::Object exports);
+void InitPorts(Napi::Env env, Napi::Object exports);
+void InitEventFd(Napi::Env env, Napi::Object exports);
+void InitUnixSocket(Napi::Env env, Napi::Object exports);
+}  // namespace vring::binding
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  using namespace vring::binding;
+  env.SetInstanceData(new AddonData());
+  InitErrors(env, exports);
+  InitRegion(env, exports);
+  InitPorts(env, exports);
+  InitEventFd(env, exports);
+  InitUnixSocket(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(vring, Init)

@@ -1,0 +1,48 @@
+// A libuv poll watcher tied to a JS-facing handle object, with the lifetime rules libuv and
+// Node impose:
+//   * the uv_poll_t lives on the heap and is freed only in libuv's close callback, so it may
+//     outlive its owner (closing from a finalizer, or from inside its own callback, is safe);
+//   * it is unref'd from birth, so an idle watcher never keeps the process alive;
+//   * an async env cleanup hook closes it if the environment (main thread or worker) goes away
+//     first, and Node waits for the close callback before it destroys the loop. The hook and an
+//     explicit Close never both close the handle.
+// uv_close stops polling and removes the fd from epoll synchronously, so the owner may close
+// its fd right after Close().
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+namespace vring::binding {
+
+class PollHandle {
+ public:
+  // Called on the loop thread with libuv's status (< 0 is a -errno) and UV_READABLE/UV_WRITABLE.
+  using Callback = void (*)(void* owner, int status, int events);
+
+  // Throws vring::Error if libuv refuses the fd.
+  PollHandle(Napi::Env env, int fd, Callback callback, void* owner);
+  ~PollHandle() { Close(); }
+  PollHandle(const PollHandle&) = delete;
+  PollHandle& operator=(const PollHandle&) = delete;
+
+  // Polls for `events` (0 stops polling; a stopped handle never keeps the loop alive).
+  void SetEvents(int events);
+  int events() const { return events_; }
+  // Whether an active watcher keeps the event loop (and so the process) alive.
+  void SetRef(bool ref);
+  // Idempotent. Afterwards no callback is made and SetEvents/SetRef do nothing.
+  void Close();
+  bool closed() const { return slot_ == nullptr; }
+
+ private:
+  struct Slot;
+  static void OnPoll(uv_poll_t* poll, int status, int events);
+  static void OnClosed(uv_handle_t* handle);
+  static void OnEnvTeardown(napi_async_cleanup_hook_handle hook, void* arg);
+
+  Slot* slot_ = nullptr;
+  int events_ = 0;
+};
+
+}  // namespace vring::binding

@@ -1,0 +1,269 @@
+// JS handles for the two ends of a queue pair. Both share one template: the batch data
+// path (send/receive with an optional spin budget), notification arming, stats, close.
+// One call moves a whole batch; nothing here runs per message except length checks.
+#include <napi.h>
+
+#include <optional>
+#include <string>
+
+#include "args.h"
+#include "js_error.h"
+#include "region_wrap.h"
+#include "vring/device_queue_pair.h"
+#include "vring/driver_queue_pair.h"
+#include "vring/spin_wait.h"
+
+namespace vring::binding {
+
+namespace {
+
+QueuePairConfig ArgConfig(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject()) throw ToJsError(env, ErrorCode::kInvalidArgument, "config must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  QueuePairConfig c;
+  c.queue_size = ArgU32(env, o.Get("queueSize"), "queueSize");
+  c.buffer_size = ArgU32(env, o.Get("bufferSize"), "bufferSize");
+  c.max_message = ArgU32(env, o.Get("maxMessage"), "maxMessage");
+  c.event_idx = o.Get("eventIdx").ToBoolean().Value();
+  c.mergeable = o.Get("mergeable").ToBoolean().Value();
+  return c;
+}
+
+int ArgOptionalFd(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (v.IsUndefined() || v.IsNull()) return -1;
+  return ArgFd(env, v, name);
+}
+
+RingAddresses ArgRing(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (!v.IsObject()) throw ToJsError(env, ErrorCode::kInvalidArgument, std::string(name) + " must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  return {ArgU64(env, o.Get("desc"), "desc"), ArgU64(env, o.Get("avail"), "avail"), ArgU64(env, o.Get("used"), "used")};
+}
+
+Napi::Object RingToJs(Napi::Env env, const RingAddresses& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("desc", Napi::BigInt::New(env, r.desc));
+  o.Set("avail", Napi::BigInt::New(env, r.avail));
+  o.Set("used", Napi::BigInt::New(env, r.used));
+  return o;
+}
+
+// The bytes of the first `count` messages starting at lengths[start]; checks that they lie
+// inside `available` so a wrong length array cannot make us read past the JS buffer.
+uint64_t BatchBytes(Napi::Env env, const uint32_t* lengths, uint32_t count, uint64_t available) {
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < count; ++i) total += lengths[i];
+  if (total > available) throw ToJsError(env, ErrorCode::kInvalidArgument, "message lengths exceed the data buffer");
+  return total;
+}
+
+}  // namespace
+
+template <typename Pair>
+class PortWrap : public Napi::ObjectWrap<PortWrap<Pair>> {
+ public:
+  using Base = Napi::ObjectWrap<PortWrap<Pair>>;
+
+  static Napi::Function Define(Napi::Env env, const char* name) {
+    std::vector<typename Base::PropertyDescriptor> props = {
+        Base::template InstanceMethod<&PortWrap::Send>("send"),
+        Base::template InstanceMethod<&PortWrap::Receive>("receive"),
+        Base::template InstanceMethod<&PortWrap::ArmReceive>("armReceive"),
+        Base::template InstanceMethod<&PortWrap::DisarmReceive>("disarmReceive"),
+        Base::template InstanceMethod<&PortWrap::ArmSend>("armSend"),
+        Base::template InstanceMethod<&PortWrap::DisarmSend>("disarmSend"),
+        Base::template InstanceMethod<&PortWrap::Stats>("stats"),
+        Base::template InstanceMethod<&PortWrap::Info>("info"),
+        Base::template InstanceMethod<&PortWrap::Close>("close"),
+        Base::template InstanceAccessor<&PortWrap::Broken>("broken"),
+    };
+    return Base::DefineClass(env, name, props);
+  }
+
+  explicit PortWrap(const Napi::CallbackInfo& info) : Base(info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Make(info);
+    VRING_CATCH(env)
+  }
+
+ private:
+  void Make(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+
+  Pair& Open(Napi::Env env) {
+    if (!pair_) throw ToJsError(env, ErrorCode::kClosed, "queue pair is closed");
+    return *pair_;
+  }
+
+  // send(data, byteOffset, lengths, start, count, spinNs) -> messages accepted
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    const Bytes data = ArgBytes(env, info[0], "data");
+    const uint64_t offset = ArgU64(env, info[1], "byteOffset");
+    size_t nlengths = 0;
+    const uint32_t* lengths = ArgU32Array(env, info[2], "lengths", &nlengths);
+    const uint32_t start = ArgU32(env, info[3], "start");
+    const uint32_t count = ArgU32(env, info[4], "count");
+    const uint64_t spin_ns = ArgU64(env, info[5], "spinNs");
+    if (start > nlengths || count > nlengths - start) {
+      throw Error(ErrorCode::kInvalidArgument, "start + count exceeds the lengths array");
+    }
+    if (offset > data.size) throw Error(ErrorCode::kInvalidArgument, "byteOffset is beyond the data buffer");
+    lengths += start;
+    BatchBytes(env, lengths, count, data.size - offset);
+    const uint8_t* at = data.data + offset;
+    uint32_t sent = 0;
+    const uint64_t deadline = spin_ns ? MonotonicNanos() + spin_ns : 0;
+    for (;;) {
+      const uint32_t n = pair.Send(at, lengths + sent, count - sent);
+      at += BatchBytes(env, lengths + sent, n, UINT64_MAX);
+      sent += n;
+      if (sent == count || spin_ns == 0) break;
+      const uint64_t now = MonotonicNanos();
+      if (now >= deadline || !pair.WaitSendable(deadline - now)) break;
+    }
+    return Napi::Number::New(env, sent);
+    VRING_CATCH(env)
+  }
+
+  // receive(out, lengths, maxCount, spinNs) -> messages received
+  Napi::Value Receive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    const Bytes out = ArgBytes(env, info[0], "out");
+    size_t nlengths = 0;
+    uint32_t* lengths = ArgU32Array(env, info[1], "lengths", &nlengths);
+    uint32_t max_count = ArgU32(env, info[2], "maxCount");
+    const uint64_t spin_ns = ArgU64(env, info[3], "spinNs");
+    if (max_count > nlengths) max_count = static_cast<uint32_t>(nlengths);
+    uint32_t n = pair.Receive(out.data, out.size, lengths, max_count);
+    if (n == 0 && spin_ns > 0 && pair.WaitReceivable(spin_ns)) n = pair.Receive(out.data, out.size, lengths, max_count);
+    return Napi::Number::New(env, n);
+    VRING_CATCH(env)
+  }
+
+  Napi::Value ArmReceive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    return Napi::Boolean::New(env, Open(env).ArmReceive());
+    VRING_CATCH(env)
+  }
+  Napi::Value DisarmReceive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Open(env).DisarmReceive();
+    return env.Undefined();
+    VRING_CATCH(env)
+  }
+  Napi::Value ArmSend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    return Napi::Boolean::New(env, Open(env).ArmSend());
+    VRING_CATCH(env)
+  }
+  Napi::Value DisarmSend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Open(env).DisarmSend();
+    return env.Undefined();
+    VRING_CATCH(env)
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const PortStats& s = Open(env).stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("messagesSent", Napi::Number::New(env, static_cast<double>(s.messages_sent)));
+    o.Set("bytesSent", Napi::Number::New(env, static_cast<double>(s.bytes_sent)));
+    o.Set("messagesReceived", Napi::Number::New(env, static_cast<double>(s.messages_received)));
+    o.Set("bytesReceived", Napi::Number::New(env, static_cast<double>(s.bytes_received)));
+    o.Set("notificationsSent", Napi::Number::New(env, static_cast<double>(s.notifications_sent)));
+    o.Set("dropped", Napi::Number::New(env, static_cast<double>(s.dropped)));
+    return o;
+  }
+
+  Napi::Value Broken(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), pair_ && pair_->broken());
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    pair_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::optional<Pair> pair_;
+};
+
+// new NativeDriverQueuePair(region, offset, guestBase, config, rxKickFd, txKickFd)
+template <>
+void PortWrap<DriverQueuePair>::Make(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SharedRegion& region = RegionWrap::FromValue(env, info[0]);
+  pair_.emplace(region.mapping(), ArgU64(env, info[1], "offset"), ArgU64(env, info[2], "guestBase"),
+                ArgConfig(env, info[3]), ArgOptionalFd(env, info[4], "rxKickFd"), ArgOptionalFd(env, info[5], "txKickFd"));
+}
+
+template <>
+Napi::Value PortWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DriverQueuePair& pair = Open(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("rx", RingToJs(env, pair.rx_addresses()));
+  o.Set("tx", RingToJs(env, pair.tx_addresses()));
+  o.Set("bytes", Napi::Number::New(env, static_cast<double>(pair.layout().total_bytes)));
+  return o;
+}
+
+// new NativeDeviceQueuePair(regions: {region, guestAddress, userAddress}[], rx, tx, config,
+//                           rxBase, txBase, rxCallFd, txCallFd)
+template <>
+void PortWrap<DeviceQueuePair>::Make(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Error(ErrorCode::kInvalidArgument, "regions must be an array");
+  Napi::Array regions = info[0].As<Napi::Array>();
+  auto memory = std::make_shared<MemoryTable>();
+  for (uint32_t i = 0; i < regions.Length(); ++i) {
+    Napi::Value entry = regions.Get(i);
+    if (!entry.IsObject()) throw Error(ErrorCode::kInvalidArgument, "each region entry must be an object");
+    Napi::Object o = entry.As<Napi::Object>();
+    SharedRegion& region = RegionWrap::FromValue(env, o.Get("region"));
+    memory->Add(ArgU64(env, o.Get("guestAddress"), "guestAddress"), ArgU64(env, o.Get("userAddress"), "userAddress"),
+                region.size(), region.mapping());
+  }
+  const uint64_t rx_base = ArgU64(env, info[4], "rxBase");
+  const uint64_t tx_base = ArgU64(env, info[5], "txBase");
+  if (rx_base > 0xffff || tx_base > 0xffff) throw Error(ErrorCode::kInvalidArgument, "ring bases are 16-bit");
+  pair_.emplace(std::move(memory), ArgRing(env, info[1], "rx"), ArgRing(env, info[2], "tx"), ArgConfig(env, info[3]),
+                static_cast<uint16_t>(rx_base), static_cast<uint16_t>(tx_base), ArgOptionalFd(env, info[6], "rxCallFd"),
+                ArgOptionalFd(env, info[7], "txCallFd"));
+}
+
+template <>
+Napi::Value PortWrap<DeviceQueuePair>::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceQueuePair& pair = Open(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("rxLastAvail", Napi::Number::New(env, pair.rx_last_avail()));
+  o.Set("txLastAvail", Napi::Number::New(env, pair.tx_last_avail()));
+  return o;
+}
+
+// queuePairBytes(config) -> bytes a driver's region needs for this geometry (validates it).
+static Napi::Value QueuePairBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  VRING_TRY
+  return Napi::Number::New(env, static_cast<double>(ComputeQueuePairLayout(ArgConfig(env, info[0])).total_bytes));
+  VRING_CATCH(env)
+}
+
+void InitPorts(Napi::Env env, Napi::Object exports) {
+  exports.Set("queuePairBytes", Napi::Function::New(env, QueuePairBytes, "queuePairBytes"));
+  exports.Set("DriverQueuePair", PortWrap<DriverQueuePair>::Define(env, "NativeDriverQueuePair"));
+  exports.Set("DeviceQueuePair", PortWrap<DeviceQueuePair>::Define(env, "NativeDeviceQueuePair"));
+}
+
+}  // namespace vring::binding

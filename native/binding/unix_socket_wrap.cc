@@ -1,0 +1,565 @@
+// JS handles for fd-passing Unix stream sockets: a listener that hands out connections, and a
+// connection that reads framed messages (with their fds) and writes them, queueing whatever the
+// socket buffer cannot take yet. Readiness comes from uv_poll; every crossing into JS goes
+// through MakeCallback so promise continuations run before control returns to libuv.
+#include <napi.h>
+
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "js_error.h"
+#include "poll_handle.h"
+#include "vring/unix_socket.h"
+
+namespace vring::binding {
+
+namespace {
+
+// Framing of one connection. With add_header the binding writes the header on send and strips
+// it on receive, so JS deals in payloads; without it JS sends and receives whole frames.
+struct ConnectionConfig {
+  vring::FramingOptions framing;
+  bool add_header = false;
+};
+
+// Messages handed to JS per readiness callback before yielding back to libuv, so one busy
+// connection cannot starve the rest of the loop (uv_poll is level-triggered: it fires again).
+constexpr int kMaxMessagesPerWakeup = 64;
+constexpr int kMaxAcceptsPerWakeup = 64;
+
+// Per-environment state: the connection class, which listeners and connect() instantiate.
+struct SocketEnv {
+  Napi::FunctionReference connection_ctor;
+};
+
+// Handed to the connection constructor through an External, so an fd never travels as a bare
+// number that JS could drop.
+struct ConnectionInit {
+  vring::UniqueFd fd;
+  ConnectionConfig config;
+};
+
+uint32_t ToU32(Napi::Env env, Napi::Value v, const char* name, uint32_t fallback) {
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(name) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d)))
+    throw ToJsError(env, vring::ErrorCode::kInvalidArgument,
+                    std::string(name) + " must be an integer in [0, 2^32)");
+  return static_cast<uint32_t>(d);
+}
+
+// { maxPayload, headerSize, lengthOffset, addHeader } with the vhost-user defaults.
+ConnectionConfig ParseConfig(Napi::Env env, Napi::Value v) {
+  ConnectionConfig c;
+  if (v.IsUndefined()) return c;
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  c.framing.max_payload = ToU32(env, o.Get("maxPayload"), "maxPayload", 4096);
+  c.framing.header_size = ToU32(env, o.Get("headerSize"), "headerSize", 12);
+  c.framing.length_offset = ToU32(env, o.Get("lengthOffset"), "lengthOffset", 8);
+  c.add_header = o.Get("addHeader").ToBoolean();
+  VRING_TRY
+  vring::ValidateFraming(c.framing);
+  VRING_CATCH(env)
+  return c;
+}
+
+std::string ToPath(Napi::Env env, Napi::Value v) {
+  if (!v.IsString()) throw Napi::TypeError::New(env, "path must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// Runs `fn(args)` as an event callback: a throw becomes an uncaught exception in JS.
+void Emit(Napi::Env env, const Napi::FunctionReference& fn, napi_value recv,
+          std::initializer_list<napi_value> args) {
+  if (fn.IsEmpty()) return;
+  try {
+    Napi::Function f = fn.Value();
+    f.MakeCallback(recv, args);
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "UnixConnection",
+                       {
+                           InstanceAccessor<&ConnectionWrap::GetClosed>("closed"),
+                           InstanceAccessor<&ConnectionWrap::GetQueued>("queuedSends"),
+                           InstanceMethod<&ConnectionWrap::Start>("start"),
+                           InstanceMethod<&ConnectionWrap::Pause>("pause"),
+                           InstanceMethod<&ConnectionWrap::Resume>("resume"),
+                           InstanceMethod<&ConnectionWrap::Send>("send"),
+                           InstanceMethod<&ConnectionWrap::Ref>("ref"),
+                           InstanceMethod<&ConnectionWrap::Unref>("unref"),
+                           InstanceMethod<&ConnectionWrap::Close>("close"),
+                       });
+  }
+
+  explicit ConnectionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ConnectionWrap>(info) {
+    if (info.Length() < 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(),
+                                 "UnixConnection cannot be constructed directly; use unixConnect()");
+    auto* init = info[0].As<Napi::External<ConnectionInit>>().Data();
+    config_ = init->config;
+    fd_ = std::move(init->fd);
+    reader_ = std::make_unique<vring::MessageReader>(fd_.get(), config_.framing);
+  }
+
+  ~ConnectionWrap() override { poll_.reset(); }
+
+ private:
+  struct Outgoing {
+    std::vector<uint8_t> bytes;
+    std::vector<vring::UniqueFd> fds;  // our duplicates; empty once the first byte went out
+    size_t offset = 0;
+  };
+
+  void RequireOpen(Napi::Env env) const {
+    if (!fd_.valid()) throw ToJsError(env, vring::ErrorCode::kClosed, "socket is closed");
+  }
+
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), !fd_.valid());
+  }
+
+  Napi::Value GetQueued(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(queue_.size()));
+  }
+
+  // start(onMessage(data, fds), onClose(error), onDrain())
+  void Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (!info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction())
+      throw Napi::TypeError::New(env, "start expects (onMessage, onClose, onDrain)");
+    if (started_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "socket already started");
+    on_message_ = Napi::Persistent(info[0].As<Napi::Function>());
+    on_close_ = Napi::Persistent(info[1].As<Napi::Function>());
+    on_drain_ = Napi::Persistent(info[2].As<Napi::Function>());
+    started_ = true;
+    reading_ = true;
+    VRING_TRY
+    UpdatePoll();
+    VRING_CATCH(env)
+  }
+
+  void Pause(const Napi::CallbackInfo& info) {
+    RequireOpen(info.Env());
+    reading_ = false;
+    VRING_TRY
+    UpdatePoll();
+    VRING_CATCH(info.Env())
+  }
+
+  void Resume(const Napi::CallbackInfo& info) {
+    RequireOpen(info.Env());
+    reading_ = started_;
+    VRING_TRY
+    UpdatePoll();
+    VRING_CATCH(info.Env())
+  }
+
+  void Ref(const Napi::CallbackInfo& info) {
+    RequireOpen(info.Env());
+    ref_ = true;
+    if (poll_) poll_->SetRef(true);
+  }
+
+  void Unref(const Napi::CallbackInfo& info) {
+    RequireOpen(info.Env());
+    ref_ = false;
+    if (poll_) poll_->SetRef(false);
+  }
+
+  void Close(const Napi::CallbackInfo&) { CloseImpl(); }
+
+  // send(data, fds?) -> true when it all went out now, false when queued (onDrain follows).
+  // The caller keeps its fds: queued messages hold duplicates.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (!info[0].IsTypedArray() && !info[0].IsArrayBuffer())
+      throw Napi::TypeError::New(env, "data must be a Uint8Array");
+    const uint8_t* data;
+    size_t len;
+    if (info[0].IsArrayBuffer()) {
+      auto ab = info[0].As<Napi::ArrayBuffer>();
+      data = static_cast<const uint8_t*>(ab.Data());
+      len = ab.ByteLength();
+    } else {
+      auto ta = info[0].As<Napi::TypedArray>();
+      data = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      len = ta.ByteLength();
+    }
+    std::vector<int> fds;
+    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+      if (!info[1].IsArray()) throw Napi::TypeError::New(env, "fds must be an array of numbers");
+      auto arr = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        Napi::Value v = arr.Get(i);
+        const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= 0 && d <= 0x7fffffff) || d != static_cast<int>(d))
+          throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "fds must be non-negative integers");
+        fds.push_back(static_cast<int>(d));
+      }
+    }
+    VRING_TRY
+    return Napi::Boolean::New(env, SendImpl(data, len, fds));
+    VRING_CATCH(env)
+  }
+
+  bool SendImpl(const uint8_t* data, size_t len, const std::vector<int>& fds) {
+    const vring::FramingOptions& f = config_.framing;
+    if (fds.size() > vring::kMaxFdsPerMessage)
+      throw vring::Error(vring::ErrorCode::kInvalidArgument,
+                         "at most " + std::to_string(vring::kMaxFdsPerMessage) +
+                             " fds can travel with one message");
+    uint8_t header[4096];
+    iovec iov[2];
+    size_t iovcnt;
+    size_t payload;
+    if (config_.add_header) {
+      payload = len;
+      std::memset(header, 0, f.header_size);
+      const uint32_t n = static_cast<uint32_t>(len);
+      std::memcpy(header + f.length_offset, &n, sizeof n);
+      iov[0] = {header, f.header_size};
+      iov[1] = {const_cast<uint8_t*>(data), len};
+      iovcnt = 2;
+    } else {
+      if (len < f.header_size)
+        throw vring::Error(vring::ErrorCode::kInvalidArgument,
+                           "a frame must start with its " + std::to_string(f.header_size) +
+                               "-byte header");
+      uint32_t n;
+      std::memcpy(&n, data + f.length_offset, sizeof n);
+      payload = len - f.header_size;
+      if (n != payload)
+        throw vring::Error(vring::ErrorCode::kInvalidArgument,
+                           "the frame's length field says " + std::to_string(n) + " bytes but " +
+                               std::to_string(payload) + " follow the header");
+      iov[0] = {const_cast<uint8_t*>(data), len};
+      iovcnt = 1;
+    }
+    if (payload > f.max_payload)
+      throw vring::Error(vring::ErrorCode::kOversizedMessage,
+                         "message payload of " + std::to_string(payload) +
+                             " bytes exceeds the limit of " + std::to_string(f.max_payload));
+
+    size_t sent = 0;
+    if (queue_.empty()) {
+      if (vring::SendMessageV(fd_.get(), iov, iovcnt, fds.data(), fds.size(), &sent) ==
+          vring::SendStatus::kComplete)
+        return true;
+    }
+    // Queue the unsent tail. If not one byte went out, the fds did not either: keep duplicates,
+    // since the caller may close its fds as soon as this returns.
+    Outgoing out;
+    size_t total = 0;
+    for (size_t i = 0; i < iovcnt; ++i) total += iov[i].iov_len;
+    out.bytes.reserve(total - sent);
+    size_t skip = sent;
+    for (size_t i = 0; i < iovcnt; ++i) {
+      const auto* base = static_cast<const uint8_t*>(iov[i].iov_base);
+      const size_t n = iov[i].iov_len;
+      if (skip >= n) {
+        skip -= n;
+        continue;
+      }
+      out.bytes.insert(out.bytes.end(), base + skip, base + n);
+      skip = 0;
+    }
+    if (sent == 0)
+      for (int fd : fds) out.fds.push_back(vring::DupFd(fd));
+    queue_.push_back(std::move(out));
+    UpdatePoll();
+    return false;
+  }
+
+  void UpdatePoll() {
+    if (!fd_.valid()) return;
+    const int events = (reading_ ? UV_READABLE : 0) | (queue_.empty() ? 0 : UV_WRITABLE);
+    if (events != 0 && !poll_) {
+      poll_ = std::make_unique<PollHandle>(Env(), fd_.get(), &ConnectionWrap::OnPoll, this);
+      poll_->SetRef(ref_);
+    }
+    if (poll_) poll_->SetEvents(events);
+    // Pinned while JS may still get a callback, so GC cannot silently drop a live connection.
+    const bool pin = started_ || !queue_.empty();
+    if (pin && !pinned_) {
+      ObjectWrap::Ref();
+      pinned_ = true;
+    } else if (!pin && pinned_) {
+      pinned_ = false;
+      ObjectWrap::Unref();
+    }
+  }
+
+  void CloseImpl() {
+    if (!fd_.valid()) return;
+    poll_.reset();
+    fd_.reset();
+    reader_.reset();
+    queue_.clear();
+    on_message_.Reset();
+    on_close_.Reset();
+    on_drain_.Reset();
+    if (pinned_) {
+      pinned_ = false;
+      ObjectWrap::Unref();
+    }
+  }
+
+  // Closes the connection and reports why through onClose.
+  void Fail(Napi::Env env, const vring::Error& error) {
+    Napi::Value js_error = ToJsError(env, error).Value();
+    Napi::FunctionReference on_close = std::move(on_close_);
+    Napi::Object self = Value();  // keeps the object alive after CloseImpl unpins it
+    CloseImpl();
+    Emit(env, on_close, self, {js_error});
+  }
+
+  static void OnPoll(void* owner, int status, int events) {
+    auto* self = static_cast<ConnectionWrap*>(owner);
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Object keep = self->Value();  // alive even if a callback closes (and unpins) it
+    static_cast<void>(keep);
+    if (status < 0) {
+      self->Fail(env, vring::Error(vring::ErrorCode::kSystem,
+                                   std::string("socket poll failed: ") + uv_strerror(status),
+                                   -status, "uv_poll"));
+      return;
+    }
+    if (events & UV_WRITABLE) self->Flush(env);
+    if ((events & UV_READABLE) && self->fd_.valid()) self->ReadMessages(env);
+  }
+
+  void Flush(Napi::Env env) {
+    try {
+      while (!queue_.empty()) {
+        Outgoing& o = queue_.front();
+        std::vector<int> raw;
+        for (auto& fd : o.fds) raw.push_back(fd.get());
+        size_t sent = 0;
+        auto status = vring::SendMessage(fd_.get(), o.bytes.data() + o.offset,
+                                         o.bytes.size() - o.offset, raw.data(), raw.size(), &sent);
+        o.offset += sent;
+        if (sent > 0) o.fds.clear();
+        if (status == vring::SendStatus::kWouldBlock) return;
+        queue_.pop_front();
+      }
+      UpdatePoll();
+    } catch (const vring::Error& e) {
+      Fail(env, e);
+      return;
+    }
+    Emit(env, on_drain_, Value(), {});
+  }
+
+  void ReadMessages(Napi::Env env) {
+    for (int i = 0; i < kMaxMessagesPerWakeup && reading_ && fd_.valid(); ++i) {
+      vring::Message m;
+      vring::ReadStatus status;
+      try {
+        status = reader_->Read(&m);
+      } catch (const vring::Error& e) {
+        Fail(env, e);
+        return;
+      }
+      if (status == vring::ReadStatus::kWouldBlock) return;
+      if (status == vring::ReadStatus::kEof) {
+        Fail(env, vring::Error(vring::ErrorCode::kPeerDisconnected, "the peer closed the connection"));
+        return;
+      }
+      Napi::HandleScope scope(env);
+      const size_t skip = config_.add_header ? config_.framing.header_size : 0;
+      Napi::Buffer<uint8_t> data =
+          Napi::Buffer<uint8_t>::Copy(env, m.bytes.data() + skip, m.bytes.size() - skip);
+      Napi::Array fds = Napi::Array::New(env, m.fds.size());
+      // From here JS owns the fds.
+      for (size_t k = 0; k < m.fds.size(); ++k)
+        fds.Set(static_cast<uint32_t>(k), Napi::Number::New(env, m.fds[k].release()));
+      Emit(env, on_message_, Value(), {data, fds});
+    }
+  }
+
+  ConnectionConfig config_;
+  vring::UniqueFd fd_;
+  std::unique_ptr<vring::MessageReader> reader_;
+  std::deque<Outgoing> queue_;
+  std::unique_ptr<PollHandle> poll_;
+  Napi::FunctionReference on_message_, on_close_, on_drain_;
+  bool started_ = false;
+  bool reading_ = false;
+  bool ref_ = false;
+  bool pinned_ = false;
+};
+
+Napi::Object NewConnection(Napi::Env env, SocketEnv* senv, vring::UniqueFd fd,
+                           const ConnectionConfig& config) {
+  ConnectionInit init{std::move(fd), config};
+  Napi::Object conn = senv->connection_ctor.New({Napi::External<ConnectionInit>::New(env, &init)});
+  return conn;  // on a throw `init` still owns the fd and closes it
+}
+
+// unixConnect(path, options) -> UnixConnection
+Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* senv = static_cast<SocketEnv*>(info.Data());
+  const std::string path = ToPath(env, info[0]);
+  const ConnectionConfig config = ParseConfig(env, info[1]);
+  VRING_TRY
+  return NewConnection(env, senv, vring::ConnectUnix(path), config);
+  VRING_CATCH(env)
+}
+
+class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env, SocketEnv* senv) {
+    return DefineClass(env, "UnixListener",
+                       {
+                           InstanceAccessor<&ListenerWrap::GetClosed>("closed"),
+                           InstanceMethod<&ListenerWrap::Start>("start"),
+                           InstanceMethod<&ListenerWrap::Ref>("ref"),
+                           InstanceMethod<&ListenerWrap::Unref>("unref"),
+                           InstanceMethod<&ListenerWrap::Close>("close"),
+                       },
+                       senv);
+  }
+
+  // new UnixListener(path, backlog, connectionOptions)
+  explicit ListenerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ListenerWrap>(info) {
+    Napi::Env env = info.Env();
+    senv_ = static_cast<SocketEnv*>(info.Data());
+    path_ = ToPath(env, info[0]);
+    const uint32_t backlog = ToU32(env, info[1], "backlog", 128);
+    config_ = ParseConfig(env, info[2]);
+    VRING_TRY
+    fd_ = vring::ListenUnix(path_, static_cast<int>(backlog < 0x7fffffff ? backlog : 0x7fffffff),
+                            &file_id_);
+    VRING_CATCH(env)
+  }
+
+  ~ListenerWrap() override { CloseImpl(); }
+
+ private:
+  void RequireOpen(Napi::Env env) const {
+    if (!fd_.valid()) throw ToJsError(env, vring::ErrorCode::kClosed, "listener is closed");
+  }
+
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), !fd_.valid());
+  }
+
+  // start(onConnection(connection), onError(error))
+  void Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (!info[0].IsFunction() || !info[1].IsFunction())
+      throw Napi::TypeError::New(env, "start expects (onConnection, onError)");
+    if (poll_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "listener already started");
+    VRING_TRY
+    poll_ = std::make_unique<PollHandle>(env, fd_.get(), &ListenerWrap::OnPoll, this);
+    poll_->SetRef(ref_);
+    poll_->SetEvents(UV_READABLE);
+    VRING_CATCH(env)
+    on_connection_ = Napi::Persistent(info[0].As<Napi::Function>());
+    on_error_ = Napi::Persistent(info[1].As<Napi::Function>());
+    ObjectWrap::Ref();
+    pinned_ = true;
+  }
+
+  void Ref(const Napi::CallbackInfo& info) {
+    RequireOpen(info.Env());
+    ref_ = true;
+    if (poll_) poll_->SetRef(true);
+  }
+
+  void Unref(const Napi::CallbackInfo& info) {
+    RequireOpen(info.Env());
+    ref_ = false;
+    if (poll_) poll_->SetRef(false);
+  }
+
+  void Close(const Napi::CallbackInfo&) {
+    CloseImpl();
+    on_connection_.Reset();
+    on_error_.Reset();
+    if (pinned_) {
+      pinned_ = false;
+      ObjectWrap::Unref();
+    }
+  }
+
+  void CloseImpl() {
+    if (!fd_.valid()) return;
+    // Unlink while still bound: the open socket pins the file's identity (see UnlinkSocketFile).
+    vring::UnlinkSocketFile(path_, file_id_);
+    poll_.reset();
+    fd_.reset();
+  }
+
+  static void OnPoll(void* owner, int status, int) {
+    auto* self = static_cast<ListenerWrap*>(owner);
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Object keep = self->Value();
+    try {
+      if (status < 0)
+        throw vring::Error(vring::ErrorCode::kSystem,
+                           std::string("listener poll failed: ") + uv_strerror(status), -status,
+                           "uv_poll");
+      for (int i = 0; i < kMaxAcceptsPerWakeup && self->fd_.valid(); ++i) {
+        vring::UniqueFd fd = vring::AcceptUnix(self->fd_.get());
+        if (!fd.valid()) return;
+        Napi::HandleScope inner(env);
+        Napi::Object conn = NewConnection(env, self->senv_, std::move(fd), self->config_);
+        Emit(env, self->on_connection_, keep, {conn});
+      }
+    } catch (const vring::Error& e) {
+      // accept4 failed (e.g. EMFILE): a level-triggered poll would spin, so the listener stops.
+      Napi::Value js_error = ToJsError(env, e).Value();
+      Napi::FunctionReference on_error = std::move(self->on_error_);
+      self->CloseImpl();
+      self->on_connection_.Reset();
+      if (self->pinned_) {
+        self->pinned_ = false;
+        self->ObjectWrap::Unref();
+      }
+      Emit(env, on_error, keep, {js_error});
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  SocketEnv* senv_ = nullptr;
+  std::string path_;
+  ConnectionConfig config_;
+  vring::SocketFileId file_id_;
+  vring::UniqueFd fd_;
+  std::unique_ptr<PollHandle> poll_;
+  Napi::FunctionReference on_connection_, on_error_;
+  bool ref_ = false;
+  bool pinned_ = false;
+};
+
+}  // namespace
+
+void InitUnixSocket(Napi::Env env, Napi::Object exports) {
+  auto* senv = new SocketEnv();
+  senv->connection_ctor = Napi::Persistent(ConnectionWrap::Define(env));
+  env.AddCleanupHook([senv]() { delete senv; });
+  exports.Set("UnixConnection", senv->connection_ctor.Value());
+  exports.Set("UnixListener", ListenerWrap::Define(env, senv));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect", senv));
+}
+
+}  // namespace vring::binding
