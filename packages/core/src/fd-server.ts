@@ -1,0 +1,129 @@
+import { VringError } from './errors.js';
+import {
+  FdSocket,
+  type FdSocketOptions,
+  type Framing,
+  framingFor,
+  type NativeConnection,
+} from './fd-socket.js';
+import { native } from './native.js';
+import type { WaitOptions } from './queue-pair-end.js';
+import { WaiterQueue } from './waiter-queue.js';
+
+/** @internal */
+interface NativeListener {
+  readonly closed: boolean;
+  start(onConnection: (conn: NativeConnection) => void, onError: (error: VringError) => void): void;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+const NativeListenerClass = native.UnixListener as new (
+  path: string,
+  backlog: number,
+  framing: Framing,
+) => NativeListener;
+
+/** Accepted connections held for a later {@link FdServer.accept} before new ones are refused. */
+const MAX_UNACCEPTED = 128;
+
+/**
+ * A listening Unix stream socket that hands out {@link FdSocket}s.
+ *
+ * Closing the server removes its socket file (only if it is still the file it created). A
+ * server keeps the process alive only while an {@link FdServer.accept} is pending.
+ *
+ * @public
+ */
+export class FdServer implements AsyncDisposable {
+  /** The path (or `@abstract` name) it listens on. */
+  readonly path: string;
+
+  readonly #listener: NativeListener;
+  readonly #backlog: FdSocket[] = [];
+  readonly #acceptors = new WaiterQueue<FdSocket>(() => this.#updateRef());
+  #failure: VringError | undefined;
+  #done = false;
+  #referenced = false;
+
+  private constructor(path: string, listener: NativeListener) {
+    this.path = path;
+    this.#listener = listener;
+    listener.start(
+      (conn) => this.#onConnection(new FdSocket(conn)),
+      (error) => this.#finish(error),
+    );
+    listener.unref();
+  }
+
+  /**
+   * Listens at `path`. A stale socket file nobody listens on is replaced; a live one fails
+   * with `ERR_VRING_SYSTEM` (errno `EADDRINUSE`). A path starting with `@` is a Linux
+   * abstract socket name. `options` apply to every accepted socket.
+   */
+  static async listen(path: string, options: FdSocketOptions = {}): Promise<FdServer> {
+    return new FdServer(path, new NativeListenerClass(path, 128, framingFor(options)));
+  }
+
+  /** Waits for the next connection. Rejects with `ERR_VRING_CLOSED` once the server closes. */
+  accept(options: WaitOptions = {}): Promise<FdSocket> {
+    const ready = this.#backlog.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.#done) {
+      return Promise.reject(
+        this.#failure ?? new VringError('ERR_VRING_CLOSED', 'server is closed'),
+      );
+    }
+    return this.#acceptors.wait(options.signal);
+  }
+
+  /** Yields connections as they arrive, until the server closes. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<FdSocket, void, undefined> {
+    for (;;) {
+      try {
+        yield await this.accept();
+      } catch (error) {
+        if (error instanceof VringError && error.code === 'ERR_VRING_CLOSED') return;
+        throw error;
+      }
+    }
+  }
+
+  /** Stops listening and removes the socket file. Connections already accepted stay open. */
+  close(): void {
+    this.#finish(undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  #onConnection(socket: FdSocket): void {
+    if (this.#acceptors.resolveOne(socket)) return;
+    if (this.#backlog.length < MAX_UNACCEPTED) {
+      this.#backlog.push(socket);
+    } else {
+      socket.close(); // nobody is accepting: refuse rather than hold fds without bound
+    }
+  }
+
+  #updateRef(): void {
+    if (this.#done) return;
+    const hold = this.#acceptors.size > 0;
+    if (hold === this.#referenced) return;
+    this.#referenced = hold;
+    if (hold) this.#listener.ref();
+    else this.#listener.unref();
+  }
+
+  #finish(error: VringError | undefined): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#failure = error;
+    this.#listener.close();
+    for (const socket of this.#backlog.splice(0)) socket.close();
+    const reason = error ?? new VringError('ERR_VRING_CLOSED', 'server is closed');
+    this.#acceptors.rejectAll(reason);
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * @vring/core: shared memory regions, virtio split virtqueues, eventfds wired into the
+ * event loop, and fd-passing Unix sockets: the engine under vring's IPC.
+ *
+ * @packageDocumentation
+ */
+export { DeviceQueuePair } from './device-queue-pair.js';
+export { DriverQueuePair, type QueuePairOptions } from './driver-queue-pair.js';
+export { VringError, type VringErrorCode, type VringErrorOptions } from './errors.js';
+export { EventFd } from './event-fd.js';
+export { FdServer } from './fd-server.js';
+export { type FdMessage, FdSocket, type FdSocketOptions } from './fd-socket.js';
+export { MessageBatch, type MessageBatchOptions } from './message-batch.js';
+export type { QueuePairDescriptor, RingAddressesDescriptor } from './queue-pair-descriptor.js';
+export {
+  type EndpointOptions,
+  type NotificationMode,
+  QueuePairEnd,
+  type QueuePairStats,
+  type WaitOptions,
+} from './queue-pair-end.js';
+export { type MapRegionOptions, SharedRegion } from './shared-region.js';
