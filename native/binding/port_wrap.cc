@@ -162,7 +162,9 @@ class PortWrap : public Napi::ObjectWrap<PortWrap<Pair>> {
   Napi::Value ArmSend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     VRING_TRY
-    return Napi::Boolean::New(env, Open(env).ArmSend());
+    // armSend(nextMessageBytes)
+    const uint64_t next = info.Length() > 0 ? ArgU64(env, info[0], "nextMessageBytes") : 0;
+    return Napi::Boolean::New(env, Open(env).ArmSend(next));
     VRING_CATCH(env)
   }
   Napi::Value DisarmSend(const Napi::CallbackInfo& info) {

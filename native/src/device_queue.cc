@@ -148,16 +148,19 @@ void DeviceQueue::DisableNotifications() {
   }
 }
 
-bool DeviceQueue::EnableNotifications() {
+bool DeviceQueue::EnableNotificationsDelayed(uint32_t count) {
   CheckUsable();
+  // More than a queue's worth can never be pending at once.
+  if (count > ring_.size) count = ring_.size;
+  if (count == 0) count = 1;
   if (event_idx_) {
-    StoreRelaxed(ring_.avail_event(), last_avail_);
+    StoreRelaxed(ring_.avail_event(), static_cast<uint16_t>(last_avail_ + count - 1));
   } else if (used_flags_ & kUsedFlagNoNotify) {
     used_flags_ &= static_cast<uint16_t>(~kUsedFlagNoNotify);
     StoreRelaxed(ring_.used_flags(), used_flags_);
   }
   FullFence();
-  return AvailPending() > 0;
+  return AvailPending() >= count;
 }
 
 }  // namespace vring

@@ -220,7 +220,18 @@ bool DeviceQueuePair::WaitReceivable(uint64_t budget_ns) {
 }
 
 bool DeviceQueuePair::WaitSendable(uint64_t budget_ns) {
-  return SpinUntil(budget_ns, [&] { return rx_.AvailPending() > 0; });
+  // Resume once an eighth of the ring is free again, not at the first buffer: refilling one
+  // slot at a time makes both sides fight over the same cache lines per message.
+  const uint32_t enough = std::max<uint32_t>(1, rx_.size() / 8);
+  return SpinUntil(budget_ns, [&] { return rx_.AvailPending() >= enough; });
+}
+
+bool DeviceQueuePair::ArmSend(uint64_t next_message) {
+  const uint32_t needed =
+      config_.mergeable ? BuffersForMessage(std::min<uint64_t>(next_message, config_.max_message),
+                                            config_.buffer_size)
+                        : 1;
+  return rx_.EnableNotificationsDelayed(needed);
 }
 
 }  // namespace vring

@@ -190,10 +190,13 @@ bool DriverQueuePair::WaitReceivable(uint64_t budget_ns) {
 }
 
 bool DriverQueuePair::WaitSendable(uint64_t budget_ns) {
-  return SpinUntil(budget_ns, [&] { return tx_.UsedPending() > 0 || tx_.num_free() == tx_.size(); });
+  // Resume once a quarter of what is in flight has completed (see DeviceQueuePair).
+  const uint32_t enough = std::max<uint32_t>(1, tx_.outstanding() / 4);
+  return SpinUntil(budget_ns,
+                   [&] { return tx_.UsedPending() >= enough || tx_.num_free() == tx_.size(); });
 }
 
-bool DriverQueuePair::ArmSend() {
+bool DriverQueuePair::ArmSend(uint64_t /*next_message*/) {
   // Wake once half of what is in flight has completed: one wakeup per half ring, not
   // per message.
   return tx_.EnableInterruptsDelayed(std::max<uint32_t>(1, tx_.outstanding() / 2));

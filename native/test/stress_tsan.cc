@@ -206,7 +206,7 @@ void RunDriver(DriverQueuePair& drv, const Mode& mode, const Notifiers& n, uint6
       // re-check, then sleep.
       const bool blocked_on_send = batch_first < batch_count;
       bool ready = drv.ArmReceive();
-      if (blocked_on_send) ready = drv.ArmSend() || ready;
+      if (blocked_on_send) ready = drv.ArmSend(0) || ready;
       if (!ready) {
         ++result->sleeps;
         Sleep(n.rx_call, n.tx_call, "driver", [&] {
@@ -280,7 +280,7 @@ void RunDevice(DeviceQueuePair& dev, const Mode& mode, const Notifiers& n, uint6
       // Blocked on receive buffers: ask for a kick when the driver posts some. Otherwise
       // ask for a kick when the driver transmits.
       const bool blocked_on_send = first < count;
-      const bool ready = blocked_on_send ? dev.ArmSend() : dev.ArmReceive();
+      const bool ready = blocked_on_send ? dev.ArmSend(lens[first]) : dev.ArmReceive();
       if (!ready) {
         ++result->sleeps;
         Sleep(n.tx_kick, n.rx_kick, "device", [&] {

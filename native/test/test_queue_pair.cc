@@ -607,7 +607,7 @@ TEST(queue_pair_driver_armed_for_send_space_is_called_when_half_the_ring_complet
   Batch b;
   for (uint32_t i = 0; i < 16; ++i) b.Add(100, i);
   EXPECT_EQ(p.drv->Send(b.ptr(), b.lengths.data(), 16), 16u);
-  EXPECT(!p.drv->ArmSend());  // wake after 8 of the 16 complete
+  EXPECT(!p.drv->ArmSend(100));  // wake after 8 of the 16 complete
   Received r = ReceiveFrom(*p.dev, 7, 1 << 20);
   EXPECT_EQ(r.count, 7u);
   EXPECT_EQ(tx_call.Drain(), 0u);

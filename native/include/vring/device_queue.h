@@ -59,7 +59,10 @@ class DeviceQueue {
   // Kick suppression: while we are actively polling the queue the driver need not kick.
   void DisableNotifications();
   // Asks for a kick on the next available chain; true if chains are already pending.
-  bool EnableNotifications();
+  bool EnableNotifications() { return EnableNotificationsDelayed(1); }
+  // Asks for a kick once `count` chains are available (EVENT_IDX; without it the driver kicks
+  // on every publish); true if that many are already pending.
+  bool EnableNotificationsDelayed(uint32_t count);
 
   uint16_t last_avail_idx() const { return last_avail_; }
 

@@ -43,7 +43,9 @@ class DeviceQueuePair {
   // Ask for a kick when the driver transmits / posts receive buffers. True = already so.
   bool ArmReceive() { return tx_.EnableNotifications(); }
   void DisarmReceive() { tx_.DisableNotifications(); }
-  bool ArmSend() { return rx_.EnableNotifications(); }
+  // `next_message` is the size of the message waiting to go: the wakeup comes once the
+  // driver has posted enough buffers for it, so a sender never spins on too few.
+  bool ArmSend(uint64_t next_message);
   void DisarmSend() { rx_.DisableNotifications(); }
 
   bool broken() const { return rx_.broken() || tx_.broken(); }

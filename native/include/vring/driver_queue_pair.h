@@ -54,7 +54,9 @@ class DriverQueuePair {
   // True means "already so": do not sleep.
   bool ArmReceive() { return rx_.EnableInterrupts(); }
   void DisarmReceive() { rx_.DisableInterrupts(); }
-  bool ArmSend();
+  // Wakes once half of what is in flight completed, whatever `next_message` is: every
+  // message needs at most a queue's worth of descriptors, and the device returns them all.
+  bool ArmSend(uint64_t next_message);
   void DisarmSend() { tx_.DisableInterrupts(); }
 
   bool broken() const { return rx_.broken() || tx_.broken(); }

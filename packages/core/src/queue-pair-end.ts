@@ -4,6 +4,8 @@ import type { EventFd } from './event-fd.js';
 import { MessageBatch } from './message-batch.js';
 import { WaiterQueue } from './waiter-queue.js';
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /**
  * How an end learns that its peer moved data.
  *
@@ -62,7 +64,7 @@ export interface NativeQueuePairEnd {
   receive(out: Uint8Array, lengths: Uint32Array, maxCount: number, spinNs: number): number;
   armReceive(): boolean;
   disarmReceive(): void;
-  armSend(): boolean;
+  armSend(nextMessageBytes: number): boolean;
   disarmSend(): void;
   stats(): QueuePairStats;
   close(): void;
@@ -98,6 +100,9 @@ export abstract class QueuePairEnd implements AsyncDisposable {
   #resolveClosed!: (value: VringError | undefined) => void;
   #sendChain: Promise<void> = Promise.resolve();
   #receiveChain: Promise<unknown> = Promise.resolve();
+  // Operations queued behind one that had to wait; zero means the fast path may run now.
+  #sendsQueued = 0;
+  #receivesQueued = 0;
   #sendBatch: MessageBatch | undefined;
   #receiveBatch: MessageBatch | undefined;
 
@@ -159,10 +164,7 @@ export abstract class QueuePairEnd implements AsyncDisposable {
    */
   trySend(batch: MessageBatch, start = 0): number {
     this.#checkSendable();
-    const offset = start === 0 ? 0 : batch.lengths.subarray(0, start).reduce((a, b) => a + b, 0);
-    return this.#call(() =>
-      this.handle.send(batch.data, offset, batch.lengths, start, batch.count - start, 0),
-    );
+    return this.#sendFrom(batch, start, 0) - start;
   }
 
   /** Fills `batch` with the messages that have arrived, without waiting; returns their number. */
@@ -180,9 +182,20 @@ export abstract class QueuePairEnd implements AsyncDisposable {
    * last message is in the ring (not when the peer has read it).
    */
   sendBatch(batch: MessageBatch, options: WaitOptions = {}): Promise<void> {
-    const run = this.#sendChain.then(() => this.#sendAll(batch, options.signal));
-    this.#sendChain = run.catch(() => {});
-    return run;
+    let start = 0;
+    if (this.#sendsQueued === 0 && !options.signal?.aborted) {
+      // Fast path: nothing queued ahead, so go straight to the ring; most batches fit and
+      // resolve without a promise hop.
+      try {
+        this.#checkSendable();
+        start = this.#sendFrom(batch, start, 0);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (start === batch.count) return RESOLVED;
+    }
+    const from = start;
+    return this.#queueSend(() => this.#sendAll(batch, options.signal, from));
   }
 
   /** Sends one message or several, in order. Resolves when all are in the ring. */
@@ -198,18 +211,16 @@ export abstract class QueuePairEnd implements AsyncDisposable {
         );
       }
     }
-    const run = this.#sendChain.then(async () => {
+    return this.#queueSend(async () => {
       this.#sendBatch ??= new MessageBatch({ bytes: Math.max(this.maxMessage, 256 * 1024) });
       const batch = this.#sendBatch;
       let i = 0;
       while (i < list.length) {
         batch.clear();
         while (i < list.length && batch.push(list[i]!)) i++;
-        await this.#sendAll(batch, options.signal);
+        await this.#sendAll(batch, options.signal, 0);
       }
     });
-    this.#sendChain = run.catch(() => {});
-    return run;
   }
 
   /**
@@ -217,8 +228,25 @@ export abstract class QueuePairEnd implements AsyncDisposable {
    * end when omitted) with what is there. The batch's views are valid until it is refilled.
    */
   receive(batch?: MessageBatch, options: WaitOptions = {}): Promise<MessageBatch> {
+    const target = batch ?? this.#defaultReceiveBatch();
+    if (this.#receivesQueued === 0 && !options.signal?.aborted) {
+      // Fast path: when messages are there (or arrive within the spin budget), no promise
+      // machinery beyond the one returned.
+      try {
+        this.#check();
+        const n = this.#call(() =>
+          this.handle.receive(target.data, target.lengths, target.lengths.length, this.#spinNs),
+        );
+        if (n > 0) {
+          target.filled(n);
+          return Promise.resolve(target);
+        }
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    this.#receivesQueued++;
     const run = this.#receiveChain.then(async () => {
-      const target = batch ?? this.#defaultReceiveBatch();
       for (;;) {
         this.#check();
         const n = this.#call(() =>
@@ -234,7 +262,10 @@ export abstract class QueuePairEnd implements AsyncDisposable {
         await this.#wait('receive', options.signal);
       }
     });
-    this.#receiveChain = run.catch(() => {});
+    this.#receiveChain = run.then(
+      () => void this.#receivesQueued--,
+      () => void this.#receivesQueued--,
+    );
     return run;
   }
 
@@ -300,24 +331,35 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     return this.#receiveBatch;
   }
 
-  async #sendAll(batch: MessageBatch, signal: AbortSignal | undefined): Promise<void> {
-    let start = 0;
+  #queueSend(work: () => Promise<void>): Promise<void> {
+    this.#sendsQueued++;
+    const run = this.#sendChain.then(work);
+    this.#sendChain = run.then(
+      () => void this.#sendsQueued--,
+      () => void this.#sendsQueued--,
+    );
+    return run;
+  }
+
+  /** Puts messages `start..` of `batch` into the ring (spinning per the policy); returns the next unsent index. */
+  #sendFrom(batch: MessageBatch, start: number, spinNs: number): number {
     let offset = 0;
+    for (let i = 0; i < start; i++) offset += batch.lengths[i]!;
+    const sent = this.#call(() =>
+      this.handle.send(batch.data, offset, batch.lengths, start, batch.count - start, spinNs),
+    );
+    return start + sent;
+  }
+
+  async #sendAll(
+    batch: MessageBatch,
+    signal: AbortSignal | undefined,
+    start: number,
+  ): Promise<void> {
     while (start < batch.count) {
       this.#checkSendable();
-      const sent = this.#call(() =>
-        this.handle.send(
-          batch.data,
-          offset,
-          batch.lengths,
-          start,
-          batch.count - start,
-          this.#spinNs,
-        ),
-      );
-      for (let i = start; i < start + sent; i++) offset += batch.lengths[i]!;
-      start += sent;
-      if (start < batch.count) await this.#wait('send', signal);
+      start = this.#sendFrom(batch, start, this.#spinNs);
+      if (start < batch.count) await this.#wait('send', signal, batch.lengths[start]!);
     }
   }
 
@@ -364,7 +406,11 @@ export abstract class QueuePairEnd implements AsyncDisposable {
       throw this.#failure ?? new VringError('ERR_VRING_CLOSED', 'queue pair end is closed');
   }
 
-  async #wait(kind: 'receive' | 'send', signal: AbortSignal | undefined): Promise<void> {
+  async #wait(
+    kind: 'receive' | 'send',
+    signal: AbortSignal | undefined,
+    nextMessageBytes = 0,
+  ): Promise<void> {
     if (this.#peerGone) {
       // What the peer sent before leaving is still delivered; only then does the end fail.
       if (kind === 'receive' && !this.#done && this.#call(() => Number(this.handle.armReceive())))
@@ -381,7 +427,7 @@ export abstract class QueuePairEnd implements AsyncDisposable {
       return;
     }
     const ready = this.#call(() =>
-      Number(kind === 'receive' ? this.handle.armReceive() : this.handle.armSend()),
+      Number(kind === 'receive' ? this.handle.armReceive() : this.handle.armSend(nextMessageBytes)),
     );
     if (ready) return;
     await this.#waiters.wait(signal);
