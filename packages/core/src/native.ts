@@ -17,7 +17,9 @@ function load(): Record<string, unknown> {
     );
   }
   const here = typeof __dirname === 'string' ? __dirname : dirname(fileURLToPath(import.meta.url));
-  const candidates = [process.env.VRING_NATIVE_PATH, join(here, '..', 'build', 'vring.node')];
+  // An explicit path is the only candidate: a sanitizer run must never fall back silently.
+  const override = process.env.VRING_NATIVE_PATH;
+  const candidates = override ? [override] : [join(here, '..', 'build', 'vring.node')];
   const require = createRequire(join(here, 'index.js'));
   let lastError: unknown;
   for (const path of candidates) {
