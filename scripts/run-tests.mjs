@@ -13,7 +13,8 @@ const asan = process.argv.includes('--asan');
 const filter = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? '';
 const sanitizerEnv = {};
 if (asan) {
-  const runtime = (name) => execFileSync('g++', [`-print-file-name=${name}`], { encoding: 'utf8' }).trim();
+  const runtime = (name) =>
+    execFileSync('g++', [`-print-file-name=${name}`], { encoding: 'utf8' }).trim();
   sanitizerEnv.LD_PRELOAD = `${runtime('libasan.so')}:${runtime('libubsan.so')}`;
   // Node itself does not free everything at exit; leaks in vring show up in the C++ tests.
   sanitizerEnv.ASAN_OPTIONS = 'detect_leaks=0:abort_on_error=1';

@@ -19,6 +19,8 @@ export function percentiles(samples: Float64Array): { p50: number; p99: number; 
 export async function measureIdle(
   seconds: number,
 ): Promise<{ cpuPercent: number; seconds: number }> {
+  // Let start-up work (module compilation, V8's background threads) finish first.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
   const before = process.cpuUsage();
   const started = performance.now();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));

@@ -4,6 +4,9 @@
 // through MakeCallback so promise continuations run before control returns to libuv.
 #include <napi.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -333,9 +336,21 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     Napi::Object keep = self->Value();  // alive even if a callback closes (and unpins) it
     static_cast<void>(keep);
     if (status < 0) {
-      self->Fail(env, vring::Error(vring::ErrorCode::kSystem,
-                                   std::string("socket poll failed: ") + uv_strerror(status),
-                                   -status, "uv_poll"));
+      // libuv reports any EPOLLERR as UV_EBADF. Deliver what is still readable (reading
+      // also turns a reset into the right error), then report the socket's real error.
+      if (self->reading_) self->ReadMessages(env);
+      if (!self->fd_.valid()) return;
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(self->fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err == 0 || err == ECONNRESET || err == EPIPE) {
+        self->Fail(env, vring::Error(vring::ErrorCode::kPeerDisconnected,
+                                     "the peer closed the connection"));
+      } else {
+        self->Fail(env, vring::Error(vring::ErrorCode::kSystem,
+                                     std::string("socket failed: ") + std::strerror(err), err,
+                                     "uv_poll"));
+      }
       return;
     }
     if (events & UV_WRITABLE) self->Flush(env);

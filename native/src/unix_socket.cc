@@ -140,7 +140,14 @@ UniqueFd ConnectUnix(const std::string& path) {
 UniqueFd AcceptUnix(int listen_fd) {
   for (;;) {
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) return UniqueFd(fd);
+    if (fd >= 0) {
+      UniqueFd accepted(fd);
+      // A peer that already hung up without sending a byte (ListenUnix's liveness probe,
+      // a port scanner) is not a connection worth handing out.
+      char byte;
+      if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) continue;
+      return accepted;
+    }
     const int err = errno;
     if (err == EAGAIN || err == EWOULDBLOCK) return UniqueFd();
     if (err == EINTR || err == ECONNABORTED) continue;

@@ -2,7 +2,12 @@ import { VringError } from './errors.js';
 import { EventFd } from './event-fd.js';
 import { native } from './native.js';
 import { parseQueuePairDescriptor, type QueuePairDescriptor } from './queue-pair-descriptor.js';
-import { type EndpointOptions, type NativeQueuePairEnd, QueuePairEnd } from './queue-pair-end.js';
+import {
+  type EndpointOptions,
+  type NativeQueuePairEnd,
+  notificationPolicy,
+  QueuePairEnd,
+} from './queue-pair-end.js';
 import { SharedRegion } from './shared-region.js';
 
 interface NativeDeviceClass {
@@ -48,6 +53,7 @@ export class DeviceQueuePair extends QueuePairEnd {
     fds: readonly number[],
     options: EndpointOptions = {},
   ): DeviceQueuePair {
+    notificationPolicy(options);
     const owned: Array<{ close(): void }> = [];
     try {
       const d = parseQueuePairDescriptor(descriptor);

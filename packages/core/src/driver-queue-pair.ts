@@ -2,7 +2,12 @@ import { EventFd } from './event-fd.js';
 import { native } from './native.js';
 import type { QueuePairDescriptor } from './queue-pair-descriptor.js';
 import { toHex } from './queue-pair-descriptor.js';
-import { type EndpointOptions, type NativeQueuePairEnd, QueuePairEnd } from './queue-pair-end.js';
+import {
+  type EndpointOptions,
+  type NativeQueuePairEnd,
+  notificationPolicy,
+  QueuePairEnd,
+} from './queue-pair-end.js';
 import { SharedRegion } from './shared-region.js';
 
 /** Geometry of a queue pair, chosen by the driver. @public */
@@ -86,6 +91,7 @@ export class DriverQueuePair extends QueuePairEnd {
 
   /** Creates the region, both rings (receive buffers posted) and the kick/call eventfds. */
   static create(options: QueuePairOptions = {}): DriverQueuePair {
+    notificationPolicy(options);
     const config = {
       queueSize: options.queueSize ?? 256,
       bufferSize: options.bufferSize ?? 2048,

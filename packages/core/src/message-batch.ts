@@ -1,9 +1,19 @@
+import { VringError } from './errors.js';
+
 /** Sizing of a {@link MessageBatch}. @public */
 export interface MessageBatchOptions {
   /** Capacity in bytes (default 256 KiB). For receiving it must be at least the queue's `maxMessage`. */
   bytes?: number;
   /** Capacity in messages (default 1024). */
   messages?: number;
+}
+
+function capacity(value: number | undefined, fallback: number, name: string, max: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0 || value > max) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be an integer in [0, ${max}]`);
+  }
+  return value;
 }
 
 /**
@@ -25,8 +35,8 @@ export class MessageBatch implements Iterable<Buffer> {
   #bytes = 0;
 
   constructor(options: MessageBatchOptions = {}) {
-    this.data = Buffer.allocUnsafe(options.bytes ?? 256 * 1024);
-    this.lengths = new Uint32Array(options.messages ?? 1024);
+    this.data = Buffer.allocUnsafe(capacity(options.bytes, 256 * 1024, 'bytes', 2 ** 31));
+    this.lengths = new Uint32Array(capacity(options.messages, 1024, 'messages', 2 ** 24));
   }
 
   /** Messages in the batch. */

@@ -6,6 +6,46 @@ import { WaiterQueue } from './waiter-queue.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/** What an end releases; held apart from the end so a finalizer can release it. */
+interface EndResources {
+  handle: NativeQueuePairEnd;
+  wakeups: readonly EventFd[];
+  owned: ReadonlyArray<{ close(): void }>;
+}
+
+function release({ handle, wakeups, owned }: EndResources): void {
+  for (const fd of wakeups) fd.stopWatching();
+  handle.close();
+  for (const resource of owned) resource.close();
+}
+
+// An end that was dropped without close() gives back its memory and fds when collected.
+const dropped = new FinalizationRegistry<EndResources>(release);
+
+// Ends with a pending wait are kept reachable, like a socket being read: an awaited
+// receive() must not vanish with its end because the caller kept no reference.
+const waiting = new Set<QueuePairEnd>();
+
+/**
+ * Validates the notification options; factories call it before they build anything, so a
+ * bad option leaks nothing.
+ * @internal
+ */
+export function notificationPolicy(options: EndpointOptions): {
+  mode: NotificationMode;
+  spinNs: number;
+} {
+  const mode = options.notification ?? 'adaptive';
+  if (!['event', 'adaptive', 'poll'].includes(mode)) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `unknown notification mode ${String(mode)}`);
+  }
+  const spinMicros = options.spinMicros ?? (mode === 'poll' ? 500 : 50);
+  if (typeof spinMicros !== 'number' || !(spinMicros >= 0) || !Number.isFinite(spinMicros)) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'spinMicros must be a finite number >= 0');
+  }
+  return { mode, spinNs: mode === 'event' ? 0 : Math.round(spinMicros * 1000) };
+}
+
 /**
  * How an end learns that its peer moved data.
  *
@@ -118,18 +158,9 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     this.maxMessage = maxMessage;
     this.#wakeups = wakeups;
     this.#owned = owned;
-    this.#mode = options.notification ?? 'adaptive';
-    if (!['event', 'adaptive', 'poll'].includes(this.#mode)) {
-      throw new VringError(
-        'ERR_VRING_INVALID_ARGUMENT',
-        `unknown notification mode ${String(this.#mode)}`,
-      );
-    }
-    const spinMicros = options.spinMicros ?? (this.#mode === 'poll' ? 500 : 50);
-    if (!(spinMicros >= 0) || !Number.isFinite(spinMicros)) {
-      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'spinMicros must be a finite number >= 0');
-    }
-    this.#spinNs = this.#mode === 'event' ? 0 : Math.round(spinMicros * 1000);
+    const policy = notificationPolicy(options);
+    this.#mode = policy.mode;
+    this.#spinNs = policy.spinNs;
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -138,12 +169,32 @@ export abstract class QueuePairEnd implements AsyncDisposable {
       handle.disarmReceive();
       handle.disarmSend();
     } else {
-      for (const fd of wakeups) {
-        fd.watch(() => this.#onWakeup());
-        fd.unref();
-      }
+      for (const fd of wakeups) fd.unref();
     }
-    const peerGone = () => this.#onPeerGone();
+    QueuePairEnd.#connectWeakly(new WeakRef(this), this.#mode === 'poll' ? [] : wakeups, options);
+    dropped.register(this, { handle, wakeups, owned }, this);
+  }
+
+  /**
+   * Watchers and the lifeline reach the end only weakly: they outlive it (a watching eventfd
+   * is pinned), and must not keep a dropped end from being collected. Static on purpose: a
+   * closure created in the constructor would share its context, and with it `this`.
+   */
+  static #connectWeakly(
+    self: WeakRef<QueuePairEnd>,
+    wakeups: readonly EventFd[],
+    options: EndpointOptions,
+  ): void {
+    for (const fd of wakeups) {
+      fd.watch(() => {
+        const end = self.deref();
+        if (end) end.#onWakeup();
+      });
+    }
+    const peerGone = () => {
+      const end = self.deref();
+      if (end) end.#onPeerGone();
+    };
     options.lifeline?.closed.then(peerGone, peerGone);
   }
 
@@ -448,6 +499,8 @@ export abstract class QueuePairEnd implements AsyncDisposable {
 
   #updateRefs(): void {
     if (this.#done || this.#mode === 'poll') return;
+    if (this.#waiters.size > 0) waiting.add(this);
+    else waiting.delete(this);
     const hold = this.#keepAlive && this.#waiters.size > 0;
     for (const fd of this.#wakeups) {
       if (hold) fd.ref();
@@ -460,9 +513,9 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     this.#waiters.rejectAll(
       error ?? new VringError('ERR_VRING_CLOSED', 'queue pair end is closed'),
     );
-    for (const fd of this.#wakeups) fd.stopWatching();
-    this.handle.close();
-    for (const resource of this.#owned) resource.close();
+    waiting.delete(this);
+    dropped.unregister(this);
+    release({ handle: this.handle, wakeups: this.#wakeups, owned: this.#owned });
     this.#resolveClosed(error);
   }
 }

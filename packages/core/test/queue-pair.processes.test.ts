@@ -117,6 +117,35 @@ test('a peer killed with SIGKILL mid-stream fails pending operations with ERR_VR
   socket.close();
 });
 
+test('a peer that sends a burst and leaves cleanly: everything it left in the ring is received in order, then ERR_VRING_PEER_DISCONNECTED', async () => {
+  const BURST = 100;
+  const { socket, exited } = await startPeer('burst-device', String(BURST));
+  const pair = DriverQueuePair.create({ notification: 'event', lifeline: socket });
+  const { descriptor, fds } = pair.share();
+  await say(socket, { descriptor }, fds);
+  assert.is((await control(socket)).message.sent, BURST);
+  // Nothing has been received yet; wait until the peer is gone for good.
+  const [code, signal] = await exited;
+  assert.is(signal, null);
+  assert.is(code, 0);
+  const gone = await socket.closed;
+  assert.is(gone?.code, 'ERR_VRING_PEER_DISCONNECTED');
+  const received: string[] = [];
+  while (received.length < BURST) {
+    const batch = await pair.receive();
+    for (const message of batch) received.push(message.toString());
+  }
+  assert.equal(
+    received,
+    Array.from({ length: BURST }, (_, i) => `burst ${i}`),
+  );
+  // Only once the ring is empty does the end report the peer's departure.
+  assert.is((await rejection(pair.receive())).code, 'ERR_VRING_PEER_DISCONNECTED');
+  assert.is((await pair.closed)?.code, 'ERR_VRING_PEER_DISCONNECTED');
+  assert.is((await rejection(pair.send(Buffer.from('x')))).code, 'ERR_VRING_PEER_DISCONNECTED');
+  socket.close();
+});
+
 /** A healthy round trip with a fresh child: the parent still works after an incident. */
 async function healthyRoundTrip(): Promise<void> {
   const { socket, exited } = await startPeer('echo-device', 'adaptive', '2000', '5', '6');
