@@ -66,6 +66,11 @@ export class FdServer implements AsyncDisposable {
     return new FdServer(path, new NativeListenerClass(path, 128, framingFor(options)));
   }
 
+  /** Listens with another framing for every accepted socket (see {@link FdSocket.connectFramed}). @internal */
+  static listenFramed(path: string, framing: Framing): FdServer {
+    return new FdServer(path, new NativeListenerClass(path, 128, framing));
+  }
+
   /** Waits for the next connection. Rejects with `ERR_VRING_CLOSED` once the server closes. */
   accept(options: WaitOptions = {}): Promise<FdSocket> {
     const ready = this.#backlog.shift();

@@ -50,6 +50,18 @@ export interface FdMessage {
   fds: number[];
 }
 
+/**
+ * vhost-user's framing: a 12-byte header whose u32 at offset 8 is the payload size. The
+ * binding checks the size against the limit before reading the payload.
+ * @internal
+ */
+export const VHOST_USER_FRAMING: Framing = {
+  maxPayload: 4096,
+  headerSize: 12,
+  lengthOffset: 8,
+  addHeader: false,
+};
+
 /** Messages buffered before the socket stops reading and lets the kernel push back. */
 const HIGH_WATER = 64;
 
@@ -122,6 +134,15 @@ export class FdSocket implements AsyncDisposable {
    */
   static async connect(path: string, options: FdSocketOptions = {}): Promise<FdSocket> {
     return new FdSocket(unixConnect(path, framingFor(options)));
+  }
+
+  /**
+   * Connects with another framing (vhost-user: whole 12-byte-header frames, see
+   * {@link VHOST_USER_FRAMING}); `send` then takes and `receive` returns whole frames.
+   * @internal
+   */
+  static connectFramed(path: string, framing: Framing): FdSocket {
+    return new FdSocket(unixConnect(path, framing));
   }
 
   /**
