@@ -9,6 +9,7 @@ DeviceQueue::DeviceQueue(const SplitRingView& ring, const MemoryTable* memory, b
       memory_(memory),
       event_idx_(event_idx),
       last_avail_(base),
+      avail_seen_(base),
       used_shadow_(base),
       used_published_(base),
       call_checked_(base) {
@@ -29,12 +30,19 @@ void DeviceQueue::MarkBroken(const char* reason, const std::string& message) {
 
 uint32_t DeviceQueue::AvailPending() {
   CheckUsable();
+  const uint16_t seen = static_cast<uint16_t>(avail_seen_ - last_avail_);
+  return seen != 0 ? seen : AvailPendingFresh();
+}
+
+uint32_t DeviceQueue::AvailPendingFresh() {
+  CheckUsable();
   const uint16_t avail = LoadAcquire(ring_.avail_idx());
   const uint16_t pending = static_cast<uint16_t>(avail - last_avail_);
   if (pending > ring_.size) {
     MarkBroken("avail-index-jump", "avail index moved by " + std::to_string(pending) + " on a queue of " +
                                   std::to_string(ring_.size));
   }
+  avail_seen_ = avail;
   return pending;
 }
 
@@ -160,7 +168,7 @@ bool DeviceQueue::EnableNotificationsDelayed(uint32_t count) {
     StoreRelaxed(ring_.used_flags(), used_flags_);
   }
   FullFence();
-  return AvailPending() >= count;
+  return AvailPendingFresh() >= count;
 }
 
 }  // namespace vring

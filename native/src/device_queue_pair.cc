@@ -223,7 +223,7 @@ bool DeviceQueuePair::WaitSendable(uint64_t budget_ns) {
   // Resume once an eighth of the ring is free again, not at the first buffer: refilling one
   // slot at a time makes both sides fight over the same cache lines per message.
   const uint32_t enough = std::max<uint32_t>(1, rx_.size() / 8);
-  return SpinUntil(budget_ns, [&] { return rx_.AvailPending() >= enough; });
+  return SpinUntil(budget_ns, [&] { return rx_.AvailPendingFresh() >= enough; });
 }
 
 bool DeviceQueuePair::ArmSend(uint64_t next_message) {

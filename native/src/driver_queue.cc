@@ -59,12 +59,19 @@ bool DriverQueue::NeedKick() {
 
 uint32_t DriverQueue::UsedPending() {
   CheckUsable();
+  const uint16_t seen = static_cast<uint16_t>(used_seen_ - last_used_);
+  return seen != 0 ? seen : UsedPendingFresh();
+}
+
+uint32_t DriverQueue::UsedPendingFresh() {
+  CheckUsable();
   const uint16_t used = LoadAcquire(ring_.used_idx());
   const uint16_t pending = static_cast<uint16_t>(used - last_used_);
   if (pending > outstanding_) {
     MarkBroken("used-index-jump", "used index moved by " + std::to_string(pending) + " with only " +
                                  std::to_string(outstanding_) + " buffers outstanding");
   }
+  used_seen_ = used;
   return pending;
 }
 
@@ -133,7 +140,7 @@ bool DriverQueue::EnableInterruptsDelayed(uint32_t count) {
   }
   // Publish the request before re-reading used->idx (store→load ordering).
   FullFence();
-  return UsedPending() >= count;
+  return UsedPendingFresh() >= count;
 }
 
 }  // namespace vring

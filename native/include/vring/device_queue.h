@@ -41,7 +41,12 @@ class DeviceQueue {
   bool broken() const { return broken_; }
 
   // Chains made available and not yet taken. A jump larger than the queue breaks it.
+  // Reads the driver's index only when what was seen last is used up: re-reading a line the
+  // driver keeps writing costs a cross-core cache miss per message.
   uint32_t AvailPending();
+  // The same, always reading the driver's index: for decisions that must not miss a chain
+  // published since (re-checking after asking for a kick, waiting for a threshold).
+  uint32_t AvailPendingFresh();
 
   // Takes the next available chain into `out`. False when none is pending.
   bool Pop(Chain* out);
@@ -81,6 +86,7 @@ class DeviceQueue {
   bool event_idx_;
   bool broken_ = false;
   uint16_t last_avail_;
+  uint16_t avail_seen_;  // the driver's avail->idx as last read (validated)
   uint16_t used_shadow_;
   uint16_t used_published_;
   uint16_t call_checked_;

@@ -51,7 +51,10 @@ class DriverQueue {
 
   // Heads the device has returned that we have not consumed. Checks the device's index
   // against what is outstanding (a bigger jump breaks the queue).
+  // Reads the device's index only when what was seen last is consumed (see DeviceQueue).
   uint32_t UsedPending();
+  // The same, always reading the device's index.
+  uint32_t UsedPendingFresh();
 
   // Takes the next used entry, checks it, and frees its descriptors. False when none.
   bool PopUsed(UsedChain* out);
@@ -96,6 +99,7 @@ class DriverQueue {
   uint16_t avail_published_ = 0;  // avail->idx as last published
   uint16_t kick_checked_ = 0;     // avail index at the previous NeedKick()
   uint16_t last_used_ = 0;        // next used index to consume
+  uint16_t used_seen_ = 0;        // the device's used->idx as last read (validated)
   uint32_t outstanding_ = 0;      // published heads not yet returned
   uint16_t avail_flags_ = 0;      // our copy of avail->flags
 };
