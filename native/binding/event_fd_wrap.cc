@@ -35,7 +35,7 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
     Napi::Env env = info.Env();
     VRING_TRY
     if (info.Length() > 0 && !info[0].IsUndefined()) {
-      if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "fd must be a number");
+      if (!info[0].IsNumber()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "fd must be a number");
       const double fd = info[0].As<Napi::Number>().DoubleValue();
       if (!(fd >= 0 && fd <= 0x7fffffff) || fd != static_cast<int>(fd))
         throw vring::Error(vring::ErrorCode::kInvalidArgument, "fd must be a non-negative integer");
@@ -80,7 +80,7 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
   void Watch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "watch expects a callback");
+    if (!info[0].IsFunction()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "watch expects a callback");
     VRING_TRY
     if (!poll_) {
       poll_ = std::make_unique<PollHandle>(env, efd_.fd(), &EventFdWrap::OnReadable, this);

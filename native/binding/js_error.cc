@@ -23,7 +23,7 @@ Napi::Error ToJsError(Napi::Env env, const vring::Error& e) {
 
 static Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "setErrorFactory expects a function");
+  if (!info[0].IsFunction()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "setErrorFactory expects a function");
   env.GetInstanceData<AddonData>()->error_factory = Napi::Persistent(info[0].As<Napi::Function>());
   return env.Undefined();
 }

@@ -47,7 +47,7 @@ struct ConnectionInit {
 
 uint32_t ToU32(Napi::Env env, Napi::Value v, const char* name, uint32_t fallback) {
   if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(name) + " must be a number");
+  if (!v.IsNumber()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, std::string(name) + " must be a number");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d)))
     throw ToJsError(env, vring::ErrorCode::kInvalidArgument,
@@ -59,7 +59,7 @@ uint32_t ToU32(Napi::Env env, Napi::Value v, const char* name, uint32_t fallback
 ConnectionConfig ParseConfig(Napi::Env env, Napi::Value v) {
   ConnectionConfig c;
   if (v.IsUndefined()) return c;
-  if (!v.IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+  if (!v.IsObject()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "options must be an object");
   Napi::Object o = v.As<Napi::Object>();
   c.framing.max_payload = ToU32(env, o.Get("maxPayload"), "maxPayload", 4096);
   c.framing.header_size = ToU32(env, o.Get("headerSize"), "headerSize", 12);
@@ -72,7 +72,7 @@ ConnectionConfig ParseConfig(Napi::Env env, Napi::Value v) {
 }
 
 std::string ToPath(Napi::Env env, Napi::Value v) {
-  if (!v.IsString()) throw Napi::TypeError::New(env, "path must be a string");
+  if (!v.IsString()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "path must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
@@ -141,7 +141,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     Napi::Env env = info.Env();
     RequireOpen(env);
     if (!info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction())
-      throw Napi::TypeError::New(env, "start expects (onMessage, onClose, onDrain)");
+      throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "start expects (onMessage, onClose, onDrain)");
     if (started_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "socket already started");
     on_message_ = Napi::Persistent(info[0].As<Napi::Function>());
     on_close_ = Napi::Persistent(info[1].As<Napi::Function>());
@@ -189,7 +189,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     Napi::Env env = info.Env();
     RequireOpen(env);
     if (!info[0].IsTypedArray() && !info[0].IsArrayBuffer())
-      throw Napi::TypeError::New(env, "data must be a Uint8Array");
+      throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "data must be a Uint8Array");
     const uint8_t* data;
     size_t len;
     if (info[0].IsArrayBuffer()) {
@@ -203,7 +203,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     }
     std::vector<int> fds;
     if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
-      if (!info[1].IsArray()) throw Napi::TypeError::New(env, "fds must be an array of numbers");
+      if (!info[1].IsArray()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "fds must be an array of numbers");
       auto arr = info[1].As<Napi::Array>();
       for (uint32_t i = 0; i < arr.Length(); ++i) {
         Napi::Value v = arr.Get(i);
@@ -479,7 +479,7 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
     Napi::Env env = info.Env();
     RequireOpen(env);
     if (!info[0].IsFunction() || !info[1].IsFunction())
-      throw Napi::TypeError::New(env, "start expects (onConnection, onError)");
+      throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "start expects (onConnection, onError)");
     if (poll_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "listener already started");
     VRING_TRY
     poll_ = std::make_unique<PollHandle>(env, fd_.get(), &ListenerWrap::OnPoll, this);
