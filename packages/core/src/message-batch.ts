@@ -63,6 +63,24 @@ export class MessageBatch implements Iterable<Buffer> {
     return true;
   }
 
+  /**
+   * Appends a message of `length` bytes to be written in place (encode straight into the
+   * batch, no intermediate buffer). Returns the view to fill, or `undefined` (and nothing
+   * changes) when it does not fit.
+   */
+  append(length: number): Buffer | undefined {
+    if (!Number.isSafeInteger(length) || length < 0) {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'length must be a non-negative integer');
+    }
+    if (this.#count === this.lengths.length || length > this.data.length - this.#bytes) {
+      return undefined;
+    }
+    const view = this.data.subarray(this.#bytes, this.#bytes + length);
+    this.lengths[this.#count++] = length;
+    this.#bytes += length;
+    return view;
+  }
+
   /** Empties the batch (keeps its memory). */
   clear(): void {
     this.#count = 0;

@@ -206,4 +206,30 @@ test('invalid capacities fail with ERR_VRING_INVALID_ARGUMENT (vring throws only
   }
 });
 
+test('append reserves room for a message written in place, after those already there', () => {
+  const batch = new MessageBatch({ bytes: 16, messages: 4 });
+  batch.push(Buffer.from('ab'));
+  const view = batch.append(3);
+  assert.ok(view);
+  view.write('xyz');
+  assert.equal(contents(batch), ['ab', 'xyz']);
+  assert.is(batch.byteLength, 5);
+});
+
+test('append returns undefined and changes nothing when bytes or message slots run out', () => {
+  const batch = new MessageBatch({ bytes: 8, messages: 2 });
+  assert.is(batch.append(9), undefined);
+  assert.ok(batch.append(4));
+  assert.ok(batch.append(0));
+  assert.is(batch.append(1), undefined, 'no message slot left');
+  assert.is(batch.count, 2);
+  assert.is(batch.byteLength, 4);
+});
+
+test('append rejects a negative or fractional length with ERR_VRING_INVALID_ARGUMENT', () => {
+  const batch = new MessageBatch({ bytes: 8, messages: 2 });
+  throwsVring(() => batch.append(-1), 'ERR_VRING_INVALID_ARGUMENT');
+  throwsVring(() => batch.append(1.5), 'ERR_VRING_INVALID_ARGUMENT');
+});
+
 test.run();

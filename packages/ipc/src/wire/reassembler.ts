@@ -1,0 +1,127 @@
+import { VringError } from '@vring/core';
+import { FLAG_FIRST, FLAG_LAST, readFrameHeader } from './frame-header.js';
+
+/** Limits that keep a hostile or broken peer from growing our memory without bound. */
+export interface ReassemblerLimits {
+  /** Largest message body accepted (default 64 MiB). */
+  maxMessage?: number;
+  /** Messages in flight at once from one peer (default 64). */
+  maxStreams?: number;
+  /** Sum of the declared sizes of the messages in flight (default twice `maxMessage`). */
+  maxPendingBytes?: number;
+}
+
+/** One complete message. */
+export interface ReassembledMessage {
+  kind: number;
+  stream: number;
+  /**
+   * The body. For a message that came in one frame this is a view of that frame, valid only
+   * until the frame's memory is reused: decode it at once, without keeping references.
+   */
+  body: Uint8Array;
+}
+
+interface Partial {
+  kind: number;
+  body: Buffer;
+  received: number;
+}
+
+function protocolError(reason: string, message: string): VringError {
+  return new VringError('ERR_VRING_PROTOCOL', `invalid fragment: ${message}`, { reason });
+}
+
+/**
+ * Puts messages back together from the frames of one peer. Fragments of one message arrive
+ * in order; fragments of different messages may interleave (a big message never holds up
+ * small ones for long). Any violation throws, and the caller should disconnect the peer:
+ * after a lost or forged fragment nothing that follows can be trusted.
+ */
+export class Reassembler {
+  readonly #maxMessage: number;
+  readonly #maxStreams: number;
+  readonly #maxPendingBytes: number;
+  readonly #streams = new Map<number, Partial>();
+  #pendingBytes = 0;
+
+  constructor(limits: ReassemblerLimits = {}) {
+    this.#maxMessage = limits.maxMessage ?? 64 * 1024 * 1024;
+    this.#maxStreams = limits.maxStreams ?? 64;
+    this.#maxPendingBytes = limits.maxPendingBytes ?? 2 * this.#maxMessage;
+  }
+
+  /** Bytes reserved for messages still in flight. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Messages still in flight. */
+  get pendingMessages(): number {
+    return this.#streams.size;
+  }
+
+  /**
+   * Takes one frame. Returns the message it completes, or `undefined` if more fragments
+   * are to come.
+   * @throws VringError `ERR_VRING_PROTOCOL` (with `reason`) or `ERR_VRING_OVERSIZED_MESSAGE`.
+   */
+  push(frame: Uint8Array): ReassembledMessage | undefined {
+    const f = readFrameHeader(frame);
+    const first = (f.flags & FLAG_FIRST) !== 0;
+    const last = (f.flags & FLAG_LAST) !== 0;
+    if (f.totalLength > this.#maxMessage) {
+      throw new VringError(
+        'ERR_VRING_OVERSIZED_MESSAGE',
+        `a message of ${f.totalLength} bytes exceeds the limit of ${this.#maxMessage}`,
+      );
+    }
+    if (first) {
+      if (this.#streams.has(f.stream)) {
+        throw protocolError('stream-restarted', `stream ${f.stream} started again before it ended`);
+      }
+      // Fast path: the whole message in one frame needs no reassembly buffer.
+      if (last) return { kind: f.kind, stream: f.stream, body: f.chunk };
+      if (this.#streams.size >= this.#maxStreams) {
+        throw protocolError('too-many-streams', `more than ${this.#maxStreams} messages in flight`);
+      }
+      if (this.#pendingBytes + f.totalLength > this.#maxPendingBytes) {
+        throw protocolError(
+          'pending-bytes-exceeded',
+          `messages in flight would reserve more than ${this.#maxPendingBytes} bytes`,
+        );
+      }
+      // Reserved at the declared size, within the budget above, so the body is copied once.
+      const body = Buffer.allocUnsafe(f.totalLength);
+      body.set(f.chunk, 0);
+      this.#streams.set(f.stream, { kind: f.kind, body, received: f.chunk.byteLength });
+      this.#pendingBytes += f.totalLength;
+      return undefined;
+    }
+    const partial = this.#streams.get(f.stream);
+    if (!partial) {
+      throw protocolError('fragment-without-start', `stream ${f.stream} has no first fragment`);
+    }
+    if (f.kind !== partial.kind || f.totalLength !== partial.body.byteLength) {
+      throw protocolError('fragment-mismatch', `stream ${f.stream} changed its kind or length`);
+    }
+    if (f.offset !== partial.received) {
+      throw protocolError(
+        'fragment-out-of-order',
+        `stream ${f.stream} expected offset ${partial.received}, got ${f.offset}`,
+      );
+    }
+    partial.body.set(f.chunk, f.offset);
+    partial.received += f.chunk.byteLength;
+    if (!last) return undefined;
+    this.#streams.delete(f.stream);
+    this.#pendingBytes -= partial.body.byteLength;
+    return { kind: partial.kind, stream: f.stream, body: partial.body };
+  }
+
+  /** Drops every message in flight (e.g. when the peer is gone). */
+  clear(): void {
+    this.#streams.clear();
+    this.#pendingBytes = 0;
+  }
+}

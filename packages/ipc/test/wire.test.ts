@@ -1,0 +1,276 @@
+// The IPC wire format: messages cut into Ethernet frames and put back together, and every
+// way a peer's frames can be wrong.
+import { MessageBatch, VringError } from '@vring/core';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Fragmenter, OutgoingMessage } from '../src/wire/fragmenter.js';
+import {
+  DEFAULT_MAC,
+  ETHERTYPE_VRING,
+  FLAG_FIRST,
+  FLAG_LAST,
+  FRAME_HEADER_BYTES,
+  readFrameHeader,
+  writeFrameHeader,
+} from '../src/wire/frame-header.js';
+import { type ReassembledMessage, Reassembler } from '../src/wire/reassembler.js';
+
+function body(length: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+/** Sends `messages` through batches of `batchBytes`, feeding every frame to a reassembler. */
+function transfer(
+  messages: OutgoingMessage[],
+  maxFrame: number,
+  batchBytes: number,
+  reassembler = new Reassembler(),
+): Array<{ kind: number; stream: number; body: Buffer }> {
+  const fragmenter = new Fragmenter({ maxFrame });
+  const batch = new MessageBatch({ bytes: batchBytes, messages: 64 });
+  const out: Array<{ kind: number; stream: number; body: Buffer }> = [];
+  let pending = [...messages];
+  while (pending.length > 0) {
+    batch.clear();
+    // One round: every unfinished message gets frames into this batch in turn.
+    for (const m of pending) fragmenter.write(batch, m);
+    assert.ok(batch.count > 0, 'every round moves at least one frame');
+    for (const frame of batch) {
+      assert.ok(frame.byteLength <= maxFrame, 'no frame exceeds maxFrame');
+      const done = reassembler.push(frame);
+      // Copy at once: a single-frame body is a view of the batch.
+      if (done) out.push({ kind: done.kind, stream: done.stream, body: Buffer.from(done.body) });
+    }
+    pending = pending.filter((m) => !m.done);
+  }
+  return out;
+}
+
+function frame(
+  header: { kind?: number; flags: number; stream?: number; totalLength: number; offset: number },
+  chunk: Uint8Array,
+): Buffer {
+  const f = Buffer.alloc(FRAME_HEADER_BYTES + chunk.byteLength);
+  writeFrameHeader(f, { kind: 1, stream: 7, ...header });
+  f.set(chunk, FRAME_HEADER_BYTES);
+  return f;
+}
+
+function rejects(fn: () => unknown, code: string, reason?: string): void {
+  try {
+    fn();
+  } catch (error) {
+    assert.instance(error, VringError);
+    assert.is((error as VringError).code, code);
+    if (reason) assert.is((error as VringError).reason, reason);
+    return;
+  }
+  assert.unreachable(`expected ${code}${reason ? ` (${reason})` : ''}`);
+}
+
+test('frames are valid Ethernet: locally administered MACs, EtherType 0x88B5, then the vring header', () => {
+  const f = frame({ flags: FLAG_FIRST | FLAG_LAST, totalLength: 3, offset: 0 }, Buffer.from('abc'));
+  assert.equal([...f.subarray(0, 6)], [...DEFAULT_MAC]);
+  assert.is(f[0]! & 0x02, 0x02, 'locally administered');
+  assert.is(f[0]! & 0x01, 0, 'unicast');
+  assert.is(f.readUInt16BE(12), ETHERTYPE_VRING);
+  assert.is(f[14], 1, 'wire version');
+  const h = readFrameHeader(f);
+  assert.equal(
+    { kind: h.kind, flags: h.flags, stream: h.stream, total: h.totalLength, offset: h.offset },
+    { kind: 1, flags: FLAG_FIRST | FLAG_LAST, stream: 7, total: 3, offset: 0 },
+  );
+  assert.is(Buffer.from(h.chunk).toString(), 'abc');
+});
+
+for (const size of [0, 1, 1483, 1484, 1485, 3 * 1484, 1024 * 1024 + 17]) {
+  test(`a ${size}-byte message survives fragmentation at 1514-byte frames byte for byte`, () => {
+    const sent = body(size, size);
+    const [got, ...rest] = transfer([new OutgoingMessage(9, 42, sent)], 1514, 64 * 1024);
+    assert.is(rest.length, 0);
+    assert.ok(got);
+    assert.is(got.kind, 9);
+    assert.is(got.stream, 42);
+    assert.ok(got.body.equals(sent));
+  });
+}
+
+test('a message continues across batches from where the full batch stopped it', () => {
+  const fragmenter = new Fragmenter({ maxFrame: 1000 });
+  const message = new OutgoingMessage(1, 1, body(10_000, 3));
+  const batch = new MessageBatch({ bytes: 2500, messages: 64 });
+  assert.is(fragmenter.write(batch, message), false);
+  assert.is(batch.count, 2, 'two 1000-byte frames fit a 2500-byte batch');
+  assert.is(message.offset, 2 * (1000 - FRAME_HEADER_BYTES));
+  assert.is(message.done, false);
+});
+
+test('fragments of several messages interleave and each message comes back whole', () => {
+  const big = new OutgoingMessage(2, 1, body(200_000, 1));
+  const small = Array.from(
+    { length: 20 },
+    (_, i) => new OutgoingMessage(3, 100 + i, body(50 + i, i)),
+  );
+  const got = transfer([big, ...small], 1514, 16 * 1024);
+  assert.is(got.length, 21);
+  // The small ones are not held up behind the big one: all arrive before it completes.
+  assert.is(got[got.length - 1]!.stream, 1);
+  for (const m of got) {
+    const expected = m.stream === 1 ? body(200_000, 1) : body(50 + m.stream - 100, m.stream - 100);
+    assert.ok(m.body.equals(expected), `stream ${m.stream}`);
+  }
+});
+
+test('a single-frame body is handed over without a copy; a fragmented one in its own buffer', () => {
+  const r = new Reassembler();
+  const single = frame(
+    { flags: FLAG_FIRST | FLAG_LAST, totalLength: 2, offset: 0 },
+    Buffer.from('hi'),
+  );
+  const got = r.push(single) as ReassembledMessage;
+  assert.is(got.body.buffer, single.buffer, 'view of the frame');
+  r.push(frame({ flags: FLAG_FIRST, stream: 8, totalLength: 4, offset: 0 }, Buffer.from('ab')));
+  const first = Buffer.from('cd');
+  const done = r.push(frame({ flags: FLAG_LAST, stream: 8, totalLength: 4, offset: 2 }, first));
+  assert.ok(done);
+  assert.is(Buffer.from(done.body).toString(), 'abcd');
+  assert.is(r.pendingMessages, 0);
+  assert.is(r.pendingBytes, 0);
+});
+
+const badHeaders: Array<[string, () => Buffer, string]> = [
+  [
+    'a frame shorter than the header',
+    () => Buffer.alloc(FRAME_HEADER_BYTES - 1),
+    'frame-too-short',
+  ],
+  [
+    'another EtherType',
+    () => {
+      const f = frame({ flags: 3, totalLength: 1, offset: 0 }, Buffer.from('x'));
+      f.writeUInt16BE(0x0800, 12);
+      return f;
+    },
+    'not-vring-ethertype',
+  ],
+  [
+    'an unknown wire version',
+    () => {
+      const f = frame({ flags: 3, totalLength: 1, offset: 0 }, Buffer.from('x'));
+      f[14] = 2;
+      return f;
+    },
+    'unsupported-version',
+  ],
+  [
+    'kind 0',
+    () => frame({ kind: 0, flags: 3, totalLength: 1, offset: 0 }, Buffer.from('x')),
+    'bad-kind',
+  ],
+  [
+    'reserved flag bits',
+    () => frame({ flags: 3 | 0x80, totalLength: 1, offset: 0 }, Buffer.from('x')),
+    'reserved-flags',
+  ],
+  [
+    'a chunk past the total length',
+    () => frame({ flags: 1, totalLength: 4, offset: 2 }, Buffer.from('xyz')),
+    'fragment-out-of-bounds',
+  ],
+  [
+    'a first fragment not at offset 0',
+    () => frame({ flags: 1, totalLength: 8, offset: 2 }, Buffer.from('xy')),
+    'first-fragment-offset',
+  ],
+  [
+    'a last fragment ending early',
+    () => frame({ flags: 2, totalLength: 8, offset: 2 }, Buffer.from('xy')),
+    'last-fragment-short',
+  ],
+  [
+    'an empty fragment of a non-empty message',
+    () => frame({ flags: 1, totalLength: 8, offset: 0 }, Buffer.alloc(0)),
+    'empty-fragment',
+  ],
+];
+
+for (const [what, make, reason] of badHeaders) {
+  test(`${what} is ERR_VRING_PROTOCOL (${reason})`, () => {
+    rejects(() => new Reassembler().push(make()), 'ERR_VRING_PROTOCOL', reason);
+  });
+}
+
+test('a fragment of a stream that never started is rejected', () => {
+  rejects(
+    () => new Reassembler().push(frame({ flags: 0, totalLength: 8, offset: 2 }, Buffer.from('xy'))),
+    'ERR_VRING_PROTOCOL',
+    'fragment-without-start',
+  );
+});
+
+test('a stream started twice, fragments out of order, or a changed length are rejected', () => {
+  const start = () => frame({ flags: FLAG_FIRST, totalLength: 8, offset: 0 }, Buffer.from('ab'));
+  let r = new Reassembler();
+  r.push(start());
+  rejects(() => r.push(start()), 'ERR_VRING_PROTOCOL', 'stream-restarted');
+  r = new Reassembler();
+  r.push(start());
+  rejects(
+    () => r.push(frame({ flags: 0, totalLength: 8, offset: 4 }, Buffer.from('ef'))),
+    'ERR_VRING_PROTOCOL',
+    'fragment-out-of-order',
+  );
+  r = new Reassembler();
+  r.push(start());
+  rejects(
+    () => r.push(frame({ flags: 0, totalLength: 9, offset: 2 }, Buffer.from('cd'))),
+    'ERR_VRING_PROTOCOL',
+    'fragment-mismatch',
+  );
+});
+
+test('a message above maxMessage is ERR_VRING_OVERSIZED_MESSAGE before anything is allocated', () => {
+  const r = new Reassembler({ maxMessage: 1000 });
+  rejects(
+    () => r.push(frame({ flags: FLAG_FIRST, totalLength: 1001, offset: 0 }, Buffer.from('x'))),
+    'ERR_VRING_OVERSIZED_MESSAGE',
+  );
+  assert.is(r.pendingBytes, 0);
+});
+
+test('a flood of started messages hits maxStreams or maxPendingBytes, so memory stays bounded', () => {
+  const r = new Reassembler({ maxMessage: 1 << 20, maxStreams: 4 });
+  for (let s = 0; s < 4; s++)
+    r.push(frame({ flags: FLAG_FIRST, stream: s, totalLength: 10, offset: 0 }, Buffer.from('x')));
+  rejects(
+    () =>
+      r.push(frame({ flags: FLAG_FIRST, stream: 9, totalLength: 10, offset: 0 }, Buffer.from('x'))),
+    'ERR_VRING_PROTOCOL',
+    'too-many-streams',
+  );
+  const budget = new Reassembler({ maxMessage: 1 << 20, maxPendingBytes: 1 << 20 });
+  budget.push(
+    frame({ flags: FLAG_FIRST, stream: 1, totalLength: 1 << 20, offset: 0 }, Buffer.from('x')),
+  );
+  rejects(
+    () =>
+      budget.push(
+        frame({ flags: FLAG_FIRST, stream: 2, totalLength: 1, offset: 0 }, Buffer.from('x')),
+      ),
+    'ERR_VRING_PROTOCOL',
+    'pending-bytes-exceeded',
+  );
+  assert.is(budget.pendingBytes, 1 << 20);
+  budget.clear();
+  assert.is(budget.pendingBytes, 0);
+});
+
+test('bad fragmenter arguments are ERR_VRING_INVALID_ARGUMENT', () => {
+  rejects(() => new Fragmenter({ maxFrame: FRAME_HEADER_BYTES }), 'ERR_VRING_INVALID_ARGUMENT');
+  rejects(() => new OutgoingMessage(0, 1, Buffer.alloc(1)), 'ERR_VRING_INVALID_ARGUMENT');
+  rejects(() => new OutgoingMessage(1, -1, Buffer.alloc(1)), 'ERR_VRING_INVALID_ARGUMENT');
+});
+
+test.run();
