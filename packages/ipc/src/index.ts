@@ -1,9 +1,6 @@
 /**
- * @vring/ipc: msgpack messages, pub/sub and RPC between Node.js processes over vring.
- *
- * Empty until the IPC layer lands (Channel, Bus, RPC); the package exists now so the
- * workspace, its build and its dependency on @vring/core are in place.
+ * @vring/ipc: msgpack messages between Node.js processes over vring shared memory.
  *
  * @packageDocumentation
  */
-export {};
+export { Channel, type ChannelOptions, type ChannelWaitOptions } from './channel.js';

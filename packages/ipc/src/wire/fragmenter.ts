@@ -49,13 +49,17 @@ export class Fragmenter {
   }
 
   /**
-   * Appends frames of `message` to `batch`, from where it stopped, until the message is done
-   * or the batch is full. Returns whether the last frame is in.
+   * Appends up to `maxFrames` frames of `message` to `batch`, from where it stopped, until
+   * the message is done or the batch is full. Returns whether the last frame is in.
    */
-  write(batch: MessageBatch, message: OutgoingMessage): boolean {
+  write(
+    batch: MessageBatch,
+    message: OutgoingMessage,
+    maxFrames = Number.POSITIVE_INFINITY,
+  ): boolean {
     const { body, kind, stream } = message;
     const total = body.byteLength;
-    while (!message.done) {
+    for (let frames = 0; !message.done && frames < maxFrames; frames++) {
       const offset = message.offset;
       const length = Math.min(this.#chunk, total - offset);
       const frame = batch.append(FRAME_HEADER_BYTES + length);
@@ -72,7 +76,7 @@ export class Fragmenter {
       message.offset = offset + length;
       message.done = last;
     }
-    return true;
+    return message.done;
   }
 }
 

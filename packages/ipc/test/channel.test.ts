@@ -1,0 +1,181 @@
+// Channel: msgpack values over one queue pair, in order, any size, with backpressure, and a
+// peer that sends garbage cut off with a typed error.
+import { DeviceQueuePair, DriverQueuePair, MessageBatch, VringError } from '@vring/core';
+import { firstValueFrom, take, toArray } from 'rxjs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Channel } from '../src/index.js';
+
+function pair(options: { maxMessage?: number; queueSize?: number } = {}) {
+  const driver = DriverQueuePair.create({ notification: 'adaptive', ...options });
+  const { descriptor, fds } = driver.share();
+  const device = DeviceQueuePair.attach(descriptor, fds, { notification: 'adaptive' });
+  return { driver, device };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<VringError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.instance(error, VringError);
+    return error as VringError;
+  }
+  throw new Error('expected a rejection');
+}
+
+test('values of every msgpack shape arrive equal and in order, both directions', async () => {
+  const { driver, device } = pair();
+  const a = new Channel(driver);
+  const b = new Channel(device);
+  const values = [
+    null,
+    true,
+    42,
+    -1.5,
+    2n ** 60n,
+    'héllo',
+    [1, [2, [3]]],
+    { nested: { list: [1, 'two', null], bytes: Buffer.from([1, 2, 3]) } },
+  ];
+  const sending = Promise.all(values.map((v) => a.send(v)));
+  const got: unknown[] = [];
+  for (let i = 0; i < values.length; i++) got.push(await b.receive());
+  await sending;
+  assert.equal(got, values);
+  await b.send({ reply: 'ok' });
+  assert.equal(await a.receive(), { reply: 'ok' });
+  a.close();
+  b.close();
+});
+
+test('a decoded Buffer is a copy: refilling the ring does not change it', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ data: Buffer }>(driver);
+  const b = new Channel<{ data: Buffer }>(device);
+  await a.send({ data: Buffer.alloc(16, 1) });
+  const first = await b.receive();
+  // Enough traffic to reuse every receive buffer of the ring several times over.
+  const sending = Promise.all(
+    Array.from({ length: 2000 }, () => a.send({ data: Buffer.alloc(16, 2) })),
+  );
+  for (let i = 0; i < 2000; i++) await b.receive();
+  await sending;
+  assert.ok(first.data.equals(Buffer.alloc(16, 1)));
+  a.close();
+  b.close();
+});
+
+test('messages far larger than a frame (5 MiB) are fragmented and reassembled intact', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<Buffer>(driver);
+  const b = new Channel<Buffer>(device);
+  const big = Buffer.alloc(5 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
+  const sending = a.send(big);
+  const got = await b.receive();
+  await sending;
+  assert.ok(Buffer.from(got).equals(big));
+  a.close();
+  b.close();
+});
+
+test('small messages sent after a big one are not held up until the big one is done', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ id: number; pad?: Buffer }>(driver);
+  const b = new Channel<{ id: number; pad?: Buffer }>(device);
+  const sends = [a.send({ id: 0, pad: Buffer.alloc(8 * 1024 * 1024) })];
+  for (let id = 1; id <= 10; id++) sends.push(a.send({ id }));
+  const order: number[] = [];
+  for (let i = 0; i <= 10; i++) order.push((await b.receive()).id);
+  await Promise.all(sends);
+  assert.is(order[order.length - 1], 0, `arrival order ${order.join(',')}`);
+  a.close();
+  b.close();
+});
+
+test('a slow receiver blocks the sender (nothing lost, memory bounded), then everything arrives', async () => {
+  const { driver, device } = pair({ queueSize: 64 });
+  const a = new Channel<number>(driver);
+  const b = new Channel<number>(device, { highWaterMark: 16 });
+  let resolved = 0;
+  const sends = Array.from({ length: 5000 }, (_, i) => a.send(i).then(() => resolved++));
+  await new Promise((r) => setTimeout(r, 50));
+  // Rings of 64 entries plus one batch of read-ahead cannot hold 5000 messages.
+  assert.ok(resolved < 5000, `${resolved} sends resolved with nobody reading`);
+  for (let i = 0; i < 5000; i++) assert.is(await b.receive(), i);
+  await Promise.all(sends);
+  a.close();
+  b.close();
+});
+
+test('async iteration and the Observable deliver the same stream; unsubscribing stops taking', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<number>(driver);
+  const b = new Channel<number>(device);
+  for (let i = 0; i < 10; i++) void a.send(i);
+  const firstFive = await firstValueFrom(b.messages().pipe(take(5), toArray()));
+  assert.equal(firstFive, [0, 1, 2, 3, 4]);
+  const rest: number[] = [];
+  for await (const v of b) {
+    rest.push(v);
+    if (rest.length === 5) break;
+  }
+  assert.equal(rest, [5, 6, 7, 8, 9]);
+  a.close();
+  b.close();
+});
+
+test('close() rejects pending receives with ERR_VRING_CLOSED and ends iteration', async () => {
+  const { driver, device } = pair();
+  const b = new Channel(device);
+  const pending = rejection(b.receive());
+  b.close();
+  assert.is((await pending).code, 'ERR_VRING_CLOSED');
+  assert.is(await b.closed, undefined);
+  assert.is((await rejection(b.send(1))).code, 'ERR_VRING_CLOSED');
+  driver.close();
+});
+
+test('an aborted receive rejects with the signal reason and does not lose the next value', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<number>(driver);
+  const b = new Channel<number>(device);
+  const controller = new AbortController();
+  const aborted = b.receive({ signal: controller.signal }).catch((e: unknown) => e);
+  controller.abort(new Error('stop'));
+  assert.is(((await aborted) as Error).message, 'stop');
+  await a.send(7);
+  assert.is(await b.receive(), 7);
+  a.close();
+  b.close();
+});
+
+test('a peer that sends frames that are not vring frames is cut off with ERR_VRING_PROTOCOL', async () => {
+  const { driver, device } = pair();
+  const b = new Channel(device);
+  const receiving = rejection(b.receive());
+  const garbage = new MessageBatch();
+  garbage.push(Buffer.from('definitely not an ethernet frame with a vring header'));
+  await driver.sendBatch(garbage);
+  const error = await receiving;
+  assert.is(error.code, 'ERR_VRING_PROTOCOL');
+  assert.is(error.reason, 'not-vring-ethertype');
+  assert.is((await b.closed)?.code, 'ERR_VRING_PROTOCOL');
+  driver.close();
+});
+
+test('a value msgpack cannot encode is ERR_VRING_INVALID_ARGUMENT and the channel carries on', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<unknown>(driver);
+  const b = new Channel<unknown>(device);
+  const error = await rejection(a.send(2n ** 70n));
+  assert.is(error.code, 'ERR_VRING_INVALID_ARGUMENT');
+  await a.send(undefined);
+  await a.send('after');
+  assert.is(await b.receive(), undefined, 'undefined is a value like any other');
+  assert.is(await b.receive(), 'after');
+  a.close();
+  b.close();
+});
+
+test.run();
