@@ -62,6 +62,9 @@ export class DriverQueuePair extends QueuePairEnd {
   readonly #descriptor: QueuePairDescriptor;
   readonly #kick: EventFd;
   readonly #call: EventFd;
+  // Only for vhost-user: a second kick eventfd so each vring has its own (undefined: the
+  // one `#kick` serves both queues).
+  readonly #txKick: EventFd | undefined;
 
   private constructor(
     handle: NativeQueuePairEnd & { info(): NativeDriverInfo },
@@ -70,11 +73,19 @@ export class DriverQueuePair extends QueuePairEnd {
     call: EventFd,
     config: Required<Omit<QueuePairOptions, keyof EndpointOptions>>,
     options: EndpointOptions,
+    txKick?: EventFd,
   ) {
-    super(handle, config.maxMessage, [call], [call, kick, region], options);
+    super(
+      handle,
+      config.maxMessage,
+      [call],
+      txKick ? [call, kick, txKick, region] : [call, kick, region],
+      options,
+    );
     this.region = region;
     this.#kick = kick;
     this.#call = call;
+    this.#txKick = txKick;
     const info = handle.info();
     this.#descriptor = {
       version: 1,
@@ -91,20 +102,49 @@ export class DriverQueuePair extends QueuePairEnd {
 
   /** Creates the region, both rings (receive buffers posted) and the kick/call eventfds. */
   static create(options: QueuePairOptions = {}): DriverQueuePair {
+    return DriverQueuePair.#build(options, true, options.eventIdx ?? true, false);
+  }
+
+  /**
+   * The queue pair a vhost-user front-end (VirtioUser) drives: each vring gets its own kick
+   * eventfd, as SET_VRING_KICK is per vring, and mergeable receive buffers and EVENT_IDX
+   * follow what the back-end negotiated instead of being always on. Without mergeable
+   * buffers every buffer must hold a whole frame plus the 12-byte header, so `bufferSize`
+   * is raised to fit `maxMessage`.
+   * @internal
+   */
+  static createForVhostUser(
+    options: QueuePairOptions & { mergeable: boolean; eventIdx: boolean },
+  ): DriverQueuePair {
+    return DriverQueuePair.#build(options, options.mergeable, options.eventIdx, true);
+  }
+
+  static #build(
+    options: QueuePairOptions,
+    mergeable: boolean,
+    eventIdx: boolean,
+    kickPerVring: boolean,
+  ): DriverQueuePair {
     notificationPolicy(options);
+    const maxMessage = options.maxMessage ?? 65536;
+    const minBuffer = mergeable ? 64 : Math.ceil((maxMessage + 12) / 8) * 8;
     const config = {
       queueSize: options.queueSize ?? 256,
-      bufferSize: options.bufferSize ?? 2048,
-      maxMessage: options.maxMessage ?? 65536,
-      eventIdx: options.eventIdx ?? true,
+      bufferSize: mergeable
+        ? (options.bufferSize ?? 2048)
+        : Math.max(options.bufferSize ?? 2048, minBuffer),
+      maxMessage,
+      eventIdx,
     };
-    const nativeConfig = { ...config, mergeable: true };
+    const nativeConfig = { ...config, mergeable };
     const bytes = requiredBytes(nativeConfig);
     const region = SharedRegion.create(bytes, { name: 'vring-queue-pair' });
     const cleanup: Array<{ close(): void }> = [region];
     try {
       const kick = new EventFd();
       cleanup.push(kick);
+      const txKick = kickPerVring ? new EventFd() : undefined;
+      if (txKick) cleanup.push(txKick);
       const call = new EventFd();
       cleanup.push(call);
       const handle = new NativeDriverQueuePair(
@@ -113,13 +153,24 @@ export class DriverQueuePair extends QueuePairEnd {
         region.address,
         nativeConfig,
         kick.fd,
-        kick.fd,
+        (txKick ?? kick).fd,
       );
-      return new DriverQueuePair(handle, region, kick, call, config, options);
+      return new DriverQueuePair(handle, region, kick, call, config, options, txKick);
     } catch (error) {
       for (const r of cleanup) r.close();
       throw error;
     }
+  }
+
+  /**
+   * The eventfds per vring for vhost-user's SET_VRING_KICK/CALL: queue 0 (receive) and
+   * queue 1 (transmit). Both vrings share one call eventfd: the driver end waits on one
+   * doorbell whichever ring progressed. Owned by this pair (send them; do not close them).
+   * @internal
+   */
+  vringFds(): { kick: [number, number]; call: [number, number] } {
+    const txKick = this.#txKick ?? this.#kick;
+    return { kick: [this.#kick.fd, txKick.fd], call: [this.#call.fd, this.#call.fd] };
   }
 
   /**

@@ -20,3 +20,8 @@ export {
   type WaitOptions,
 } from './queue-pair-end.js';
 export { type MapRegionOptions, SharedRegion } from './shared-region.js';
+export {
+  VirtioUser,
+  type VirtioUserEvent,
+  type VirtioUserOptions,
+} from './vhost-user/virtio-user.js';

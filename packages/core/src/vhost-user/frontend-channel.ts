@@ -1,0 +1,111 @@
+/**
+ * The front-end's side of one vhost-user control connection: send a request, wait for its
+ * reply (explicit body or REPLY_ACK), with a deadline. One request at a time: vhost-user has
+ * no request ids, so a reply is matched to the one request in flight.
+ *
+ * @packageDocumentation
+ */
+import { VringError } from '../errors.js';
+import type { FdSocket } from '../fd-socket.js';
+import {
+  decodeReply,
+  encodeRequest,
+  type ReplyBodies,
+  type RequestPayloads,
+  requestName,
+  type SupportedRequest,
+  VhostUserRequest,
+} from './message.js';
+
+/** Deadlines of a {@link FrontendChannel}. @internal */
+export interface FrontendChannelTimeouts {
+  /** How long to wait for an ordinary reply, in ms. */
+  replyMs: number;
+  /**
+   * How long to wait for the SET_MEM_TABLE ack, in ms. A back-end that mlocks our region
+   * (testpmd without `--no-mlockall`) takes seconds to answer (protocol-anchors §1.8).
+   */
+  memoryTableMs: number;
+}
+
+/**
+ * Request/reply over a connected vhost-user socket for the front-end. After a failure
+ * (timeout, NACK, malformed reply) the connection is in an unknown state — a late reply
+ * would be taken for the next request's — so the caller must close it.
+ * @internal
+ */
+export class FrontendChannel {
+  /** Whether PROTOCOL_F_REPLY_ACK was negotiated: then every request without a body asks for an ack. */
+  replyAck = false;
+  readonly #socket: FdSocket;
+  readonly #timeouts: FrontendChannelTimeouts;
+
+  readonly #signal: AbortSignal | undefined;
+
+  /** `signal` abandons a pending reply wait (e.g. the caller gave up on the handshake). */
+  constructor(socket: FdSocket, timeouts: FrontendChannelTimeouts, signal?: AbortSignal) {
+    this.#socket = socket;
+    this.#timeouts = timeouts;
+    this.#signal = signal;
+  }
+
+  /**
+   * Sends a request that has no reply body. With REPLY_ACK negotiated it sets NEED_REPLY
+   * and waits for the ack, so a back-end's refusal surfaces at the request that caused it
+   * instead of as a dead device later.
+   * @throws VringError `ERR_VRING_PROTOCOL` (reason `nack`) when the back-end refused it,
+   * `ERR_VRING_TIMEOUT`, or the socket's error.
+   */
+  async command<R extends Exclude<SupportedRequest, keyof ReplyBodies>>(
+    request: R,
+    payload: RequestPayloads[R],
+  ): Promise<void> {
+    const { frame, fds } = encodeRequest(request, payload, { needReply: this.replyAck });
+    await this.#socket.send(frame, fds);
+    if (!this.replyAck) return;
+    const ack = await this.#reply(request);
+    if (ack !== 0n) {
+      throw new VringError(
+        'ERR_VRING_PROTOCOL',
+        `the back-end refused ${requestName(request)} (ack ${ack})`,
+        { reason: 'nack' },
+      );
+    }
+  }
+
+  /**
+   * Sends a request with an explicit reply body and returns the body.
+   * @throws VringError `ERR_VRING_PROTOCOL` for a malformed reply, `ERR_VRING_TIMEOUT`, or
+   * the socket's error.
+   */
+  async query<R extends keyof ReplyBodies & SupportedRequest>(
+    request: R,
+    payload: RequestPayloads[R],
+  ): Promise<ReplyBodies[R]> {
+    const { frame, fds } = encodeRequest(request, payload);
+    await this.#socket.send(frame, fds);
+    return (await this.#reply(request)) as ReplyBodies[R];
+  }
+
+  async #reply<R extends SupportedRequest>(request: R): Promise<ReplyBodies[keyof ReplyBodies]> {
+    const ms =
+      request === VhostUserRequest.SET_MEM_TABLE
+        ? this.#timeouts.memoryTableMs
+        : this.#timeouts.replyMs;
+    const deadline = AbortSignal.timeout(ms);
+    const signal = this.#signal ? AbortSignal.any([deadline, this.#signal]) : deadline;
+    let message: Awaited<ReturnType<FdSocket['receive']>>;
+    try {
+      message = await this.#socket.receive({ signal });
+    } catch (error) {
+      if (deadline.aborted && !(error instanceof VringError)) {
+        throw new VringError(
+          'ERR_VRING_TIMEOUT',
+          `no reply to ${requestName(request)} within ${ms} ms`,
+        );
+      }
+      throw error;
+    }
+    return decodeReply(message.data, message.fds, request) as ReplyBodies[keyof ReplyBodies];
+  }
+}

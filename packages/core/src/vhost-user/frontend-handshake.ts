@@ -1,0 +1,181 @@
+/**
+ * The front-end handshake in the DPDK 22.11 dialect (protocol-anchors §7, recordings
+ * interop/05 and 06): SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, SET_FEATURES,
+ * SET_STATUS 0xB, SET_MEM_TABLE, per vring NUM/BASE/ADDR/CALL/KICK, SET_VRING_ENABLE,
+ * SET_STATUS 0xF. It is split in two because the rings can only be laid out once the
+ * features are known (mergeable buffers and EVENT_IDX change how the driver uses them).
+ *
+ * @packageDocumentation
+ */
+import { VringError } from '../errors.js';
+import {
+  describeFeatures,
+  negotiate,
+  requireFeatures,
+  VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_MQ,
+  VHOST_USER_PROTOCOL_F_REPLY_ACK,
+  VHOST_USER_PROTOCOL_F_STATUS,
+  VIRTIO_STATUS_ACKNOWLEDGE,
+  VIRTIO_STATUS_DRIVER,
+  VIRTIO_STATUS_DRIVER_OK,
+  VIRTIO_STATUS_FEATURES_OK,
+} from './features.js';
+import type { FrontendChannel } from './frontend-channel.js';
+import { VhostUserRequest as R } from './message.js';
+
+/**
+ * Protocol features we ask for: the set DPDK's virtio_user asks for. MQ is harmless with one
+ * queue pair and keeps our SET_PROTOCOL_FEATURES identical to DPDK's (0x10009 against
+ * net_vhost).
+ */
+const WANTED_PROTOCOL_FEATURES =
+  VHOST_USER_PROTOCOL_F_MQ | VHOST_USER_PROTOCOL_F_REPLY_ACK | VHOST_USER_PROTOCOL_F_STATUS;
+
+const STATUS_FEATURES_OK =
+  VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK;
+
+/** What the two sides agreed on for one connection. @internal */
+export interface NegotiatedFeatures {
+  /** The virtio feature word sent with SET_FEATURES. */
+  readonly features: bigint;
+  /** The protocol feature word sent with SET_PROTOCOL_FEATURES (0 when bit 30 is off). */
+  readonly protocolFeatures: bigint;
+}
+
+/** What the front-end wants from the virtio feature word. @internal */
+export interface FeatureRequest {
+  /** Bits to take when offered. */
+  readonly wanted: bigint;
+  /** Bits the connection cannot work without. */
+  readonly required: bigint;
+  /**
+   * On a reconnect: the word the rings were built for. The new back-end must offer every
+   * bit of it and gets exactly it, because the rings' mode cannot change under them.
+   */
+  readonly fixed?: bigint | undefined;
+}
+
+/** One vring as the device must see it. @internal */
+export interface VringSetup {
+  readonly index: number;
+  readonly size: number;
+  /** Next avail index the device processes (split: the device's used index). */
+  readonly base: number;
+  readonly desc: bigint;
+  readonly avail: bigint;
+  readonly used: bigint;
+  readonly kickFd: number;
+  readonly callFd: number;
+}
+
+/** The memory and rings to hand over. @internal */
+export interface DeviceSetup {
+  /** The one region; GPA = UVA = its address in this process, as DPDK's virtio_user does. */
+  readonly region: { readonly fd: number; readonly address: bigint; readonly size: number };
+  readonly vrings: readonly VringSetup[];
+}
+
+/**
+ * SET_OWNER, feature and protocol-feature negotiation by intersection, SET_FEATURES and —
+ * with PROTOCOL_F_STATUS — SET_STATUS FEATURES_OK read back with GET_STATUS (the virtio
+ * driver's check that the device accepted the features). Turns on REPLY_ACK in `channel`
+ * when negotiated, so every later request is acknowledged.
+ * @throws VringError `ERR_VRING_FEATURE_MISMATCH` when a required (or, on reconnect, fixed)
+ * bit is not offered or the device refuses FEATURES_OK; protocol and timeout errors of the
+ * channel.
+ * @internal
+ */
+export async function negotiateFeatures(
+  channel: FrontendChannel,
+  request: FeatureRequest,
+): Promise<NegotiatedFeatures> {
+  // SET_OWNER on every connection, including replays: a restarted back-end is a new
+  // session, and DPDK treats it as a no-op anyway.
+  await channel.command(R.SET_OWNER, undefined);
+  const offered = await channel.query(R.GET_FEATURES, undefined);
+  let features: bigint;
+  if (request.fixed !== undefined) {
+    const missing = request.fixed & ~offered;
+    if (missing !== 0n) {
+      throw new VringError(
+        'ERR_VRING_FEATURE_MISMATCH',
+        `the back-end no longer offers ${describeFeatures(missing)}, which the rings were built for`,
+        { reason: 'features-changed' },
+      );
+    }
+    features = request.fixed;
+  } else {
+    features = negotiate(offered, request.wanted);
+    requireFeatures(features, request.required, 'virtio');
+  }
+  let protocolFeatures = 0n;
+  if ((features & VHOST_USER_F_PROTOCOL_FEATURES) !== 0n) {
+    const offeredProtocol = await channel.query(R.GET_PROTOCOL_FEATURES, undefined);
+    protocolFeatures = negotiate(offeredProtocol, WANTED_PROTOCOL_FEATURES);
+    await channel.command(R.SET_PROTOCOL_FEATURES, protocolFeatures);
+    // Only now may NEED_REPLY be set (vhost-user spec, REPLY_ACK).
+    channel.replyAck = (protocolFeatures & VHOST_USER_PROTOCOL_F_REPLY_ACK) !== 0n;
+  }
+  await channel.command(R.SET_FEATURES, features);
+  if ((protocolFeatures & VHOST_USER_PROTOCOL_F_STATUS) !== 0n) {
+    await channel.command(R.SET_STATUS, STATUS_FEATURES_OK);
+    const status = await channel.query(R.GET_STATUS, undefined);
+    if ((status & VIRTIO_STATUS_FEATURES_OK) === 0n) {
+      throw new VringError(
+        'ERR_VRING_FEATURE_MISMATCH',
+        `the back-end did not accept features ${describeFeatures(features)} (status 0x${status.toString(16)})`,
+        { reason: 'features-not-ok' },
+      );
+    }
+  }
+  return { features, protocolFeatures };
+}
+
+/**
+ * SET_MEM_TABLE, then per vring SET_VRING_NUM/BASE/ADDR/CALL/KICK (the memory table first:
+ * DPDK refuses ring addresses it cannot translate yet), SET_VRING_ENABLE 1 when bit 30 was
+ * negotiated, and SET_STATUS DRIVER_OK with PROTOCOL_F_STATUS. After this DPDK's
+ * `virtio_is_ready()` holds and traffic flows.
+ * @internal
+ */
+export async function configureDevice(
+  channel: FrontendChannel,
+  negotiated: NegotiatedFeatures,
+  device: DeviceSetup,
+): Promise<void> {
+  const { region } = device;
+  await channel.command(R.SET_MEM_TABLE, {
+    regions: [
+      {
+        guestPhysAddr: region.address,
+        memorySize: BigInt(region.size),
+        userspaceAddr: region.address,
+        mmapOffset: 0n,
+        fd: region.fd,
+      },
+    ],
+  });
+  for (const ring of device.vrings) {
+    await channel.command(R.SET_VRING_NUM, { index: ring.index, num: ring.size });
+    await channel.command(R.SET_VRING_BASE, { index: ring.index, num: ring.base });
+    await channel.command(R.SET_VRING_ADDR, {
+      index: ring.index,
+      flags: 0,
+      descUser: ring.desc,
+      usedUser: ring.used,
+      availUser: ring.avail,
+      log: 0n,
+    });
+    await channel.command(R.SET_VRING_CALL, { index: ring.index, fd: ring.callFd });
+    await channel.command(R.SET_VRING_KICK, { index: ring.index, fd: ring.kickFd });
+  }
+  if ((negotiated.features & VHOST_USER_F_PROTOCOL_FEATURES) !== 0n) {
+    for (const ring of device.vrings) {
+      await channel.command(R.SET_VRING_ENABLE, { index: ring.index, num: 1 });
+    }
+  }
+  if ((negotiated.protocolFeatures & VHOST_USER_PROTOCOL_F_STATUS) !== 0n) {
+    await channel.command(R.SET_STATUS, STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+  }
+}

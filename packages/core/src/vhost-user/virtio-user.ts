@@ -1,0 +1,513 @@
+/**
+ * `VirtioUser`: a virtio-net device driven from this process (the vhost-user front-end, like
+ * DPDK's virtio_user), whose rings and buffers live in one sealed memfd of ours and are
+ * handed to a vhost-user back-end (DPDK net_vhost, OVS-DPDK, VPP, our own back-end).
+ *
+ * @packageDocumentation
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DriverQueuePair } from '../driver-queue-pair.js';
+import { VringError } from '../errors.js';
+import { FdServer } from '../fd-server.js';
+import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
+import type { MessageBatch } from '../message-batch.js';
+import {
+  type NotificationMode,
+  notificationPolicy,
+  type QueuePairEnd,
+  type QueuePairStats,
+  type WaitOptions,
+} from '../queue-pair-end.js';
+import {
+  VHOST_USER_F_PROTOCOL_FEATURES,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_RING_F_EVENT_IDX,
+} from './features.js';
+import { FrontendChannel } from './frontend-channel.js';
+import {
+  configureDevice,
+  type DeviceSetup,
+  type NegotiatedFeatures,
+  negotiateFeatures,
+} from './frontend-handshake.js';
+
+/** Options of {@link VirtioUser.open}. @public */
+export interface VirtioUserOptions {
+  /**
+   * Listen at the path and let the back-end connect (DPDK virtio_user's `server=1`; the
+   * back-end runs with `client=1`). Default false: connect to the back-end's socket,
+   * retrying with backoff until it is there.
+   */
+  server?: boolean;
+  /** Descriptors per vring, power of two (default 256). */
+  queueSize?: number;
+  /** Bytes per packet buffer (default 2048: a full Ethernet frame plus header fits in one). */
+  bufferSize?: number;
+  /** Largest frame sent or received, in bytes (default 9216: jumbo frames). */
+  maxMessage?: number;
+  /** Ask for mergeable receive buffers (default true; used only if the back-end offers them). */
+  mergeable?: boolean;
+  /** Ask for EVENT_IDX notification suppression (default true; used only if offered). */
+  eventIdx?: boolean;
+  /** Notification policy of the data path (see {@link NotificationMode}). */
+  notification?: NotificationMode;
+  /** Spin budget in µs (see `EndpointOptions.spinMicros`). */
+  spinMicros?: number;
+  /** Deadline for an ordinary control reply, in ms (default 10 000). */
+  replyTimeoutMs?: number;
+  /**
+   * Deadline for the SET_MEM_TABLE ack, in ms (default 60 000): a back-end that mlocks the
+   * region answers only after faulting all of it in.
+   */
+  memoryTableTimeoutMs?: number;
+  /** First retry delay of client mode, in ms (default 20); doubles up to `retryMaxMs`. */
+  retryInitialMs?: number;
+  /** Longest delay between connection attempts, in ms (default 1000, DPDK's own period). */
+  retryMaxMs?: number;
+  /** Aborts {@link VirtioUser.open} while it waits for a back-end. */
+  signal?: AbortSignal;
+  /** Told about connections, handshakes and disconnects (for logs). */
+  onEvent?: (event: VirtioUserEvent) => void;
+}
+
+/** What happened to a {@link VirtioUser}'s control connection. @public */
+export type VirtioUserEvent =
+  | { type: 'connected'; features: bigint; protocolFeatures: bigint; connection: number }
+  | { type: 'disconnected'; error: VringError | undefined }
+  | { type: 'handshake-failed'; error: unknown };
+
+/** The virtio feature bits we can drive. @internal */
+const SUPPORTED_FEATURES =
+  VIRTIO_F_VERSION_1 |
+  VHOST_USER_F_PROTOCOL_FEATURES |
+  VIRTIO_NET_F_MRG_RXBUF |
+  VIRTIO_RING_F_EVENT_IDX;
+
+// Errors after which trying another connection cannot help: the rings cannot change mode,
+// and a broken ring or a bad option stays so.
+const FATAL_CODES = new Set([
+  'ERR_VRING_FEATURE_MISMATCH',
+  'ERR_VRING_INVALID_ARGUMENT',
+  'ERR_VRING_BAD_RING',
+  'ERR_VRING_QUEUE_BROKEN',
+]);
+
+function isFatal(error: unknown): boolean {
+  return !(error instanceof VringError) || FATAL_CODES.has(error.code);
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  const v = value ?? fallback;
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be a positive number`);
+  }
+  return v;
+}
+
+/**
+ * Where control connections come from: a listening socket (server mode) or connect()
+ * retried with exponential backoff (client mode).
+ */
+class ConnectionSource {
+  readonly #path: string;
+  readonly #server: FdServer | undefined;
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+
+  constructor(path: string, server: boolean, initialMs: number, maxMs: number) {
+    this.#path = path;
+    this.#initialMs = initialMs;
+    this.#maxMs = maxMs;
+    this.#server = server ? FdServer.listenFramed(path, VHOST_USER_FRAMING) : undefined;
+  }
+
+  /**
+   * The next connection. `keepAlive` false lets the process exit while a client waits to
+   * retry (a listening server keeps it alive while it accepts: FdServer has no other mode).
+   */
+  async next(signal: AbortSignal, keepAlive: boolean): Promise<FdSocket> {
+    if (this.#server) return this.#server.accept({ signal });
+    let delay = this.#initialMs;
+    for (;;) {
+      signal.throwIfAborted();
+      try {
+        return FdSocket.connectFramed(this.#path, VHOST_USER_FRAMING);
+      } catch (error) {
+        // Nobody listening yet (ENOENT, ECONNREFUSED) or any other OS refusal: the back-end
+        // may be restarting, so keep trying; anything else is a bug worth surfacing.
+        if (!(error instanceof VringError) || error.code !== 'ERR_VRING_SYSTEM') throw error;
+      }
+      // timers/promises rejects with its own AbortError; callers expect the signal's reason,
+      // as from every other abortable wait in vring.
+      await sleep(delay, undefined, { signal, ref: keepAlive }).catch((error: unknown) => {
+        throw signal.aborted ? signal.reason : error;
+      });
+      delay = Math.min(delay * 2, this.#maxMs);
+    }
+  }
+
+  close(): void {
+    this.#server?.close();
+  }
+}
+
+/**
+ * A virtio-net front-end over vhost-user (DESIGN §5): queue 0 receives, queue 1 transmits,
+ * frames carry a 12-byte `virtio_net_hdr_v1` (added and stripped here), mergeable receive
+ * buffers and EVENT_IDX are used when the back-end offers them.
+ *
+ * It speaks DPDK 22.11's dialect and survives its back-end: when the connection drops it
+ * keeps the rings, the memory and the application's handle, reconnects (client mode
+ * retries; server mode accepts the next back-end) and replays the handshake with each
+ * ring's current position, so sends and receives that were waiting simply continue.
+ * Frames the old back-end had taken but not delivered are lost, as on a real link.
+ *
+ * Process lifetime: while connected, only pending sends and receives keep the process
+ * alive (as with any vring end). While disconnected, client mode's retry timer does not,
+ * but server mode's listening socket does until {@link VirtioUser.close}. A connected
+ * VirtioUser is reachable from its socket, so it is not garbage-collected: close it.
+ *
+ * Frames move with the queue-pair API: {@link VirtioUser.sendBatch},
+ * {@link VirtioUser.receive} with a {@link MessageBatch}, {@link VirtioUser.send}, or
+ * `for await (const frame of virtioUser)`.
+ *
+ * @example
+ * ```ts
+ * const port = await VirtioUser.open('/run/vhost/sock0');   // DPDK: --vdev net_vhost0,iface=…
+ * await port.send(frame);
+ * const batch = await port.receive();
+ * port.close();
+ * ```
+ * @public
+ */
+export class VirtioUser implements AsyncDisposable {
+  /** The socket path. */
+  readonly path: string;
+  /** Whether this side listens (server mode). */
+  readonly server: boolean;
+  /**
+   * Settles when the VirtioUser is closed (`undefined`) or failed for good (the error: a
+   * back-end that changed features, a ring broken by invalid data). Never rejects. A
+   * back-end going away is not a failure.
+   */
+  readonly closed: Promise<VringError | undefined>;
+
+  readonly #port: DriverQueuePair;
+  readonly #source: ConnectionSource;
+  #negotiated: NegotiatedFeatures;
+  readonly #options: VirtioUserOptions;
+  readonly #abort = new AbortController();
+  #socket: FdSocket | undefined;
+  #connections = 1;
+  #done = false;
+  #resolveClosed!: (error: VringError | undefined) => void;
+
+  private constructor(
+    path: string,
+    options: VirtioUserOptions,
+    source: ConnectionSource,
+    port: DriverQueuePair,
+    socket: FdSocket,
+    negotiated: NegotiatedFeatures,
+  ) {
+    this.path = path;
+    this.server = options.server ?? false;
+    this.#options = options;
+    this.#source = source;
+    this.#port = port;
+    this.#socket = socket;
+    this.#negotiated = negotiated;
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    port.closed.then((error) => {
+      if (error) this.#fail(error);
+    });
+    void this.#supervise(socket);
+  }
+
+  /**
+   * Opens the device: listens or connects at `path`, performs the handshake, and resolves
+   * once the back-end has the rings (DPDK calls the device ready then). Client mode keeps
+   * retrying until a back-end listens; abort with `options.signal`. In server mode the
+   * socket file exists as soon as this is called.
+   * @throws VringError `ERR_VRING_FEATURE_MISMATCH` when the back-end lacks VERSION_1,
+   * `ERR_VRING_INVALID_ARGUMENT` for bad options, `ERR_VRING_SYSTEM` when the path cannot
+   * be listened on, or the signal's reason.
+   */
+  static async open(path: string, options: VirtioUserOptions = {}): Promise<VirtioUser> {
+    // Checked before any connection: a bad option must not cost a back-end a handshake.
+    notificationPolicy(options);
+    const timeouts = {
+      replyMs: positive(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
+      memoryTableMs: positive(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
+    };
+    const source = new ConnectionSource(
+      path,
+      options.server ?? false,
+      positive(options.retryInitialMs, 20, 'retryInitialMs'),
+      positive(options.retryMaxMs, 1000, 'retryMaxMs'),
+    );
+    const wanted =
+      SUPPORTED_FEATURES &
+      ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
+      ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n);
+    const signal = options.signal ?? new AbortController().signal;
+    let port: DriverQueuePair | undefined;
+    let fixed: bigint | undefined;
+    try {
+      for (;;) {
+        const socket = await source.next(signal, true);
+        try {
+          const channel = new FrontendChannel(socket, timeouts, signal);
+          const negotiated = await negotiateFeatures(channel, {
+            wanted,
+            required: VIRTIO_F_VERSION_1,
+            fixed,
+          });
+          fixed = negotiated.features;
+          port ??= DriverQueuePair.createForVhostUser({
+            queueSize: options.queueSize,
+            bufferSize: options.bufferSize,
+            maxMessage: options.maxMessage ?? 9216,
+            mergeable: (negotiated.features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
+            eventIdx: (negotiated.features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
+            notification: options.notification,
+            spinMicros: options.spinMicros,
+            // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
+            // cannot express for an object built from optional inputs.
+          } as Parameters<typeof DriverQueuePair.createForVhostUser>[0]);
+          await configureDevice(channel, negotiated, deviceSetup(port));
+          const user = new VirtioUser(path, options, source, port, socket, negotiated);
+          user.#emit({ type: 'connected', ...negotiated, connection: 1 });
+          return user;
+        } catch (error) {
+          socket.close();
+          if (isFatal(error)) throw error;
+          options.onEvent?.({ type: 'handshake-failed', error });
+        }
+      }
+    } catch (error) {
+      port?.close();
+      source.close();
+      throw error;
+    }
+  }
+
+  /** The virtio feature word in force (SET_FEATURES). */
+  get features(): bigint {
+    return this.#negotiated.features;
+  }
+
+  /** The protocol feature word of the current (or last) connection. */
+  get protocolFeatures(): bigint {
+    return this.#negotiated.protocolFeatures;
+  }
+
+  /** Whether a back-end is attached right now. */
+  get connected(): boolean {
+    return this.#socket !== undefined;
+  }
+
+  /** Handshakes completed so far (1 after open; +1 per reconnect). */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  /** Largest frame, in bytes. */
+  get maxMessage(): number {
+    return this.#port.maxMessage;
+  }
+
+  /** Data-path counters since open. */
+  get stats(): QueuePairStats {
+    return this.#port.stats;
+  }
+
+  /** The notification policy in force. */
+  get notification(): NotificationMode {
+    return this.#port.notification;
+  }
+
+  /** See {@link QueuePairEnd.trySend}. */
+  trySend(batch: MessageBatch, start = 0): number {
+    return this.#port.trySend(batch, start);
+  }
+
+  /** See {@link QueuePairEnd.tryReceive}. */
+  tryReceive(batch: MessageBatch): number {
+    return this.#port.tryReceive(batch);
+  }
+
+  /** Sends every frame of `batch`, waiting for ring space (also across a reconnect). */
+  sendBatch(batch: MessageBatch, options?: WaitOptions): Promise<void> {
+    return this.#port.sendBatch(batch, options);
+  }
+
+  /** Sends one frame or several, in order. */
+  send(frames: Uint8Array | readonly Uint8Array[], options?: WaitOptions): Promise<void> {
+    return this.#port.send(frames, options);
+  }
+
+  /** Waits for at least one frame and fills `batch` (see {@link QueuePairEnd.receive}). */
+  receive(batch?: MessageBatch, options?: WaitOptions): Promise<MessageBatch> {
+    return this.#port.receive(batch, options);
+  }
+
+  /** Resolves once frames are waiting. */
+  waitReceivable(options?: WaitOptions): Promise<void> {
+    return this.#port.waitReceivable(options);
+  }
+
+  /** Resolves once the transmit ring may have space again. */
+  waitSendable(options?: WaitOptions): Promise<void> {
+    return this.#port.waitSendable(options);
+  }
+
+  /** Yields each received frame as its own Buffer until the VirtioUser closes. */
+  [Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    return this.#port[Symbol.asyncIterator]();
+  }
+
+  /** Let pending waits keep the process alive (the default). */
+  ref(): this {
+    this.#port.ref();
+    return this;
+  }
+
+  /** Let the process exit even while a send or receive waits. */
+  unref(): this {
+    this.#port.unref();
+    return this;
+  }
+
+  /**
+   * Drops the connection, stops listening or retrying, and releases the rings, memory and
+   * eventfds. Pending operations reject with `ERR_VRING_CLOSED`. Idempotent. The back-end
+   * keeps its own mapping until it notices the closed socket, so nothing it still does can
+   * touch this process.
+   */
+  close(): void {
+    this.#finish(undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  #emit(event: VirtioUserEvent): void {
+    try {
+      this.#options.onEvent?.(event);
+    } catch {
+      // A logging callback must not break the device.
+    }
+  }
+
+  /** Waits for each connection to end, then gets and sets up the next one. */
+  async #supervise(socket: FdSocket): Promise<void> {
+    const signal = this.#abort.signal;
+    const timeouts = {
+      replyMs: this.#options.replyTimeoutMs ?? 10_000,
+      memoryTableMs: this.#options.memoryTableTimeoutMs ?? 60_000,
+    };
+    for (;;) {
+      const error = await socket.closed;
+      socket.close();
+      this.#socket = undefined;
+      if (this.#done) return;
+      this.#emit({ type: 'disconnected', error });
+      for (;;) {
+        let next: FdSocket;
+        try {
+          next = await this.#source.next(signal, false);
+        } catch (failure) {
+          if (!this.#done) this.#fail(failure);
+          return;
+        }
+        if (this.#done) {
+          next.close();
+          return;
+        }
+        try {
+          const channel = new FrontendChannel(next, timeouts, signal);
+          const negotiated = await negotiateFeatures(channel, {
+            wanted: this.#negotiated.features,
+            required: VIRTIO_F_VERSION_1,
+            fixed: this.#negotiated.features,
+          });
+          await configureDevice(channel, negotiated, deviceSetup(this.#port));
+          if (this.#done) {
+            next.close();
+            return;
+          }
+          this.#connections++;
+          this.#negotiated = negotiated;
+          this.#socket = next;
+          socket = next;
+          this.#emit({ type: 'connected', ...negotiated, connection: this.#connections });
+          break;
+        } catch (failure) {
+          next.close();
+          if (this.#done) return;
+          if (isFatal(failure)) {
+            this.#fail(failure);
+            return;
+          }
+          this.#emit({ type: 'handshake-failed', error: failure });
+        }
+      }
+    }
+  }
+
+  #fail(error: unknown): void {
+    this.#finish(
+      error instanceof VringError
+        ? error
+        : new VringError('ERR_VRING_PROTOCOL', String(error), { cause: error }),
+    );
+  }
+
+  #finish(error: VringError | undefined): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#abort.abort(new VringError('ERR_VRING_CLOSED', 'VirtioUser is closed'));
+    this.#socket?.close();
+    this.#socket = undefined;
+    this.#source.close();
+    if (error) this.#port.destroy(error);
+    else this.#port.close();
+    this.#resolveClosed(error);
+  }
+}
+
+/**
+ * The rings as the device must see them now. The base of each split vring is the device's
+ * own used index read from our memory: everything before it was consumed and returned, so
+ * a new back-end resumes exactly there (DPDK resynchronises from used->idx anyway, see
+ * interop/04; other back-ends take the base as given). The old back-end is gone when this
+ * runs, so the index is stable.
+ */
+function deviceSetup(port: DriverQueuePair): DeviceSetup {
+  const { descriptor } = port.share();
+  const { kick, call } = port.vringFds();
+  const region = port.region;
+  const base = region.address;
+  const rings = [descriptor.rx, descriptor.tx];
+  return {
+    region: { fd: region.fd, address: base, size: region.size },
+    vrings: rings.map((ring, index) => {
+      const used = BigInt(ring.used);
+      return {
+        index,
+        size: descriptor.queueSize,
+        base: region.read(Number(used - base) + 2, 2).readUInt16LE(0),
+        desc: BigInt(ring.desc),
+        avail: BigInt(ring.avail),
+        used,
+        kickFd: kick[index]!,
+        callFd: call[index]!,
+      };
+    }),
+  };
+}
