@@ -1,4 +1,4 @@
-import { MessageBatch, type QueuePairEnd, VringError } from '@vring/core';
+import { MessageBatch, VringError } from '@vring/core';
 import { Observable } from 'rxjs';
 import { MessageCodec } from './message-codec.js';
 import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
@@ -6,6 +6,18 @@ import { Reassembler } from './wire/reassembler.js';
 
 /** Frame kind of a Channel's data messages (docs/wire-format.md). */
 const KIND_MESSAGE = 1;
+
+/**
+ * What a Channel runs over: either end of a queue pair, a `VirtioUser`, or a vhost-user
+ * backend port. The channel owns it and closes it.
+ */
+export interface ChannelTransport {
+  readonly maxMessage: number;
+  readonly closed: Promise<VringError | undefined>;
+  sendBatch(batch: MessageBatch): Promise<void>;
+  receive(batch: MessageBatch): Promise<MessageBatch>;
+  close(): void;
+}
 
 /** Options of a {@link Channel}. */
 export interface ChannelOptions {
@@ -51,7 +63,8 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
   /** Settles when the channel closes: `undefined` after `close()`, the error otherwise. */
   readonly closed: Promise<VringError | undefined>;
 
-  readonly #end: QueuePairEnd;
+  readonly #end: ChannelTransport;
+  #resolveClosed!: (error: VringError | undefined) => void;
   readonly #codec = new MessageCodec();
   readonly #fragmenter: Fragmenter;
   readonly #reassembler: Reassembler;
@@ -67,7 +80,7 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
   #failure: VringError | undefined;
   #done = false;
 
-  constructor(end: QueuePairEnd, options: ChannelOptions = {}) {
+  constructor(end: ChannelTransport, options: ChannelOptions = {}) {
     this.#end = end;
     const maxFrame = options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024);
     if (maxFrame > end.maxMessage) {
@@ -82,10 +95,12 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
     const batchBytes = Math.max(256 * 1024, end.maxMessage);
     this.#sendBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
     this.#receiveBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
-    this.closed = end.closed.then((error) => {
-      this.#fail(error ?? new VringError('ERR_VRING_CLOSED', 'channel is closed'));
-      return error;
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
     });
+    void end.closed.then((error) =>
+      this.#fail(error ?? new VringError('ERR_VRING_CLOSED', 'channel is closed')),
+    );
   }
 
   /** Sends `value`. Resolves when all of its frames are in the ring. */
@@ -193,8 +208,8 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
 
   /** Closes the channel and the queue pair end under it. */
   close(): void {
-    this.#end.close();
     this.#fail(new VringError('ERR_VRING_CLOSED', 'channel is closed'));
+    this.#end.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -263,8 +278,8 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
       // A peer that sends garbage is cut off: its queue pair end is closed.
       const failure =
         error instanceof VringError ? error : new VringError('ERR_VRING_PROTOCOL', String(error));
-      this.#end.destroy(failure);
       this.#fail(failure);
+      this.#end.close();
     } finally {
       this.#reading = false;
     }
@@ -283,5 +298,6 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
     const reason = this.#closedError();
     for (const r of this.#receivers.splice(0)) r.reject(reason);
     for (const o of this.#outgoing.splice(0)) o.reject(reason);
+    this.#resolveClosed(this.#failure);
   }
 }

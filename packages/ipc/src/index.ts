@@ -3,4 +3,9 @@
  *
  * @packageDocumentation
  */
-export { Channel, type ChannelOptions, type ChannelWaitOptions } from './channel.js';
+export {
+  Channel,
+  type ChannelOptions,
+  type ChannelTransport,
+  type ChannelWaitOptions,
+} from './channel.js';
