@@ -21,6 +21,11 @@ DeviceQueue::DeviceQueue(const SplitRingView& ring, const MemoryTable* memory, b
     throw Error(ErrorCode::kInvalidArgument, "virtqueue parts are missing or misaligned");
   }
   if (!memory) throw Error(ErrorCode::kInvalidArgument, "device queue needs a memory table");
+  // The device-written fields start in the state this end believes in: a device that was
+  // killed (or stopped) while polling leaves NO_NOTIFY set, and a driver that honours it
+  // would never kick this new end.
+  StoreRelaxed(ring_.used_flags(), used_flags_);
+  if (event_idx_) StoreRelaxed(ring_.avail_event(), last_avail_);
 }
 
 void DeviceQueue::MarkBroken(const char* reason, const std::string& message) {

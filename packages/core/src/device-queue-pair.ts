@@ -20,10 +20,50 @@ interface NativeDeviceClass {
     txBase: number,
     rxCallFd: number | undefined,
     txCallFd: number | undefined,
-  ): NativeQueuePairEnd;
+  ): NativeDeviceEnd;
 }
 
+/** The native device handle also reports where each ring stands. */
+type NativeDeviceEnd = NativeQueuePairEnd & {
+  info(): { rxLastAvail: number; txLastAvail: number };
+};
+
 const NativeDeviceQueuePair = native.DeviceQueuePair as NativeDeviceClass;
+
+/** Ring addresses in the driver's ring (userspace) address space. @internal */
+export interface VhostUserRingAddresses {
+  desc: bigint;
+  avail: bigint;
+  used: bigint;
+}
+
+/**
+ * What a vhost-user back-end learnt from its front-end's SET_MEM_TABLE and SET_VRING_*
+ * messages: everything {@link DeviceQueuePair.fromVhostUser} needs. The fds are borrowed
+ * (duplicated inside); regions stay owned by the caller.
+ * @internal
+ */
+export interface VhostUserQueuePairState {
+  /** Mapped regions with their guest-physical (descriptor) and userspace (ring) bases. */
+  regions: ReadonlyArray<{ region: SharedRegion; guestAddress: bigint; userAddress: bigint }>;
+  /** Queue 0: the device writes frames into the driver's receive buffers. */
+  rx: VhostUserRingAddresses;
+  /** Queue 1: the device reads the frames the driver transmits. */
+  tx: VhostUserRingAddresses;
+  queueSize: number;
+  /** Largest frame (without the 12-byte net header) either direction may carry. */
+  maxMessage: number;
+  eventIdx: boolean;
+  mergeable: boolean;
+  rxBase: number;
+  txBase: number;
+  /** Kick eventfds; `undefined` = the driver never kicks (the end then polls). */
+  rxKickFd: number | undefined;
+  txKickFd: number | undefined;
+  /** Call eventfds; `undefined` = the driver polls the used rings. */
+  rxCallFd: number | undefined;
+  txCallFd: number | undefined;
+}
 
 /**
  * The device (vhost-user backend) end of a queue pair that lives in a peer's memory. It
@@ -36,11 +76,78 @@ export class DeviceQueuePair extends QueuePairEnd {
   private constructor(
     handle: NativeQueuePairEnd,
     maxMessage: number,
-    kick: EventFd,
+    kicks: EventFd[],
     owned: Array<{ close(): void }>,
     options: EndpointOptions,
   ) {
-    super(handle, maxMessage, [kick], owned, options);
+    super(handle, maxMessage, kicks, owned, options);
+  }
+
+  /**
+   * Builds a device end from vhost-user state (see {@link VhostUserQueuePairState}). Without
+   * a kick fd on either ring nothing would ever wake the end, so it polls then.
+   * @internal
+   */
+  static fromVhostUser(
+    state: VhostUserQueuePairState,
+    options: EndpointOptions = {},
+  ): DeviceQueuePair {
+    const polled = state.rxKickFd === undefined || state.txKickFd === undefined;
+    const endOptions: EndpointOptions = polled ? { ...options, notification: 'poll' } : options;
+    notificationPolicy(endOptions);
+    const owned: Array<{ close(): void }> = [];
+    try {
+      const kicks: EventFd[] = [];
+      for (const fd of [state.rxKickFd, state.txKickFd]) {
+        if (fd === undefined) continue;
+        const kick = EventFd.fromFd(fd);
+        owned.push(kick);
+        kicks.push(kick);
+      }
+      // The device never allocates buffers; bufferSize only sizes the "enough receive
+      // buffers posted" wakeup, so a typical mbuf size when buffers merge, else a whole frame.
+      const whole = Math.ceil((state.maxMessage + 12) / 8) * 8;
+      const spread = Math.ceil((state.maxMessage + 12) / state.queueSize / 8) * 8;
+      const bufferSize = state.mergeable ? Math.max(2048, spread) : whole;
+      const handle = new NativeDeviceQueuePair(
+        state.regions.map((r) => ({
+          region: r.region.handle,
+          guestAddress: r.guestAddress,
+          userAddress: r.userAddress,
+        })),
+        state.rx,
+        state.tx,
+        {
+          queueSize: state.queueSize,
+          bufferSize,
+          maxMessage: state.maxMessage,
+          eventIdx: state.eventIdx,
+          mergeable: state.mergeable,
+        },
+        state.rxBase,
+        state.txBase,
+        state.rxCallFd,
+        state.txCallFd,
+      );
+      return new DeviceQueuePair(handle, state.maxMessage, kicks, owned, endOptions);
+    } catch (error) {
+      for (const r of owned) r.close();
+      throw error;
+    }
+  }
+
+  /**
+   * The next avail index each ring would process (vhost-user GET_VRING_BASE), or
+   * `undefined` once the end is closed.
+   * @internal
+   */
+  ringBases(): { rx: number; tx: number } | undefined {
+    try {
+      const info = (this.handle as NativeDeviceEnd).info();
+      return { rx: info.rxLastAvail, tx: info.txLastAvail };
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -85,7 +192,7 @@ export class DeviceQueuePair extends QueuePairEnd {
         call.fd,
         call.fd,
       );
-      return new DeviceQueuePair(handle, d.maxMessage, kick, owned, options);
+      return new DeviceQueuePair(handle, d.maxMessage, [kick], owned, options);
     } catch (error) {
       for (const r of owned) r.close();
       throw error;

@@ -20,6 +20,12 @@ export {
   type WaitOptions,
 } from './queue-pair-end.js';
 export { type MapRegionOptions, SharedRegion } from './shared-region.js';
+export { VhostUserBackend, type VhostUserBackendOptions } from './vhost-user/backend.js';
+export {
+  VhostUserPort,
+  type VhostUserPortOptions,
+  type VhostUserPortStats,
+} from './vhost-user/backend-port.js';
 export {
   VirtioUser,
   type VirtioUserEvent,

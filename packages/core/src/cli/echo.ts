@@ -1,0 +1,90 @@
+/**
+ * `vring echo`: a vhost-user back-end that sends every frame it receives back to the port it
+ * came from — the peer of `vring ping`, and a target for DPDK's virtio_user.
+ *
+ * @packageDocumentation
+ */
+import type { VringError } from '../errors.js';
+import { VhostUserBackend } from '../vhost-user/backend.js';
+import type { VhostUserPort, VhostUserPortStats } from '../vhost-user/backend-port.js';
+
+/** Options of {@link echo}. @public */
+export interface EchoOptions {
+  /** Socket path to listen on (or, with `client`, to connect to). */
+  socket: string;
+  /** Connect to a listening front-end instead of listening. */
+  client: boolean;
+}
+
+/** Ports kept for the final report after they closed, at most (hostile floods make many). */
+const REPORT_LIMIT = 64;
+
+function formatStats(id: number, stats: VhostUserPortStats, state: string): string {
+  return (
+    `port ${id} (${state}): received ${stats.framesReceived} frames ${stats.bytesReceived} B, ` +
+    `sent ${stats.framesSent} frames ${stats.bytesSent} B, dropped ${stats.dropped}, ` +
+    `starts ${stats.starts}`
+  );
+}
+
+async function echoPort(port: VhostUserPort): Promise<void> {
+  const batch = port.createBatch();
+  for (;;) {
+    try {
+      await port.receive(batch);
+      await port.sendBatch(batch);
+    } catch {
+      return; // the port closed (its error, if any, was logged by the backend)
+    }
+  }
+}
+
+/**
+ * Runs an echo back-end until SIGINT or SIGTERM, then prints one line of counters per port
+ * and resolves 0. Port errors (bad control input, broken rings) are logged to stderr and
+ * close only that port.
+ * @public
+ */
+export async function echo(options: EchoOptions): Promise<number> {
+  // Closed ports are remembered by id and counters only, not kept alive.
+  const finished: Array<{ id: number; stats: VhostUserPortStats; error?: VringError }> = [];
+  const backend = new VhostUserBackend(options.socket, {
+    client: options.client,
+    onPort: (port) => {
+      console.log(`vring echo: port ${port.id} connected`);
+      void echoPort(port);
+      void port.closed.then((error) => {
+        const stats = port.stats;
+        // Keep closed ports that moved frames (and a bounded number of the rest).
+        if (stats.framesReceived + stats.framesSent > 0 || finished.length < REPORT_LIMIT) {
+          finished.push({ id: port.id, stats, ...(error ? { error } : {}) });
+        }
+      });
+    },
+  });
+  const mode = options.client ? 'connecting to' : 'listening on';
+  console.log(`vring echo: ${mode} ${options.socket}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  const open = [...backend.ports].map((port) => ({ port, stats: port.stats }));
+  backend.close();
+  const lines = [
+    ...finished.map(({ id, stats, error }) => ({
+      id,
+      line: formatStats(id, stats, error ? `closed: ${error.code}` : 'closed'),
+    })),
+    ...open.map(({ port, stats }) => ({ id: port.id, line: formatStats(port.id, stats, 'open') })),
+  ]
+    .sort((a, b) => a.id - b.id)
+    .map((entry) => entry.line);
+  if (lines.length === 0) console.log('vring echo: no ports');
+  for (const line of lines) console.log(line);
+  return 0;
+}

@@ -1,0 +1,157 @@
+/**
+ * The vhost-user back-end (device side): accepts front-ends (DPDK virtio_user, QEMU, our
+ * VirtioUser) on a Unix socket — or connects to one that listens — and serves each as an
+ * independent {@link VhostUserPort}. One port failing (bad control input, a broken ring) is
+ * reported and closed; the others keep running.
+ *
+ * @packageDocumentation
+ */
+import { VringError } from '../errors.js';
+import { FdServer } from '../fd-server.js';
+import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
+import { resolvePortOptions, VhostUserPort, type VhostUserPortOptions } from './backend-port.js';
+
+/** Options of {@link VhostUserBackend}. @public */
+export interface VhostUserBackendOptions extends VhostUserPortOptions {
+  /**
+   * Connect to a front-end listening at the path (DPDK `server=1`) instead of listening;
+   * retries with backoff until it connects, and again after each disconnect.
+   */
+  client?: boolean | undefined;
+  /** Called with every new port (a front-end connected). */
+  onPort?: ((port: VhostUserPort) => void) | undefined;
+  /**
+   * Called with the typed error (`ERR_VRING_PROTOCOL` with a `reason`, `ERR_VRING_BAD_RING`,
+   * …) that closed a port. Default: one line on stderr.
+   */
+  onError?: ((error: VringError, port: VhostUserPort) => void) | undefined;
+  /** Client mode: first retry delay in ms (default 100), doubled up to `maxRetryDelay`. */
+  retryDelay?: number | undefined;
+  /** Client mode: longest retry delay in ms (default 2000). */
+  maxRetryDelay?: number | undefined;
+}
+
+function logError(error: VringError, port: VhostUserPort): void {
+  const reason = error.reason ? ` (${error.reason})` : '';
+  console.error(`vring backend: port ${port.id}: ${error.code}${reason}: ${error.message}`);
+}
+
+/**
+ * A vhost-user back-end serving any number of front-ends, each as its own
+ * {@link VhostUserPort}.
+ *
+ * @example
+ * ```ts
+ * const backend = new VhostUserBackend('/run/vring/sock', {
+ *   onPort: async (port) => {
+ *     const batch = port.createBatch();
+ *     for (;;) await port.sendBatch(await port.receive(batch)); // echo
+ *   },
+ * });
+ * ```
+ * @public
+ */
+export class VhostUserBackend implements AsyncDisposable {
+  /** The socket path listened on or connected to. */
+  readonly path: string;
+  /** Whether this backend connects (client mode) rather than listens. */
+  readonly client: boolean;
+
+  readonly #options: VhostUserBackendOptions;
+  readonly #ports = new Set<VhostUserPort>();
+  readonly #server: FdServer | undefined;
+  #nextId = 1;
+  #closed = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #delay: number;
+
+  /**
+   * Starts serving at `path`: listens (a stale socket file is replaced) or, with
+   * `client: true`, starts connecting.
+   * @throws VringError `ERR_VRING_SYSTEM` when the path cannot be listened on.
+   */
+  constructor(path: string, options: VhostUserBackendOptions = {}) {
+    this.path = path;
+    this.client = options.client ?? false;
+    resolvePortOptions(options); // fail here, not on every connection
+    for (const name of ['retryDelay', 'maxRetryDelay'] as const) {
+      const value = options[name];
+      if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
+        throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be a positive number`);
+      }
+    }
+    this.#options = options;
+    this.#delay = options.retryDelay ?? 100;
+    if (this.client) {
+      this.#server = undefined;
+      this.#connect();
+    } else {
+      this.#server = FdServer.listenFramed(path, VHOST_USER_FRAMING);
+      void this.#acceptLoop(this.#server);
+    }
+  }
+
+  /** The ports currently open. */
+  get ports(): ReadonlySet<VhostUserPort> {
+    return this.#ports;
+  }
+
+  /** Stops listening (or reconnecting) and closes every port. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    this.#server?.close();
+    for (const port of [...this.#ports]) port.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  async #acceptLoop(server: FdServer): Promise<void> {
+    try {
+      for await (const socket of server) {
+        if (this.#closed) {
+          socket.close();
+          break;
+        }
+        this.#adopt(socket);
+      }
+    } catch {
+      // The listener failed (its error ends the loop); ports already open keep running.
+    }
+  }
+
+  #adopt(socket: FdSocket): VhostUserPort {
+    const onError = this.#options.onError ?? logError;
+    const port = new VhostUserPort(this.#nextId++, socket, this.#options, onError);
+    this.#ports.add(port);
+    void port.closed.then(() => {
+      this.#ports.delete(port);
+      if (this.client && !this.#closed) {
+        // Like DPDK's client-mode back-end: a front-end that went away may come back.
+        this.#delay = this.#options.retryDelay ?? 100;
+        this.#connect();
+      }
+    });
+    this.#options.onPort?.(port);
+    return port;
+  }
+
+  #connect(): void {
+    if (this.#closed) return;
+    try {
+      this.#adopt(FdSocket.connectFramed(this.path, VHOST_USER_FRAMING));
+      return;
+    } catch {
+      // Nobody listens yet (ENOENT / ECONNREFUSED): retry with backoff.
+    }
+    const delay = this.#delay;
+    this.#delay = Math.min(delay * 2, this.#options.maxRetryDelay ?? 2000);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#connect();
+    }, delay);
+  }
+}
