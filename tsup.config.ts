@@ -8,7 +8,13 @@ const packages = ['core', 'ipc'] as const;
 export default defineConfig(
   packages.map((name) => ({
     name: `@vring/${name}`,
-    entry: { index: `packages/${name}/src/index.ts` },
+    // core also builds the `vring` command (its package bin); the shebang is harmless in the
+    // library files and keeps one build per package, so `clean` cannot race another build.
+    entry:
+      name === 'core'
+        ? { index: 'packages/core/src/index.ts', cli: 'packages/core/src/cli/main.ts' }
+        : { index: `packages/${name}/src/index.ts` },
+    banner: name === 'core' ? { js: '#!/usr/bin/env node' } : {},
     outDir: `packages/${name}/dist`,
     format: ['esm', 'cjs'],
     target: 'node20',
