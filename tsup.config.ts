@@ -8,18 +8,19 @@ const packages = ['core', 'ipc'] as const;
 export default defineConfig(
   packages.map((name) => ({
     name: `@vring/${name}`,
-    // core also builds the `vring` command (its package bin); the shebang is harmless in the
-    // library files and keeps one build per package, so `clean` cannot race another build.
+    // core also builds the `vring` command (run by its bin, bin/vring.js); one build per
+    // package, so `clean` cannot race another build.
     entry:
       name === 'core'
         ? { index: 'packages/core/src/index.ts', cli: 'packages/core/src/cli/main.ts' }
         : { index: `packages/${name}/src/index.ts` },
-    banner: name === 'core' ? { js: '#!/usr/bin/env node' } : {},
     outDir: `packages/${name}/dist`,
     format: ['esm', 'cjs'],
     target: 'node20',
     platform: 'node',
-    dts: { compilerOptions: { composite: false, paths: {} } },
+    // Declarations resolve @vring/core through the tsconfig paths (its sources), so the
+    // packages' builds do not depend on each other's output order.
+    dts: { compilerOptions: { composite: false } },
     sourcemap: true,
     clean: true,
     shims: true,
