@@ -24,7 +24,7 @@ const pinned = existsSync('/usr/bin/taskset') && cpus().length >= 2;
 interface Case {
   name: string;
   scenario: Scenario;
-  transport: 'vring' | 'net';
+  transport: 'vring' | 'net' | 'vhost-user';
   mode: string;
   size: number;
 }
@@ -45,6 +45,16 @@ for (const scenario of ['oneway', 'pingpong'] as const) {
     for (const t of transports) {
       cases.push({ name: `${scenario} ${size} B ${t.transport} ${t.mode}`, scenario, size, ...t });
     }
+  }
+}
+// vhost-user end to end: a VirtioUser streaming frames through a VhostUserBackend that
+// echoes them (what `vring ping` and `vring echo` do), against a Unix-socket echo.
+for (const size of [64, 1024]) {
+  for (const t of [
+    transports[0]!,
+    ...transports.slice(1).map((x) => ({ ...x, transport: 'vhost-user' as const })),
+  ]) {
+    cases.push({ name: `echo ${size} B ${t.transport} ${t.mode}`, scenario: 'echo', size, ...t });
   }
 }
 for (const t of transports.slice(0, 3)) {
@@ -132,8 +142,11 @@ const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 function describe(c: Case, r: Result, baseline: Result | undefined): string[] {
-  const label = c.transport === 'net' ? 'net (Unix socket)' : `vring ${c.mode}`;
-  if (c.scenario === 'oneway') {
+  const label =
+    c.transport === 'net'
+      ? 'net (Unix socket)'
+      : `${c.transport === 'vhost-user' ? 'vhost-user' : 'vring'} ${c.mode}`;
+  if (c.scenario === 'oneway' || c.scenario === 'echo') {
     const rate = r.messages! / r.seconds!;
     const ratio = baseline ? rate / (baseline.messages! / baseline.seconds!) : 1;
     return [
@@ -172,10 +185,13 @@ async function main(): Promise<void> {
   for (const c of selected) {
     const result = await runCase(c, dir);
     rows.push({ case: c, result });
-    const title =
-      c.scenario === 'idle'
-        ? 'idle, connection open, nothing moving'
-        : `${c.scenario === 'oneway' ? 'one-way throughput' : 'ping-pong round trip'}, ${c.size} B`;
+    const titles = {
+      oneway: 'one-way throughput',
+      pingpong: 'ping-pong round trip',
+      echo: 'echo throughput (frames returned per second), VirtioUser -> VhostUserBackend',
+      idle: 'idle, connection open, nothing moving',
+    };
+    const title = c.scenario === 'idle' ? titles.idle : `${titles[c.scenario]}, ${c.size} B`;
     if (title !== group) {
       group = title;
       console.log(`\n${title}`);

@@ -114,6 +114,45 @@ function pingServer(socket: Socket): Promise<void> {
   });
 }
 
+/** Frames in flight in the echo run: about what two 1024-entry rings hold. */
+const ECHO_WINDOW = 2048;
+
+/** Streams frames for `seconds` with at most ECHO_WINDOW unanswered, counting echoes. */
+async function streamEcho(socket: Socket, size: number, seconds: number): Promise<void> {
+  const message = frame(size, 0xab);
+  let sent = 0;
+  let echoed = 0;
+  let wake: (() => void) | undefined;
+  const reader = new FrameReader(() => {
+    echoed++;
+    if (wake && sent - echoed < ECHO_WINDOW / 2) {
+      const w = wake;
+      wake = undefined;
+      w();
+    }
+  });
+  socket.on('data', (chunk: Buffer) => reader.push(chunk));
+  const started = performance.now();
+  let counted = 0;
+  let first = 0;
+  while (performance.now() - started < seconds * 1000) {
+    while (sent - echoed < ECHO_WINDOW) {
+      sent++;
+      if (!socket.write(message)) await once(socket, 'drain');
+    }
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    if (first === 0) {
+      first = performance.now();
+      counted = echoed;
+    }
+  }
+  const elapsed = (performance.now() - first) / 1000;
+  report({ messages: echoed - counted, bytes: (echoed - counted) * size, seconds: elapsed });
+  socket.end(frame(0, 0));
+}
+
 export async function runNet(args: PeerArgs): Promise<void> {
   const socket = await open(args);
   switch (args.scenario) {
@@ -127,6 +166,10 @@ export async function runNet(args: PeerArgs): Promise<void> {
       break;
     case 'pingpong':
       if (args.role === 'connect') await pingClient(socket, args.size, args.count, args.warmup);
+      else await pingServer(socket);
+      break;
+    case 'echo':
+      if (args.role === 'connect') await streamEcho(socket, args.size, args.seconds);
       else await pingServer(socket);
       break;
     case 'idle':

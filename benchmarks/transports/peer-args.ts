@@ -1,10 +1,10 @@
 // The command line of a benchmark peer process, shared by the runner (which builds it) and
 // the peers (which parse it), so both sides agree on one shape.
 
-export type Scenario = 'oneway' | 'pingpong' | 'idle';
+export type Scenario = 'oneway' | 'pingpong' | 'idle' | 'echo';
 
 export interface PeerArgs {
-  transport: 'vring' | 'net';
+  transport: 'vring' | 'net' | 'vhost-user';
   role: 'listen' | 'connect';
   scenario: Scenario;
   /** vring notification mode; unused by `net`. */
