@@ -39,7 +39,9 @@ export function notificationPolicy(options: EndpointOptions): {
   if (!['event', 'adaptive', 'poll'].includes(mode)) {
     throw new VringError('ERR_VRING_INVALID_ARGUMENT', `unknown notification mode ${String(mode)}`);
   }
-  const spinMicros = options.spinMicros ?? (mode === 'poll' ? 500 : 50);
+  // Poll mode spins in slices too: a long native spin would stall everything else this
+  // process does (its own sends, timers) until the slice ends.
+  const spinMicros = options.spinMicros ?? 50;
   if (typeof spinMicros !== 'number' || !(spinMicros >= 0) || !Number.isFinite(spinMicros)) {
     throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'spinMicros must be a finite number >= 0');
   }
@@ -64,7 +66,7 @@ export type NotificationMode = 'event' | 'adaptive' | 'poll';
 export interface EndpointOptions {
   /** Default `adaptive`. */
   notification?: NotificationMode;
-  /** Spin budget in µs: before sleeping (`adaptive`, default 50) or per event-loop turn (`poll`, default 500). */
+  /** Spin budget in µs: before sleeping (`adaptive`, default 50) or per event-loop turn (`poll`, default 50). */
   spinMicros?: number;
   /**
    * Something whose `closed` promise settles when the peer goes away, typically the
