@@ -1,0 +1,558 @@
+// VhostUserBackend against front-ends that write hostile rings (protocol-anchors §6.3, data
+// path items 16–22 and 24; 23 is packed rings, which the backend does not offer, and 26 is
+// the front-end's side): each hostile front-end completes a valid DPDK-style handshake, then
+// writes a broken transmit ring into its own shared memory and kicks it through the real
+// kick eventfd. The backend must report ERR_VRING_BAD_RING with the native reason, close only
+// that connection, keep a healthy front-end echoing exact frames, and release every fd and
+// mapping of the hostile connections.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { DriverQueuePair } from '../src/driver-queue-pair.js';
+import type { VringError } from '../src/errors.js';
+import { EventFd } from '../src/event-fd.js';
+import { VhostUserBackend } from '../src/vhost-user/backend.js';
+import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
+import { VIRTIO_RING_F_INDIRECT_DESC } from '../src/vhost-user/features.js';
+import {
+  VhostUserRequest as R,
+  type ReplyPayload,
+  type RequestPayloads,
+  type SupportedRequest,
+} from '../src/vhost-user/message.js';
+import {
+  createDriver,
+  dpdkHandshake,
+  RawVhostUserClient,
+} from './fixtures/vhost-user-raw-client.js';
+import { collectGarbage, mappingCounts, openFdCount } from './fixtures/vring-assert.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'vring-hostile-rings-'));
+let socketSeq = 0;
+const socketPath = () => join(dir, `s${++socketSeq}.sock`);
+
+const QUEUE_SIZE = 256;
+const F_NEXT = 1;
+const F_WRITE = 2;
+const F_INDIRECT = 4;
+
+interface Harness {
+  backend: VhostUserBackend;
+  path: string;
+  errors: Array<{ error: VringError; port: VhostUserPort }>;
+  ports: VhostUserPort[];
+}
+
+async function echoPort(port: VhostUserPort): Promise<void> {
+  const batch = port.createBatch();
+  for (;;) {
+    try {
+      await port.receive(batch);
+      await port.sendBatch(batch);
+    } catch {
+      return;
+    }
+  }
+}
+
+function echoBackend(): Harness {
+  const path = socketPath();
+  const errors: Harness['errors'] = [];
+  const ports: VhostUserPort[] = [];
+  const backend = new VhostUserBackend(path, {
+    onPort: (port) => {
+      ports.push(port);
+      void echoPort(port);
+    },
+    onError: (error, port) => errors.push({ error, port }),
+  });
+  return { backend, path, errors, ports };
+}
+
+/** Polls `condition`; a guard against hanging, not a timing requirement. */
+async function until(condition: () => boolean, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+function frame(seq: number, size: number): Buffer {
+  const f = Buffer.alloc(size);
+  f.fill(0xff, 0, 6);
+  f.writeUInt16BE(0x88b5, 12);
+  f.writeUInt32BE(seq, 14);
+  for (let i = 18; i < size; i++) f[i] = (seq * 13 + i) & 0xff;
+  return f;
+}
+
+/** Sends `count` frames of mixed sizes through `driver`; each must come back byte for byte. */
+async function roundTrip(driver: DriverQueuePair, count: number, from: number): Promise<void> {
+  const sent: Buffer[] = [];
+  for (let i = 0; i < count; i++) sent.push(frame(from + i, 60 + (((from + i) * 389) % 1455)));
+  const sending = driver.send(sent);
+  let got = 0;
+  while (got < count) {
+    const batch = await driver.receive();
+    for (const view of batch) {
+      assert.ok(view.equals(sent[got]!), `healthy frame ${from + got} came back intact`);
+      got++;
+    }
+  }
+  await sending;
+}
+
+/** The DPDK-style front-end, asking for INDIRECT_DESC too, so indirect tables are legal. */
+class IndirectClient extends RawVhostUserClient {
+  override request<Q extends SupportedRequest>(
+    request: Q,
+    payload: RequestPayloads[Q],
+    needReply = false,
+  ): Promise<ReplyPayload<Q> | undefined> {
+    const wanted =
+      request === R.SET_FEATURES
+        ? (((payload as bigint) | VIRTIO_RING_F_INDIRECT_DESC) as RequestPayloads[Q])
+        : payload;
+    return super.request(request, wanted, needReply);
+  }
+}
+
+async function attach(h: Harness) {
+  const before = h.ports.length;
+  const driver = createDriver({ queueSize: QUEUE_SIZE });
+  const client = new IndirectClient(h.path);
+  await dpdkHandshake(client, driver);
+  await until(() => h.ports.length > before && h.ports[h.ports.length - 1]!.live, 'a live port');
+  const port = h.ports[h.ports.length - 1]!;
+  assert.is.not(port.features! & VIRTIO_RING_F_INDIRECT_DESC, 0n, 'INDIRECT_DESC negotiated');
+  return { driver, client, port };
+}
+
+/** A descriptor as the driver writes it: addr is an absolute guest address. */
+interface Desc {
+  addr: bigint;
+  len: number;
+  flags: number;
+  next: number;
+}
+
+function encodeDescs(descs: readonly Desc[]): Buffer {
+  const out = Buffer.alloc(16 * descs.length);
+  descs.forEach((d, i) => {
+    out.writeBigUInt64LE(d.addr, i * 16);
+    out.writeUInt32LE(d.len, i * 16 + 8);
+    out.writeUInt16LE(d.flags, i * 16 + 12);
+    out.writeUInt16LE(d.next, i * 16 + 14);
+  });
+  return out;
+}
+
+/** Where a hostile front-end may write: its region's guest address, size and a scratch area. */
+interface Layout {
+  guest: bigint;
+  size: number;
+  /** A 16-byte-aligned guest address of 4 KiB at the end of the region, off the rings. */
+  scratch: bigint;
+}
+
+interface RingCase {
+  name: string;
+  item: number;
+  reason: string;
+  /** Descriptors written at the start of the transmit descriptor table. */
+  descs?: (l: Layout) => Desc[];
+  /** Head written into avail->ring[0] (default 0). */
+  head?: number;
+  /** New avail->idx (default 1: one chain made available). */
+  availIdx?: number;
+  /** Bytes written into the region at a guest address (e.g. an indirect table). */
+  extra?: (l: Layout) => { at: bigint; bytes: Buffer };
+}
+
+const ok = (l: Layout, over: Partial<Desc> = {}): Desc => ({
+  addr: l.scratch,
+  len: 64,
+  flags: 0,
+  next: 0,
+  ...over,
+});
+
+const cases: RingCase[] = [
+  {
+    name: 'head index from the avail ring ≥ Q',
+    item: 17,
+    head: QUEUE_SIZE,
+    reason: 'head-out-of-range',
+  },
+  {
+    name: 'head index 0xffff',
+    item: 17,
+    head: 0xffff,
+    reason: 'head-out-of-range',
+  },
+  {
+    name: 'next ≥ Q',
+    item: 17,
+    descs: (l) => [ok(l, { flags: F_NEXT, next: QUEUE_SIZE })],
+    reason: 'next-out-of-range',
+  },
+  {
+    name: 'descriptor loop 0 → 1 → 0',
+    item: 16,
+    descs: (l) => [ok(l, { flags: F_NEXT, next: 1 }), ok(l, { flags: F_NEXT, next: 0 })],
+    reason: 'descriptor-loop',
+  },
+  {
+    name: 'descriptor pointing at itself',
+    item: 16,
+    descs: (l) => [ok(l, { flags: F_NEXT, next: 0 })],
+    reason: 'descriptor-loop',
+  },
+  {
+    name: 'zero-length descriptor with a bogus address',
+    item: 18,
+    descs: () => [{ addr: 0xdead_beef_0000n, len: 0, flags: 0, next: 0 }],
+    reason: 'zero-length-descriptor',
+  },
+  {
+    name: 'zero-length descriptor inside memory',
+    item: 18,
+    descs: (l) => [ok(l, { len: 0 })],
+    reason: 'zero-length-descriptor',
+  },
+  {
+    name: 'buffer just past the end of the memory table',
+    item: 19,
+    descs: (l) => [ok(l, { addr: l.guest + BigInt(l.size) })],
+    reason: 'buffer-out-of-bounds',
+  },
+  {
+    name: 'buffer straddling the end of the region',
+    item: 19,
+    descs: (l) => [ok(l, { addr: l.guest + BigInt(l.size) - 32n, len: 64 })],
+    reason: 'buffer-out-of-bounds',
+  },
+  {
+    name: 'buffer below the region (guest address 0)',
+    item: 19,
+    descs: () => [{ addr: 0n, len: 64, flags: 0, next: 0 }],
+    reason: 'buffer-out-of-bounds',
+  },
+  {
+    name: 'address + len overflowing u64',
+    item: 19,
+    descs: () => [{ addr: 0xffff_ffff_ffff_fff0n, len: 0x20, flags: 0, next: 0 }],
+    reason: 'buffer-out-of-bounds',
+  },
+  {
+    name: 'huge length (0xffffffff) from inside the region',
+    item: 19,
+    descs: (l) => [ok(l, { addr: l.guest, len: 0xffff_ffff })],
+    reason: 'buffer-out-of-bounds',
+  },
+  {
+    name: 'indirect table length not a multiple of 16',
+    item: 20,
+    descs: (l) => [ok(l, { flags: F_INDIRECT, len: 24 })],
+    reason: 'indirect-bad-length',
+  },
+  {
+    name: 'indirect table of length 0',
+    item: 20,
+    descs: (l) => [ok(l, { flags: F_INDIRECT, len: 0 })],
+    reason: 'indirect-bad-length',
+  },
+  {
+    name: 'indirect table with more entries than the queue',
+    item: 20,
+    descs: (l) => [ok(l, { flags: F_INDIRECT, len: 16 * (QUEUE_SIZE + 1) })],
+    reason: 'indirect-too-large',
+  },
+  {
+    name: 'indirect table outside memory',
+    item: 20,
+    descs: (l) => [ok(l, { addr: l.guest + BigInt(l.size) + 4096n, flags: F_INDIRECT, len: 32 })],
+    reason: 'indirect-out-of-bounds',
+  },
+  {
+    name: 'indirect table address + len overflowing u64',
+    item: 20,
+    descs: () => [{ addr: 0xffff_ffff_ffff_fff0n, len: 32, flags: F_INDIRECT, next: 0 }],
+    reason: 'indirect-out-of-bounds',
+  },
+  {
+    name: 'nested indirect',
+    item: 20,
+    descs: (l) => [ok(l, { addr: l.scratch + 1024n, flags: F_INDIRECT, len: 32 })],
+    extra: (l) => ({
+      at: l.scratch + 1024n,
+      bytes: encodeDescs([ok(l, { flags: F_INDIRECT, len: 16 }), ok(l, {})]),
+    }),
+    reason: 'nested-indirect',
+  },
+  {
+    name: 'INDIRECT together with NEXT',
+    item: 20,
+    descs: (l) => [
+      ok(l, { addr: l.scratch + 1024n, flags: F_INDIRECT | F_NEXT, len: 32, next: 1 }),
+      ok(l),
+    ],
+    extra: (l) => ({ at: l.scratch + 1024n, bytes: encodeDescs([ok(l), ok(l)]) }),
+    reason: 'indirect-with-next',
+  },
+  {
+    name: 'indirect chain whose next leaves the table',
+    item: 20,
+    descs: (l) => [ok(l, { addr: l.scratch + 1024n, flags: F_INDIRECT, len: 32 })],
+    extra: (l) => ({
+      at: l.scratch + 1024n,
+      bytes: encodeDescs([ok(l, { flags: F_NEXT, next: 2 }), ok(l)]),
+    }),
+    reason: 'next-out-of-range',
+  },
+  {
+    name: 'indirect chain that loops inside its table',
+    item: 20,
+    descs: (l) => [ok(l, { addr: l.scratch + 1024n, flags: F_INDIRECT, len: 32 })],
+    extra: (l) => ({
+      at: l.scratch + 1024n,
+      bytes: encodeDescs([ok(l, { flags: F_NEXT, next: 1 }), ok(l, { flags: F_NEXT, next: 0 })]),
+    }),
+    reason: 'descriptor-loop',
+  },
+  {
+    name: 'indirect table entry outside memory',
+    item: 20,
+    descs: (l) => [ok(l, { addr: l.scratch + 1024n, flags: F_INDIRECT, len: 16 })],
+    extra: (l) => ({
+      at: l.scratch + 1024n,
+      bytes: encodeDescs([ok(l, { addr: l.guest + BigInt(l.size) })]),
+    }),
+    reason: 'buffer-out-of-bounds',
+  },
+  {
+    name: 'device-readable descriptor after a writable one',
+    item: 21,
+    descs: (l) => [ok(l, { flags: F_WRITE | F_NEXT, next: 1 }), ok(l)],
+    reason: 'readable-after-writable',
+  },
+  {
+    name: 'transmitted chain shorter than the 12-byte net header',
+    item: 24,
+    descs: (l) => [ok(l, { len: 8 })],
+    reason: 'shorter-than-header',
+  },
+  {
+    name: 'transmitted chain with only a device-writable buffer',
+    item: 24,
+    descs: (l) => [ok(l, { flags: F_WRITE })],
+    reason: 'shorter-than-header',
+  },
+  {
+    name: 'transmitted message longer than the port maximum (65535 B after the header)',
+    item: 19,
+    descs: (l) => [ok(l, { addr: l.guest, len: 12 + 65536 })],
+    reason: 'message-too-large',
+  },
+  {
+    name: 'avail->idx jumping by more than Q',
+    item: 22,
+    descs: (l) => [ok(l)],
+    availIdx: QUEUE_SIZE + 1,
+    reason: 'avail-index-jump',
+  },
+  {
+    name: 'avail->idx jumping to 0xffff',
+    item: 22,
+    availIdx: 0xffff,
+    reason: 'avail-index-jump',
+  },
+];
+
+/** Writes `c`'s descriptors, avail entry and avail->idx into `driver`'s transmit ring and kicks. */
+function writeRing(driver: DriverQueuePair, c: Omit<RingCase, 'name' | 'item' | 'reason'>): void {
+  const { descriptor, fds } = driver.share();
+  const guest = BigInt(descriptor.guestAddress);
+  const size = descriptor.regionSize;
+  const layout: Layout = { guest, size, scratch: guest + BigInt(size - 4096) };
+  const at = (address: bigint) => Number(address - guest);
+  const extra = c.extra?.(layout);
+  if (extra) driver.region.write(at(extra.at), extra.bytes);
+  const descs = c.descs?.(layout);
+  if (descs) driver.region.write(at(BigInt(descriptor.tx.desc)), encodeDescs(descs));
+  const avail = at(BigInt(descriptor.tx.avail));
+  const head = Buffer.alloc(2);
+  head.writeUInt16LE(c.head ?? 0);
+  driver.region.write(avail + 4, head); // avail->ring[0]
+  const idx = Buffer.alloc(2);
+  idx.writeUInt16LE(c.availIdx ?? 1);
+  driver.region.write(avail + 2, idx); // avail->idx, last, as a driver publishes
+  const kick = EventFd.fromFd(fds[1]!);
+  kick.signal();
+  kick.close();
+}
+
+/**
+ * Attaches a front-end, breaks its transmit ring as `c` says, kicks, and returns the error
+ * the backend reported for it (after checking that only its connection was closed).
+ */
+async function runHostile(h: Harness, c: RingCase): Promise<VringError> {
+  const errorsBefore = h.errors.length;
+  const { driver, client, port } = await attach(h);
+  try {
+    writeRing(driver, c);
+    const closed = await port.closed;
+    assert.ok(closed, `${c.name}: the port closed with an error`);
+    // The control connection was closed from the backend's side.
+    const socketError = await client.socket.closed;
+    assert.is(socketError?.code, 'ERR_VRING_PEER_DISCONNECTED', `${c.name}: control socket`);
+    await until(() => h.errors.length > errorsBefore);
+    assert.is(h.errors.length, errorsBefore + 1, `${c.name}: exactly one error reported`);
+    const reported = h.errors[h.errors.length - 1]!;
+    assert.is(reported.port, port, `${c.name}: reported for the hostile port`);
+    assert.is(
+      reported.error,
+      closed,
+      `${c.name}: the reported error is the one the port closed with`,
+    );
+    return closed!;
+  } finally {
+    client.close();
+    driver.close();
+  }
+}
+
+test('the backend offers INDIRECT_DESC, so the indirect cases are reachable', async () => {
+  const h = echoBackend();
+  const client = new RawVhostUserClient(h.path);
+  const offered = await client.request(R.GET_FEATURES, undefined);
+  assert.is(typeof offered, 'bigint');
+  assert.is.not((offered as bigint) & VIRTIO_RING_F_INDIRECT_DESC, 0n, 'INDIRECT_DESC offered');
+  client.close();
+  h.backend.close();
+});
+
+// The control: chains that differ from the hostile ones only in their flaw are accepted,
+// so each rejection below is for the flaw it names, not for the shape of the test's rings.
+const PAYLOAD = 100;
+const wellFormed: Array<{ name: string; ring: Omit<RingCase, 'name' | 'item' | 'reason'> }> = [
+  {
+    name: 'header and frame in one descriptor',
+    ring: {
+      descs: (l) => [ok(l, { addr: l.scratch + 2048n - 12n, len: 12 + PAYLOAD })],
+    },
+  },
+  {
+    name: 'header and frame in a chain of two',
+    ring: {
+      descs: (l) => [
+        ok(l, { addr: l.scratch, len: 12, flags: F_NEXT, next: 1 }),
+        ok(l, { addr: l.scratch + 2048n, len: PAYLOAD }),
+      ],
+    },
+  },
+  {
+    name: 'header and frame in an indirect table',
+    ring: {
+      descs: (l) => [ok(l, { addr: l.scratch + 1024n, flags: F_INDIRECT, len: 32 })],
+      extra: (l) => ({
+        at: l.scratch + 1024n,
+        bytes: encodeDescs([
+          ok(l, { addr: l.scratch, len: 12, flags: F_NEXT, next: 1 }),
+          ok(l, { addr: l.scratch + 2048n, len: PAYLOAD }),
+        ]),
+      }),
+    },
+  },
+];
+
+test('well-formed hand-written chains (direct, chained, indirect) are accepted and echoed', async () => {
+  const h = echoBackend();
+  for (const { name, ring } of wellFormed) {
+    const { driver, client, port } = await attach(h);
+    const { descriptor } = driver.share();
+    const scratch = descriptor.regionSize - 4096;
+    const sent = frame(7, PAYLOAD);
+    driver.region.write(scratch, Buffer.alloc(12)); // virtio_net_hdr_v1: no offloads
+    driver.region.write(scratch + 2048 - 12, Buffer.alloc(12));
+    driver.region.write(scratch + 2048, sent);
+    writeRing(driver, ring);
+    const batch = await driver.receive();
+    assert.is(batch.count, 1, `${name}: one frame echoed`);
+    for (const view of batch) assert.ok(view.equals(sent), `${name}: echoed intact`);
+    assert.is(port.stats.framesReceived, 1, name);
+    assert.ok(port.live, `${name}: the port is still live`);
+    client.close();
+    driver.close();
+    await port.closed;
+  }
+  assert.is(h.errors.length, 0, 'no error reported');
+  h.backend.close();
+});
+
+test('every hostile ring closes only its own connection with ERR_VRING_BAD_RING and its reason; a healthy front-end keeps echoing', async () => {
+  const h = echoBackend();
+  const healthy = await attach(h);
+  let seq = 0;
+  await roundTrip(healthy.driver, 20, seq);
+  for (const c of cases) {
+    const error = await runHostile(h, c);
+    assert.is(error.code, 'ERR_VRING_BAD_RING', `${c.name} (item ${c.item}): ${error.message}`);
+    assert.is(error.reason, c.reason, `${c.name} (item ${c.item}): ${error.message}`);
+    assert.is(error.name, 'VringError');
+    seq += 20;
+    await roundTrip(healthy.driver, 20, seq);
+    assert.ok(healthy.port.live, `${c.name}: the healthy port is still live`);
+  }
+  assert.is(h.backend.ports.size, 1, 'every hostile port was closed and forgotten');
+  assert.is(
+    h.errors.length,
+    cases.length,
+    'one error per hostile connection, none for the healthy one',
+  );
+  assert.is(healthy.port.stats.dropped, 0);
+  healthy.client.close();
+  healthy.driver.close();
+  h.backend.close();
+});
+
+test('~200 hostile connections leave the fd count and memfd mappings where they started', async () => {
+  const h = echoBackend();
+  const healthy = await attach(h);
+  // Warm up: the first use of each path may allocate caches that are not leaks.
+  for (const c of cases) await runHostile(h, c);
+  await collectGarbage();
+  const fdsBefore = openFdCount();
+  const memfdBefore = mappingCounts().memfd;
+  const rounds = Math.ceil(200 / cases.length) * cases.length;
+  h.errors.length = 0;
+  h.ports.length = 1;
+  let reported = 0;
+  for (let i = 0; i < rounds; i++) {
+    const c = cases[i % cases.length]!;
+    const error = await runHostile(h, c);
+    assert.is(error.reason, c.reason, c.name);
+    reported += h.errors.length;
+    h.errors.length = 0;
+    h.ports.length = 1;
+    if (i % cases.length === cases.length - 1) await roundTrip(healthy.driver, 10, 100_000 + i);
+  }
+  await collectGarbage();
+  assert.is(reported, rounds, 'every hostile connection was reported');
+  assert.is(openFdCount(), fdsBefore, 'fd count back to its starting value');
+  assert.is(mappingCounts().memfd, memfdBefore, 'memfd mappings back to their starting value');
+  assert.is(h.backend.ports.size, 1);
+  await roundTrip(healthy.driver, 50, 200_000);
+  healthy.client.close();
+  healthy.driver.close();
+  h.backend.close();
+});
+
+test.after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test.run();
