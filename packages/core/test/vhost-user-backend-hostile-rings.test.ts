@@ -13,8 +13,6 @@ import * as assert from 'uvu/assert';
 import type { DriverQueuePair } from '../src/driver-queue-pair.js';
 import type { VringError } from '../src/errors.js';
 import { EventFd } from '../src/event-fd.js';
-import { VhostUserBackend } from '../src/vhost-user/backend.js';
-import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
 import { VIRTIO_RING_F_INDIRECT_DESC } from '../src/vhost-user/features.js';
 import {
   VhostUserRequest as R,
@@ -22,6 +20,7 @@ import {
   type RequestPayloads,
   type SupportedRequest,
 } from '../src/vhost-user/message.js';
+import { type EchoBackend, echoBackend as startEchoBackend } from './fixtures/echo-backend.js';
 import {
   createDriver,
   dpdkHandshake,
@@ -38,37 +37,10 @@ const F_NEXT = 1;
 const F_WRITE = 2;
 const F_INDIRECT = 4;
 
-interface Harness {
-  backend: VhostUserBackend;
-  path: string;
-  errors: Array<{ error: VringError; port: VhostUserPort }>;
-  ports: VhostUserPort[];
-}
-
-async function echoPort(port: VhostUserPort): Promise<void> {
-  const batch = port.createBatch();
-  for (;;) {
-    try {
-      await port.receive(batch);
-      await port.sendBatch(batch);
-    } catch {
-      return;
-    }
-  }
-}
+type Harness = EchoBackend;
 
 function echoBackend(): Harness {
-  const path = socketPath();
-  const errors: Harness['errors'] = [];
-  const ports: VhostUserPort[] = [];
-  const backend = new VhostUserBackend(path, {
-    onPort: (port) => {
-      ports.push(port);
-      void echoPort(port);
-    },
-    onError: (error, port) => errors.push({ error, port }),
-  });
-  return { backend, path, errors, ports };
+  return startEchoBackend(socketPath());
 }
 
 /** Polls `condition`; a guard against hanging, not a timing requirement. */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { echoPort } from '../src/cli/echo.js';
 import type { DriverQueuePair } from '../src/driver-queue-pair.js';
 import type { VringError } from '../src/errors.js';
 import { EventFd } from '../src/event-fd.js';
@@ -22,6 +23,7 @@ import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
 import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../src/vhost-user/features.js';
 import { VhostUserRequest as R } from '../src/vhost-user/message.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
+import { type EchoBackend, echoBackend as startEchoBackend } from './fixtures/echo-backend.js';
 import {
   createDriver,
   dpdkHandshake,
@@ -33,37 +35,10 @@ const dir = mkdtempSync(join(tmpdir(), 'vring-backend-'));
 let socketSeq = 0;
 const socketPath = () => join(dir, `s${++socketSeq}.sock`);
 
-interface Harness {
-  backend: VhostUserBackend;
-  path: string;
-  errors: Array<{ error: VringError; port: VhostUserPort }>;
-  ports: VhostUserPort[];
-}
-
-async function echoPort(port: VhostUserPort): Promise<void> {
-  const batch = port.createBatch();
-  for (;;) {
-    try {
-      await port.receive(batch);
-      await port.sendBatch(batch);
-    } catch {
-      return;
-    }
-  }
-}
+type Harness = EchoBackend;
 
 function echoBackend(): Harness {
-  const path = socketPath();
-  const errors: Harness['errors'] = [];
-  const ports: VhostUserPort[] = [];
-  const backend = new VhostUserBackend(path, {
-    onPort: (port) => {
-      ports.push(port);
-      void echoPort(port);
-    },
-    onError: (error, port) => errors.push({ error, port }),
-  });
-  return { backend, path, errors, ports };
+  return startEchoBackend(socketPath());
 }
 
 function frame(seq: number, size: number): Buffer {

@@ -27,7 +27,8 @@ function formatStats(id: number, stats: VhostUserPortStats, state: string): stri
   );
 }
 
-async function echoPort(port: VhostUserPort): Promise<void> {
+/** Returns every frame a port receives to that port, until it closes. @internal */
+export async function echoPort(port: VhostUserPort): Promise<void> {
   const batch = port.createBatch();
   for (;;) {
     try {
