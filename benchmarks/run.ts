@@ -208,11 +208,10 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   const out = join(here, 'results');
   mkdirSync(out, { recursive: true });
-  writeFileSync(
-    join(out, quick ? 'quick.json' : 'latest.json'),
-    `${JSON.stringify({ machine: info, quick, rows }, null, 2)}\n`,
-  );
-  console.log(`\nresults written to benchmarks/results/${quick ? 'quick' : 'latest'}.json`);
+  // Only a full run replaces latest.json (the committed results); others go beside it.
+  const file = quick ? 'quick.json' : only ? 'partial.json' : 'latest.json';
+  writeFileSync(join(out, file), `${JSON.stringify({ machine: info, quick, rows }, null, 2)}\n`);
+  console.log(`\nresults written to benchmarks/results/${file}`);
 }
 
 await main();
