@@ -56,8 +56,8 @@ interface Receiver<T> {
  * vring). `send(value)` resolves when the value is in the ring; values arrive in order as
  * an AsyncIterable, an RxJS Observable, or one at a time with `receive()`.
  *
- * Many concurrent `send` calls share batches: one native crossing moves many messages, and
- * the fragments of a large message interleave with small ones.
+ * Many concurrent `send` calls share batches: one native crossing moves many messages.
+ * Values arrive in the order they were sent, whatever their sizes.
  */
 export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
   /** Settles when the channel closes: `undefined` after `close()`, the error otherwise. */
@@ -222,22 +222,11 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
       while (this.#outgoing.length > 0 && !this.#done) {
         const batch = this.#sendBatch;
         batch.clear();
-        // Round-robin, one frame per message per pass, so the frames of a big message
-        // interleave with small messages instead of filling whole batches ahead of them.
-        let full = false;
-        let pending = true;
-        while (!full && pending) {
-          pending = false;
-          for (const item of this.#outgoing) {
-            if (item.message.done) continue;
-            const before = batch.count;
-            this.#fragmenter.write(batch, item.message, 1);
-            if (batch.count === before) {
-              full = true;
-              break;
-            }
-            pending ||= !item.message.done;
-          }
+        // In send order: a channel is one ordered stream, so a message's frames all go
+        // before the next message's (fragments of different streams may interleave on the
+        // wire, which is for multiplexed topics, not for one channel).
+        for (const item of this.#outgoing) {
+          if (!this.#fragmenter.write(batch, item.message)) break;
         }
         await this.#end.sendBatch(batch);
         const finished = this.#outgoing.filter((o) => o.message.done);

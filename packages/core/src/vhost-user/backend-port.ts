@@ -253,6 +253,11 @@ export class VhostUserPort implements AsyncDisposable {
     return this.#features;
   }
 
+  /** Largest frame this port sends or receives (the `maxFrame` option). */
+  get maxMessage(): number {
+    return this.#options.maxFrame;
+  }
+
   /** Counters since the port was created (frames moved across every restart). */
   get stats(): VhostUserPortStats {
     const now = { ...this.#totals };
