@@ -10,14 +10,14 @@
 //
 // Without /usr/bin/dpdk-testpmd the file registers no test and says why.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { requireTestpmd, TESTPMD } from './fixtures/testpmd-echo.js';
 
-const TESTPMD = '/usr/bin/dpdk-testpmd';
 const here = dirname(fileURLToPath(import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'vring-dpdk-'));
 /** Packets testpmd's --tx-first sends before forwarding (its default burst). */
@@ -312,13 +312,7 @@ async function reconnectCase(): Promise<void> {
   }
 }
 
-if (!existsSync(TESTPMD)) {
-  const why = `SKIP: ${TESTPMD} not installed (apt-get install -y dpdk-dev); no DPDK interop was tested`;
-  console.log(why);
-  // scripts/run-tests.mjs counts a file without tests as failed, so the skip is one visible
-  // test that asserts nothing.
-  test(why, () => undefined);
-} else {
+if (requireTestpmd()) {
   for (const c of configs) {
     test(`DPDK virtio_user → vring echo, exact counts (${c.name})`, () => exactCase(c.devargs));
     test(`DPDK virtio_user → vring echo, io forwarding (${c.name})`, () =>
