@@ -108,8 +108,7 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
     if (this.#done) return Promise.reject(this.#closedError());
     let body: Buffer;
     try {
-      // A copy: msgpackr reuses its buffer, and a large message is sent over several batches.
-      body = Buffer.from(this.#codec.encode(value));
+      body = this.#codec.encode(value);
     } catch (error) {
       return Promise.reject(
         new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {

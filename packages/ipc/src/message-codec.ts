@@ -9,7 +9,11 @@ export class MessageCodec {
   readonly #packr = new Packr({ useRecords: false });
   readonly #unpackr = new Unpackr({ useRecords: false, copyBuffers: true });
 
-  /** Encodes `value`. The result is valid until the next call (msgpackr reuses its buffer). */
+  /**
+   * Encodes `value`. The result stays valid: msgpackr packs each value after the previous one
+   * in its buffer and starts a fresh buffer when that one is full, never overwriting a result
+   * (pack.js, `this.pack`), so a queued message needs no copy.
+   */
   encode(value: unknown): Buffer {
     return this.#packr.pack(value);
   }
