@@ -223,10 +223,8 @@ export abstract class QueuePairEnd implements AsyncDisposable {
   /** Fills `batch` with the messages that have arrived, without waiting; returns their number. */
   tryReceive(batch: MessageBatch): number {
     this.#check();
-    const n = this.#call(() =>
-      this.handle.receive(batch.data, batch.lengths, batch.lengths.length, 0),
-    );
-    batch.filled(n);
+    const n = this.#receiveInto(batch, 0);
+    if (n === 0) batch.clear();
     return n;
   }
 
@@ -287,13 +285,7 @@ export abstract class QueuePairEnd implements AsyncDisposable {
       // machinery beyond the one returned.
       try {
         this.#check();
-        const n = this.#call(() =>
-          this.handle.receive(target.data, target.lengths, target.lengths.length, this.#spinNs),
-        );
-        if (n > 0) {
-          target.filled(n);
-          return Promise.resolve(target);
-        }
+        if (this.#receiveInto(target, this.#spinNs) > 0) return Promise.resolve(target);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -302,13 +294,7 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     const run = this.#receiveChain.then(async () => {
       for (;;) {
         this.#check();
-        const n = this.#call(() =>
-          this.handle.receive(target.data, target.lengths, target.lengths.length, this.#spinNs),
-        );
-        if (n > 0) {
-          target.filled(n);
-          return target;
-        }
+        if (this.#receiveInto(target, this.#spinNs) > 0) return target;
         // After the peer left, a receive that finds nothing (or only a message it never
         // finished) means everything deliverable has been delivered.
         if (this.#peerGone) this.destroy(this.#peerGone);
@@ -398,10 +384,34 @@ export abstract class QueuePairEnd implements AsyncDisposable {
   #sendFrom(batch: MessageBatch, start: number, spinNs: number): number {
     let offset = 0;
     for (let i = 0; i < start; i++) offset += batch.lengths[i]!;
-    const sent = this.#call(() =>
-      this.handle.send(batch.data, offset, batch.lengths, start, batch.count - start, spinNs),
-    );
-    return start + sent;
+    return this.#sendAt(batch, start, offset, spinNs);
+  }
+
+  /** Sends messages `start..` whose bytes begin at `offset`; returns the next unsent index. */
+  #sendAt(batch: MessageBatch, start: number, offset: number, spinNs: number): number {
+    try {
+      return (
+        start +
+        this.handle.send(batch.data, offset, batch.lengths, start, batch.count - start, spinNs)
+      );
+    } catch (error) {
+      throw this.#failed(error);
+    }
+  }
+
+  /**
+   * Fills `target` with what has arrived (spinning per `spinNs`); returns the count. An empty
+   * result leaves `target` alone: it may still hold what an earlier receive returned.
+   */
+  #receiveInto(target: MessageBatch, spinNs: number): number {
+    let n: number;
+    try {
+      n = this.handle.receive(target.data, target.lengths, target.lengths.length, spinNs);
+    } catch (error) {
+      throw this.#failed(error);
+    }
+    if (n > 0) target.filled(n);
+    return n;
   }
 
   async #sendAll(
@@ -409,9 +419,14 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     signal: AbortSignal | undefined,
     start: number,
   ): Promise<void> {
+    // The byte offset advances with `start` instead of being summed again on every pass.
+    let offset = 0;
+    for (let i = 0; i < start; i++) offset += batch.lengths[i]!;
     while (start < batch.count) {
       this.#checkSendable();
-      start = this.#sendFrom(batch, start, this.#spinNs);
+      const next = this.#sendAt(batch, start, offset, this.#spinNs);
+      for (let i = start; i < next; i++) offset += batch.lengths[i]!;
+      start = next;
       if (start < batch.count) await this.#wait('send', signal, batch.lengths[start]!);
     }
   }
@@ -421,15 +436,20 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     try {
       return fn();
     } catch (error) {
-      if (
-        error instanceof VringError &&
-        error.code !== 'ERR_VRING_INVALID_ARGUMENT' &&
-        error.code !== 'ERR_VRING_OVERSIZED_MESSAGE'
-      ) {
-        this.destroy(error);
-      }
-      throw error;
+      throw this.#failed(error);
     }
+  }
+
+  /** A native error that means the ring is unusable (not a bad argument) fails the end. */
+  #failed(error: unknown): unknown {
+    if (
+      error instanceof VringError &&
+      error.code !== 'ERR_VRING_INVALID_ARGUMENT' &&
+      error.code !== 'ERR_VRING_OVERSIZED_MESSAGE'
+    ) {
+      this.destroy(error);
+    }
+    return error;
   }
 
   #checkSendable(): void {
