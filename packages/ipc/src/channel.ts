@@ -255,7 +255,7 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
         for (const frame of batch) {
           const message = this.#reassembler.push(frame);
           if (!message) continue;
-          const value = this.#codec.decode(message.body) as T;
+          const value = this.#codec.decode(message.body, message.owned) as T;
           const receiver = this.#receivers.shift();
           if (receiver) receiver.resolve(value);
           else this.#inbox.push(value);

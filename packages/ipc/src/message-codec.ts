@@ -2,12 +2,13 @@ import { Packr, Unpackr } from 'msgpackr';
 
 /**
  * MessagePack as the wire format specifies it: plain msgpack (no record extension), so a C
- * or Rust peer reads it with any msgpack library. Binary values are copied on decode, so a
- * decoded value never aliases the ring buffers the frames came in.
+ * or Rust peer reads it with any msgpack library. A decoded value never aliases the ring
+ * buffers the frames came in.
  */
 export class MessageCodec {
   readonly #packr = new Packr({ useRecords: false });
-  readonly #unpackr = new Unpackr({ useRecords: false, copyBuffers: true });
+  readonly #copying = new Unpackr({ useRecords: false, copyBuffers: true });
+  readonly #viewing = new Unpackr({ useRecords: false });
 
   /**
    * Encodes `value`. The result stays valid: msgpackr packs each value after the previous one
@@ -18,8 +19,13 @@ export class MessageCodec {
     return this.#packr.pack(value);
   }
 
-  /** Decodes one value; the result shares no memory with `body`. */
-  decode(body: Uint8Array): unknown {
-    return this.#unpackr.unpack(body);
+  /**
+   * Decodes one value. A body that is a view of ring memory (`owned` false) is decoded with
+   * binary values copied out, so nothing aliases the ring; a reassembled body is the
+   * message's own buffer, so its binary values may stay views of it (no second copy of a
+   * large payload).
+   */
+  decode(body: Uint8Array, owned = false): unknown {
+    return (owned ? this.#viewing : this.#copying).unpack(body);
   }
 }

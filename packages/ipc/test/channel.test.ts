@@ -48,12 +48,16 @@ test('values of every msgpack shape arrive equal and in order, both directions',
   b.close();
 });
 
-test('a decoded Buffer is a copy: refilling the ring does not change it', async () => {
+test('decoded Buffers never alias the ring: refilling it changes neither a small nor a fragmented one', async () => {
   const { driver, device } = pair();
   const a = new Channel<{ data: Buffer }>(driver);
   const b = new Channel<{ data: Buffer }>(device);
   await a.send({ data: Buffer.alloc(16, 1) });
   const first = await b.receive();
+  // A fragmented one is decoded from its own reassembly buffer, never from the ring.
+  const bigSent = a.send({ data: Buffer.alloc(300_000, 3) });
+  const big = await b.receive();
+  await bigSent;
   // Enough traffic to reuse every receive buffer of the ring several times over.
   const sending = Promise.all(
     Array.from({ length: 2000 }, () => a.send({ data: Buffer.alloc(16, 2) })),
@@ -61,6 +65,7 @@ test('a decoded Buffer is a copy: refilling the ring does not change it', async 
   for (let i = 0; i < 2000; i++) await b.receive();
   await sending;
   assert.ok(first.data.equals(Buffer.alloc(16, 1)));
+  assert.ok(big.data.equals(Buffer.alloc(300_000, 3)));
   a.close();
   b.close();
 });

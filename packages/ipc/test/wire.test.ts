@@ -131,11 +131,13 @@ test('a single-frame body is handed over without a copy; a fragmented one in its
   );
   const got = r.push(single) as ReassembledMessage;
   assert.is(got.body.buffer, single.buffer, 'view of the frame');
+  assert.is(got.owned, false);
   r.push(frame({ flags: FLAG_FIRST, stream: 8, totalLength: 4, offset: 0 }, Buffer.from('ab')));
   const first = Buffer.from('cd');
   const done = r.push(frame({ flags: FLAG_LAST, stream: 8, totalLength: 4, offset: 2 }, first));
   assert.ok(done);
   assert.is(Buffer.from(done.body).toString(), 'abcd');
+  assert.is(done.owned, true);
   assert.is(r.pendingMessages, 0);
   assert.is(r.pendingBytes, 0);
 });

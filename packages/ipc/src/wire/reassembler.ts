@@ -20,6 +20,8 @@ export interface ReassembledMessage {
    * until the frame's memory is reused: decode it at once, without keeping references.
    */
   body: Uint8Array;
+  /** Whether `body` is a buffer of its own (reassembled) rather than a view of the frame. */
+  owned: boolean;
 }
 
 interface Partial {
@@ -81,7 +83,7 @@ export class Reassembler {
         throw protocolError('stream-restarted', `stream ${f.stream} started again before it ended`);
       }
       // Fast path: the whole message in one frame needs no reassembly buffer.
-      if (last) return { kind: f.kind, stream: f.stream, body: f.chunk };
+      if (last) return { kind: f.kind, stream: f.stream, body: f.chunk, owned: false };
       if (this.#streams.size >= this.#maxStreams) {
         throw protocolError('too-many-streams', `more than ${this.#maxStreams} messages in flight`);
       }
@@ -116,7 +118,7 @@ export class Reassembler {
     if (!last) return undefined;
     this.#streams.delete(f.stream);
     this.#pendingBytes -= partial.body.byteLength;
-    return { kind: partial.kind, stream: f.stream, body: partial.body };
+    return { kind: partial.kind, stream: f.stream, body: partial.body, owned: true };
   }
 
   /** Drops every message in flight (e.g. when the peer is gone). */
