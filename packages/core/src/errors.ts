@@ -21,6 +21,9 @@ export type VringErrorCode =
   | 'ERR_VRING_FEATURE_MISMATCH'
   | 'ERR_VRING_TIMEOUT'
   | 'ERR_VRING_ABORTED'
+  | 'ERR_VRING_NO_RESPONDERS'
+  | 'ERR_VRING_QUEUE_FULL'
+  | 'ERR_VRING_REMOTE'
   | 'ERR_VRING_UNSUPPORTED_PLATFORM'
   | 'ERR_VRING_NATIVE_LOAD';
 
@@ -32,6 +35,8 @@ export interface VringErrorOptions extends ErrorOptions {
   syscall?: string | undefined;
   /** For `ERR_VRING_BAD_RING`: which check the peer's ring data failed (e.g. `descriptor-loop`). */
   reason?: string | undefined;
+  /** Extra data an RPC handler attached to its error (see {@link VringError.remote}). */
+  data?: unknown;
 }
 
 /**
@@ -41,10 +46,18 @@ export interface VringErrorOptions extends ErrorOptions {
  * @public
  */
 export class VringError extends Error {
-  readonly code: VringErrorCode;
+  /**
+   * A {@link VringErrorCode} for failures of this process; for an error that an RPC handler
+   * threw in another process, whatever code the handler gave it (`remote` is true then).
+   */
+  readonly code: VringErrorCode | (string & {});
   readonly errno: number | undefined;
   readonly syscall: string | undefined;
   readonly reason: string | undefined;
+  /** Extra data an RPC handler attached to its error. */
+  readonly data: unknown;
+  /** Whether the error happened in another process and was carried here. */
+  readonly remote: boolean;
 
   constructor(code: VringErrorCode, message: string, options: VringErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -52,6 +65,18 @@ export class VringError extends Error {
     this.errno = options.errno;
     this.syscall = options.syscall;
     this.reason = options.reason;
+    this.data = options.data;
+    this.remote = false;
+  }
+
+  /**
+   * An error that happened in another process, carried here with its own code (which need
+   * not be one of vring's: a handler may throw `{ code: 'E_NOT_FOUND' }`).
+   */
+  static remote(code: string, message: string, options: VringErrorOptions = {}): VringError {
+    const error = new VringError(code as VringErrorCode, message, options);
+    (error as { remote: boolean }).remote = true;
+    return error;
   }
 
   override get name(): string {

@@ -1,23 +1,15 @@
-import { MessageBatch, VringError } from '@vring/core';
+import { VringError } from '@vring/core';
 import { Observable } from 'rxjs';
+import { type ChannelTransport, Link } from './link.js';
 import { MessageCodec } from './message-codec.js';
-import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
-import { Reassembler } from './wire/reassembler.js';
+import { Requester, type RequestOptions } from './rpc/requester.js';
+import { Responder, type RpcHandler, type Service } from './rpc/responder.js';
+import { Kind } from './wire/message-kinds.js';
 
-/** Frame kind of a Channel's data messages (docs/wire-format.md). */
-const KIND_MESSAGE = 1;
+export type { ChannelTransport } from './link.js';
 
-/**
- * What a Channel runs over: either end of a queue pair, a `VirtioUser`, or a vhost-user
- * backend port. The channel owns it and closes it.
- */
-export interface ChannelTransport {
-  readonly maxMessage: number;
-  readonly closed: Promise<VringError | undefined>;
-  sendBatch(batch: MessageBatch): Promise<void>;
-  receive(batch: MessageBatch): Promise<MessageBatch>;
-  close(): void;
-}
+/** Lane of a channel's values: one lane, so they arrive in send order. */
+const VALUES_LANE = '';
 
 /** Options of a {@link Channel}. */
 export interface ChannelOptions {
@@ -40,12 +32,6 @@ export interface ChannelWaitOptions {
   signal?: AbortSignal;
 }
 
-interface Outgoing {
-  message: OutgoingMessage;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
 interface Receiver<T> {
   resolve(value: T): void;
   reject(error: unknown): void;
@@ -53,8 +39,9 @@ interface Receiver<T> {
 
 /**
  * A point-to-point channel of msgpack values over one queue pair end (either side of a
- * vring). `send(value)` resolves when the value is in the ring; values arrive in order as
- * an AsyncIterable, an RxJS Observable, or one at a time with `receive()`.
+ * vring, a `VirtioUser`, or a vhost-user backend port). `send(value)` resolves when the
+ * value is in the ring; values arrive in order as an AsyncIterable, an RxJS Observable, or
+ * one at a time with `receive()`. Either side can also serve and call RPC names over it.
  *
  * Many concurrent `send` calls share batches: one native crossing moves many messages.
  * Values arrive in the order they were sent, whatever their sizes.
@@ -63,49 +50,40 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
   /** Settles when the channel closes: `undefined` after `close()`, the error otherwise. */
   readonly closed: Promise<VringError | undefined>;
 
-  readonly #end: ChannelTransport;
-  #resolveClosed!: (error: VringError | undefined) => void;
+  readonly #link: Link;
   readonly #codec = new MessageCodec();
-  readonly #fragmenter: Fragmenter;
-  readonly #reassembler: Reassembler;
+  readonly #requester: Requester;
+  readonly #responder: Responder;
   readonly #highWaterMark: number;
-  readonly #sendBatch: MessageBatch;
-  readonly #receiveBatch: MessageBatch;
-  #outgoing: Outgoing[] = [];
-  #pumping = false;
-  #nextStream = 1;
-  readonly #inbox: T[] = [];
+  #inbox: T[] = [];
+  #inboxHead = 0;
   #receivers: Array<Receiver<T>> = [];
-  #reading = false;
-  #failure: VringError | undefined;
-  #done = false;
 
   constructor(end: ChannelTransport, options: ChannelOptions = {}) {
-    this.#end = end;
-    const maxFrame = options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024);
-    if (maxFrame > end.maxMessage) {
-      throw new VringError(
-        'ERR_VRING_INVALID_ARGUMENT',
-        `maxFrame ${maxFrame} exceeds the queue pair's maxMessage ${end.maxMessage}`,
-      );
-    }
-    this.#fragmenter = new Fragmenter({ maxFrame });
-    this.#reassembler = new Reassembler({ maxMessage: options.maxMessage ?? 64 * 1024 * 1024 });
     this.#highWaterMark = options.highWaterMark ?? 1024;
-    const batchBytes = Math.max(256 * 1024, end.maxMessage);
-    this.#sendBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
-    this.#receiveBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
-    this.closed = new Promise((resolve) => {
-      this.#resolveClosed = resolve;
+    this.#link = new Link(end, {
+      maxFrame: options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024),
+      maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
+      onMessage: (kind, body, owned) => this.#onMessage(kind, body, owned),
     });
-    void end.closed.then((error) =>
-      this.#fail(error ?? new VringError('ERR_VRING_CLOSED', 'channel is closed')),
-    );
+    this.#requester = new Requester(this.#link, this.#codec, () => this.#updateKeepAlive());
+    this.#responder = new Responder(this.#link, this.#codec, (event) => {
+      if (event === 'busy') this.#link.pause('handlers');
+      else if (event === 'idle') this.#link.resume('handlers');
+      this.#updateKeepAlive();
+    });
+    this.closed = this.#link.closed.then((error) => {
+      const reason = this.#link.closedError;
+      for (const r of this.#receivers.splice(0)) r.reject(reason);
+      this.#requester.failAll(reason);
+      this.#responder.stopAll(reason);
+      return error;
+    });
+    this.#link.resume();
   }
 
   /** Sends `value`. Resolves when all of its frames are in the ring. */
   send(value: T): Promise<void> {
-    if (this.#done) return Promise.reject(this.#closedError());
     let body: Buffer;
     try {
       body = this.#codec.encode(value);
@@ -116,20 +94,7 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
         }),
       );
     }
-    const stream = this.#nextStream;
-    this.#nextStream = (this.#nextStream % 0xffff_ffff) + 1;
-    return new Promise<void>((resolve, reject) => {
-      this.#outgoing.push({
-        message: new OutgoingMessage(KIND_MESSAGE, stream, body),
-        resolve,
-        reject,
-      });
-      if (!this.#pumping) {
-        this.#pumping = true;
-        // Sends issued in the same tick go out in one batch.
-        queueMicrotask(() => void this.#pump());
-      }
-    });
+    return this.#link.send(Kind.MESSAGE, body, undefined, VALUES_LANE);
   }
 
   /** Waits for the next value. */
@@ -137,17 +102,12 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
     const { signal } = options;
     // An aborted wait takes nothing: a value handed to it would be lost.
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#inbox.length > 0) {
-      // msgpack can carry `undefined`, so the length decides, not the value.
-      const next = this.#inbox.shift() as T;
-      this.#startReading();
-      return Promise.resolve(next);
-    }
-    if (this.#done) return Promise.reject(this.#closedError());
-    this.#startReading();
+    if (this.#inboxHead < this.#inbox.length) return Promise.resolve(this.#take());
+    if (this.#link.done) return Promise.reject(this.#link.closedError);
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => {
         this.#receivers = this.#receivers.filter((r) => r !== receiver);
+        this.#updateKeepAlive();
         reject(signal!.reason);
       };
       const receiver: Receiver<T> = {
@@ -162,6 +122,7 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#receivers.push(receiver);
+      if (this.#receivers.length === 1) this.#updateKeepAlive();
     });
   }
 
@@ -205,87 +166,92 @@ export class Channel<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
     });
   }
 
-  /** Closes the channel and the queue pair end under it. */
-  close(): void {
-    this.#fail(new VringError('ERR_VRING_CLOSED', 'channel is closed'));
-    this.#end.close();
+  /** Answers the peer's requests for `name` (see {@link RpcHandler}). */
+  serve<Q = unknown, R = unknown>(name: string, handler: RpcHandler<Q, R>): Service {
+    if (this.#link.done) throw this.#link.closedError;
+    return this.#responder.serve(name, handler);
   }
 
+  /**
+   * Asks the peer to answer a request for `name`.
+   * @throws VringError `ERR_VRING_NO_RESPONDERS` (the peer does not serve `name`),
+   * `ERR_VRING_TIMEOUT`, `ERR_VRING_ABORTED`, the channel's closing error, or the handler's
+   * own error code.
+   */
+  request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
+    return this.#requester.request<R>(name, value, options);
+  }
+
+  /** Like {@link Channel.request} for a handler that streams its replies. */
+  requestStream<R = unknown>(
+    name: string,
+    value: unknown,
+    options?: RequestOptions,
+  ): Observable<R> {
+    return this.#requester.requestStream<R>(name, value, options);
+  }
+
+  /** Resolves once everything sent so far is in the ring. */
+  drain(): Promise<void> {
+    return this.#link.drain();
+  }
+
+  /** Closes the channel and the queue pair end under it. */
+  close(): void {
+    this.#link.close();
+  }
+
+  /** Waits for what was sent to reach the ring, then closes. */
   async [Symbol.asyncDispose](): Promise<void> {
+    await this.#link.drain();
     this.close();
     await this.closed;
   }
 
-  async #pump(): Promise<void> {
-    try {
-      while (this.#outgoing.length > 0 && !this.#done) {
-        const batch = this.#sendBatch;
-        batch.clear();
-        // In send order: a channel is one ordered stream, so a message's frames all go
-        // before the next message's (fragments of different streams may interleave on the
-        // wire, which is for multiplexed topics, not for one channel).
-        for (const item of this.#outgoing) {
-          if (!this.#fragmenter.write(batch, item.message)) break;
+  #onMessage(kind: number, body: Uint8Array, owned: boolean): void {
+    switch (kind) {
+      case Kind.MESSAGE: {
+        const value = this.#codec.decode(body, owned) as T;
+        const receiver = this.#receivers.shift();
+        if (receiver) {
+          if (this.#receivers.length === 0) this.#updateKeepAlive();
+          receiver.resolve(value);
+          return;
         }
-        await this.#end.sendBatch(batch);
-        const finished = this.#outgoing.filter((o) => o.message.done);
-        this.#outgoing = this.#outgoing.filter((o) => !o.message.done);
-        for (const o of finished) o.resolve();
+        this.#inbox.push(value);
+        if (this.#inbox.length - this.#inboxHead >= this.#highWaterMark) this.#link.pause('inbox');
+        return;
       }
-    } catch (error) {
-      this.#fail(
-        error instanceof VringError ? error : new VringError('ERR_VRING_CLOSED', String(error)),
-      );
-    } finally {
-      this.#pumping = false;
+      case Kind.REQUEST:
+        this.#responder.onRequest(body, owned);
+        return;
+      case Kind.REPLY:
+        this.#requester.onReply(body, owned);
+        return;
+      case Kind.CANCEL:
+        this.#responder.onCancel(body, owned);
+        return;
+      default:
+        throw new VringError('ERR_VRING_PROTOCOL', `unexpected message kind ${kind}`, {
+          reason: 'bad-kind',
+        });
     }
   }
 
-  #startReading(): void {
-    if (this.#reading || this.#done || this.#inbox.length >= this.#highWaterMark) return;
-    this.#reading = true;
-    void this.#read();
-  }
-
-  async #read(): Promise<void> {
-    try {
-      while (!this.#done && this.#inbox.length < this.#highWaterMark) {
-        // Only read while someone waits or there is room to buffer ahead.
-        const batch = await this.#end.receive(this.#receiveBatch);
-        for (const frame of batch) {
-          const message = this.#reassembler.push(frame);
-          if (!message) continue;
-          const value = this.#codec.decode(message.body, message.owned) as T;
-          const receiver = this.#receivers.shift();
-          if (receiver) receiver.resolve(value);
-          else this.#inbox.push(value);
-        }
-        if (this.#receivers.length === 0 && this.#inbox.length > 0) break;
-      }
-    } catch (error) {
-      // A peer that sends garbage is cut off: its queue pair end is closed.
-      const failure =
-        error instanceof VringError ? error : new VringError('ERR_VRING_PROTOCOL', String(error));
-      this.#fail(failure);
-      this.#end.close();
-    } finally {
-      this.#reading = false;
+  #take(): T {
+    // msgpack can carry `undefined`, so the caller checks the length, not the value.
+    const value = this.#inbox[this.#inboxHead++] as T;
+    if (this.#inboxHead >= 1024 && this.#inboxHead * 2 >= this.#inbox.length) {
+      this.#inbox = this.#inbox.slice(this.#inboxHead);
+      this.#inboxHead = 0;
     }
-    if (this.#receivers.length > 0) this.#startReading();
+    if (this.#inbox.length - this.#inboxHead < this.#highWaterMark) this.#link.resume('inbox');
+    return value;
   }
 
-  #closedError(): VringError {
-    return this.#failure ?? new VringError('ERR_VRING_CLOSED', 'channel is closed');
-  }
-
-  #fail(error: VringError): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#failure = error.code === 'ERR_VRING_CLOSED' ? undefined : error;
-    this.#reassembler.clear();
-    const reason = this.#closedError();
-    for (const r of this.#receivers.splice(0)) r.reject(reason);
-    for (const o of this.#outgoing.splice(0)) o.reject(reason);
-    this.#resolveClosed(this.#failure);
+  #updateKeepAlive(): void {
+    this.#link.keepAlive(
+      this.#receivers.length > 0 || this.#requester.pending > 0 || this.#responder.names.length > 0,
+    );
   }
 }

@@ -1,11 +1,28 @@
 /**
- * @vring/ipc: msgpack messages between Node.js processes over vring shared memory.
+ * @vring/ipc: msgpack messages between Node.js processes over vring shared memory: a
+ * point-to-point {@link Channel}, a {@link Bus} for pub/sub and RPC among many processes.
  *
  * @packageDocumentation
  */
+
+export { Bus, type BusOptions, type BusStats, createBus } from './bus/bus.js';
+export {
+  BusClient,
+  type BusClientEvent,
+  type ConnectBusOptions,
+  connectBus,
+} from './bus/bus-client.js';
 export {
   Channel,
   type ChannelOptions,
   type ChannelTransport,
   type ChannelWaitOptions,
 } from './channel.js';
+export type { RequestOptions } from './rpc/requester.js';
+export type { RequestContext, RpcHandler, Service } from './rpc/responder.js';
+export {
+  type BackpressurePolicy,
+  type BusMessage,
+  type SubscribeOptions,
+  Subscription,
+} from './subscription.js';

@@ -57,8 +57,9 @@ export class Fragmenter {
     message: OutgoingMessage,
     maxFrames = Number.POSITIVE_INFINITY,
   ): boolean {
-    const { body, kind, stream } = message;
-    const total = body.byteLength;
+    const { head, body, kind, stream } = message;
+    const headBytes = head.byteLength;
+    const total = headBytes + body.byteLength;
     for (let frames = 0; !message.done && frames < maxFrames; frames++) {
       const offset = message.offset;
       const length = Math.min(this.#chunk, total - offset);
@@ -72,15 +73,29 @@ export class Fragmenter {
         this.#destination,
         this.#source,
       );
-      frame.set(body.subarray(offset, offset + length), FRAME_HEADER_BYTES);
-      message.offset = offset + length;
+      const end = offset + length;
+      let at = FRAME_HEADER_BYTES;
+      if (offset < headBytes) {
+        const part = head.subarray(offset, Math.min(end, headBytes));
+        frame.set(part, at);
+        at += part.byteLength;
+      }
+      if (end > headBytes)
+        frame.set(body.subarray(Math.max(offset - headBytes, 0), end - headBytes), at);
+      message.offset = end;
       message.done = last;
     }
     return message.done;
   }
 }
 
-/** A message being cut into frames: what {@link Fragmenter.write} resumes from. */
+const NO_HEAD = new Uint8Array(0);
+
+/**
+ * A message being cut into frames: what {@link Fragmenter.write} resumes from. Its body on
+ * the wire is `head` followed by `body`, so a router can put new routing fields in front of
+ * a body it forwards without copying it.
+ */
 export class OutgoingMessage {
   /** Body bytes already written into frames. */
   offset = 0;
@@ -91,6 +106,7 @@ export class OutgoingMessage {
     readonly kind: number,
     readonly stream: number,
     readonly body: Uint8Array,
+    readonly head: Uint8Array = NO_HEAD,
   ) {
     if (!Number.isInteger(kind) || kind < 1 || kind > 255) {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'kind must be an integer in 1..255');
@@ -98,10 +114,10 @@ export class OutgoingMessage {
     if (!Number.isInteger(stream) || stream < 0 || stream > 0xffff_ffff) {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'stream must be a u32');
     }
-    if (body.byteLength > 0xffff_ffff) {
+    if (head.byteLength + body.byteLength > 0xffff_ffff) {
       throw new VringError(
         'ERR_VRING_OVERSIZED_MESSAGE',
-        `a body of ${body.byteLength} bytes exceeds 4 GiB`,
+        `a body of ${head.byteLength + body.byteLength} bytes exceeds 4 GiB`,
       );
     }
   }

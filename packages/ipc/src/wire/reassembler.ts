@@ -26,9 +26,19 @@ export interface ReassembledMessage {
 
 interface Partial {
   kind: number;
+  total: number;
+  /** Grows toward `total` as bytes arrive (see {@link INITIAL_RESERVATION}). */
   body: Buffer;
   received: number;
 }
+
+/**
+ * Bytes reserved when a message starts. A message declares its size in its first fragment,
+ * but a peer can declare 64 MiB and send nothing more: memory follows what actually
+ * arrived (doubling, so a large message costs at most one extra copy), not what was
+ * declared.
+ */
+const INITIAL_RESERVATION = 1024 * 1024;
 
 function protocolError(reason: string, message: string): VringError {
   return new VringError('ERR_VRING_PROTOCOL', `invalid fragment: ${message}`, { reason });
@@ -93,10 +103,16 @@ export class Reassembler {
           `messages in flight would reserve more than ${this.#maxPendingBytes} bytes`,
         );
       }
-      // Reserved at the declared size, within the budget above, so the body is copied once.
-      const body = Buffer.allocUnsafe(f.totalLength);
+      const body = Buffer.allocUnsafe(
+        Math.min(f.totalLength, Math.max(INITIAL_RESERVATION, f.chunk.byteLength)),
+      );
       body.set(f.chunk, 0);
-      this.#streams.set(f.stream, { kind: f.kind, body, received: f.chunk.byteLength });
+      this.#streams.set(f.stream, {
+        kind: f.kind,
+        total: f.totalLength,
+        body,
+        received: f.chunk.byteLength,
+      });
       this.#pendingBytes += f.totalLength;
       return undefined;
     }
@@ -104,7 +120,7 @@ export class Reassembler {
     if (!partial) {
       throw protocolError('fragment-without-start', `stream ${f.stream} has no first fragment`);
     }
-    if (f.kind !== partial.kind || f.totalLength !== partial.body.byteLength) {
+    if (f.kind !== partial.kind || f.totalLength !== partial.total) {
       throw protocolError('fragment-mismatch', `stream ${f.stream} changed its kind or length`);
     }
     if (f.offset !== partial.received) {
@@ -113,11 +129,19 @@ export class Reassembler {
         `stream ${f.stream} expected offset ${partial.received}, got ${f.offset}`,
       );
     }
+    const needed = f.offset + f.chunk.byteLength;
+    if (needed > partial.body.byteLength) {
+      const grown = Buffer.allocUnsafe(
+        Math.min(partial.total, Math.max(needed, partial.body.byteLength * 2)),
+      );
+      grown.set(partial.body.subarray(0, partial.received), 0);
+      partial.body = grown;
+    }
     partial.body.set(f.chunk, f.offset);
-    partial.received += f.chunk.byteLength;
+    partial.received = needed;
     if (!last) return undefined;
     this.#streams.delete(f.stream);
-    this.#pendingBytes -= partial.body.byteLength;
+    this.#pendingBytes -= partial.total;
     return { kind: partial.kind, stream: f.stream, body: partial.body, owned: true };
   }
 

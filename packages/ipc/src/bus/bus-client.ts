@@ -1,0 +1,451 @@
+import { type NotificationMode, VirtioUser, type VirtioUserEvent, VringError } from '@vring/core';
+import type { Observable } from 'rxjs';
+import { Observable as RxObservable } from 'rxjs';
+import { Link } from '../link.js';
+import { MessageCodec } from '../message-codec.js';
+import { Requester, type RequestOptions } from '../rpc/requester.js';
+import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
+import {
+  type BusMessage,
+  type SubscribeOptions,
+  Subscription,
+  type SubscriptionOwner,
+} from '../subscription.js';
+import { checkTopic, TopicPattern } from '../topic.js';
+import { BUS_PROTOCOL_VERSION, Kind, PolicyCode } from '../wire/message-kinds.js';
+
+/** Options of {@link connectBus}. */
+export interface ConnectBusOptions {
+  /** Aborts the wait for the bus (a bus that is not there yet is retried until then). */
+  signal?: AbortSignal;
+  /**
+   * Notification policy of this client's rings (default `event`): `adaptive` or `poll`
+   * trade CPU for latency (see `NotificationMode` in @vring/core).
+   */
+  notification?: NotificationMode;
+  /** Spin budget in µs for `adaptive` / `poll`. */
+  spinMicros?: number;
+  /** Largest message accepted, encoded (default 64 MiB). */
+  maxMessage?: number;
+  /** Largest frame sent or received (default 9216). */
+  maxFrame?: number;
+  /** Descriptors per ring (default 256). */
+  queueSize?: number;
+  /** Told when the connection to the bus drops and comes back. */
+  onEvent?: (event: BusClientEvent) => void;
+}
+
+/** What happened to a client's connection to its bus. */
+export type BusClientEvent =
+  | { type: 'connected'; connection: number }
+  | { type: 'disconnected'; error: VringError | undefined };
+
+const DEFAULT_MAX_FRAME = 9216;
+
+function protocolError(what: string): VringError {
+  return new VringError('ERR_VRING_PROTOCOL', `malformed message from the bus: ${what}`, {
+    reason: 'bad-envelope',
+  });
+}
+
+/**
+ * Attaches to a bus (see {@link createBus}) at `path` as a virtio-user front-end and resolves
+ * once the bus has answered. A bus that is not there yet is waited for.
+ */
+export async function connectBus(
+  path: string,
+  options: ConnectBusOptions = {},
+): Promise<BusClient> {
+  const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+  let client: BusClient | undefined;
+  const device = await VirtioUser.open(path, {
+    ...(options.signal && { signal: options.signal }),
+    ...(options.notification && { notification: options.notification }),
+    ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
+    ...(options.queueSize !== undefined && { queueSize: options.queueSize }),
+    maxMessage: maxFrame,
+    onEvent: (event) => client?.onDeviceEvent(event),
+  });
+  client = new BusClient(device, maxFrame, options);
+  try {
+    await client.ready(options.signal);
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+  return client;
+}
+
+/**
+ * A process's connection to a bus: publish and subscribe to topics, serve and call RPC
+ * names. When the bus restarts, the client reconnects by itself and subscribes and serves
+ * again; messages in flight at that moment are lost (at most once, like any broker restart),
+ * and requests in flight fail with `ERR_VRING_PEER_DISCONNECTED`.
+ */
+export class BusClient implements AsyncDisposable {
+  /** Settles when the client is closed (`undefined`) or failed for good (the error). */
+  readonly closed: Promise<VringError | undefined>;
+
+  readonly #device: VirtioUser;
+  readonly #link: Link;
+  readonly #codec = new MessageCodec();
+  readonly #requester: Requester;
+  readonly #responder: Responder;
+  readonly #subscriptions = new Map<number, Subscription<unknown>>();
+  readonly #fullSubscriptions = new Set<Subscription<unknown>>();
+  readonly #options: ConnectBusOptions;
+  readonly #maxFrame: number;
+  #nextSubscription = 1;
+  #nextPing = 1;
+  readonly #pings = new Map<number, { resolve(): void; reject(error: unknown): void }>();
+  #helloWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
+  #sessions = 0;
+  #closing = false;
+
+  /** @internal (use {@link connectBus}) */
+  constructor(device: VirtioUser, maxFrame: number, options: ConnectBusOptions) {
+    this.#device = device;
+    this.#options = options;
+    this.#maxFrame = maxFrame;
+    this.#link = new Link(device, {
+      maxFrame,
+      maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
+      syncKind: Kind.HELLO,
+      onMessage: (kind, body, owned) => this.#onMessage(kind, body, owned),
+    });
+    this.#requester = new Requester(this.#link, this.#codec, () => this.#updateKeepAlive());
+    this.#responder = new Responder(this.#link, this.#codec, (event, name) => {
+      if (event === 'serve') this.#link.post(Kind.SERVE, this.#codec.encode([name]));
+      else if (event === 'unserve') this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
+      else if (event === 'busy') this.#link.pause('handlers');
+      else this.#link.resume('handlers');
+      this.#updateKeepAlive();
+    });
+    this.closed = this.#link.closed.then((error) => {
+      this.#shutDown(error ?? new VringError('ERR_VRING_CLOSED', 'bus client is closed'));
+      return error;
+    });
+    this.#link.post(Kind.HELLO, this.#hello());
+    this.#link.resume();
+  }
+
+  /** Whether the connection to the bus is up (it comes back by itself when the bus returns). */
+  get connected(): boolean {
+    return this.#device.connected;
+  }
+
+  /**
+   * Publishes `value` on `topic` to every matching subscription on the bus. Resolves when
+   * the message is in the ring; waits while a `block` subscriber is full.
+   */
+  publish(topic: string, value: unknown): Promise<void> {
+    let body: Uint8Array;
+    try {
+      checkTopic(topic);
+      body = this.#codec.encode([topic, value]);
+    } catch (error) {
+      return Promise.reject(asArgumentError(error));
+    }
+    // The topic is the lane: one topic's messages arrive in publish order, while a large
+    // message on one topic shares the ring with the others.
+    return this.#link.send(Kind.PUBLISH, body, undefined, topic);
+  }
+
+  /**
+   * Subscribes to `pattern` (a topic, `*` for one token, a final `>` for the rest). The bus
+   * sends matching messages from the moment it has the subscription.
+   */
+  subscribe<T = unknown>(pattern: string, options: SubscribeOptions = {}): Subscription<T> {
+    new TopicPattern(pattern); // throws for a malformed pattern
+    if (this.#link.done) throw this.#link.closedError;
+    const id = this.#nextSubscription++;
+    const subscription = new Subscription<T>(id, pattern, options, this.#subscriptionOwner);
+    this.#subscriptions.set(id, subscription as Subscription<unknown>);
+    this.#link.post(Kind.SUBSCRIBE, this.#subscribeBody(subscription as Subscription<unknown>));
+    if (options.signal?.aborted) subscription.unsubscribe();
+    return subscription;
+  }
+
+  /**
+   * `pattern`'s messages as an Observable: each subscriber gets its own subscription on the
+   * bus, and unsubscribing tears it down there.
+   */
+  observe<T = unknown>(
+    pattern: string,
+    options: Omit<SubscribeOptions, 'signal'> = {},
+  ): Observable<BusMessage<T>> {
+    return new RxObservable<BusMessage<T>>((subscriber) =>
+      this.subscribe<T>(pattern, options).observe().subscribe(subscriber),
+    );
+  }
+
+  /** Answers requests for `name` (see {@link RpcHandler}). The bus spreads requests among the clients that serve a name. */
+  serve<Q = unknown, R = unknown>(name: string, handler: RpcHandler<Q, R>): Service {
+    if (this.#link.done) throw this.#link.closedError;
+    return this.#responder.serve(name, handler);
+  }
+
+  /**
+   * Sends a request to one of the clients serving `name` and resolves with its reply.
+   * @throws VringError `ERR_VRING_NO_RESPONDERS` (nobody serves `name`), `ERR_VRING_TIMEOUT`,
+   * `ERR_VRING_ABORTED`, `ERR_VRING_PEER_DISCONNECTED`, or the handler's own error code.
+   */
+  request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
+    return this.#requester.request<R>(name, value, options);
+  }
+
+  /**
+   * Sends a request whose handler streams its replies (returns an Observable or an
+   * AsyncIterable). Unsubscribing cancels the handler.
+   */
+  requestStream<R = unknown>(
+    name: string,
+    value: unknown,
+    options?: RequestOptions,
+  ): Observable<R> {
+    return this.#requester.requestStream<R>(name, value, options);
+  }
+
+  /**
+   * Resolves once the bus has handled everything this client sent before the call: its
+   * subscriptions are in place, its publishes routed.
+   */
+  flush(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#link.done) return Promise.reject(this.#link.closedError);
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const id = this.#nextPing;
+    this.#nextPing = (id % 0xffff_ffff) + 1;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        this.#pings.delete(id);
+        this.#updateKeepAlive();
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pings.set(id, {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      });
+      this.#updateKeepAlive();
+      this.#link.post(Kind.PING, this.#codec.encode([id]));
+    });
+  }
+
+  /**
+   * Stops serving, waits for the handlers running and the requests out to finish and for
+   * everything published to reach the ring, then closes.
+   */
+  async drain(): Promise<void> {
+    for (const name of this.#responder.names)
+      this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
+    while (!this.#link.done && (this.#responder.active > 0 || this.#requester.pending > 0)) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await this.#link.drain();
+    this.close();
+    await this.closed;
+  }
+
+  /** Closes the connection: subscriptions end, requests in flight fail with `ERR_VRING_CLOSED`. */
+  close(): void {
+    this.#closing = true;
+    this.#link.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.drain();
+  }
+
+  /** @internal */
+  ready(signal: AbortSignal | undefined): Promise<void> {
+    if (this.#sessions > 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#helloWaiters.push({
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject,
+      });
+      // Waiting for the bus's answer is work in progress: the process must not exit under it.
+      this.#updateKeepAlive();
+    });
+  }
+
+  /** The VirtioUser's connection dropped or came back. @internal */
+  onDeviceEvent(event: VirtioUserEvent): void {
+    if (event.type === 'disconnected') {
+      const error = new VringError('ERR_VRING_PEER_DISCONNECTED', 'the bus went away', {
+        cause: event.error,
+      });
+      this.#requester.failAll(error);
+      this.#responder.stopAll(error);
+      this.#failPings(error);
+      this.#emit({ type: 'disconnected', error: event.error });
+    } else if (event.type === 'connected') {
+      // A new bus knows nothing of us: a fresh session, with our subscriptions and names
+      // sent again ahead of anything queued.
+      const preamble: Array<{ kind: number; body: Uint8Array }> = [
+        { kind: Kind.HELLO, body: this.#hello() },
+      ];
+      for (const s of this.#subscriptions.values()) {
+        preamble.push({ kind: Kind.SUBSCRIBE, body: this.#subscribeBody(s) });
+      }
+      for (const name of this.#responder.names) {
+        preamble.push({ kind: Kind.SERVE, body: this.#codec.encode([name]) });
+      }
+      this.#link.restart(preamble);
+      this.#emit({ type: 'connected', connection: event.connection });
+    }
+  }
+
+  readonly #subscriptionOwner: SubscriptionOwner = {
+    setFull: (subscription, full) => {
+      if (full) this.#fullSubscriptions.add(subscription);
+      else this.#fullSubscriptions.delete(subscription);
+      if (this.#fullSubscriptions.size > 0) this.#link.pause('subscribers');
+      else this.#link.resume('subscribers');
+    },
+    waitingChanged: () => this.#updateKeepAlive(),
+    unsubscribe: (subscription) => {
+      if (!this.#subscriptions.delete(subscription.id)) return;
+      this.#link.post(Kind.UNSUBSCRIBE, this.#codec.encode([subscription.id]));
+      this.#updateKeepAlive();
+    },
+  };
+
+  #hello(): Uint8Array {
+    return this.#codec.encode([BUS_PROTOCOL_VERSION, this.#maxFrame]);
+  }
+
+  #subscribeBody(s: Subscription<unknown>): Uint8Array {
+    return this.#codec.encode([s.id, s.pattern, PolicyCode[s.policy]]);
+  }
+
+  #onMessage(kind: number, body: Uint8Array, owned: boolean): void {
+    switch (kind) {
+      case Kind.DELIVER:
+        this.#deliver(body, owned);
+        return;
+      case Kind.REPLY:
+        this.#requester.onReply(body, owned);
+        return;
+      case Kind.REQUEST:
+        this.#responder.onRequest(body, owned);
+        return;
+      case Kind.CANCEL:
+        this.#responder.onCancel(body, owned);
+        return;
+      case Kind.DROPPED: {
+        const dropped = this.#codec.decode(body, owned);
+        if (
+          !Array.isArray(dropped) ||
+          typeof dropped[0] !== 'number' ||
+          typeof dropped[1] !== 'number'
+        ) {
+          throw protocolError('DROPPED');
+        }
+        this.#subscriptions.get(dropped[0])?.addDropped(dropped[1]);
+        return;
+      }
+      case Kind.PONG: {
+        const [id] = this.#codec.decode(body, owned) as [number];
+        const ping = this.#pings.get(id);
+        if (ping) {
+          this.#pings.delete(id);
+          this.#updateKeepAlive();
+          ping.resolve();
+        }
+        return;
+      }
+      case Kind.HELLO: {
+        const hello = this.#codec.decode(body, owned);
+        if (!Array.isArray(hello) || hello[0] !== BUS_PROTOCOL_VERSION) {
+          throw new VringError('ERR_VRING_PROTOCOL', `the bus speaks another protocol version`, {
+            reason: 'version',
+          });
+        }
+        this.#sessions++;
+        for (const w of this.#helloWaiters.splice(0)) w.resolve();
+        this.#updateKeepAlive();
+        return;
+      }
+      default:
+        throw protocolError(`unexpected kind ${kind}`);
+    }
+  }
+
+  #deliver(body: Uint8Array, owned: boolean): void {
+    const message = this.#codec.decode(body, owned);
+    if (!Array.isArray(message) || message.length !== 3) throw protocolError('DELIVER');
+    const [ids, topic, value] = message as [unknown, unknown, unknown];
+    if (!Array.isArray(ids) || typeof topic !== 'string') throw protocolError('DELIVER fields');
+    for (const id of ids) {
+      // A subscription just ended may still get messages the bus had sent.
+      this.#subscriptions.get(id as number)?.push({ topic, value }, body.byteLength);
+    }
+  }
+
+  #updateKeepAlive(): void {
+    let waiting =
+      this.#requester.pending > 0 ||
+      this.#responder.names.length > 0 ||
+      this.#pings.size > 0 ||
+      this.#helloWaiters.length > 0;
+    if (!waiting) {
+      for (const s of this.#subscriptions.values()) {
+        if (s.waiting) {
+          waiting = true;
+          break;
+        }
+      }
+    }
+    this.#link.keepAlive(waiting);
+  }
+
+  #failPings(error: VringError): void {
+    const pings = [...this.#pings.values()];
+    this.#pings.clear();
+    for (const p of pings) p.reject(error);
+    this.#updateKeepAlive();
+  }
+
+  #emit(event: BusClientEvent): void {
+    try {
+      this.#options.onEvent?.(event);
+    } catch {
+      // A logging callback must not break the client.
+    }
+  }
+
+  #shutDown(error: VringError): void {
+    const reason = this.#closing
+      ? new VringError('ERR_VRING_CLOSED', 'bus client is closed')
+      : error;
+    this.#requester.failAll(reason);
+    this.#responder.stopAll(reason);
+    for (const w of this.#helloWaiters.splice(0)) w.reject(reason);
+    this.#failPings(reason);
+    const subscriptions = [...this.#subscriptions.values()];
+    this.#subscriptions.clear();
+    for (const s of subscriptions)
+      s.end(this.#closing || error.code === 'ERR_VRING_CLOSED' ? undefined : error);
+  }
+}
+
+function asArgumentError(error: unknown): VringError {
+  return error instanceof VringError
+    ? error
+    : new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {
+        cause: error,
+      });
+}

@@ -1,0 +1,47 @@
+import type { VhostUserPort } from '@vring/core';
+import { Link } from '../link.js';
+import { Kind } from '../wire/message-kinds.js';
+
+/** Frames a port starts with, before the client's HELLO says what it takes. */
+const INITIAL_MAX_FRAME = 1514;
+
+/**
+ * One client attached to the bus: its link and what the bus must undo when it goes
+ * (subscriptions live in the route table). @internal
+ */
+export class BusPort {
+  readonly id: number;
+  readonly link: Link;
+  /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
+  greeted = false;
+  /** Names this client serves. */
+  readonly serves = new Set<string>();
+  /** Requests this client made that are in flight: its request id → the bus's call id. */
+  readonly requests = new Map<number, number>();
+  /** Calls routed to this client for an answer. */
+  readonly answering = new Set<number>();
+  /** Ports whose reading is paused until this port's send queue drains. */
+  readonly blockedPublishers = new Set<BusPort>();
+  /** Messages dropped per `drop` subscription since the client was last told. */
+  readonly drops = new Map<number, number>();
+
+  constructor(
+    port: VhostUserPort,
+    maxMessage: number,
+    lowWaterMark: number,
+    onMessage: (port: BusPort, kind: number, body: Uint8Array, owned: boolean) => void,
+    onWritable: (port: BusPort) => void,
+  ) {
+    this.id = port.id;
+    this.link = new Link(port, {
+      maxFrame: Math.min(INITIAL_MAX_FRAME, port.maxMessage),
+      maxMessage,
+      // A front-end that reconnects to us keeps its rings: whatever it had queued for the
+      // bus it lost is dropped until its HELLO starts the session.
+      syncKind: Kind.HELLO,
+      lowWaterMark,
+      onMessage: (kind, body, owned) => onMessage(this, kind, body, owned),
+      onWritable: () => onWritable(this),
+    });
+  }
+}

@@ -1,0 +1,362 @@
+import { MessageBatch, VringError } from '@vring/core';
+import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
+import { Reassembler } from './wire/reassembler.js';
+
+/**
+ * What a Channel or a bus connection runs over: either end of a queue pair, a `VirtioUser`,
+ * or a vhost-user backend port. The link owns it and closes it.
+ */
+export interface ChannelTransport {
+  readonly maxMessage: number;
+  readonly closed: Promise<VringError | undefined>;
+  sendBatch(batch: MessageBatch): Promise<void>;
+  receive(batch: MessageBatch): Promise<MessageBatch>;
+  close(): void;
+  /** Let pending waits keep the process alive. */
+  ref?(): unknown;
+  /** Let the process exit while waits are pending. */
+  unref?(): unknown;
+}
+
+/** Options of a {@link Link}. @internal */
+export interface LinkOptions {
+  /** Largest frame, headers included. */
+  maxFrame: number;
+  /** Largest message body accepted from the peer. */
+  maxMessage: number;
+  /** Takes each complete message. `body` is valid only during the call unless `owned`. */
+  onMessage(kind: number, body: Uint8Array, owned: boolean): void;
+  /**
+   * A session starts with a whole message of this kind: frames before it (left in the ring
+   * by a previous peer, or the tail of a message the previous peer began) are dropped.
+   */
+  syncKind?: number;
+  /** Messages queued to send below which `onWritable` is called (default 256). */
+  lowWaterMark?: number;
+  /** Called when the send queue shrinks to `lowWaterMark` after being above it. */
+  onWritable?(): void;
+}
+
+/** Ordering lane of a message: messages of one lane arrive in send order. */
+export type Lane = string | number | undefined;
+
+interface Outgoing {
+  message: OutgoingMessage;
+  lane: Lane;
+  resolve: (() => void) | undefined;
+  reject: ((error: unknown) => void) | undefined;
+}
+
+/**
+ * Frames per message per turn: a message longer than this shares each batch with the
+ * messages queued behind it, so a 64 MiB publish does not hold up small ones.
+ */
+const FRAMES_PER_TURN = 16;
+
+/**
+ * Messages (kind + body) over a transport: fragmentation and reassembly, batching of
+ * concurrent sends into one native crossing, ordering per lane with interleaving across
+ * lanes, and flow control in both directions (the owner pauses reading; the send queue
+ * reports when it drains). Channel and the bus are built on it. @internal
+ */
+export class Link {
+  readonly closed: Promise<VringError | undefined>;
+  readonly transport: ChannelTransport;
+  readonly #options: LinkOptions;
+  #fragmenter: Fragmenter;
+  readonly #reassembler: Reassembler;
+  readonly #sendBatch: MessageBatch;
+  readonly #receiveBatch: MessageBatch;
+  readonly #lowWaterMark: number;
+  #outgoing: Outgoing[] = [];
+  #pumping = false;
+  #nextStream = 1;
+  #reading = false;
+  readonly #pausedBy = new Set<string>();
+  #synced: boolean;
+  #aboveLowWater = false;
+  #drainWaiters: Array<() => void> = [];
+  #wanted = false;
+  #keepAlive: boolean | undefined;
+  #failure: VringError | undefined;
+  #done = false;
+  #resolveClosed!: (error: VringError | undefined) => void;
+
+  constructor(transport: ChannelTransport, options: LinkOptions) {
+    this.transport = transport;
+    this.#options = options;
+    if (options.maxFrame > transport.maxMessage) {
+      throw new VringError(
+        'ERR_VRING_INVALID_ARGUMENT',
+        `maxFrame ${options.maxFrame} exceeds the transport's maxMessage ${transport.maxMessage}`,
+      );
+    }
+    this.#fragmenter = new Fragmenter({ maxFrame: options.maxFrame });
+    this.#reassembler = new Reassembler({ maxMessage: options.maxMessage });
+    this.#lowWaterMark = options.lowWaterMark ?? 256;
+    this.#synced = options.syncKind === undefined;
+    const batchBytes = Math.max(256 * 1024, transport.maxMessage);
+    this.#sendBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
+    this.#receiveBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    void transport.closed.then((error) =>
+      this.#fail(error ?? new VringError('ERR_VRING_CLOSED', 'connection is closed')),
+    );
+    this.#applyKeepAlive();
+  }
+
+  /** Whether the link has closed or failed. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Messages waiting to be written into the ring, the one being written included. */
+  get queued(): number {
+    return this.#outgoing.length;
+  }
+
+  /** The error that closed the link, or `ERR_VRING_CLOSED`. */
+  get closedError(): VringError {
+    return this.#failure ?? new VringError('ERR_VRING_CLOSED', 'connection is closed');
+  }
+
+  /**
+   * Changes the frame size for messages not yet begun: what a peer announces it can take
+   * when a session starts.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` beyond the transport's limit.
+   */
+  setMaxFrame(maxFrame: number): void {
+    if (maxFrame > this.transport.maxMessage) {
+      throw new VringError(
+        'ERR_VRING_INVALID_ARGUMENT',
+        `maxFrame ${maxFrame} exceeds the transport's maxMessage ${this.transport.maxMessage}`,
+      );
+    }
+    this.#fragmenter = new Fragmenter({ maxFrame });
+  }
+
+  /** Sends a message; resolves when its last frame is in the ring. */
+  send(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane): Promise<void> {
+    if (this.#done) return Promise.reject(this.closedError);
+    return new Promise<void>((resolve, reject) => {
+      this.#queue(kind, body, head, lane, resolve, reject);
+    });
+  }
+
+  /** Sends a message nobody waits for (a failure shows in `closed`). */
+  post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane): void {
+    if (!this.#done) this.#queue(kind, body, head, lane, undefined, undefined);
+  }
+
+  /** Resolves when every queued message is in the ring (at once if none is). */
+  drain(): Promise<void> {
+    if (this.#outgoing.length === 0 || this.#done) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** Starts reading, or resumes after `pause(reason)` once no other reason holds it. */
+  resume(reason = ''): void {
+    this.#pausedBy.delete(reason);
+    if (this.#reading || this.#done || this.#pausedBy.size > 0) return;
+    this.#reading = true;
+    void this.#read();
+  }
+
+  /**
+   * Stops reading, for `reason`, after the batch in hand: the peer then fills the ring and
+   * waits. Messages of that batch are still delivered.
+   */
+  pause(reason = ''): void {
+    this.#pausedBy.add(reason);
+  }
+
+  /**
+   * Starts a new session with a new peer behind the same transport: the reassembler forgets
+   * messages in flight, incoming frames are dropped until the peer's first message of
+   * `syncKind`, and outgoing messages half written restart from their first frame after
+   * `preamble`, which goes before everything queued.
+   */
+  restart(preamble: ReadonlyArray<{ kind: number; body: Uint8Array }>): void {
+    if (this.#done) return;
+    if (this.#options.syncKind !== undefined) this.#synced = false;
+    this.#reassembler.clear();
+    for (const o of this.#outgoing) {
+      o.message.offset = 0;
+      o.message.done = false;
+    }
+    const first = preamble.map(({ kind, body }) => ({
+      message: new OutgoingMessage(kind, this.#stream(), body),
+      lane: undefined,
+      resolve: undefined,
+      reject: undefined,
+    }));
+    this.#outgoing.unshift(...first);
+    this.#kick();
+  }
+
+  /**
+   * Whether pending waits keep the process alive: the owner says so while it expects
+   * traffic (a consumer waits, a request is out, a handler serves).
+   */
+  keepAlive(wanted: boolean): void {
+    this.#wanted = wanted;
+    this.#applyKeepAlive();
+  }
+
+  /** Messages waiting to go out keep the process alive too: exiting would lose them. */
+  #applyKeepAlive(): void {
+    const on = this.#wanted || this.#outgoing.length > 0;
+    if (this.#keepAlive === on || this.#done) return;
+    this.#keepAlive = on;
+    if (on) this.transport.ref?.();
+    else this.transport.unref?.();
+  }
+
+  /** Closes the link and its transport; queued messages fail with `error` or ERR_VRING_CLOSED. */
+  close(error?: VringError): void {
+    this.#fail(error ?? new VringError('ERR_VRING_CLOSED', 'connection is closed'));
+    this.transport.close();
+  }
+
+  #stream(): number {
+    const stream = this.#nextStream;
+    this.#nextStream = (this.#nextStream % 0xffff_ffff) + 1;
+    return stream;
+  }
+
+  #queue(
+    kind: number,
+    body: Uint8Array,
+    head: Uint8Array | undefined,
+    lane: Lane,
+    resolve: (() => void) | undefined,
+    reject: ((error: unknown) => void) | undefined,
+  ): void {
+    this.#outgoing.push({
+      message: new OutgoingMessage(kind, this.#stream(), body, head),
+      lane,
+      resolve,
+      reject,
+    });
+    if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
+    if (this.#outgoing.length === 1) this.#applyKeepAlive();
+    this.#kick();
+  }
+
+  #kick(): void {
+    if (this.#pumping || this.#done) return;
+    this.#pumping = true;
+    // Sends issued in the same tick go out in one batch.
+    queueMicrotask(() => void this.#pump());
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      while (this.#outgoing.length > 0 && !this.#done) {
+        const batch = this.#sendBatch;
+        batch.clear();
+        this.#fill(batch);
+        await this.transport.sendBatch(batch);
+        this.#settle();
+      }
+    } catch (error) {
+      this.#fail(
+        error instanceof VringError ? error : new VringError('ERR_VRING_CLOSED', String(error)),
+      );
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /**
+   * Fills a batch from the queue in turns of {@link FRAMES_PER_TURN} frames per message:
+   * a message whose lane has an unfinished message ahead of it waits for that one.
+   */
+  #fill(batch: MessageBatch): void {
+    for (let progress = true; progress; ) {
+      progress = false;
+      const blocked = new Set<Lane>();
+      for (const o of this.#outgoing) {
+        const m = o.message;
+        if (m.done || (blocked.size > 0 && blocked.has(o.lane))) continue;
+        const before = batch.count;
+        const done = this.#fragmenter.write(batch, m, FRAMES_PER_TURN);
+        const written = batch.count - before;
+        if (written > 0) progress = true;
+        if (done) continue;
+        if (written < FRAMES_PER_TURN) return; // the batch is full
+        if (o.lane !== undefined) blocked.add(o.lane);
+      }
+    }
+  }
+
+  #settle(): void {
+    let kept = 0;
+    const outgoing = this.#outgoing;
+    for (let i = 0; i < outgoing.length; i++) {
+      const o = outgoing[i]!;
+      if (o.message.done) o.resolve?.();
+      else outgoing[kept++] = o;
+    }
+    outgoing.length = kept;
+    if (this.#aboveLowWater && kept <= this.#lowWaterMark) {
+      this.#aboveLowWater = false;
+      this.#options.onWritable?.();
+    }
+    if (kept === 0) {
+      this.#applyKeepAlive();
+      for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    }
+  }
+
+  async #read(): Promise<void> {
+    try {
+      while (!this.#done && this.#pausedBy.size === 0) {
+        const batch = await this.transport.receive(this.#receiveBatch);
+        for (const frame of batch) {
+          if (this.#done) return;
+          if (!this.#synced && !this.#isSyncFrame(frame)) continue;
+          const message = this.#reassembler.push(frame);
+          if (message) this.#options.onMessage(message.kind, message.body, message.owned);
+        }
+      }
+    } catch (error) {
+      // A peer that sends garbage is cut off: nothing after a bad frame can be trusted.
+      const failure =
+        error instanceof VringError
+          ? error
+          : new VringError('ERR_VRING_PROTOCOL', String(error), { cause: error });
+      this.close(failure);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /** A whole message of the sync kind: the new session starts here. */
+  #isSyncFrame(frame: Uint8Array): boolean {
+    // Offset 15 = kind, 16 = flags (FIRST|LAST = 3): see docs/wire-format.md.
+    if (frame.byteLength < 30 || frame[15] !== this.#options.syncKind || frame[16] !== 3) {
+      return false;
+    }
+    this.#synced = true;
+    this.#reassembler.clear();
+    return true;
+  }
+
+  #fail(error: VringError): void {
+    if (this.#done) return;
+    // V8 keeps the receivers of an error's stack frames (this link, its reassembler, its
+    // batches) until the stack is formatted: format it now, so whoever keeps the error
+    // (an onError log, a closed promise) does not keep the link's memory.
+    void error.stack;
+    this.#done = true;
+    this.#failure = error.code === 'ERR_VRING_CLOSED' ? undefined : error;
+    this.#reassembler.clear();
+    const reason = this.closedError;
+    for (const o of this.#outgoing.splice(0)) o.reject?.(reason);
+    for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    this.#resolveClosed(this.#failure);
+  }
+}

@@ -1,0 +1,265 @@
+import { VringError } from '@vring/core';
+import { isObservable, type Observable, type Subscription as RxSubscription } from 'rxjs';
+import type { Link } from '../link.js';
+import type { MessageCodec } from '../message-codec.js';
+import { checkTopic } from '../topic.js';
+import { Kind, ReplyStatus } from '../wire/message-kinds.js';
+import { toWireError } from './remote-error.js';
+
+/** What a handler learns about the request it serves. */
+export interface RequestContext {
+  /** The name the request was sent to. */
+  readonly name: string;
+  /** Aborted when the requester cancels (abort, timeout, unsubscribe) or goes away. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Serves one RPC name. Return (or resolve to) the reply; throw to send an error (its `code`,
+ * `message` and `data` travel); return an Observable or an AsyncIterable to stream replies.
+ */
+export type RpcHandler<Q = unknown, R = unknown> = (
+  request: Q,
+  context: RequestContext,
+) => R | PromiseLike<R> | Observable<R> | AsyncIterable<R>;
+
+/** A name being served: dispose it (or call `stop()`) to stop serving. */
+export interface Service extends Disposable {
+  readonly name: string;
+  stop(): void;
+}
+
+/** Options of a responder. @internal */
+export interface ResponderOptions {
+  /** Requests handled at once before the link stops reading (default 4096). */
+  maxConcurrent?: number;
+  /** Stream replies queued unsent before a stream fails with `ERR_VRING_QUEUE_FULL` (default 1024). */
+  maxQueuedReplies?: number;
+}
+
+interface Active {
+  abort: AbortController;
+  subscription?: RxSubscription;
+}
+
+function protocolError(what: string): VringError {
+  return new VringError('ERR_VRING_PROTOCOL', `malformed ${what}`, { reason: 'bad-request' });
+}
+
+/**
+ * The serving half of RPC over one link: runs handlers, sends their replies (one value, a
+ * stream, or an error), stops them when the requester cancels, and bounds how much work a
+ * requester can start. @internal
+ */
+export class Responder {
+  readonly #link: Link;
+  readonly #codec: MessageCodec;
+  readonly #handlers = new Map<string, RpcHandler>();
+  readonly #active = new Map<number, Active>();
+  readonly #maxConcurrent: number;
+  readonly #maxQueuedReplies: number;
+  readonly #onChange: (event: 'serve' | 'unserve' | 'busy' | 'idle', name?: string) => void;
+  #busy = false;
+
+  constructor(
+    link: Link,
+    codec: MessageCodec,
+    onChange: (event: 'serve' | 'unserve' | 'busy' | 'idle', name?: string) => void,
+    options: ResponderOptions = {},
+  ) {
+    this.#link = link;
+    this.#codec = codec;
+    this.#onChange = onChange;
+    this.#maxConcurrent = options.maxConcurrent ?? 4096;
+    this.#maxQueuedReplies = options.maxQueuedReplies ?? 1024;
+  }
+
+  /** Requests being handled. */
+  get active(): number {
+    return this.#active.size;
+  }
+
+  /** Names served. */
+  get names(): string[] {
+    return [...this.#handlers.keys()];
+  }
+
+  serve<Q, R>(name: string, handler: RpcHandler<Q, R>): Service {
+    checkTopic(name);
+    if (typeof handler !== 'function') {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'handler must be a function');
+    }
+    if (this.#handlers.has(name)) {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} is already served here`);
+    }
+    this.#handlers.set(name, handler as RpcHandler);
+    this.#onChange('serve', name);
+    const stop = () => {
+      if (this.#handlers.get(name) !== handler) return;
+      this.#handlers.delete(name);
+      this.#onChange('unserve', name);
+    };
+    return { name, stop, [Symbol.dispose]: stop };
+  }
+
+  /** Takes a REQUEST. @throws VringError `ERR_VRING_PROTOCOL` for a malformed one. */
+  onRequest(body: Uint8Array, owned: boolean): void {
+    const request = this.#codec.decode(body, owned);
+    if (!Array.isArray(request) || request.length !== 3) throw protocolError('request');
+    const [id, name, value] = request as [unknown, unknown, unknown];
+    if (typeof id !== 'number' || !Number.isInteger(id) || typeof name !== 'string') {
+      throw protocolError('request id or name');
+    }
+    // A second request with an id in flight would orphan the first: the peer is broken.
+    if (this.#active.has(id)) throw protocolError(`request: id ${id} is already in flight`);
+    const handler = this.#handlers.get(name);
+    if (!handler) {
+      this.#reply(id, ReplyStatus.ERROR, {
+        code: 'ERR_VRING_NO_RESPONDERS',
+        message: `nobody serves ${name}`,
+      });
+      return;
+    }
+    const active: Active = { abort: new AbortController() };
+    this.#active.set(id, active);
+    this.#updateBusy();
+    void this.#run(id, name, handler, value, active);
+  }
+
+  /** Takes a CANCEL. */
+  onCancel(body: Uint8Array, owned: boolean): void {
+    const cancel = this.#codec.decode(body, owned);
+    if (!Array.isArray(cancel) || typeof cancel[0] !== 'number') throw protocolError('cancel');
+    this.#stop(cancel[0], new VringError('ERR_VRING_ABORTED', 'the requester cancelled'));
+  }
+
+  /** Stops every handler (the link is gone). */
+  stopAll(error: VringError): void {
+    for (const id of [...this.#active.keys()]) this.#stop(id, error);
+  }
+
+  async #run(id: number, name: string, handler: RpcHandler, value: unknown, active: Active) {
+    const signal = active.abort.signal;
+    try {
+      const result = await handler(value, { name, signal });
+      if (signal.aborted) return;
+      if (isObservable(result)) {
+        this.#streamObservable(id, result, active);
+        return;
+      }
+      if (isAsyncIterable(result)) {
+        await this.#streamIterable(id, result, signal);
+        return;
+      }
+      this.#finish(id, ReplyStatus.VALUE, result);
+    } catch (error) {
+      if (!signal.aborted) this.#finish(id, ReplyStatus.ERROR, toWireError(error));
+    }
+  }
+
+  #streamObservable(id: number, source: Observable<unknown>, active: Active): void {
+    let queued = 0;
+    active.subscription = source.subscribe({
+      next: (v) => {
+        if (active.abort.signal.aborted) return;
+        if (queued >= this.#maxQueuedReplies) {
+          // An Observable cannot be paused: past the bound the stream fails rather than
+          // buffering without limit.
+          this.#finish(id, ReplyStatus.ERROR, {
+            code: 'ERR_VRING_QUEUE_FULL',
+            message: `more than ${this.#maxQueuedReplies} stream replies queued unsent`,
+          });
+          return;
+        }
+        queued++;
+        const sent = this.#send(id, ReplyStatus.NEXT, v);
+        if (sent)
+          void sent.then(
+            () => queued--,
+            () => {},
+          );
+      },
+      error: (error) => this.#finish(id, ReplyStatus.ERROR, toWireError(error)),
+      complete: () => this.#finish(id, ReplyStatus.END, null),
+    });
+  }
+
+  async #streamIterable(id: number, source: AsyncIterable<unknown>, signal: AbortSignal) {
+    const iterator = source[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const next = await iterator.next();
+        if (signal.aborted) return;
+        if (next.done) break;
+        // Waiting for each reply to reach the ring is the iterable's backpressure.
+        await this.#send(id, ReplyStatus.NEXT, next.value);
+      }
+      this.#finish(id, ReplyStatus.END, null);
+    } finally {
+      if (signal.aborted) await iterator.return?.();
+    }
+  }
+
+  /** Sends the last reply of a request and forgets it. */
+  #finish(id: number, status: number, value: unknown): void {
+    const active = this.#active.get(id);
+    if (!active || active.abort.signal.aborted) return;
+    this.#active.delete(id);
+    active.abort.abort();
+    active.subscription?.unsubscribe();
+    this.#updateBusy();
+    this.#reply(id, status, value);
+  }
+
+  #stop(id: number, reason: VringError): void {
+    const active = this.#active.get(id);
+    if (!active) return;
+    this.#active.delete(id);
+    active.abort.abort(reason);
+    active.subscription?.unsubscribe();
+    this.#updateBusy();
+  }
+
+  #send(id: number, status: number, value: unknown): Promise<void> | undefined {
+    const body = this.#encodeReply(id, status, value);
+    return this.#link.done
+      ? undefined
+      : this.#link.send(Kind.REPLY, body, undefined, id).catch(() => {});
+  }
+
+  #reply(id: number, status: number, value: unknown): void {
+    // The request id is the lane: a stream's replies arrive in order whatever their sizes.
+    this.#link.post(Kind.REPLY, this.#encodeReply(id, status, value), undefined, id);
+  }
+
+  #encodeReply(id: number, status: number, value: unknown): Uint8Array {
+    try {
+      return this.#codec.encode([id, status, value]);
+    } catch (error) {
+      return this.#codec.encode([
+        id,
+        ReplyStatus.ERROR,
+        toWireError(
+          new VringError('ERR_VRING_INVALID_ARGUMENT', 'the reply cannot be encoded as msgpack', {
+            cause: error,
+          }),
+        ),
+      ]);
+    }
+  }
+
+  #updateBusy(): void {
+    const busy = this.#active.size >= this.#maxConcurrent;
+    if (busy === this.#busy) return;
+    this.#busy = busy;
+    this.#onChange(busy ? 'busy' : 'idle');
+  }
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'
+  );
+}

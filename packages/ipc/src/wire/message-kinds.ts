@@ -1,0 +1,61 @@
+/**
+ * Message kinds (the `kind` byte of the frame header) of Channel, RPC and the bus, and the
+ * msgpack shape of each kind's body. Specified in docs/wire-format.md, "Message kinds".
+ */
+export const Kind = {
+  /** Channel value: `value`. */
+  MESSAGE: 1,
+  /** Start of a bus session, both ways: `[version, maxFrame]`. */
+  HELLO: 2,
+  /** Client → bus: `[sid, pattern, policy]` (policy 0 = block, 1 = drop). */
+  SUBSCRIBE: 3,
+  /** Client → bus: `[sid]`. */
+  UNSUBSCRIBE: 4,
+  /** Client → bus: `[topic, value]`. */
+  PUBLISH: 5,
+  /** Bus → client: `[sids, topic, value]`, one message per client for all its matching subscriptions. */
+  DELIVER: 6,
+  /** Client → bus: `[name]`, this client answers requests for `name`. */
+  SERVE: 7,
+  /** Client → bus: `[name]`. */
+  UNSERVE: 8,
+  /** Requester → responder: `[requestId, name, value]`. */
+  REQUEST: 9,
+  /** Responder → requester: `[requestId, status, value]` (see {@link ReplyStatus}). */
+  REPLY: 10,
+  /** Requester → responder: `[requestId]`, the requester no longer wants the reply. */
+  CANCEL: 11,
+  /** Bus → client: `[sid, count]`, the bus dropped `count` messages for a `drop` subscription. */
+  DROPPED: 12,
+  /** Client → bus: `[id]`; the bus answers PONG once it has handled everything before it. */
+  PING: 13,
+  /** Bus → client: `[id]`. */
+  PONG: 14,
+} as const;
+
+/** The `status` of a REPLY. */
+export const ReplyStatus = {
+  /** The one result; the request is over. */
+  VALUE: 0,
+  /** One value of a stream; more follow. */
+  NEXT: 1,
+  /** The stream ended; `value` is nil. */
+  END: 2,
+  /** The handler failed: `value` is `{ code, message, data? }`; the request is over. */
+  ERROR: 3,
+} as const;
+
+/** Wire codes of a subscription's backpressure policy. */
+export const PolicyCode = { block: 0, drop: 1 } as const;
+
+/** Version carried by HELLO: a peer refuses a session of another version. */
+export const BUS_PROTOCOL_VERSION = 1;
+
+/** Longest topic or RPC name, in UTF-8 bytes. */
+export const MAX_NAME_BYTES = 1024;
+
+/**
+ * Deepest nesting of arrays and maps in a value the bus forwards: deeper values would
+ * exhaust the stack of a recursive decoder on the receiving side.
+ */
+export const MAX_VALUE_DEPTH = 512;

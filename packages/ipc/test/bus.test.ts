@@ -1,0 +1,281 @@
+// The bus as its clients see it: topics with wildcards, fan-out, unsubscribe torn down at the
+// bus, block and drop backpressure, flush, and lifecycle. Real vhost-user connections and
+// rings; processes are in bus.processes.test.ts.
+import { VringError } from '@vring/core';
+import { firstValueFrom, take, toArray } from 'rxjs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { BusMessage } from '../src/index.js';
+import { TopicPattern } from '../src/topic.js';
+import { eventually, rejection, startBus } from './fixtures/bus-harness.js';
+
+test('a published value reaches every subscription whose pattern matches, once per subscription', async () => {
+  const h = startBus();
+  try {
+    const publisher = await h.connect();
+    const a = await h.connect();
+    const b = await h.connect();
+    const exact = a.subscribe('prices.eu.sap');
+    const oneToken = a.subscribe('prices.*.sap');
+    const tail = b.subscribe('prices.>');
+    const other = b.subscribe('orders.>');
+    await a.flush();
+    await b.flush();
+    assert.is(h.bus.stats.subscriptions, 4);
+    await publisher.publish('prices.eu.sap', { bid: 1 });
+    await publisher.publish('prices.us.ibm', { bid: 2 });
+    const expected = { topic: 'prices.eu.sap', value: { bid: 1 } };
+    assert.equal((await exact.next()).value, expected);
+    assert.equal((await oneToken.next()).value, expected);
+    assert.equal((await tail.next()).value, expected);
+    assert.equal((await tail.next()).value, { topic: 'prices.us.ibm', value: { bid: 2 } });
+    await publisher.flush();
+    await b.flush();
+    assert.is(other.pending, 0);
+    assert.is(exact.pending, 0);
+    // One copy per client, however many of its subscriptions match.
+    assert.is(h.bus.stats.delivered, 3);
+  } finally {
+    await h.close();
+  }
+});
+
+test('malformed topics and patterns are refused with ERR_VRING_INVALID_ARGUMENT', async () => {
+  const h = startBus();
+  try {
+    const c = await h.connect();
+    for (const topic of ['', 'a..b', 'a.*', 'a.>', '.a']) {
+      const error = await rejection(c.publish(topic, 1));
+      assert.is(error.code, 'ERR_VRING_INVALID_ARGUMENT', topic);
+    }
+    for (const pattern of ['', 'a.>.b', 'a..b']) {
+      assert.throws(
+        () => c.subscribe(pattern),
+        (e: VringError) => e.code === 'ERR_VRING_INVALID_ARGUMENT',
+      );
+    }
+    const error = await rejection(c.publish('x', 2n ** 70n)); // beyond msgpack's 64 bits
+    assert.is(error.code, 'ERR_VRING_INVALID_ARGUMENT');
+  } finally {
+    await h.close();
+  }
+});
+
+test('unsubscribing removes the subscription at the bus; later messages are not sent', async () => {
+  const h = startBus();
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const sub = subscriber.subscribe('t');
+    await subscriber.flush();
+    assert.is(h.bus.stats.subscriptions, 1);
+    sub.unsubscribe();
+    await subscriber.flush();
+    assert.is(h.bus.stats.subscriptions, 0);
+    await publisher.publish('t', 1);
+    await publisher.flush();
+    assert.is(h.bus.stats.delivered, 0);
+    assert.equal(await sub.next(), { done: true, value: undefined });
+  } finally {
+    await h.close();
+  }
+});
+
+test('an Observable subscription tears down at the bus when unsubscribed', async () => {
+  const h = startBus();
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const received = firstValueFrom(subscriber.observe<number>('n.*').pipe(take(3), toArray()));
+    await subscriber.flush();
+    assert.is(h.bus.stats.subscriptions, 1);
+    for (let i = 0; i < 3; i++) await publisher.publish(`n.${i}`, i);
+    const values = (await received).map((m: BusMessage<number>) => m.value);
+    assert.equal(values, [0, 1, 2]);
+    await subscriber.flush();
+    assert.is(h.bus.stats.subscriptions, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('leaving a for-await loop unsubscribes', async () => {
+  const h = startBus();
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const sub = subscriber.subscribe<number>('loop');
+    await subscriber.flush();
+    void publisher.publish('loop', 7);
+    for await (const m of sub) {
+      assert.is(m.value, 7);
+      break;
+    }
+    await subscriber.flush();
+    assert.is(h.bus.stats.subscriptions, 0);
+    assert.not.ok(sub.active);
+  } finally {
+    await h.close();
+  }
+});
+
+test('block: a full subscription holds the publisher back and loses nothing', async () => {
+  const h = startBus({ highWaterMark: 64 });
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const sub = subscriber.subscribe<number>('b', { highWaterMark: 16 });
+    await subscriber.flush();
+    const total = 5000;
+    let published = 0;
+    const publishing = (async () => {
+      for (let i = 0; i < total; i++) {
+        await publisher.publish('b', i);
+        published++;
+      }
+    })();
+    // Nobody takes: the publisher stops well short of the end (bounded queues all the way).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(published < total, `publisher ran ahead: ${published}`);
+    assert.ok(sub.pending <= 16 + 1024, `subscription queue grew to ${sub.pending}`);
+    for (let i = 0; i < total; i++) assert.is((await sub.next()).value?.value, i);
+    await publishing;
+    assert.is(sub.dropped, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('drop: a full subscription drops and counts; the publisher never waits', async () => {
+  const h = startBus({ highWaterMark: 64 });
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const sub = subscriber.subscribe<number>('d', { policy: 'drop', highWaterMark: 10 });
+    await subscriber.flush();
+    const total = 20_000;
+    for (let i = 0; i < total; i++) void publisher.publish('d', i);
+    await publisher.flush();
+    await subscriber.flush();
+    await eventually(
+      () => sub.pending + sub.dropped === total,
+      'every message is queued or dropped',
+    );
+    assert.is(sub.pending, 10);
+    const kept = [];
+    while (sub.pending > 0) kept.push((await sub.next()).value?.value);
+    // What was kept is in order: the first ten, since later ones found the queue full.
+    assert.equal(kept, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a large message on one topic does not hold up small ones on another', async () => {
+  const h = startBus();
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const big = subscriber.subscribe<Buffer>('big');
+    const small = subscriber.subscribe<number>('small');
+    await subscriber.flush();
+    const payload = Buffer.alloc(32 * 1024 * 1024, 7);
+    const bigSent = publisher.publish('big', payload);
+    const smallSent = publisher.publish('small', 1);
+    const bigNext = big.next();
+    const first = await Promise.race([small.next().then(() => 'small'), bigNext.then(() => 'big')]);
+    assert.is(first, 'small');
+    await Promise.all([bigSent, smallSent]);
+    const got = (await bigNext).value!.value;
+    assert.is(got.byteLength, payload.byteLength);
+    assert.ok(Buffer.from(got).equals(payload));
+  } finally {
+    await h.close();
+  }
+});
+
+test('messages on one topic from one publisher arrive in publish order, whatever their sizes', async () => {
+  const h = startBus();
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const sub = subscriber.subscribe<{ i: number; pad: Buffer }>('o');
+    await subscriber.flush();
+    const sizes = [0, 100_000, 5, 3_000_000, 1, 20_000, 0];
+    await Promise.all(sizes.map((n, i) => publisher.publish('o', { i, pad: Buffer.alloc(n) })));
+    for (let i = 0; i < sizes.length; i++) {
+      const m = (await sub.next()).value!.value;
+      assert.is(m.i, i);
+      assert.is(m.pad.byteLength, sizes[i]);
+    }
+  } finally {
+    await h.close();
+  }
+});
+
+test('closing a client ends its subscriptions and removes them from the bus', async () => {
+  const h = startBus();
+  try {
+    const client = await h.connect();
+    const sub = client.subscribe('x');
+    const waiting = sub.next();
+    await client.flush();
+    assert.is(h.bus.stats.subscriptions, 1);
+    client.close();
+    assert.equal(await waiting, { done: true, value: undefined });
+    assert.is(await client.closed, undefined);
+    await eventually(() => h.bus.stats.clients === 0, 'the bus saw the client go');
+    assert.is(h.bus.stats.subscriptions, 0);
+    assert.is((await rejection(client.publish('x', 1))).code, 'ERR_VRING_CLOSED');
+  } finally {
+    await h.close();
+  }
+});
+
+test('an aborted signal unsubscribes', async () => {
+  const h = startBus();
+  try {
+    const client = await h.connect();
+    const abort = new AbortController();
+    const sub = client.subscribe('s', { signal: abort.signal });
+    await client.flush();
+    assert.is(h.bus.stats.subscriptions, 1);
+    abort.abort();
+    assert.equal(await sub.next(), { done: true, value: undefined });
+    await client.flush();
+    assert.is(h.bus.stats.subscriptions, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('connectBus waits for a bus that is not there yet, and can be aborted', async () => {
+  const { connectBus } = await import('../src/index.js');
+  const { tempSocketPath } = await import('./fixtures/bus-harness.js');
+  const socket = tempSocketPath();
+  try {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(new VringError('ERR_VRING_ABORTED', 'gave up')), 100);
+    const error = await rejection(connectBus(socket.path, { signal: abort.signal }));
+    assert.is(error.code, 'ERR_VRING_ABORTED');
+  } finally {
+    socket.remove();
+  }
+});
+
+test('topic patterns: * is one token, a final > is one or more', () => {
+  const m = (pattern: string, topic: string) => new TopicPattern(pattern).matches(topic);
+  assert.ok(m('a.b', 'a.b'));
+  assert.not.ok(m('a.b', 'a.b.c'));
+  assert.ok(m('a.*.c', 'a.x.c'));
+  assert.not.ok(m('a.*.c', 'a.c'));
+  assert.not.ok(m('a.*', 'a.x.y'));
+  assert.ok(m('a.>', 'a.x'));
+  assert.ok(m('a.>', 'a.x.y.z'));
+  assert.not.ok(m('a.>', 'a'));
+  assert.ok(m('>', 'anything.at.all'));
+  assert.ok(m('*.>', 'a.b'));
+  assert.not.ok(m('*.>', 'a'));
+});
+
+test.run();
