@@ -162,4 +162,22 @@ test('10,000 concurrent requests across processes, with remote errors, timeouts 
   }
 });
 
+test('a process whose bus client has nothing to wait for exits by itself, without close()', async () => {
+  const socket = tempSocketPath();
+  const bus = await startBusProcess(socket.path);
+  const child = spawnFixture('bus-idle-client.ts', [socket.path]);
+  try {
+    assert.is(await child.line(), 'idle');
+    const exit = await Promise.race([
+      child.exited,
+      new Promise((resolve) => setTimeout(() => resolve('still running after 5 s'), 5000)),
+    ]);
+    assert.is(exit, 0);
+  } finally {
+    child.kill();
+    bus.kill();
+    socket.remove();
+  }
+});
+
 test.run();

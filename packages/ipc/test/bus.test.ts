@@ -232,6 +232,36 @@ test('closing a client ends its subscriptions and removes them from the bus', as
   }
 });
 
+test('drain stops serving, lets handlers and requests finish, flushes, then closes', async () => {
+  const h = startBus();
+  try {
+    const server = await h.connect();
+    const client = await h.connect();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    server.serve('work', async (n: number) => {
+      await gate;
+      return n * 2;
+    });
+    await server.flush();
+    const inFlight = client.request('work', 21);
+    await eventually(() => h.bus.stats.requests === 1, 'the request reached the server');
+    const draining = server.drain();
+    await server.flush().catch(() => {});
+    // No longer served: a new request finds nobody.
+    await eventually(() => h.bus.stats.requests === 1, 'nothing more routed');
+    assert.is((await rejection(client.request('work', 1))).code, 'ERR_VRING_NO_RESPONDERS');
+    release();
+    assert.is(await inFlight, 42);
+    await draining;
+    assert.is(await server.closed, undefined);
+  } finally {
+    await h.close();
+  }
+});
+
 test('an aborted signal unsubscribes', async () => {
   const h = startBus();
   try {

@@ -97,6 +97,7 @@ export class BusClient implements AsyncDisposable {
   readonly #maxFrame: number;
   #nextSubscription = 1;
   #nextPing = 1;
+  #quietWaiters: Array<() => void> = [];
   readonly #pings = new Map<number, { resolve(): void; reject(error: unknown): void }>();
   #helloWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
   #sessions = 0;
@@ -113,12 +114,16 @@ export class BusClient implements AsyncDisposable {
       syncKind: Kind.HELLO,
       onMessage: (kind, body, owned) => this.#onMessage(kind, body, owned),
     });
-    this.#requester = new Requester(this.#link, this.#codec, () => this.#updateKeepAlive());
+    this.#requester = new Requester(this.#link, this.#codec, () => {
+      this.#updateKeepAlive();
+      this.#checkQuiet();
+    });
     this.#responder = new Responder(this.#link, this.#codec, (event, name) => {
       if (event === 'serve') this.#link.post(Kind.SERVE, this.#codec.encode([name]));
       else if (event === 'unserve') this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
       else if (event === 'busy') this.#link.pause('handlers');
-      else this.#link.resume('handlers');
+      else if (event === 'idle') this.#link.resume('handlers');
+      else this.#checkQuiet();
       this.#updateKeepAlive();
     });
     this.closed = this.#link.closed.then((error) => {
@@ -243,11 +248,11 @@ export class BusClient implements AsyncDisposable {
    * everything published to reach the ring, then closes.
    */
   async drain(): Promise<void> {
-    for (const name of this.#responder.names)
-      this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
-    while (!this.#link.done && (this.#responder.active > 0 || this.#requester.pending > 0)) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    this.#responder.stopServing();
+    await new Promise<void>((resolve) => {
+      this.#quietWaiters.push(resolve);
+      this.#checkQuiet();
+    });
     await this.#link.drain();
     this.close();
     await this.closed;
@@ -412,6 +417,13 @@ export class BusClient implements AsyncDisposable {
     this.#link.keepAlive(waiting);
   }
 
+  /** Resolves drain()'s wait once no handler runs and no request is out (or the link died). */
+  #checkQuiet(): void {
+    if (this.#quietWaiters.length === 0) return;
+    if (!this.#link.done && (this.#responder.active > 0 || this.#requester.pending > 0)) return;
+    for (const resolve of this.#quietWaiters.splice(0)) resolve();
+  }
+
   #failPings(error: VringError): void {
     const pings = [...this.#pings.values()];
     this.#pings.clear();
@@ -435,6 +447,7 @@ export class BusClient implements AsyncDisposable {
     this.#responder.stopAll(reason);
     for (const w of this.#helloWaiters.splice(0)) w.reject(reason);
     this.#failPings(reason);
+    this.#checkQuiet();
     const subscriptions = [...this.#subscriptions.values()];
     this.#subscriptions.clear();
     for (const s of subscriptions)

@@ -37,6 +37,12 @@ export interface ResponderOptions {
   maxQueuedReplies?: number;
 }
 
+/**
+ * What a responder tells its owner: a name served or no longer served; at (`busy`) or back
+ * under (`idle`) its concurrency bound; no handler running any more (`quiet`). @internal
+ */
+export type ResponderEvent = 'serve' | 'unserve' | 'busy' | 'idle' | 'quiet';
+
 interface Active {
   abort: AbortController;
   subscription?: RxSubscription;
@@ -58,13 +64,13 @@ export class Responder {
   readonly #active = new Map<number, Active>();
   readonly #maxConcurrent: number;
   readonly #maxQueuedReplies: number;
-  readonly #onChange: (event: 'serve' | 'unserve' | 'busy' | 'idle', name?: string) => void;
+  readonly #onChange: (event: ResponderEvent, name?: string) => void;
   #busy = false;
 
   constructor(
     link: Link,
     codec: MessageCodec,
-    onChange: (event: 'serve' | 'unserve' | 'busy' | 'idle', name?: string) => void,
+    onChange: (event: ResponderEvent, name?: string) => void,
     options: ResponderOptions = {},
   ) {
     this.#link = link;
@@ -100,6 +106,14 @@ export class Responder {
       this.#onChange('unserve', name);
     };
     return { name, stop, [Symbol.dispose]: stop };
+  }
+
+  /** Stops serving every name (requests that arrive later get NO_RESPONDERS). */
+  stopServing(): void {
+    for (const name of [...this.#handlers.keys()]) {
+      this.#handlers.delete(name);
+      this.#onChange('unserve', name);
+    }
   }
 
   /** Takes a REQUEST. @throws VringError `ERR_VRING_PROTOCOL` for a malformed one. */
@@ -249,6 +263,7 @@ export class Responder {
   }
 
   #updateBusy(): void {
+    if (this.#active.size === 0) this.#onChange('quiet');
     const busy = this.#active.size >= this.#maxConcurrent;
     if (busy === this.#busy) return;
     this.#busy = busy;
