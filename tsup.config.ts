@@ -8,12 +8,13 @@ const packages = ['core', 'ipc'] as const;
 export default defineConfig(
   packages.map((name) => ({
     name: `@vring/${name}`,
-    // core also builds the `vring` command (run by its bin, bin/vring.js); one build per
-    // package, so `clean` cannot race another build.
-    entry:
-      name === 'core'
-        ? { index: 'packages/core/src/index.ts', cli: 'packages/core/src/cli/main.ts' }
-        : { index: `packages/${name}/src/index.ts` },
+    // core's `cli` is the library of the ping/echo commands (`@vring/core/cli`); ipc's `cli`
+    // is the `vring` command itself (run by its bin, bin/vring.js), which needs both packages.
+    // One build per package, so `clean` cannot race another build.
+    entry: {
+      index: `packages/${name}/src/index.ts`,
+      cli: `packages/${name}/src/cli/${name === 'core' ? 'index' : 'main'}.ts`,
+    },
     outDir: `packages/${name}/dist`,
     format: ['esm', 'cjs'],
     target: 'node20',
