@@ -1,30 +1,86 @@
-// What the benchmark peers measure, and how they report it to the runner.
+// What the benchmark peers measure, and how they report it to the runner: one JSON object
+// per stdout line, which the runner merges into the case's result.
+import { isMainThread } from 'node:worker_threads';
+import { build } from 'hdr-histogram-js';
 
 /** Writes one JSON result line on stdout, where the runner reads it. */
 export function report(value: object): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
+/** The listening peer's first line: the runner starts the connecting peers after it. */
+export function reportReady(): void {
+  report({ ready: true });
+}
+
 /**
- * Exact percentiles of round-trip samples in µs. The runs take at most a few hundred
- * thousand samples, so sorting them all is cheap and needs no histogram approximation.
+ * CPU time of this process over a measured stretch. `report` adds it to the result as
+ * `cpu.<side>` in µs, so the runner can divide it by the messages moved, per side.
  */
-export function percentiles(samples: Float64Array): { p50: number; p99: number; p999: number } {
-  const sorted = Float64Array.from(samples).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { p50: at(0.5), p99: at(0.99), p999: at(0.999) };
+export class CpuMeter {
+  #start = process.cpuUsage();
+
+  restart(): void {
+    this.#start = process.cpuUsage();
+  }
+
+  micros(): number {
+    const used = process.cpuUsage(this.#start);
+    return used.user + used.system;
+  }
+
+  report(side: string): void {
+    // A worker thread's cpuUsage is the whole process's: the main thread reports it once.
+    if (!isMainThread) return;
+    report({ cpu: { [side]: this.micros() } });
+  }
+}
+
+/**
+ * Round-trip times in an HdrHistogram (3 significant digits, 100 ns to 10 s): constant
+ * memory and time per sample however long the run, exact enough for p99.9, and the same
+ * percentile definition as every other HdrHistogram user.
+ */
+export class LatencyRecorder {
+  readonly #histogram = build({
+    lowestDiscernibleValue: 100,
+    highestTrackableValue: 10_000_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+
+  /** Records one round trip of `nanos` nanoseconds. */
+  record(nanos: number): void {
+    this.#histogram.recordValue(Math.max(100, Math.round(nanos)));
+  }
+
+  /** p50, p99, p99.9 and max in µs, and the sample count. */
+  summary(): { p50: number; p99: number; p999: number; max: number; count: number } {
+    const h = this.#histogram;
+    const us = (q: number) => h.getValueAtPercentile(q) / 1000;
+    return {
+      p50: us(50),
+      p99: us(99),
+      p999: us(99.9),
+      max: h.maxValue / 1000,
+      count: h.totalCount,
+    };
+  }
 }
 
 /** CPU this process uses over `seconds` of doing nothing but waiting, in % of one core. */
-export async function measureIdle(
-  seconds: number,
-): Promise<{ cpuPercent: number; seconds: number }> {
+export async function measureIdle(seconds: number): Promise<{ percent: number; seconds: number }> {
   // Let start-up work (module compilation, V8's background threads) finish first.
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await new Promise((resolve) => setTimeout(resolve, Math.min(1000, seconds * 1000)));
   const before = process.cpuUsage();
   const started = performance.now();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const used = process.cpuUsage(before);
   const elapsed = (performance.now() - started) / 1000;
-  return { cpuPercent: ((used.user + used.system) / 1e6 / elapsed) * 100, seconds: elapsed };
+  return { percent: ((used.user + used.system) / 1e6 / elapsed) * 100, seconds: elapsed };
+}
+
+/** Reports this side's idle CPU as `idle.<side>`. */
+export async function reportIdle(side: string, seconds: number): Promise<void> {
+  const { percent } = await measureIdle(seconds);
+  report({ idle: { [side]: percent } });
 }

@@ -1,0 +1,129 @@
+// Runs one case once: starts its peer processes (pinned), waits for the listener to be
+// ready, lets the connecting peers go, and merges what they all report into one result.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { type PeerArgs, START_ON_STDIN, toArgv } from '../transports/transport.js';
+import type { Case } from './cases.js';
+import { canPin } from './machine.js';
+import { type Result, scenario } from './scenarios.js';
+
+const peerScript = join(dirname(fileURLToPath(import.meta.url)), '..', 'transports', 'peer.ts');
+
+export interface RunSettings {
+  /** Scratch directory for the sockets. */
+  dir: string;
+  quick: boolean;
+}
+
+interface Peer {
+  child: ChildProcess;
+  lines: AsyncIterator<string>;
+  stderr: string[];
+}
+
+function spawnPeer(args: PeerArgs, cores: string, startOnStdin: boolean): Peer {
+  const node = [process.execPath, '--import', 'tsx', peerScript, ...toArgv(args)];
+  const argv = canPin ? ['taskset', '-c', cores, ...node] : node;
+  const env = { ...process.env };
+  if (startOnStdin) env[START_ON_STDIN] = '1';
+  const child = spawn(argv[0]!, argv.slice(1), {
+    stdio: [startOnStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    env,
+  });
+  // Kept for the error message only: a peer's stderr would tear the progress bar.
+  const stderr: string[] = [];
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    stderr.push(s);
+    if (stderr.length > 50) stderr.shift();
+  });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  return { child, lines, stderr };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Objects merge key by key (each side adds its `cpu.<side>`), anything else is replaced. */
+function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(source)) {
+    const existing = target[key];
+    if (isObject(existing) && isObject(value)) mergeInto(existing, value);
+    else target[key] = isObject(value) ? { ...value } : value;
+  }
+}
+
+/** Core of a two-sided case's peer: the listener on 1, connecting peers from 0, alternating. */
+function coreOf(index: number): string {
+  return String(index % 2 === 1 ? 0 : 1);
+}
+
+let runNumber = 0;
+
+export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
+  const spec = scenario(c.scenario);
+  const base: PeerArgs = {
+    transport: c.transport,
+    scenario: c.scenario,
+    role: 'listen',
+    index: 0,
+    peers: c.peers,
+    path: join(settings.dir, `${c.transport}-${++runNumber}.sock`),
+    size: c.size,
+    seconds: settings.quick ? spec.seconds.quick : spec.seconds.full,
+    warmupSeconds: settings.quick ? spec.warmupSeconds.quick : spec.warmupSeconds.full,
+    concurrency: c.concurrency,
+    pinned: canPin,
+  };
+  const peers: Peer[] = [];
+  const result: Result = {};
+  const timeout = setTimeout(
+    () => {
+      for (const p of peers) p.child.kill('SIGKILL');
+    },
+    (base.seconds + base.warmupSeconds) * 1000 + 30_000,
+  );
+  try {
+    if (c.layout.processes === 'single') {
+      peers.push(spawnPeer(base, c.layout.cores, false));
+    } else {
+      peers.push(spawnPeer(base, coreOf(0), false));
+      for (let index = 1; index < c.peers; index++) {
+        peers.push(spawnPeer({ ...base, role: 'connect', index }, coreOf(index), true));
+      }
+      // Connecting peers load while the listener does; they connect once it listens.
+      const ready = await peers[0]!.lines.next();
+      if (ready.done) throw new Error('the listening peer exited before it was ready');
+      for (const p of peers.slice(1)) p.child.stdin!.end('go\n');
+    }
+    const collect = async (lines: AsyncIterator<string>) => {
+      for (let r = await lines.next(); !r.done; r = await lines.next()) {
+        const line = JSON.parse(r.value) as Record<string, unknown>;
+        if (!line.ready) mergeInto(result, line);
+      }
+    };
+    await Promise.all([
+      ...peers.map((p) => collect(p.lines)),
+      ...peers.map((p) => (p.child.exitCode === null ? once(p.child, 'exit') : Promise.resolve())),
+    ]);
+    const failed = peers.find((p) => p.child.exitCode !== 0);
+    if (failed) {
+      const how = failed.child.signalCode ?? `exit code ${failed.child.exitCode}`;
+      // The error line of a Node crash is the most telling one; the stack is left out.
+      const stderr = failed.stderr
+        .join('')
+        .split('\n')
+        .filter((l) => !/^\s+at /.test(l));
+      throw new Error(
+        `a peer failed (${how}): ${stderr.join(' ').replace(/\s+/g, ' ').trim().slice(-400)}`,
+      );
+    }
+    return result;
+  } finally {
+    clearTimeout(timeout);
+    for (const p of peers) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  }
+}

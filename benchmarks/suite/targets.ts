@@ -1,0 +1,152 @@
+// The product's targets from issue 5, checked against a run: where each figure stands. Only
+// reported, never enforced (CI runs the suite as a smoke test, without thresholds).
+import type { Table } from './report.js';
+import type { CaseResult } from './summary.js';
+
+interface Target {
+  name: string;
+  /** The figure and whether it meets the target, or undefined when the run lacks the cases. */
+  check(find: Finder): { figure: string; met: boolean } | undefined;
+}
+
+type Finder = (scenario: string, size: number, transport: string) => CaseResult | undefined;
+
+const x = (v: number) => `${v.toFixed(2)}×`;
+const us = (v: number) => `${v.toFixed(2)} µs`;
+
+/** The best of several transports for one figure (e.g. the fastest vring mode). */
+function best(
+  find: Finder,
+  scenario: string,
+  size: number,
+  transports: string[],
+  read: (r: CaseResult) => number | undefined,
+  lowerIsBetter = false,
+): { transport: string; value: number } | undefined {
+  let winner: { transport: string; value: number } | undefined;
+  for (const t of transports) {
+    const r = find(scenario, size, t);
+    const value = r ? read(r) : undefined;
+    if (value === undefined) continue;
+    if (!winner || (lowerIsBetter ? value < winner.value : value > winner.value)) {
+      winner = { transport: t, value };
+    }
+  }
+  return winner;
+}
+
+const channels = ['channel-event', 'channel-adaptive', 'channel-poll'];
+const rawRings = ['vring-event', 'vring-adaptive', 'vring-poll'];
+
+const targets: Target[] = [
+  {
+    name: '64 B one-way msgpack: vring ≥ 4× net',
+    check: (find) => {
+      const b = best(find, 'oneway', 64, channels, (r) => r.ratios.msgs);
+      return b && { figure: `${x(b.value)} (${b.transport})`, met: b.value >= 4 };
+    },
+  },
+  {
+    name: '64 B one-way msgpack: vring ≥ 75 % of a pack-only loop',
+    check: (find) => {
+      const b = best(find, 'oneway', 64, channels, (r) => r.figures.msgs?.median);
+      const pack = find('oneway', 64, 'codec-pack')?.figures.msgs?.median;
+      if (!b || !pack) return undefined;
+      const share = b.value / pack;
+      return { figure: `${(share * 100).toFixed(0)} % (${b.transport})`, met: share >= 0.75 };
+    },
+  },
+  {
+    name: '64 B one-way raw Buffers: vring ≥ 10× net',
+    check: (find) => {
+      const b = best(find, 'oneway', 64, rawRings, (r) => r.ratios.msgs);
+      return b && { figure: `${x(b.value)} (${b.transport})`, met: b.value >= 10 };
+    },
+  },
+  {
+    name: 'round trip 64 B msgpack, poll/adaptive: p50 ≤ 3 µs',
+    check: (find) => {
+      const b = best(find, 'pingpong', 64, channels.slice(1), (r) => r.figures.p50?.median, true);
+      return b && { figure: `${us(b.value)} (${b.transport})`, met: b.value <= 3 };
+    },
+  },
+  {
+    name: 'round trip 64 B msgpack, poll/adaptive: p99 ≤ 20 µs',
+    check: (find) => {
+      const b = best(find, 'pingpong', 64, channels.slice(1), (r) => r.figures.p99?.median, true);
+      return b && { figure: `${us(b.value)} (${b.transport})`, met: b.value <= 20 };
+    },
+  },
+  {
+    name: 'round trip 64 B raw: p50 ≤ 1 µs',
+    check: (find) => {
+      const b = best(find, 'pingpong', 64, rawRings, (r) => r.figures.p50?.median, true);
+      return b && { figure: `${us(b.value)} (${b.transport})`, met: b.value <= 1 };
+    },
+  },
+  {
+    name: 'round trip 64 B msgpack, event mode: p50 ≤ 0.9× net',
+    check: (find) => {
+      const ours = find('pingpong', 64, 'channel-event')?.figures.p50?.median;
+      const net = find('pingpong', 64, 'net-msgpack')?.figures.p50?.median;
+      if (!ours || !net) return undefined;
+      return { figure: `${x(ours / net)} of net's p50`, met: ours / net <= 0.9 };
+    },
+  },
+  {
+    name: '1 MiB one-way msgpack: vring ≥ 3× net MB/s',
+    check: (find) => {
+      const b = best(find, 'oneway', 1024 * 1024, channels, (r) => r.ratios.mbs);
+      return b && { figure: `${x(b.value)} (${b.transport})`, met: b.value >= 3 };
+    },
+  },
+  {
+    name: '1 MiB one-way raw: vring ≥ 3× net MB/s',
+    check: (find) => {
+      const b = best(find, 'oneway', 1024 * 1024, rawRings, (r) => r.ratios.mbs);
+      return b && { figure: `${x(b.value)} (${b.transport})`, met: b.value >= 3 };
+    },
+  },
+  {
+    name: 'idle: 0 % CPU (vring event and adaptive, both sides; poll spins by design)',
+    check: (find) => {
+      const all = [...rawRings, ...channels]
+        .filter((t) => !t.endsWith('-poll'))
+        .map((t) => ({ t, v: find('idle', 0, t)?.figures.cpu?.median }))
+        .filter((e): e is { t: string; v: number } => e.v !== undefined);
+      if (all.length === 0) return undefined;
+      const worst = all.reduce((a, b) => (b.v > a.v ? b : a));
+      const net = find('idle', 0, 'net')?.figures.cpu?.median;
+      const reference = net === undefined ? '' : `; net ${net.toFixed(2)} %`;
+      // Node itself wakes now and then; under 1 % of a core for both sides is "nothing".
+      return {
+        figure: `at most ${worst.v.toFixed(2)} % (${worst.t})${reference}`,
+        met: worst.v < 1,
+      };
+    },
+  },
+];
+
+/** The targets this run can speak to; undefined when it has the cases of none of them. */
+export function targetTable(results: CaseResult[]): Table | undefined {
+  const find: Finder = (scenario, size, transport) =>
+    results.find(
+      (r) =>
+        r.case.scenario === scenario &&
+        r.case.size === size &&
+        r.case.transport === transport &&
+        !r.error &&
+        !r.unavailable,
+    );
+  const rows = targets.map((t) => {
+    const outcome = t.check(find);
+    if (!outcome) return [t.name, 'not in this run', '–'];
+    return [t.name, outcome.figure, outcome.met ? 'met' : 'missed'];
+  });
+  if (rows.every((r) => r[2] === '–')) return undefined;
+  return {
+    title: "issue 5's targets (reported, not enforced)",
+    header: ['target', 'this run', 'status'],
+    rows,
+  };
+}

@@ -1,0 +1,57 @@
+// The standard msgpack value over a vring Channel (@vring/ipc), in each notification mode:
+// what an application using vring for messages gets, codec and framing included.
+import type { NotificationMode } from '@vring/core';
+import { Channel } from '@vring/ipc';
+import type { Payload } from './payload.js';
+import type { PeerArgs, Transport } from './transport.js';
+import { type Endpoint, runValueScenario, sendWindow } from './value-scenarios.js';
+import { openQueuePair } from './vring-connect.js';
+
+async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
+  const { socket, end } = await openQueuePair(args, mode);
+  const channel = new Channel<Payload>(end);
+  // Sends issued in one tick share a batch, so the sender awaits only every window-th send:
+  // awaiting each one would put one message per batch, which no throughput-minded caller does.
+  const window = sendWindow(args.size, 64);
+  let unawaited = 0;
+  const endpoint: Endpoint = {
+    send(value) {
+      const sent = channel.send(value);
+      if (++unawaited < window) {
+        // A failed send fails the channel, and the next awaited send reports it.
+        sent.catch(() => {});
+        return undefined;
+      }
+      unawaited = 0;
+      return sent;
+    },
+    onMessage(handler) {
+      void (async () => {
+        try {
+          // Awaiting the handler lets an echo's send reach the ring before the next
+          // receive, as `for await (v of ch) await ch.send(v)` would.
+          for await (const value of channel) await handler(value);
+        } catch {
+          // The peer hung up at the end of the run: the handshake is already done.
+        }
+      })();
+    },
+    peerGone: socket.closed,
+    close: () => {
+      channel.close();
+      socket.close();
+    },
+  };
+  await runValueScenario(endpoint, args);
+}
+
+export function vringChannel(mode: NotificationMode): Transport {
+  return {
+    name: `channel-${mode}`,
+    label: `vring Channel, ${mode}`,
+    payload: 'msgpack',
+    layout: { processes: 'pair' },
+    scenarios: ['oneway', 'pingpong', 'idle'],
+    run: (args) => run(args, mode),
+  };
+}
