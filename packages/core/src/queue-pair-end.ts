@@ -139,6 +139,9 @@ export abstract class QueuePairEnd implements AsyncDisposable {
   #done = false;
   #peerGone: VringError | undefined;
   #keepAlive = true;
+  #sendsWaiting = 0;
+  /** Whether the wakeup fds are ref'd now (they start unref'd: see EventFd). */
+  #held = false;
   #resolveClosed!: (value: VringError | undefined) => void;
   #sendChain: Promise<void> = Promise.resolve();
   #receiveChain: Promise<unknown> = Promise.resolve();
@@ -339,7 +342,10 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     return this;
   }
 
-  /** Let the process exit even while this end waits for its peer. */
+  /**
+   * Let the process exit even while this end waits for its peer to send. A send waiting for
+   * ring space still keeps the process alive: exiting would lose what it holds.
+   */
   unref(): this {
     this.#keepAlive = false;
     this.#updateRefs();
@@ -503,7 +509,19 @@ export abstract class QueuePairEnd implements AsyncDisposable {
       Number(kind === 'receive' ? this.handle.armReceive() : this.handle.armSend(nextMessageBytes)),
     );
     if (ready) return;
-    await this.#waiters.wait(signal);
+    if (kind === 'receive') {
+      await this.#waiters.wait(signal);
+      return;
+    }
+    // A send that waits holds data the application handed over: it keeps the process alive
+    // whatever ref()/unref() say (exiting would lose it).
+    this.#sendsWaiting++;
+    try {
+      await this.#waiters.wait(signal);
+    } finally {
+      this.#sendsWaiting--;
+      this.#updateRefs();
+    }
   }
 
   #onWakeup(): void {
@@ -523,7 +541,10 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     if (this.#done || this.#mode === 'poll') return;
     if (this.#waiters.size > 0) waiting.add(this);
     else waiting.delete(this);
-    const hold = this.#keepAlive && this.#waiters.size > 0;
+    const hold = this.#waiters.size > 0 && (this.#keepAlive || this.#sendsWaiting > 0);
+    // Native calls only on a change: a request/response loop flips keepAlive every turn.
+    if (hold === this.#held) return;
+    this.#held = hold;
     for (const fd of this.#wakeups) {
       if (hold) fd.ref();
       else fd.unref();

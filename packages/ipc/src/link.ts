@@ -11,6 +11,12 @@ export interface ChannelTransport {
   readonly closed: Promise<VringError | undefined>;
   sendBatch(batch: MessageBatch): Promise<void>;
   receive(batch: MessageBatch): Promise<MessageBatch>;
+  /** Puts frames `start..` of `batch` into the ring without waiting; returns how many went. */
+  trySend?(batch: MessageBatch, start?: number): number;
+  /** Resolves once the ring may have room again. */
+  waitSendable?(): Promise<void>;
+  /** Takes what has arrived without waiting or spinning; returns the number of frames. */
+  tryReceive?(batch: MessageBatch): number;
   close(): void;
   /** Let pending waits keep the process alive. */
   ref?(): unknown;
@@ -52,6 +58,13 @@ interface Outgoing {
  * messages queued behind it, so a 64 MiB publish does not hold up small ones.
  */
 const FRAMES_PER_TURN = 16;
+
+/**
+ * How long the reader keeps polling without blocking the thread after delivering messages,
+ * before it falls back to the transport's own receive (which may spin natively, holding the
+ * thread, then sleep). A request/response peer answers well within it.
+ */
+const YIELDING_POLL_MS = 0.02;
 
 /**
  * Messages (kind + body) over a transport: fragmentation and reassembly, batching of
@@ -205,9 +218,12 @@ export class Link {
     this.#applyKeepAlive();
   }
 
-  /** Messages waiting to go out keep the process alive too: exiting would lose them. */
+  /**
+   * Only the owner's interest decides: a send waiting for ring space keeps the process
+   * alive by itself (the transport holds it), and the queue ahead of it is a microtask away.
+   */
   #applyKeepAlive(): void {
-    const on = this.#wanted || this.#outgoing.length > 0;
+    const on = this.#wanted;
     if (this.#keepAlive === on || this.#done) return;
     this.#keepAlive = on;
     if (on) this.transport.ref?.();
@@ -241,7 +257,6 @@ export class Link {
       reject,
     });
     if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
-    if (this.#outgoing.length === 1) this.#applyKeepAlive();
     this.#kick();
   }
 
@@ -258,7 +273,8 @@ export class Link {
         const batch = this.#sendBatch;
         batch.clear();
         this.#fill(batch);
-        await this.transport.sendBatch(batch);
+        const sending = this.#send(batch);
+        if (sending) await sending;
         this.#settle();
       }
     } catch (error) {
@@ -271,23 +287,46 @@ export class Link {
   }
 
   /**
+   * Writes the batch into the ring. Straight into it when the transport can say how much
+   * fit (no promise when it all does: a request/response turn saves its microtask hops),
+   * else through its waiting send.
+   */
+  #send(batch: MessageBatch): Promise<void> | undefined {
+    const { trySend, waitSendable } = this.transport;
+    if (!trySend || !waitSendable) return this.transport.sendBatch(batch);
+    const sent = trySend.call(this.transport, batch, 0);
+    if (sent === batch.count) return undefined;
+    return this.#sendRest(batch, sent);
+  }
+
+  async #sendRest(batch: MessageBatch, start: number): Promise<void> {
+    while (start < batch.count) {
+      await this.transport.waitSendable!();
+      start += this.transport.trySend!(batch, start);
+    }
+  }
+
+  /**
    * Fills a batch from the queue in turns of {@link FRAMES_PER_TURN} frames per message:
    * a message whose lane has an unfinished message ahead of it waits for that one.
    */
   #fill(batch: MessageBatch): void {
     for (let progress = true; progress; ) {
       progress = false;
-      const blocked = new Set<Lane>();
+      let blocked: Set<Lane> | undefined;
       for (const o of this.#outgoing) {
         const m = o.message;
-        if (m.done || (blocked.size > 0 && blocked.has(o.lane))) continue;
+        if (m.done || blocked?.has(o.lane)) continue;
         const before = batch.count;
         const done = this.#fragmenter.write(batch, m, FRAMES_PER_TURN);
         const written = batch.count - before;
         if (written > 0) progress = true;
         if (done) continue;
         if (written < FRAMES_PER_TURN) return; // the batch is full
-        if (o.lane !== undefined) blocked.add(o.lane);
+        if (o.lane !== undefined) {
+          blocked ??= new Set();
+          blocked.add(o.lane);
+        }
       }
     }
   }
@@ -305,17 +344,42 @@ export class Link {
       this.#aboveLowWater = false;
       this.#options.onWritable?.();
     }
-    if (kept === 0) {
-      this.#applyKeepAlive();
-      for (const resolve of this.#drainWaiters.splice(0)) resolve();
-    }
+    if (kept === 0) for (const resolve of this.#drainWaiters.splice(0)) resolve();
   }
 
   async #read(): Promise<void> {
+    const transport = this.transport;
+    const batch = this.#receiveBatch;
+    let delivered = false;
     try {
       while (!this.#done && this.#pausedBy.size === 0) {
-        const batch = await this.transport.receive(this.#receiveBatch);
-        for (const frame of batch) {
+        if (delivered && transport.tryReceive) {
+          // Before a receive that may spin natively (adaptive, poll: the JS thread is held)
+          // or sleep, let the application act on what it was just given while we keep
+          // looking: a reply it sends goes out at once instead of after the spin. Each
+          // `await` lets queued promise work (consumers, the send pump) run.
+          delivered = false;
+          const until = performance.now() + YIELDING_POLL_MS;
+          let n = 0;
+          for (let i = 1; n === 0 && !this.#done && this.#pausedBy.size === 0; i++) {
+            await undefined;
+            // A native check costs three microtask turns: look every fourth turn, so a reply
+            // being built (a chain of promise steps) is not slowed by a check at each step.
+            if (i % 4 !== 0) continue;
+            n = transport.tryReceive(batch);
+            if (i % 32 === 0 && performance.now() > until) break;
+          }
+          if (n === 0) continue;
+        } else {
+          await transport.receive(batch);
+        }
+        delivered = true;
+        // By index rather than the batch's iterator: no generator step per frame.
+        const { data, lengths } = batch;
+        const count = batch.count;
+        for (let i = 0, offset = 0; i < count; i++) {
+          const frame = data.subarray(offset, offset + lengths[i]!);
+          offset += lengths[i]!;
           if (this.#done) return;
           if (!this.#synced && !this.#isSyncFrame(frame)) continue;
           const message = this.#reassembler.push(frame);

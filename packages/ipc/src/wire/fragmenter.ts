@@ -7,6 +7,9 @@ import {
   writeFrameHeader,
 } from './frame-header.js';
 
+/** Offset of the version byte; kind, flags, stream, total and offset follow it. */
+const VERSION_OFFSET = 14;
+
 /** Options of a {@link Fragmenter}. */
 export interface FragmenterOptions {
   /**
@@ -27,8 +30,8 @@ export interface FragmenterOptions {
  */
 export class Fragmenter {
   readonly #chunk: number;
-  readonly #destination: Uint8Array;
-  readonly #source: Uint8Array;
+  /** Destination MAC, source MAC, EtherType and version: the same in every frame. */
+  readonly #prefix: Buffer;
 
   constructor(options: FragmenterOptions) {
     const { maxFrame } = options;
@@ -39,8 +42,14 @@ export class Fragmenter {
       );
     }
     this.#chunk = maxFrame - FRAME_HEADER_BYTES;
-    this.#destination = options.destination ?? DEFAULT_MAC;
-    this.#source = options.source ?? DEFAULT_MAC;
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    this.#prefix = header.subarray(0, VERSION_OFFSET + 1);
+    writeFrameHeader(
+      header,
+      { kind: 1, flags: 0, stream: 0, totalLength: 0, offset: 0 },
+      options.destination ?? DEFAULT_MAC,
+      options.source ?? DEFAULT_MAC,
+    );
   }
 
   /** Body bytes one frame carries. */
@@ -67,12 +76,13 @@ export class Fragmenter {
       if (!frame) return false;
       const last = offset + length === total;
       const flags = (offset === 0 ? FLAG_FIRST : 0) | (last ? FLAG_LAST : 0);
-      writeFrameHeader(
-        frame,
-        { kind, flags, stream, totalLength: total, offset },
-        this.#destination,
-        this.#source,
-      );
+      // The header field by field (writeFrameHeader's layout), without an object per frame.
+      frame.set(this.#prefix, 0);
+      frame[VERSION_OFFSET + 1] = kind;
+      frame.writeUInt16LE(flags, VERSION_OFFSET + 2);
+      frame.writeUInt32LE(stream, VERSION_OFFSET + 4);
+      frame.writeUInt32LE(total, VERSION_OFFSET + 8);
+      frame.writeUInt32LE(offset, VERSION_OFFSET + 12);
       const end = offset + length;
       let at = FRAME_HEADER_BYTES;
       if (offset < headBytes) {

@@ -44,6 +44,10 @@ export interface ReceivedFrame extends FrameHeader {
 /** Locally administered, unicast: never collides with a real NIC's address. */
 export const DEFAULT_MAC = Buffer.from([0x02, 0x76, 0x72, 0x69, 0x6e, 0x67]);
 
+function u32le(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 0x1000000;
+}
+
 function protocolError(reason: string, message: string): VringError {
   return new VringError('ERR_VRING_PROTOCOL', `invalid vring frame: ${message}`, { reason });
 }
@@ -81,27 +85,27 @@ export function readFrameHeader(frame: Uint8Array): ReceivedFrame {
       `${frame.byteLength} bytes cannot hold the ${FRAME_HEADER_BYTES}-byte header`,
     );
   }
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  const ethertype = view.getUint16(12, false);
+  // Field by field from the bytes: no DataView per frame on the receive path.
+  const ethertype = (frame[12]! << 8) | frame[13]!;
   if (ethertype !== ETHERTYPE_VRING) {
     throw protocolError('not-vring-ethertype', `EtherType 0x${ethertype.toString(16)}`);
   }
-  const version = view.getUint8(14);
+  const version = frame[14]!;
   if (version !== WIRE_VERSION) {
     throw protocolError(
       'unsupported-version',
       `wire version ${version} (this peer speaks ${WIRE_VERSION})`,
     );
   }
-  const kind = view.getUint8(15);
+  const kind = frame[15]!;
   if (kind === 0) throw protocolError('bad-kind', 'kind 0 is reserved');
-  const flags = view.getUint16(16, true);
+  const flags = frame[16]! | (frame[17]! << 8);
   if ((flags & ~KNOWN_FLAGS) !== 0) {
     throw protocolError('reserved-flags', `flags 0x${flags.toString(16)} set reserved bits`);
   }
-  const stream = view.getUint32(18, true);
-  const totalLength = view.getUint32(22, true);
-  const offset = view.getUint32(26, true);
+  const stream = u32le(frame, 18);
+  const totalLength = u32le(frame, 22);
+  const offset = u32le(frame, 26);
   const chunk = frame.subarray(FRAME_HEADER_BYTES);
   if (offset + chunk.byteLength > totalLength) {
     throw protocolError(
