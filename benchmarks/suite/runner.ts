@@ -11,6 +11,7 @@ import { canPin } from './machine.js';
 import { type Result, scenario } from './scenarios.js';
 
 const peerScript = join(dirname(fileURLToPath(import.meta.url)), '..', 'transports', 'peer.ts');
+const peerTsconfig = join(dirname(fileURLToPath(import.meta.url)), '..', 'tsconfig.json');
 
 export interface RunSettings {
   /** Scratch directory for the sockets. */
@@ -27,7 +28,9 @@ interface Peer {
 function spawnPeer(args: PeerArgs, cores: string, startOnStdin: boolean): Peer {
   const node = [process.execPath, '--import', 'tsx', peerScript, ...toArgv(args)];
   const argv = canPin ? ['taskset', '-c', cores, ...node] : node;
-  const env = { ...process.env };
+  // benchmarks/tsconfig.json has no `paths`: @vring/* load from their built dist, as users
+  // get them, not from the sources tsx would otherwise transform on the fly.
+  const env: NodeJS.ProcessEnv = { ...process.env, TSX_TSCONFIG_PATH: peerTsconfig };
   if (startOnStdin) env[START_ON_STDIN] = '1';
   const child = spawn(argv[0]!, argv.slice(1), {
     stdio: [startOnStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
