@@ -82,8 +82,11 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     this.#link.resume();
   }
 
-  /** Sends `value`. Resolves when all of its frames are in the ring. */
-  send(value: T): Promise<void> {
+  /**
+   * Sends `value`. Resolves when all of its frames are in the ring. Aborting withdraws the
+   * value if none of it is in the ring yet (rejecting with the signal's reason).
+   */
+  send(value: T, options: ChannelWaitOptions = {}): Promise<void> {
     let body: Buffer;
     try {
       body = this.#codec.encode(value);
@@ -94,7 +97,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
         }),
       );
     }
-    return this.#link.send(Kind.MESSAGE, body, undefined, VALUES_LANE);
+    return this.#link.send(Kind.MESSAGE, body, undefined, VALUES_LANE, options.signal);
   }
 
   /** Waits for the next value. */

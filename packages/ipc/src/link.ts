@@ -151,10 +151,43 @@ export class Link {
   }
 
   /** Sends a message; resolves when its last frame is in the ring. */
-  send(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane): Promise<void> {
+  send(
+    kind: number,
+    body: Uint8Array,
+    head?: Uint8Array,
+    lane?: Lane,
+    signal?: AbortSignal,
+  ): Promise<void> {
     if (this.#done) return Promise.reject(this.closedError);
+    if (!signal) {
+      return new Promise<void>((resolve, reject) => {
+        this.#queue(kind, body, head, lane, resolve, reject);
+      });
+    }
+    if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
-      this.#queue(kind, body, head, lane, resolve, reject);
+      const onAbort = () => {
+        // Only a message not begun can be withdrawn: half a message would break the stream.
+        const i = this.#outgoing.findIndex((o) => o.message === entry.message);
+        if (i === -1 || entry.message.offset > 0) return;
+        this.#outgoing.splice(i, 1);
+        reject(signal.reason);
+      };
+      const entry = this.#queue(
+        kind,
+        body,
+        head,
+        lane,
+        () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        (error) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -249,15 +282,17 @@ export class Link {
     lane: Lane,
     resolve: (() => void) | undefined,
     reject: ((error: unknown) => void) | undefined,
-  ): void {
-    this.#outgoing.push({
+  ): Outgoing {
+    const entry = {
       message: new OutgoingMessage(kind, this.#stream(), body, head),
       lane,
       resolve,
       reject,
-    });
+    };
+    this.#outgoing.push(entry);
     if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
     this.#kick();
+    return entry;
   }
 
   #kick(): void {

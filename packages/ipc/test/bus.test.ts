@@ -138,8 +138,16 @@ test('block: a full subscription holds the publisher back and loses nothing', as
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.ok(published < total, `publisher ran ahead: ${published}`);
     assert.ok(sub.pending <= 16 + 1024, `subscription queue grew to ${sub.pending}`);
+    // A publish still queued behind the held-back ones can be withdrawn.
+    const abort = new AbortController();
+    const withdrawn = rejection(publisher.publish('b', -1, { signal: abort.signal }));
+    abort.abort(new Error('changed my mind'));
+    assert.is((await withdrawn).message, 'changed my mind');
     for (let i = 0; i < total; i++) assert.is((await sub.next()).value?.value, i);
     await publishing;
+    await publisher.flush();
+    await subscriber.flush();
+    assert.is(sub.pending, 0, 'the withdrawn message never arrived');
     assert.is(sub.dropped, 0);
   } finally {
     await h.close();

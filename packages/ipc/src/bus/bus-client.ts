@@ -141,9 +141,10 @@ export class BusClient implements AsyncDisposable {
 
   /**
    * Publishes `value` on `topic` to every matching subscription on the bus. Resolves when
-   * the message is in the ring; waits while a `block` subscriber is full.
+   * the message is in the ring; waits while a `block` subscriber is full. Aborting withdraws
+   * the message if none of it is in the ring yet (rejecting with the signal's reason).
    */
-  publish(topic: string, value: unknown): Promise<void> {
+  publish(topic: string, value: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
     let body: Uint8Array;
     try {
       checkTopic(topic);
@@ -153,7 +154,7 @@ export class BusClient implements AsyncDisposable {
     }
     // The topic is the lane: one topic's messages arrive in publish order, while a large
     // message on one topic shares the ring with the others.
-    return this.#link.send(Kind.PUBLISH, body, undefined, topic);
+    return this.#link.send(Kind.PUBLISH, body, undefined, topic, options.signal);
   }
 
   /**
