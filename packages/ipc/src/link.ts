@@ -1,4 +1,4 @@
-import { MessageBatch, VringError } from '@vring/core';
+import { MessageBatch, type NotificationMode, VringError } from '@vring/core';
 import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
 import { Reassembler } from './wire/reassembler.js';
 
@@ -17,6 +17,10 @@ export interface ChannelTransport {
   waitSendable?(): Promise<void>;
   /** Takes what has arrived without waiting or spinning; returns the number of frames. */
   tryReceive?(batch: MessageBatch): number;
+  /** Resolves once something has arrived (sleeping on the eventfd; never spins). */
+  waitReceivable?(): Promise<void>;
+  /** How the transport waits: decides how long the reader polls before it sleeps. */
+  readonly notification?: NotificationMode;
   close(): void;
   /** Let pending waits keep the process alive. */
   ref?(): unknown;
@@ -60,11 +64,17 @@ interface Outgoing {
 const FRAMES_PER_TURN = 16;
 
 /**
- * How long the reader keeps polling without blocking the thread after delivering messages,
- * before it falls back to the transport's own receive (which may spin natively, holding the
- * thread, then sleep). A request/response peer answers well within it.
+ * How long the reader polls an empty ring before it sleeps, per notification mode: in
+ * `adaptive`, the transport's usual spin budget; in `event`, a few microseconds, enough for
+ * the application to answer what it was just given without an arm/sleep/wake cycle; `poll`
+ * never sleeps. The reader polls in JavaScript, yielding to promise work between checks, and
+ * never lets the transport spin natively: a native spin holds the thread, so a reply the
+ * application is building (or a peer in the same process) would wait for it.
  */
-const YIELDING_POLL_MS = 0.02;
+const POLL_MS: Record<NotificationMode, number> = { event: 0.005, adaptive: 0.05, poll: Infinity };
+
+/** A polling reader lets timers and I/O run this often (what the native poll mode does). */
+const LOOP_TURN_MS = 0.01;
 
 /**
  * Messages (kind + body) over a transport: fragmentation and reassembly, batching of
@@ -90,6 +100,9 @@ export class Link {
   #aboveLowWater = false;
   #drainWaiters: Array<() => void> = [];
   #wanted = false;
+  /** The reader's pending sleep (one at a time) and what ends it early. */
+  #sleeping: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
   #keepAlive: boolean | undefined;
   #failure: VringError | undefined;
   #done = false;
@@ -292,6 +305,7 @@ export class Link {
     this.#outgoing.push(entry);
     if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
     this.#kick();
+    this.#wake?.();
     return entry;
   }
 
@@ -385,30 +399,20 @@ export class Link {
   async #read(): Promise<void> {
     const transport = this.transport;
     const batch = this.#receiveBatch;
-    let delivered = false;
+    const polling = transport.tryReceive !== undefined && transport.waitReceivable !== undefined;
+    const pollMs = POLL_MS[transport.notification ?? 'event'];
     try {
       while (!this.#done && this.#pausedBy.size === 0) {
-        if (delivered && transport.tryReceive) {
-          // Before a receive that may spin natively (adaptive, poll: the JS thread is held)
-          // or sleep, let the application act on what it was just given while we keep
-          // looking: a reply it sends goes out at once instead of after the spin. Each
-          // `await` lets queued promise work (consumers, the send pump) run.
-          delivered = false;
-          const until = performance.now() + YIELDING_POLL_MS;
-          let n = 0;
-          for (let i = 1; n === 0 && !this.#done && this.#pausedBy.size === 0; i++) {
-            await undefined;
-            // A native check costs three microtask turns: look every fourth turn, so a reply
-            // being built (a chain of promise steps) is not slowed by a check at each step.
-            if (i % 4 !== 0) continue;
-            n = transport.tryReceive(batch);
-            if (i % 32 === 0 && performance.now() > until) break;
-          }
-          if (n === 0) continue;
-        } else {
+        if (!polling) {
           await transport.receive(batch);
+        } else if (transport.tryReceive!(batch) > 0) {
+          // Let consumers run between batches.
+          await undefined;
+        } else if (!(await this.#poll(batch, pollMs))) {
+          if (this.#done || this.#pausedBy.size > 0) break;
+          await this.#sleep();
+          continue;
         }
-        delivered = true;
         // By index rather than the batch's iterator: no generator step per frame.
         const { data, lengths } = batch;
         const count = batch.count;
@@ -431,6 +435,54 @@ export class Link {
     } finally {
       this.#reading = false;
     }
+  }
+
+  /**
+   * Sleeps until frames arrive, or until this link sends something: whoever sends expects an
+   * answer, so the reader goes back to polling (the reply of a request/response turn is then
+   * caught by the poll instead of costing a wakeup).
+   */
+  async #sleep(): Promise<void> {
+    if (!this.#sleeping) {
+      const sleeping = this.transport.waitReceivable!().finally(() => {
+        if (this.#sleeping === sleeping) this.#sleeping = undefined;
+      });
+      // A wait left behind when a send woke the reader fails quietly; the next poll reports.
+      sleeping.catch(() => {});
+      this.#sleeping = sleeping;
+    }
+    await Promise.race([
+      this.#sleeping,
+      new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      }),
+    ]);
+    this.#wake = undefined;
+  }
+
+  /**
+   * Polls the ring for up to `ms`, yielding to promise work between checks (a native check
+   * costs about three microtask turns, so every fourth turn). Returns whether `batch` got
+   * frames; false when the time is up or reading should stop.
+   */
+  async #poll(batch: MessageBatch, ms: number): Promise<boolean> {
+    const tryReceive = this.transport.tryReceive!;
+    let now = performance.now();
+    const until = now + ms;
+    let turn = now + LOOP_TURN_MS;
+    for (let i = 1; !this.#done && this.#pausedBy.size === 0; i++) {
+      await undefined;
+      if (i % 4 !== 0) continue;
+      if (tryReceive.call(this.transport, batch) > 0) return true;
+      if (i % 16 !== 0) continue;
+      now = performance.now();
+      if (now > until || (ms === Infinity && !this.#wanted)) return false;
+      if (now > turn) {
+        await new Promise((resolve) => setImmediate(resolve));
+        turn = performance.now() + LOOP_TURN_MS;
+      }
+    }
+    return false;
   }
 
   /** A whole message of the sync kind: the new session starts here. */

@@ -16,6 +16,7 @@ import type { FdSocket } from '../fd-socket.js';
 import { MessageBatch } from '../message-batch.js';
 import {
   type EndpointOptions,
+  type NotificationMode,
   notificationPolicy,
   type QueuePairStats,
   type WaitOptions,
@@ -295,6 +296,24 @@ export class VhostUserPort implements AsyncDisposable {
       if (pair === this.#pair || this.#done) throw this.#failure ?? error;
       return 0;
     }
+  }
+
+  /** Resolves once frames are waiting (across ring restarts); rejects once the port is closed. */
+  async waitReceivable(options: WaitOptions = {}): Promise<void> {
+    for (;;) {
+      const pair = await this.#whenLive(options);
+      try {
+        await pair.waitReceivable(options);
+        return;
+      } catch (error) {
+        if (pair === this.#pair || this.#done) throw this.#failure ?? error;
+      }
+    }
+  }
+
+  /** The notification policy of the port's data path. */
+  get notification(): NotificationMode {
+    return this.#options.notification ?? 'event';
   }
 
   async #receiveAcrossRestarts(batch: MessageBatch, options: WaitOptions): Promise<MessageBatch> {
