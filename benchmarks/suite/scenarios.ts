@@ -130,6 +130,8 @@ export const scenarios: ScenarioSpec[] = [
     warmupSeconds: { full: 0.5, quick: 0.05 },
     metrics: [
       { key: 'rps', label: 'req/s', unit: 'req/s', better: 'higher', read: rate('requests') },
+      // Each request's latency, from the call to its reply (at concurrency 64, queueing included).
+      ...latency.slice(0, 2),
     ],
     perMessage: (r) => num(r.requests),
   },

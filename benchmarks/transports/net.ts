@@ -6,6 +6,7 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { Packr, Unpackr } from 'msgpackr';
+import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
 import { CpuMeter, LatencyRecorder, report, reportIdle, reportReady } from './measure.js';
 import { type Payload, packerOptions } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
@@ -245,6 +246,106 @@ function msgpackEndpoint(socket: Socket): Endpoint {
   };
 }
 
+/**
+ * Fan-out without a broker: the publisher accepts every subscriber's connection, packs each
+ * value once and writes the same frame to every socket, waiting for `drain` on any that is
+ * full. The vring Bus of this scenario lives in the publisher's process too, so both have
+ * the same processes and the same three process crossings per message.
+ */
+async function netPublisher(args: PeerArgs): Promise<void> {
+  const subscribers = args.peers - 1;
+  const server = createServer();
+  server.listen(args.path);
+  await once(server, 'listening');
+  reportReady();
+  const sockets: Socket[] = [];
+  while (sockets.length < subscribers) {
+    const [socket] = (await once(server, 'connection')) as [Socket];
+    sockets.push(socket);
+  }
+  server.close();
+  // Each subscriber writes one frame, once it has counted END.
+  const allDone = Promise.all(
+    sockets.map((socket) => new Promise<void>((resolve) => onFrames(socket, () => resolve()))),
+  );
+  const packr = new Packr(packerOptions);
+  const publish = (value: Payload) => {
+    const message = frame(packr.pack(value));
+    let drained: Array<Promise<unknown>> | undefined;
+    for (const socket of sockets) {
+      if (socket.write(message)) continue;
+      drained ??= [];
+      drained.push(once(socket, 'drain'));
+    }
+    return drained && Promise.all(drained).then(() => {});
+  };
+  await publishFanout(publish, args, allDone);
+  await atMost(Promise.all(sockets.map((socket) => once(socket, 'close'))), 1000);
+  for (const socket of sockets) socket.destroy();
+}
+
+async function netSubscriber(args: PeerArgs): Promise<void> {
+  const socket = createConnection(args.path);
+  await once(socket, 'connect');
+  const unpackr = new Unpackr(packerOptions);
+  const counter = new FanoutCounter(args.index);
+  onFrames(socket, (body) => {
+    counter.onValue(unpackr.unpack(body) as Payload);
+  });
+  await counter.ended;
+  socket.end(END_FRAME);
+  await once(socket, 'close');
+}
+
+/** Echo server: each request `[id, value]` is unpacked and answered with `[id, value]` packed. */
+async function netRpcServer(args: PeerArgs): Promise<void> {
+  const socket = await open(args);
+  const packr = new Packr(packerOptions);
+  const unpackr = new Unpackr(packerOptions);
+  const echo = echoServer();
+  onFrames(socket, (body) => {
+    const [id, value] = unpackr.unpack(body) as [number, Payload];
+    socket.write(frame(packr.pack([id, echo.handle(value)])));
+  });
+  await echo.ended;
+  await atMost(once(socket, 'end'), 1000);
+  socket.destroy();
+}
+
+/** Client: requests `[id, value]` on one socket, replies matched by id. */
+async function netRpcClient(args: PeerArgs): Promise<void> {
+  const socket = await open(args);
+  const packr = new Packr(packerOptions);
+  const unpackr = new Unpackr(packerOptions);
+  const pending = new Map<number, (value: Payload) => void>();
+  let nextId = 1;
+  onFrames(socket, (body) => {
+    const [id, value] = unpackr.unpack(body) as [number, Payload];
+    const resolve = pending.get(id);
+    pending.delete(id);
+    resolve?.(value);
+  });
+  await rpcClient(async (value) => {
+    const id = nextId++;
+    const reply = new Promise<Payload>((resolve) => pending.set(id, resolve));
+    if (!socket.write(frame(packr.pack([id, value])))) await once(socket, 'drain');
+    return reply;
+  }, args);
+  socket.end();
+}
+
+async function runMsgpack(args: PeerArgs): Promise<void> {
+  const listen = args.role === 'listen';
+  switch (args.scenario) {
+    case 'fanout':
+      return listen ? netPublisher(args) : netSubscriber(args);
+    case 'rpc':
+      return listen ? netRpcServer(args) : netRpcClient(args);
+    default:
+      return runValueScenario(msgpackEndpoint(await open(args)), args);
+  }
+}
+
 export const netRaw: Transport = {
   name: 'net',
   label: 'net (Unix socket)',
@@ -259,6 +360,6 @@ export const netMsgpack: Transport = {
   label: 'net (Unix socket) msgpack',
   payload: 'msgpack',
   layout: { processes: 'pair' },
-  scenarios: ['oneway', 'pingpong', 'idle'],
-  run: async (args) => runValueScenario(msgpackEndpoint(await open(args)), args),
+  scenarios: ['oneway', 'pingpong', 'idle', 'fanout', 'rpc'],
+  run: runMsgpack,
 };

@@ -12,6 +12,10 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'channel-event': async () => (await import('./vring-channel.js')).vringChannel('event'),
   'channel-adaptive': async () => (await import('./vring-channel.js')).vringChannel('adaptive'),
   'channel-poll': async () => (await import('./vring-channel.js')).vringChannel('poll'),
+  'bus-event': async () => (await import('./vring-bus.js')).vringBus('event'),
+  'bus-adaptive': async () => (await import('./vring-bus.js')).vringBus('adaptive'),
+  'channel-rpc-adaptive': async () =>
+    (await import('./vring-channel-rpc.js')).vringChannelRpc('adaptive'),
   'vhost-user-event': async () => (await import('./vhost-user.js')).vhostUser('event'),
   'vhost-user-adaptive': async () => (await import('./vhost-user.js')).vhostUser('adaptive'),
   'vhost-user-poll': async () => (await import('./vhost-user.js')).vhostUser('poll'),
