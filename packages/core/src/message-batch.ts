@@ -81,6 +81,24 @@ export class MessageBatch implements Iterable<Buffer> {
     return view;
   }
 
+  /**
+   * Like {@link MessageBatch.append}, but returns where the message starts in `data` (or -1
+   * when it does not fit) instead of a view: no Buffer object per message on hot paths that
+   * write many small ones.
+   */
+  appendAt(length: number): number {
+    if (this.#count === this.lengths.length || !(length <= this.data.length - this.#bytes)) {
+      return -1;
+    }
+    if (!Number.isSafeInteger(length) || length < 0) {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'length must be a non-negative integer');
+    }
+    const at = this.#bytes;
+    this.lengths[this.#count++] = length;
+    this.#bytes += length;
+    return at;
+  }
+
   /** Empties the batch (keeps its memory). */
   clear(): void {
     this.#count = 0;

@@ -232,4 +232,19 @@ test('append rejects a negative or fractional length with ERR_VRING_INVALID_ARGU
   throwsVring(() => batch.append(1.5), 'ERR_VRING_INVALID_ARGUMENT');
 });
 
+test('appendAt reserves room like append and returns its offset in data, or -1 when full', () => {
+  const batch = new MessageBatch({ bytes: 8, messages: 3 });
+  batch.push(Buffer.from('ab'));
+  const at = batch.appendAt(3);
+  assert.is(at, 2);
+  batch.data.write('xyz', at);
+  assert.equal(contents(batch), ['ab', 'xyz']);
+  assert.is(batch.appendAt(4), -1, 'not enough bytes');
+  assert.is(batch.appendAt(3), 5);
+  assert.is(batch.appendAt(0), -1, 'no message slot left');
+  assert.is(batch.count, 3);
+  throwsVring(() => new MessageBatch().appendAt(-1), 'ERR_VRING_INVALID_ARGUMENT');
+  throwsVring(() => new MessageBatch().appendAt(1.5), 'ERR_VRING_INVALID_ARGUMENT');
+});
+
 test.run();

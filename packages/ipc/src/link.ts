@@ -348,10 +348,22 @@ export class Link {
     return this.#sendRest(batch, sent);
   }
 
+  /**
+   * The ring was full: poll for room as the reader polls for frames (the receiver frees
+   * buffers as it goes, usually within microseconds), then sleep until it signals.
+   */
   async #sendRest(batch: MessageBatch, start: number): Promise<void> {
-    while (start < batch.count) {
-      await this.transport.waitSendable!();
-      start += this.transport.trySend!(batch, start);
+    const transport = this.transport;
+    const pollMs = POLL_MS[transport.notification ?? 'event'];
+    let sent = start;
+    const attempt = () => {
+      sent += transport.trySend!(batch, sent);
+      return sent === batch.count;
+    };
+    while (sent < batch.count && !this.#done) {
+      if (await this.#pollUntil(attempt, pollMs, () => this.#done)) return;
+      await transport.waitSendable!();
+      attempt();
     }
   }
 
@@ -465,24 +477,37 @@ export class Link {
    * costs about three microtask turns, so every fourth turn). Returns whether `batch` got
    * frames; false when the time is up or reading should stop.
    */
-  async #poll(batch: MessageBatch, ms: number): Promise<boolean> {
-    const tryReceive = this.transport.tryReceive!;
+  #poll(batch: MessageBatch, ms: number): Promise<boolean> {
+    const transport = this.transport;
+    return this.#pollUntil(
+      () => transport.tryReceive!(batch) > 0,
+      ms,
+      () => this.#done || this.#pausedBy.size > 0 || (ms === Infinity && !this.#wanted),
+    );
+  }
+
+  /**
+   * Calls `attempt` every fourth microtask turn until it succeeds (true), `ms` have passed
+   * or `stop()` says so (false). Promise work runs between attempts; timers and I/O every
+   * {@link LOOP_TURN_MS}.
+   */
+  async #pollUntil(attempt: () => boolean, ms: number, stop: () => boolean): Promise<boolean> {
     let now = performance.now();
     const until = now + ms;
     let turn = now + LOOP_TURN_MS;
-    for (let i = 1; !this.#done && this.#pausedBy.size === 0; i++) {
+    for (let i = 1; ; i++) {
       await undefined;
       if (i % 4 !== 0) continue;
-      if (tryReceive.call(this.transport, batch) > 0) return true;
+      if (attempt()) return true;
       if (i % 16 !== 0) continue;
+      if (stop()) return false;
       now = performance.now();
-      if (now > until || (ms === Infinity && !this.#wanted)) return false;
+      if (now > until) return false;
       if (now > turn) {
         await new Promise((resolve) => setImmediate(resolve));
         turn = performance.now() + LOOP_TURN_MS;
       }
     }
-    return false;
   }
 
   /** A whole message of the sync kind: the new session starts here. */

@@ -72,26 +72,31 @@ export class Fragmenter {
     for (let frames = 0; !message.done && frames < maxFrames; frames++) {
       const offset = message.offset;
       const length = Math.min(this.#chunk, total - offset);
-      const frame = batch.append(FRAME_HEADER_BYTES + length);
-      if (!frame) return false;
+      const at = batch.appendAt(FRAME_HEADER_BYTES + length);
+      if (at < 0) return false;
+      const data = batch.data;
       const last = offset + length === total;
       const flags = (offset === 0 ? FLAG_FIRST : 0) | (last ? FLAG_LAST : 0);
       // The header field by field (writeFrameHeader's layout), without an object per frame.
-      frame.set(this.#prefix, 0);
-      frame[VERSION_OFFSET + 1] = kind;
-      frame.writeUInt16LE(flags, VERSION_OFFSET + 2);
-      frame.writeUInt32LE(stream, VERSION_OFFSET + 4);
-      frame.writeUInt32LE(total, VERSION_OFFSET + 8);
-      frame.writeUInt32LE(offset, VERSION_OFFSET + 12);
+      data.set(this.#prefix, at);
+      data[at + VERSION_OFFSET + 1] = kind;
+      data.writeUInt16LE(flags, at + VERSION_OFFSET + 2);
+      data.writeUInt32LE(stream, at + VERSION_OFFSET + 4);
+      data.writeUInt32LE(total, at + VERSION_OFFSET + 8);
+      data.writeUInt32LE(offset, at + VERSION_OFFSET + 12);
       const end = offset + length;
-      let at = FRAME_HEADER_BYTES;
+      let to = at + FRAME_HEADER_BYTES;
       if (offset < headBytes) {
         const part = head.subarray(offset, Math.min(end, headBytes));
-        frame.set(part, at);
-        at += part.byteLength;
+        data.set(part, to);
+        to += part.byteLength;
       }
-      if (end > headBytes)
-        frame.set(body.subarray(Math.max(offset - headBytes, 0), end - headBytes), at);
+      if (end > headBytes) {
+        const from = Math.max(offset - headBytes, 0);
+        // A whole body in one frame (the common small message) needs no view of it.
+        if (from === 0 && end - headBytes === body.byteLength) data.set(body, to);
+        else data.set(body.subarray(from, end - headBytes), to);
+      }
       message.offset = end;
       message.done = last;
     }
