@@ -55,6 +55,34 @@ interface Outgoing {
   lane: Lane;
   resolve: (() => void) | undefined;
   reject: ((error: unknown) => void) | undefined;
+  group?: SendGroup | undefined;
+}
+
+/**
+ * Sends issued in one tick share one promise, which resolves once the last of them is in
+ * the ring: one promise and no closures per message, where a stream of small sends used
+ * to allocate three each.
+ */
+class SendGroup {
+  readonly promise: Promise<void>;
+  pending = 0;
+  #resolve!: () => void;
+  #reject!: (error: unknown) => void;
+
+  constructor() {
+    this.promise = new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  sent(): void {
+    if (--this.pending === 0) this.#resolve();
+  }
+
+  fail(error: unknown): void {
+    this.#reject(error);
+  }
 }
 
 /**
@@ -100,6 +128,8 @@ export class Link {
   #aboveLowWater = false;
   #drainWaiters: Array<() => void> = [];
   #wanted = false;
+  /** The group later sends of this tick join (see {@link SendGroup}). */
+  #group: SendGroup | undefined;
   /** The reader's pending sleep (one at a time) and what ends it early. */
   #sleeping: Promise<void> | undefined;
   #wake: (() => void) | undefined;
@@ -173,9 +203,14 @@ export class Link {
   ): Promise<void> {
     if (this.#done) return Promise.reject(this.closedError);
     if (!signal) {
-      return new Promise<void>((resolve, reject) => {
-        this.#queue(kind, body, head, lane, resolve, reject);
-      });
+      let group = this.#group;
+      if (!group) {
+        group = new SendGroup();
+        this.#group = group;
+      }
+      group.pending++;
+      this.#queue(kind, body, head, lane, undefined, undefined).group = group;
+      return group.promise;
     }
     if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
@@ -321,6 +356,8 @@ export class Link {
       while (this.#outgoing.length > 0 && !this.#done) {
         const batch = this.#sendBatch;
         batch.clear();
+        // Sends from here on are a new group: this one's members are in the queue.
+        this.#group = undefined;
         this.#fill(batch);
         const sending = this.#send(batch);
         if (sending) await sending;
@@ -397,8 +434,10 @@ export class Link {
     const outgoing = this.#outgoing;
     for (let i = 0; i < outgoing.length; i++) {
       const o = outgoing[i]!;
-      if (o.message.done) o.resolve?.();
-      else outgoing[kept++] = o;
+      if (o.message.done) {
+        o.resolve?.();
+        o.group?.sent();
+      } else outgoing[kept++] = o;
     }
     outgoing.length = kept;
     if (this.#aboveLowWater && kept <= this.#lowWaterMark) {
@@ -531,7 +570,10 @@ export class Link {
     this.#failure = error.code === 'ERR_VRING_CLOSED' ? undefined : error;
     this.#reassembler.clear();
     const reason = this.closedError;
-    for (const o of this.#outgoing.splice(0)) o.reject?.(reason);
+    for (const o of this.#outgoing.splice(0)) {
+      o.reject?.(reason);
+      o.group?.fail(reason);
+    }
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
     this.#resolveClosed(this.#failure);
   }
