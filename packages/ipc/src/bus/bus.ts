@@ -267,11 +267,15 @@ export class Bus implements AsyncDisposable {
     if (reader.arrayLength() !== 2) throw malformed('PUBLISH');
     const fieldsAt = reader.offset;
     const topic = reader.string(MAX_NAME_BYTES);
-    this.#name(topic);
+    // A topic in the route cache was checked when it got there: no split per message.
+    let deliveries = this.#routes.cached(topic);
+    if (!deliveries) {
+      this.#name(topic);
+      deliveries = this.#routes.lookup(topic);
+    }
     reader.skipValue(MAX_VALUE_DEPTH);
     reader.end();
     this.#stats.published++;
-    const deliveries = this.#routes.lookup(topic);
     if (deliveries.length === 0) return;
     // "topic, value" is forwarded as it came; one copy out of the ring for all subscribers.
     const fields = owned ? body.subarray(fieldsAt) : Buffer.from(body.subarray(fieldsAt));

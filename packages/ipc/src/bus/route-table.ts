@@ -64,6 +64,14 @@ export class RouteTable<P> {
     this.#cache.clear();
   }
 
+  /**
+   * Where a message on `topic` goes, if the topic has been looked up since the
+   * subscriptions last changed (so it was checked then).
+   */
+  cached(topic: string): ReadonlyArray<Delivery<P>> | undefined {
+    return this.#cache.get(topic);
+  }
+
   /** Where a message on `topic` goes (empty when nobody listens). */
   lookup(topic: string): ReadonlyArray<Delivery<P>> {
     const cached = this.#cache.get(topic);

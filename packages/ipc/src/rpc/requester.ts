@@ -66,6 +66,7 @@ export class Requester {
   readonly #codec: MessageCodec;
   readonly #onActivity: () => void;
   readonly #pending = new Map<number, Pending>();
+  readonly #checkedNames = new Set<string>();
   #nextId = 1;
 
   /** `onActivity` is called when the number of requests in flight goes to or from zero. */
@@ -153,7 +154,12 @@ export class Requester {
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     let body: Uint8Array;
     try {
-      checkTopic(name);
+      if (!this.#checkedNames.has(name)) {
+        checkTopic(name);
+        // A caller uses a handful of names: check each once, not once per request.
+        if (this.#checkedNames.size >= 1024) this.#checkedNames.clear();
+        this.#checkedNames.add(name);
+      }
       if (!(timeout > 0)) {
         throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'timeout must be a positive number');
       }
