@@ -8,8 +8,8 @@
 //   pnpm example:rpc          # or: node --import tsx examples/rpc.ts
 import { fileURLToPath } from 'node:url';
 import type { VringError } from '@vring/core';
-import { type BusClient, connectBus, createBus } from '@vring/ipc';
-import { type Child, say, sleep, socketDir, startChild, watchdog } from './support/processes.js';
+import { type BusClient, connectBus } from '@vring/ipc';
+import { runServerAndClient, sleep } from './support/processes.js';
 
 interface User {
   id: number;
@@ -98,26 +98,12 @@ async function caller(socket: string): Promise<void> {
   await client.drain();
 }
 
-async function main(): Promise<void> {
-  const { socket, remove } = socketDir('rpc');
-  const bus = createBus(socket);
-  const children: Child[] = [];
-  watchdog(20_000, () => children, remove);
-  say('bus', `listening on ${socket}`);
-  const file = fileURLToPath(import.meta.url);
-  const server = startChild('server', file, ['server', socket]);
-  const client = startChild('client', file, ['client', socket]);
-  children.push(server, client);
-  const clientCode = await client.exited;
-  server.process.kill('SIGTERM');
-  const serverCode = await server.exited;
-  say('bus', `requests routed ${bus.stats.requests}; exit codes ${serverCode} ${clientCode}`);
-  await bus[Symbol.asyncDispose]();
-  remove();
-  process.exitCode = serverCode === 0 && clientCode === 0 ? 0 : 1;
-}
-
 const [role, socket] = process.argv.slice(2);
 if (role === 'server') await server(socket!);
 else if (role === 'client') await caller(socket!);
-else await main();
+else
+  await runServerAndClient(
+    'rpc',
+    fileURLToPath(import.meta.url),
+    (bus) => `requests routed ${bus.stats.requests}; `,
+  );

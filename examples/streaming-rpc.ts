@@ -8,9 +8,9 @@
 //   pnpm example:streaming          # or: node --import tsx examples/streaming-rpc.ts
 import { fileURLToPath } from 'node:url';
 import type { VringError } from '@vring/core';
-import { connectBus, createBus } from '@vring/ipc';
+import { connectBus } from '@vring/ipc';
 import { finalize, interval, lastValueFrom, map, take, tap, toArray } from 'rxjs';
-import { type Child, say, sleep, socketDir, startChild, watchdog } from './support/processes.js';
+import { runServerAndClient, sleep } from './support/processes.js';
 
 interface Tick {
   tick: number;
@@ -78,26 +78,7 @@ async function caller(socket: string): Promise<void> {
   await client.drain();
 }
 
-async function main(): Promise<void> {
-  const { socket, remove } = socketDir('streaming');
-  const bus = createBus(socket);
-  const children: Child[] = [];
-  watchdog(20_000, () => children, remove);
-  say('bus', `listening on ${socket}`);
-  const file = fileURLToPath(import.meta.url);
-  const server = startChild('server', file, ['server', socket]);
-  const client = startChild('client', file, ['client', socket]);
-  children.push(server, client);
-  const clientCode = await client.exited;
-  server.process.kill('SIGTERM');
-  const serverCode = await server.exited;
-  say('bus', `exit codes ${serverCode} ${clientCode}`);
-  await bus[Symbol.asyncDispose]();
-  remove();
-  process.exitCode = serverCode === 0 && clientCode === 0 ? 0 : 1;
-}
-
 const [role, socket] = process.argv.slice(2);
 if (role === 'server') await server(socket!);
 else if (role === 'client') await caller(socket!);
-else await main();
+else await runServerAndClient('streaming', fileURLToPath(import.meta.url), () => '');

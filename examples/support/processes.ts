@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { type Bus, createBus } from '@vring/ipc';
 
 /** A child process whose output lines are printed with its name in front. */
 export interface Child {
@@ -91,3 +92,30 @@ export async function until(condition: () => boolean, children: Child[] = []): P
 /** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number): Promise<void> =>
   new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The shape of the RPC examples: this process hosts a bus and starts `file` twice, as
+ * `server` and as `client`; when the client exits the server is stopped (SIGTERM). Sets
+ * the exit code from both, after `report` has printed what the bus saw.
+ */
+export async function runServerAndClient(
+  name: string,
+  file: string,
+  report: (bus: Bus) => string,
+): Promise<void> {
+  const { socket, remove } = socketDir(name);
+  const bus = createBus(socket);
+  const children: Child[] = [];
+  watchdog(20_000, () => children, remove);
+  say('bus', `listening on ${socket}`);
+  const server = startChild('server', file, ['server', socket]);
+  const client = startChild('client', file, ['client', socket]);
+  children.push(server, client);
+  const clientCode = await client.exited;
+  server.process.kill('SIGTERM');
+  const serverCode = await server.exited;
+  say('bus', `${report(bus)}exit codes ${serverCode} ${clientCode}`);
+  await bus[Symbol.asyncDispose]();
+  remove();
+  process.exitCode = serverCode === 0 && clientCode === 0 ? 0 : 1;
+}
