@@ -25,8 +25,14 @@ interface Peer {
   stderr: string[];
 }
 
+/**
+ * Extra Node flags for every peer, e.g. VRING_BENCH_PEER_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/p"
+ * to profile both sides of a case (Node refuses --cpu-prof in NODE_OPTIONS).
+ */
+const peerNodeFlags = (process.env.VRING_BENCH_PEER_FLAGS ?? '').split(' ').filter(Boolean);
+
 function spawnPeer(args: PeerArgs, cores: string, startOnStdin: boolean): Peer {
-  const node = [process.execPath, '--import', 'tsx', peerScript, ...toArgv(args)];
+  const node = [process.execPath, ...peerNodeFlags, '--import', 'tsx', peerScript, ...toArgv(args)];
   const argv = canPin ? ['taskset', '-c', cores, ...node] : node;
   // benchmarks/tsconfig.json has no `paths`: @vring/* load from their built dist, as users
   // get them, not from the sources tsx would otherwise transform on the fly.
