@@ -1,9 +1,8 @@
-// IPC framing without a ring: cutting a message into frames in a MessageBatch, reading a
-// frame header, and reassembling.
+// IPC framing without a ring: cutting a message into frames in a MessageBatch, packing small
+// messages into shared frames, reading records, and reassembling.
 import { MessageBatch } from '@vring/core';
 import { bench, do_not_optimize, group } from 'mitata';
 import { Fragmenter, OutgoingMessage } from '../../packages/ipc/src/wire/fragmenter.js';
-import { readFrameHeader } from '../../packages/ipc/src/wire/frame-header.js';
 import { Reassembler } from '../../packages/ipc/src/wire/reassembler.js';
 
 const KIND = 1;
@@ -19,6 +18,12 @@ export function frameBenchmarks(): void {
         do_not_optimize(fragmenter.write(batch, new OutgoingMessage(KIND, 1, body)));
       });
     }
+    const body = Buffer.alloc(64, 7);
+    bench('64 x 64 B bodies packed into shared frames', () => {
+      batch.clear();
+      for (let i = 0; i < 64; i++) fragmenter.write(batch, new OutgoingMessage(KIND, i, body));
+      do_not_optimize(batch.count);
+    });
   });
 
   const frameOf = (size: number): Buffer[] => {
@@ -29,15 +34,15 @@ export function frameBenchmarks(): void {
   const small = frameOf(64);
   const large = frameOf(1024 * 1024);
   group('frames: decode', () => {
-    bench('readFrameHeader', () => do_not_optimize(readFrameHeader(small[0]!)));
-    const reassembler = new Reassembler();
-    bench('Reassembler.push, 64 B message in one frame', () =>
-      do_not_optimize(reassembler.push(small[0]!)),
-    );
+    let delivered = 0;
+    const reassembler = new Reassembler(() => void delivered++);
+    bench('Reassembler.push, 64 B message in one frame', () => {
+      reassembler.push(small[0]!);
+      do_not_optimize(delivered);
+    });
     bench(`Reassembler.push, 1 MiB message in ${large.length} frames`, () => {
-      let message: unknown;
-      for (const f of large) message = reassembler.push(f);
-      do_not_optimize(message);
+      for (const f of large) reassembler.push(f);
+      do_not_optimize(delivered);
     });
   });
 }

@@ -99,6 +99,22 @@ export class MessageBatch implements Iterable<Buffer> {
     return at;
   }
 
+  /**
+   * Grows the last message by `length` bytes, to be written in place after its current end
+   * (a frame that takes one more record). Returns where they start in `data`, or -1 (and
+   * nothing changes) when the batch is empty or they do not fit.
+   */
+  extendLast(length: number): number {
+    if (this.#count === 0 || !(length <= this.data.length - this.#bytes)) return -1;
+    if (!Number.isSafeInteger(length) || length < 0) {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'length must be a non-negative integer');
+    }
+    const at = this.#bytes;
+    this.lengths[this.#count - 1]! += length;
+    this.#bytes += length;
+    return at;
+  }
+
   /** Empties the batch (keeps its memory). */
   clear(): void {
     this.#count = 0;

@@ -247,4 +247,21 @@ test('appendAt reserves room like append and returns its offset in data, or -1 w
   throwsVring(() => new MessageBatch().appendAt(1.5), 'ERR_VRING_INVALID_ARGUMENT');
 });
 
+test('extendLast grows the last message in place, or returns -1 when empty or full', () => {
+  const batch = new MessageBatch({ bytes: 8, messages: 2 });
+  assert.is(batch.extendLast(1), -1, 'no message to extend');
+  batch.push(Buffer.from('ab'));
+  const at = batch.extendLast(3);
+  assert.is(at, 2);
+  batch.data.write('cde', at);
+  assert.equal(contents(batch), ['abcde']);
+  assert.is(batch.extendLast(4), -1, 'not enough bytes');
+  assert.is(batch.byteLength, 5);
+  batch.push(Buffer.from('f'));
+  assert.is(batch.extendLast(2), 6, 'the last message is the one that grows');
+  batch.data.write('gh', 6);
+  assert.equal(contents(batch), ['abcde', 'fgh']);
+  throwsVring(() => batch.extendLast(-1), 'ERR_VRING_INVALID_ARGUMENT');
+});
+
 test.run();

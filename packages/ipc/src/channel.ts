@@ -64,7 +64,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     this.#link = new Link(end, {
       maxFrame: options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024),
       maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
-      onMessage: (kind, body, owned) => this.#onMessage(kind, body, owned),
+      onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
     });
     this.#requester = new Requester(this.#link, this.#codec, () => this.#updateKeepAlive());
     this.#responder = new Responder(this.#link, this.#codec, (event) => {
@@ -220,10 +220,10 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     await this.closed;
   }
 
-  #onMessage(kind: number, body: Uint8Array, owned: boolean): void {
+  #onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        const value = this.#codec.decode(body, owned) as T;
+        const value = this.#codec.decode(data, start, end, owned) as T;
         const receiver = this.#receivers.shift();
         if (receiver) {
           if (this.#receivers.length === 0) this.#updateKeepAlive();
@@ -235,13 +235,13 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
         return;
       }
       case Kind.REQUEST:
-        this.#responder.onRequest(body, owned);
+        this.#responder.onRequest(data, start, end, owned);
         return;
       case Kind.REPLY:
-        this.#requester.onReply(body, owned);
+        this.#requester.onReply(data, start, end, owned);
         return;
       case Kind.CANCEL:
-        this.#responder.onCancel(body, owned);
+        this.#responder.onCancel(data, start, end, owned);
         return;
       default:
         throw new VringError('ERR_VRING_PROTOCOL', `unexpected message kind ${kind}`, {

@@ -1,6 +1,6 @@
 import { MessageBatch, type NotificationMode, VringError } from '@vring/core';
 import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
-import { Reassembler } from './wire/reassembler.js';
+import { type MessageSink, Reassembler } from './wire/reassembler.js';
 
 /**
  * What a Channel or a bus connection runs over: either end of a queue pair, a `VirtioUser`,
@@ -34,8 +34,11 @@ export interface LinkOptions {
   maxFrame: number;
   /** Largest message body accepted from the peer. */
   maxMessage: number;
-  /** Takes each complete message. `body` is valid only during the call unless `owned`. */
-  onMessage(kind: number, body: Uint8Array, owned: boolean): void;
+  /**
+   * Takes each complete message, whose body is `data[start, end)`: valid only during the
+   * call unless `owned` (see {@link MessageSink}).
+   */
+  onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void;
   /**
    * A session starts with a whole message of this kind: frames before it (left in the ring
    * by a previous peer, or the tail of a message the previous peer began) are dropped.
@@ -148,7 +151,11 @@ export class Link {
       );
     }
     this.#fragmenter = new Fragmenter({ maxFrame: options.maxFrame });
-    this.#reassembler = new Reassembler({ maxMessage: options.maxMessage });
+    // A frame can carry several messages: those after one that closed the link are dropped.
+    const sink: MessageSink = (kind, data, start, end, owned) => {
+      if (!this.#done) options.onMessage(kind, data, start, end, owned);
+    };
+    this.#reassembler = new Reassembler(sink, { maxMessage: options.maxMessage });
     this.#lowWaterMark = options.lowWaterMark ?? 256;
     this.#synced = options.syncKind === undefined;
     const batchBytes = Math.max(256 * 1024, transport.maxMessage);
@@ -468,12 +475,11 @@ export class Link {
         const { data, lengths } = batch;
         const count = batch.count;
         for (let i = 0, offset = 0; i < count; i++) {
-          const frame = data.subarray(offset, offset + lengths[i]!);
+          const start = offset;
           offset += lengths[i]!;
           if (this.#done) return;
-          if (!this.#synced && !this.#isSyncFrame(frame)) continue;
-          const message = this.#reassembler.push(frame);
-          if (message) this.#options.onMessage(message.kind, message.body, message.owned);
+          if (!this.#synced && !this.#isSyncFrame(data, start, offset)) continue;
+          this.#reassembler.push(data, start, offset);
         }
       }
     } catch (error) {
@@ -549,10 +555,15 @@ export class Link {
     }
   }
 
-  /** A whole message of the sync kind: the new session starts here. */
-  #isSyncFrame(frame: Uint8Array): boolean {
-    // Offset 15 = kind, 16 = flags (FIRST|LAST = 3): see docs/wire-format.md.
-    if (frame.byteLength < 30 || frame[15] !== this.#options.syncKind || frame[16] !== 3) {
+  /** A frame that starts with a whole message of the sync kind: the new session starts here. */
+  #isSyncFrame(data: Uint8Array, start: number, end: number): boolean {
+    // The first record's kind is at 15, its flags at 16 (FIRST|LAST = 3, maybe MORE): see
+    // docs/wire-format.md.
+    if (
+      end - start < 30 ||
+      data[start + 15] !== this.#options.syncKind ||
+      (data[start + 16]! & 3) !== 3
+    ) {
       return false;
     }
     this.#synced = true;

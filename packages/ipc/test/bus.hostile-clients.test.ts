@@ -5,7 +5,7 @@ import { MessageBatch, VirtioUser, type VirtioUserEvent } from '@vring/core';
 import { Packr } from 'msgpackr';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FLAG_FIRST, FLAG_LAST, writeFrameHeader } from '../src/wire/frame-header.js';
+import { FLAG_FIRST, FLAG_LAST, FLAG_MORE, writeFrameHeader } from '../src/wire/frame-header.js';
 import { Kind } from '../src/wire/message-kinds.js';
 import { eventually, startBus } from './fixtures/bus-harness.js';
 
@@ -54,6 +54,20 @@ const cases: Array<{ name: string; send: RawFrame[]; code: string; reason?: stri
     send: [{ kind: 0, stream: 2, body: packr.pack(['t', 1]) }],
     code: 'ERR_VRING_PROTOCOL',
     reason: 'bad-kind',
+  },
+  {
+    name: 'a packed record that claims more bytes than its frame holds',
+    send: [
+      {
+        kind: Kind.PUBLISH,
+        stream: 2,
+        flags: FLAG_FIRST | FLAG_LAST | FLAG_MORE,
+        totalLength: 5000,
+        body: chunk,
+      },
+    ],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'packed-record-overruns',
   },
   {
     name: 'a truncated message restarted',

@@ -122,8 +122,11 @@ test('leaving a for-await loop unsubscribes', async () => {
 test('block: a full subscription holds the publisher back and loses nothing', async () => {
   const h = startBus({ highWaterMark: 64 });
   try {
-    const publisher = await h.connect();
-    const subscriber = await h.connect();
+    // The smallest frames and short rings: small messages share a frame, and rings of
+    // 64 KiB frames would hold the whole run.
+    const small = { maxFrame: 94, queueSize: 64 };
+    const publisher = await h.connect(small);
+    const subscriber = await h.connect(small);
     const sub = subscriber.subscribe<number>('b', { highWaterMark: 16 });
     await subscriber.flush();
     const total = 5000;

@@ -100,12 +100,14 @@ test('values arrive in send order even when a big one is followed by small ones'
 
 test('a slow receiver blocks the sender (nothing lost, memory bounded), then everything arrives', async () => {
   const { driver, device } = pair({ queueSize: 64 });
-  const a = new Channel<number>(driver);
-  const b = new Channel<number>(device, { highWaterMark: 16 });
+  // The smallest frames: small messages share a frame, and 64 frames of 64 KiB would hold
+  // all 5000 of them.
+  const a = new Channel<number>(driver, { maxFrame: 94 });
+  const b = new Channel<number>(device, { highWaterMark: 16, maxFrame: 94 });
   let resolved = 0;
   const sends = Array.from({ length: 5000 }, (_, i) => a.send(i).then(() => resolved++));
   await new Promise((r) => setTimeout(r, 50));
-  // Rings of 64 entries plus one batch of read-ahead cannot hold 5000 messages.
+  // Rings of 64 small frames plus one batch of read-ahead cannot hold 5000 messages.
   assert.ok(resolved < 5000, `${resolved} sends resolved with nobody reading`);
   for (let i = 0; i < 5000; i++) assert.is(await b.receive(), i);
   await Promise.all(sends);

@@ -9,11 +9,33 @@ import {
   ETHERTYPE_VRING,
   FLAG_FIRST,
   FLAG_LAST,
+  FLAG_MORE,
   FRAME_HEADER_BYTES,
-  readFrameHeader,
+  RECORD_HEADER_BYTES,
+  WIRE_VERSION,
   writeFrameHeader,
 } from '../src/wire/frame-header.js';
-import { type ReassembledMessage, Reassembler } from '../src/wire/reassembler.js';
+import { Reassembler, type ReassemblerLimits } from '../src/wire/reassembler.js';
+
+interface Received {
+  kind: number;
+  stream: number;
+  /** As handed over: a view of the frame unless `owned`. */
+  view: Uint8Array;
+  /** A copy taken during the call. */
+  body: Buffer;
+  owned: boolean;
+}
+
+/** A reassembler whose messages land in `out` (copied at once: a view is valid only then). */
+function collector(limits?: ReassemblerLimits): { r: Reassembler; out: Received[] } {
+  const out: Received[] = [];
+  const r = new Reassembler((kind, data, start, end, owned, stream) => {
+    const view = data.subarray(start, end);
+    out.push({ kind, stream, view, body: Buffer.from(view), owned });
+  }, limits);
+  return { r, out };
+}
 
 function body(length: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(length);
@@ -22,15 +44,10 @@ function body(length: number, seed: number): Buffer {
 }
 
 /** Sends `messages` through batches of `batchBytes`, feeding every frame to a reassembler. */
-function transfer(
-  messages: OutgoingMessage[],
-  maxFrame: number,
-  batchBytes: number,
-  reassembler = new Reassembler(),
-): Array<{ kind: number; stream: number; body: Buffer }> {
+function transfer(messages: OutgoingMessage[], maxFrame: number, batchBytes: number): Received[] {
   const fragmenter = new Fragmenter({ maxFrame });
   const batch = new MessageBatch({ bytes: batchBytes, messages: 64 });
-  const out: Array<{ kind: number; stream: number; body: Buffer }> = [];
+  const { r: reassembler, out } = collector();
   let pending = [...messages];
   while (pending.length > 0) {
     batch.clear();
@@ -39,9 +56,7 @@ function transfer(
     assert.ok(batch.count > 0, 'every round moves at least one frame');
     for (const frame of batch) {
       assert.ok(frame.byteLength <= maxFrame, 'no frame exceeds maxFrame');
-      const done = reassembler.push(frame);
-      // Copy at once: a single-frame body is a view of the batch.
-      if (done) out.push({ kind: done.kind, stream: done.stream, body: Buffer.from(done.body) });
+      reassembler.push(frame);
     }
     pending = pending.filter((m) => !m.done);
   }
@@ -76,13 +91,58 @@ test('frames are valid Ethernet: locally administered MACs, EtherType 0x88B5, th
   assert.is(f[0]! & 0x02, 0x02, 'locally administered');
   assert.is(f[0]! & 0x01, 0, 'unicast');
   assert.is(f.readUInt16BE(12), ETHERTYPE_VRING);
-  assert.is(f[14], 1, 'wire version');
-  const h = readFrameHeader(f);
+  assert.is(f[14], WIRE_VERSION, 'wire version');
+  assert.is(WIRE_VERSION, 2);
+  const { r, out } = collector();
+  r.push(f);
   assert.equal(
-    { kind: h.kind, flags: h.flags, stream: h.stream, total: h.totalLength, offset: h.offset },
-    { kind: 1, flags: FLAG_FIRST | FLAG_LAST, stream: 7, total: 3, offset: 0 },
+    out.map((m) => ({ kind: m.kind, stream: m.stream, body: m.body.toString() })),
+    [{ kind: 1, stream: 7, body: 'abc' }],
   );
-  assert.is(Buffer.from(h.chunk).toString(), 'abc');
+});
+
+test('whole messages written one after another share a frame, up to maxFrame', () => {
+  const fragmenter = new Fragmenter({ maxFrame: 200 });
+  const batch = new MessageBatch({ bytes: 4096, messages: 16 });
+  const sent = Array.from({ length: 10 }, (_, i) => new OutgoingMessage(3, i + 1, body(40, i)));
+  for (const m of sent) assert.ok(fragmenter.write(batch, m));
+  // 30 + 40, then 16 + 40 per record: three records make 182 bytes, a fourth would pass 200.
+  assert.equal([...batch.lengths.subarray(0, batch.count)], [182, 182, 182, 70]);
+  const first = batch.data.subarray(0, 182);
+  assert.is(first.readUInt16LE(16) & FLAG_MORE, FLAG_MORE, 'the first record says another follows');
+  const second = FRAME_HEADER_BYTES + 40;
+  assert.is(first.readUInt16LE(second + 2), FLAG_FIRST | FLAG_LAST | FLAG_MORE);
+  const third = second + RECORD_HEADER_BYTES + 40;
+  assert.is(first.readUInt16LE(third + 2), FLAG_FIRST | FLAG_LAST, 'the last record does not');
+  const { r, out } = collector();
+  for (const frame of batch) r.push(frame);
+  assert.equal(
+    out.map((m) => m.stream),
+    sent.map((m) => m.stream),
+  );
+  for (const [i, m] of out.entries()) assert.ok(m.body.equals(body(40, i)), `message ${i}`);
+});
+
+test('a fragmented message starts a frame of its own; whole ones pack after it ends', () => {
+  const fragmenter = new Fragmenter({ maxFrame: 100 });
+  const batch = new MessageBatch({ bytes: 4096, messages: 16 });
+  fragmenter.write(batch, new OutgoingMessage(1, 1, body(10, 1)));
+  fragmenter.write(batch, new OutgoingMessage(1, 2, body(150, 2)));
+  fragmenter.write(batch, new OutgoingMessage(1, 3, body(10, 3)));
+  fragmenter.write(batch, new OutgoingMessage(1, 4, body(10, 4)));
+  // [1], [2: 70 B], [2: 70 B], [2: last 10 B], [3, 4]: nothing packs after a fragment.
+  assert.equal([...batch.lengths.subarray(0, batch.count)], [40, 100, 100, 40, 66]);
+  const { r, out } = collector();
+  for (const frame of batch) r.push(frame);
+  assert.equal(
+    out.map((m) => [m.stream, m.body.byteLength]),
+    [
+      [1, 10],
+      [2, 150],
+      [3, 10],
+      [4, 10],
+    ],
+  );
 });
 
 for (const size of [0, 1, 1483, 1484, 1485, 3 * 1484, 1024 * 1024 + 17]) {
@@ -124,19 +184,20 @@ test('fragments of several messages interleave and each message comes back whole
 });
 
 test('a single-frame body is handed over without a copy; a fragmented one in its own buffer', () => {
-  const r = new Reassembler();
+  const { r, out } = collector();
   const single = frame(
     { flags: FLAG_FIRST | FLAG_LAST, totalLength: 2, offset: 0 },
     Buffer.from('hi'),
   );
-  const got = r.push(single) as ReassembledMessage;
-  assert.is(got.body.buffer, single.buffer, 'view of the frame');
+  r.push(single);
+  const got = out[0]!;
+  assert.is(got.view.buffer, single.buffer, 'view of the frame');
   assert.is(got.owned, false);
   r.push(frame({ flags: FLAG_FIRST, stream: 8, totalLength: 4, offset: 0 }, Buffer.from('ab')));
-  const first = Buffer.from('cd');
-  const done = r.push(frame({ flags: FLAG_LAST, stream: 8, totalLength: 4, offset: 2 }, first));
-  assert.ok(done);
-  assert.is(Buffer.from(done.body).toString(), 'abcd');
+  assert.is(out.length, 1, 'nothing until the last fragment');
+  r.push(frame({ flags: FLAG_LAST, stream: 8, totalLength: 4, offset: 2 }, Buffer.from('cd')));
+  const done = out[1]!;
+  assert.is(done.body.toString(), 'abcd');
   assert.is(done.owned, true);
   assert.is(r.pendingMessages, 0);
   assert.is(r.pendingBytes, 0);
@@ -158,10 +219,10 @@ const badHeaders: Array<[string, () => Buffer, string]> = [
     'not-vring-ethertype',
   ],
   [
-    'an unknown wire version',
+    'another wire version (1, which had no packed records)',
     () => {
       const f = frame({ flags: 3, totalLength: 1, offset: 0 }, Buffer.from('x'));
-      f[14] = 2;
+      f[14] = 1;
       return f;
     },
     'unsupported-version',
@@ -196,17 +257,42 @@ const badHeaders: Array<[string, () => Buffer, string]> = [
     () => frame({ flags: 1, totalLength: 8, offset: 0 }, Buffer.alloc(0)),
     'empty-fragment',
   ],
+  [
+    'FLAG_MORE on a fragment (only whole messages share a frame)',
+    () => frame({ flags: FLAG_FIRST | FLAG_MORE, totalLength: 40, offset: 0 }, body(20, 0)),
+    'packed-fragment',
+  ],
+  [
+    'FLAG_MORE with no room left for the next record',
+    () => frame({ flags: 7, totalLength: 4, offset: 0 }, body(4 + RECORD_HEADER_BYTES - 1, 0)),
+    'packed-record-overruns',
+  ],
+  [
+    'a packed record claiming more bytes than the frame has',
+    () => frame({ flags: 7, totalLength: 1000, offset: 0 }, body(40, 0)),
+    'packed-record-overruns',
+  ],
+  [
+    'a record after FLAG_MORE with a bad header',
+    () => {
+      const f = frame({ flags: 7, totalLength: 2, offset: 0 }, Buffer.alloc(2 + 16 + 1));
+      // The second record: version 2, kind 0.
+      f[FRAME_HEADER_BYTES + 2] = WIRE_VERSION;
+      return f;
+    },
+    'bad-kind',
+  ],
 ];
 
 for (const [what, make, reason] of badHeaders) {
   test(`${what} is ERR_VRING_PROTOCOL (${reason})`, () => {
-    rejects(() => new Reassembler().push(make()), 'ERR_VRING_PROTOCOL', reason);
+    rejects(() => collector().r.push(make()), 'ERR_VRING_PROTOCOL', reason);
   });
 }
 
 test('a fragment of a stream that never started is rejected', () => {
   rejects(
-    () => new Reassembler().push(frame({ flags: 0, totalLength: 8, offset: 2 }, Buffer.from('xy'))),
+    () => collector().r.push(frame({ flags: 0, totalLength: 8, offset: 2 }, Buffer.from('xy'))),
     'ERR_VRING_PROTOCOL',
     'fragment-without-start',
   );
@@ -214,17 +300,17 @@ test('a fragment of a stream that never started is rejected', () => {
 
 test('a stream started twice, fragments out of order, or a changed length are rejected', () => {
   const start = () => frame({ flags: FLAG_FIRST, totalLength: 8, offset: 0 }, Buffer.from('ab'));
-  let r = new Reassembler();
+  let r = collector().r;
   r.push(start());
   rejects(() => r.push(start()), 'ERR_VRING_PROTOCOL', 'stream-restarted');
-  r = new Reassembler();
+  r = collector().r;
   r.push(start());
   rejects(
     () => r.push(frame({ flags: 0, totalLength: 8, offset: 4 }, Buffer.from('ef'))),
     'ERR_VRING_PROTOCOL',
     'fragment-out-of-order',
   );
-  r = new Reassembler();
+  r = collector().r;
   r.push(start());
   rejects(
     () => r.push(frame({ flags: 0, totalLength: 9, offset: 2 }, Buffer.from('cd'))),
@@ -234,7 +320,7 @@ test('a stream started twice, fragments out of order, or a changed length are re
 });
 
 test('a message above maxMessage is ERR_VRING_OVERSIZED_MESSAGE before anything is allocated', () => {
-  const r = new Reassembler({ maxMessage: 1000 });
+  const { r } = collector({ maxMessage: 1000 });
   rejects(
     () => r.push(frame({ flags: FLAG_FIRST, totalLength: 1001, offset: 0 }, Buffer.from('x'))),
     'ERR_VRING_OVERSIZED_MESSAGE',
@@ -243,7 +329,7 @@ test('a message above maxMessage is ERR_VRING_OVERSIZED_MESSAGE before anything 
 });
 
 test('a flood of started messages hits maxStreams or maxPendingBytes, so memory stays bounded', () => {
-  const r = new Reassembler({ maxMessage: 1 << 20, maxStreams: 4 });
+  const { r } = collector({ maxMessage: 1 << 20, maxStreams: 4 });
   for (let s = 0; s < 4; s++)
     r.push(frame({ flags: FLAG_FIRST, stream: s, totalLength: 10, offset: 0 }, Buffer.from('x')));
   rejects(
@@ -252,7 +338,7 @@ test('a flood of started messages hits maxStreams or maxPendingBytes, so memory 
     'ERR_VRING_PROTOCOL',
     'too-many-streams',
   );
-  const budget = new Reassembler({ maxMessage: 1 << 20, maxPendingBytes: 1 << 20 });
+  const { r: budget } = collector({ maxMessage: 1 << 20, maxPendingBytes: 1 << 20 });
   budget.push(
     frame({ flags: FLAG_FIRST, stream: 1, totalLength: 1 << 20, offset: 0 }, Buffer.from('x')),
   );

@@ -112,7 +112,7 @@ export class BusClient implements AsyncDisposable {
       maxFrame,
       maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
       syncKind: Kind.HELLO,
-      onMessage: (kind, body, owned) => this.#onMessage(kind, body, owned),
+      onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
     });
     this.#requester = new Requester(this.#link, this.#codec, () => {
       this.#updateKeepAlive();
@@ -337,22 +337,22 @@ export class BusClient implements AsyncDisposable {
     return this.#codec.encode([s.id, s.pattern, PolicyCode[s.policy]]);
   }
 
-  #onMessage(kind: number, body: Uint8Array, owned: boolean): void {
+  #onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void {
     switch (kind) {
       case Kind.DELIVER:
-        this.#deliver(body, owned);
+        this.#deliver(data, start, end, owned);
         return;
       case Kind.REPLY:
-        this.#requester.onReply(body, owned);
+        this.#requester.onReply(data, start, end, owned);
         return;
       case Kind.REQUEST:
-        this.#responder.onRequest(body, owned);
+        this.#responder.onRequest(data, start, end, owned);
         return;
       case Kind.CANCEL:
-        this.#responder.onCancel(body, owned);
+        this.#responder.onCancel(data, start, end, owned);
         return;
       case Kind.DROPPED: {
-        const dropped = this.#codec.decode(body, owned);
+        const dropped = this.#codec.decode(data, start, end, owned);
         if (
           !Array.isArray(dropped) ||
           typeof dropped[0] !== 'number' ||
@@ -364,7 +364,7 @@ export class BusClient implements AsyncDisposable {
         return;
       }
       case Kind.PONG: {
-        const [id] = this.#codec.decode(body, owned) as [number];
+        const [id] = this.#codec.decode(data, start, end, owned) as [number];
         const ping = this.#pings.get(id);
         if (ping) {
           this.#pings.delete(id);
@@ -374,7 +374,7 @@ export class BusClient implements AsyncDisposable {
         return;
       }
       case Kind.HELLO: {
-        const hello = this.#codec.decode(body, owned);
+        const hello = this.#codec.decode(data, start, end, owned);
         if (!Array.isArray(hello) || hello[0] !== BUS_PROTOCOL_VERSION) {
           throw new VringError('ERR_VRING_PROTOCOL', `the bus speaks another protocol version`, {
             reason: 'version',
@@ -390,14 +390,14 @@ export class BusClient implements AsyncDisposable {
     }
   }
 
-  #deliver(body: Uint8Array, owned: boolean): void {
-    const message = this.#codec.decode(body, owned);
+  #deliver(data: Uint8Array, start: number, end: number, owned: boolean): void {
+    const message = this.#codec.decode(data, start, end, owned);
     if (!Array.isArray(message) || message.length !== 3) throw protocolError('DELIVER');
     const [ids, topic, value] = message as [unknown, unknown, unknown];
     if (!Array.isArray(ids) || typeof topic !== 'string') throw protocolError('DELIVER fields');
     for (const id of ids) {
       // A subscription just ended may still get messages the bus had sent.
-      this.#subscriptions.get(id as number)?.push({ topic, value }, body.byteLength);
+      this.#subscriptions.get(id as number)?.push({ topic, value }, end - start);
     }
   }
 

@@ -40,7 +40,9 @@ export class BusPort {
       // bus it lost is dropped until its HELLO starts the session.
       syncKind: Kind.HELLO,
       lowWaterMark,
-      onMessage: (kind, body, owned) => onMessage(this, kind, body, owned),
+      // The bus reads routing fields and forwards payload bytes: it works on the body's view.
+      onMessage: (kind, data, start, end, owned) =>
+        onMessage(this, kind, data.subarray(start, end), owned),
       onWritable: () => onWritable(this),
     });
   }

@@ -235,7 +235,7 @@ export class Bus implements AsyncDisposable {
   #control(body: Uint8Array, length: number): unknown[] {
     let value: unknown;
     try {
-      value = this.#codec.decode(body, false);
+      value = this.#codec.decode(body);
     } catch (error) {
       throw new VringError('ERR_VRING_PROTOCOL', 'undecodable control message', {
         reason: 'bad-envelope',

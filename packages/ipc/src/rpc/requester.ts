@@ -128,8 +128,8 @@ export class Requester {
   }
 
   /** Takes a REPLY message. @throws VringError `ERR_VRING_PROTOCOL` for a malformed one. */
-  onReply(body: Uint8Array, owned: boolean): void {
-    const reply = this.#codec.decode(body, owned);
+  onReply(data: Uint8Array, start: number, end: number, owned: boolean): void {
+    const reply = this.#codec.decode(data, start, end, owned);
     if (!Array.isArray(reply) || reply.length !== 3) throw protocolError('not [id, status, value]');
     const [id, status, value] = reply as [unknown, unknown, unknown];
     if (typeof id !== 'number' || typeof status !== 'number' || status < 0 || status > 3) {

@@ -142,8 +142,8 @@ export class Responder {
   }
 
   /** Takes a REQUEST. @throws VringError `ERR_VRING_PROTOCOL` for a malformed one. */
-  onRequest(body: Uint8Array, owned: boolean): void {
-    const request = this.#codec.decode(body, owned);
+  onRequest(data: Uint8Array, start: number, end: number, owned: boolean): void {
+    const request = this.#codec.decode(data, start, end, owned);
     if (!Array.isArray(request) || request.length !== 3) throw protocolError('request');
     const [id, name, value] = request as [unknown, unknown, unknown];
     if (typeof id !== 'number' || !Number.isInteger(id) || typeof name !== 'string') {
@@ -166,8 +166,8 @@ export class Responder {
   }
 
   /** Takes a CANCEL. */
-  onCancel(body: Uint8Array, owned: boolean): void {
-    const cancel = this.#codec.decode(body, owned);
+  onCancel(data: Uint8Array, start: number, end: number, owned: boolean): void {
+    const cancel = this.#codec.decode(data, start, end, owned);
     if (!Array.isArray(cancel) || typeof cancel[0] !== 'number') throw protocolError('cancel');
     this.#stop(cancel[0], new VringError('ERR_VRING_ABORTED', 'the requester cancelled'));
   }

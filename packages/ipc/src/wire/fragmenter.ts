@@ -1,14 +1,17 @@
 import { type MessageBatch, VringError } from '@vring/core';
 import {
   DEFAULT_MAC,
+  ETHERNET_HEADER_BYTES,
   FLAG_FIRST,
   FLAG_LAST,
+  FLAG_MORE,
   FRAME_HEADER_BYTES,
+  RECORD_HEADER_BYTES,
+  WIRE_VERSION,
   writeFrameHeader,
 } from './frame-header.js';
 
-/** Offset of the version byte; kind, flags, stream, total and offset follow it. */
-const VERSION_OFFSET = 14;
+const WHOLE = FLAG_FIRST | FLAG_LAST;
 
 /** Options of a {@link Fragmenter}. */
 export interface FragmenterOptions {
@@ -26,12 +29,23 @@ export interface FragmenterOptions {
  * Cuts message bodies into frames, written straight into a {@link MessageBatch} (the copy
  * into the ring happens once, in native code). A body that does not fit the batch is
  * continued from the returned offset, so a large message can share batches with others
- * instead of holding the ring until it is done.
+ * instead of holding the ring until it is done. Whole messages written one after another
+ * share a frame (records packed with FLAG_MORE) up to `maxFrame`: the ring then moves one
+ * packet for many small messages.
  */
 export class Fragmenter {
+  readonly #maxFrame: number;
   readonly #chunk: number;
-  /** Destination MAC, source MAC, EtherType and version: the same in every frame. */
-  readonly #prefix: Buffer;
+  /** Destination MAC, source MAC and EtherType: the same in every frame. */
+  readonly #ethernet: Buffer;
+  // The frame that may take another record: the batch's last message, as long as the batch
+  // has not changed since (same batch, count and length) and it ends with a whole message.
+  #openBatch: MessageBatch | undefined;
+  #openCount = 0;
+  #openEnd = 0;
+  #openStart = 0;
+  /** Where the flags of the open frame's last record are, to set FLAG_MORE on. */
+  #openFlagsAt = 0;
 
   constructor(options: FragmenterOptions) {
     const { maxFrame } = options;
@@ -41,9 +55,10 @@ export class Fragmenter {
         `maxFrame must be an integer above the ${FRAME_HEADER_BYTES}-byte header`,
       );
     }
+    this.#maxFrame = maxFrame;
     this.#chunk = maxFrame - FRAME_HEADER_BYTES;
     const header = Buffer.alloc(FRAME_HEADER_BYTES);
-    this.#prefix = header.subarray(0, VERSION_OFFSET + 1);
+    this.#ethernet = header.subarray(0, ETHERNET_HEADER_BYTES);
     writeFrameHeader(
       header,
       { kind: 1, flags: 0, stream: 0, totalLength: 0, offset: 0 },
@@ -66,41 +81,86 @@ export class Fragmenter {
     message: OutgoingMessage,
     maxFrames = Number.POSITIVE_INFINITY,
   ): boolean {
-    const { head, body, kind, stream } = message;
-    const headBytes = head.byteLength;
-    const total = headBytes + body.byteLength;
+    const total = message.head.byteLength + message.body.byteLength;
+    if (message.offset === 0 && !message.done && this.#pack(batch, message, total)) return true;
     for (let frames = 0; !message.done && frames < maxFrames; frames++) {
       const offset = message.offset;
       const length = Math.min(this.#chunk, total - offset);
       const at = batch.appendAt(FRAME_HEADER_BYTES + length);
       if (at < 0) return false;
-      const data = batch.data;
       const last = offset + length === total;
       const flags = (offset === 0 ? FLAG_FIRST : 0) | (last ? FLAG_LAST : 0);
-      // The header field by field (writeFrameHeader's layout), without an object per frame.
-      data.set(this.#prefix, at);
-      data[at + VERSION_OFFSET + 1] = kind;
-      data.writeUInt16LE(flags, at + VERSION_OFFSET + 2);
-      data.writeUInt32LE(stream, at + VERSION_OFFSET + 4);
-      data.writeUInt32LE(total, at + VERSION_OFFSET + 8);
-      data.writeUInt32LE(offset, at + VERSION_OFFSET + 12);
-      const end = offset + length;
-      let to = at + FRAME_HEADER_BYTES;
-      if (offset < headBytes) {
-        const part = head.subarray(offset, Math.min(end, headBytes));
-        data.set(part, to);
-        to += part.byteLength;
-      }
-      if (end > headBytes) {
-        const from = Math.max(offset - headBytes, 0);
-        // A whole body in one frame (the common small message) needs no view of it.
-        if (from === 0 && end - headBytes === body.byteLength) data.set(body, to);
-        else data.set(body.subarray(from, end - headBytes), to);
-      }
-      message.offset = end;
+      batch.data.set(this.#ethernet, at);
+      const record = at + ETHERNET_HEADER_BYTES;
+      this.#writeRecord(batch.data, record, message, flags, total, offset, length);
+      message.offset = offset + length;
       message.done = last;
+      if (flags === WHOLE) {
+        this.#openBatch = batch;
+        this.#openCount = batch.count;
+        this.#openEnd = batch.byteLength;
+        this.#openStart = at;
+        this.#openFlagsAt = record + 2;
+      } else {
+        this.#openBatch = undefined;
+      }
     }
     return message.done;
+  }
+
+  /** Adds a whole message as one more record of the open frame, if it fits there. */
+  #pack(batch: MessageBatch, message: OutgoingMessage, total: number): boolean {
+    if (
+      this.#openBatch !== batch ||
+      batch.count !== this.#openCount ||
+      batch.byteLength !== this.#openEnd ||
+      this.#openEnd - this.#openStart + RECORD_HEADER_BYTES + total > this.#maxFrame
+    ) {
+      return false;
+    }
+    const at = batch.extendLast(RECORD_HEADER_BYTES + total);
+    if (at < 0) return false;
+    const data = batch.data;
+    data[this.#openFlagsAt] = data[this.#openFlagsAt]! | FLAG_MORE;
+    this.#writeRecord(data, at, message, WHOLE, total, 0, total);
+    message.offset = total;
+    message.done = true;
+    this.#openEnd = batch.byteLength;
+    this.#openFlagsAt = at + 2;
+    return true;
+  }
+
+  /** A record header and its chunk `[offset, offset + length)` of head + body, at `at`. */
+  #writeRecord(
+    data: Buffer,
+    at: number,
+    message: OutgoingMessage,
+    flags: number,
+    total: number,
+    offset: number,
+    length: number,
+  ): void {
+    const { head, body } = message;
+    data[at] = WIRE_VERSION;
+    data[at + 1] = message.kind;
+    data.writeUInt16LE(flags, at + 2);
+    data.writeUInt32LE(message.stream, at + 4);
+    data.writeUInt32LE(total, at + 8);
+    data.writeUInt32LE(offset, at + 12);
+    const headBytes = head.byteLength;
+    const end = offset + length;
+    let to = at + RECORD_HEADER_BYTES;
+    if (offset < headBytes) {
+      const part = head.subarray(offset, Math.min(end, headBytes));
+      data.set(part, to);
+      to += part.byteLength;
+    }
+    if (end > headBytes) {
+      const from = Math.max(offset - headBytes, 0);
+      // A whole body in one frame (the common small message) needs no view of it.
+      if (from === 0 && end - headBytes === body.byteLength) data.set(body, to);
+      else data.set(body.subarray(from, end - headBytes), to);
+    }
   }
 }
 

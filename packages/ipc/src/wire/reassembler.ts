@@ -1,5 +1,12 @@
 import { VringError } from '@vring/core';
-import { FLAG_FIRST, FLAG_LAST, readFrameHeader } from './frame-header.js';
+import {
+  FLAG_FIRST,
+  FLAG_LAST,
+  FLAG_MORE,
+  ReceivedRecord,
+  readEthernetHeader,
+  readRecord,
+} from './frame-header.js';
 
 /** Limits that keep a hostile or broken peer from growing our memory without bound. */
 export interface ReassemblerLimits {
@@ -11,18 +18,19 @@ export interface ReassemblerLimits {
   maxPendingBytes?: number;
 }
 
-/** One complete message. */
-export interface ReassembledMessage {
-  kind: number;
-  stream: number;
-  /**
-   * The body. For a message that came in one frame this is a view of that frame, valid only
-   * until the frame's memory is reused: decode it at once, without keeping references.
-   */
-  body: Uint8Array;
-  /** Whether `body` is a buffer of its own (reassembled) rather than a view of the frame. */
-  owned: boolean;
-}
+/**
+ * Takes each complete message: its body is `data[start, end)`. Unless `owned`, `data` is the
+ * memory the frame was read into: valid only during the call, so decode it at once without
+ * keeping references. An `owned` body was reassembled into a buffer of its own.
+ */
+export type MessageSink = (
+  kind: number,
+  data: Uint8Array,
+  start: number,
+  end: number,
+  owned: boolean,
+  stream: number,
+) => void;
 
 interface Partial {
   kind: number;
@@ -56,8 +64,11 @@ export class Reassembler {
   readonly #maxPendingBytes: number;
   readonly #streams = new Map<number, Partial>();
   #pendingBytes = 0;
+  readonly #sink: MessageSink;
+  readonly #record = new ReceivedRecord();
 
-  constructor(limits: ReassemblerLimits = {}) {
+  constructor(sink: MessageSink, limits: ReassemblerLimits = {}) {
+    this.#sink = sink;
     this.#maxMessage = limits.maxMessage ?? 64 * 1024 * 1024;
     this.#maxStreams = limits.maxStreams ?? 64;
     this.#maxPendingBytes = limits.maxPendingBytes ?? 2 * this.#maxMessage;
@@ -74,14 +85,23 @@ export class Reassembler {
   }
 
   /**
-   * Takes one frame. Returns the message it completes, or `undefined` if more fragments
-   * are to come.
+   * Takes the frame `data[start, end)` and hands every message it completes to the sink, in
+   * order: a frame can carry several whole messages and the fragment of one more.
    * @throws VringError `ERR_VRING_PROTOCOL` (with `reason`) or `ERR_VRING_OVERSIZED_MESSAGE`.
    */
-  push(frame: Uint8Array): ReassembledMessage | undefined {
-    const f = readFrameHeader(frame);
+  push(data: Uint8Array, start = 0, end = data.byteLength): void {
+    const r = this.#record;
+    for (let at = readEthernetHeader(data, start, end); ; at = r.chunkEnd) {
+      readRecord(data, at, end, r);
+      this.#take(data, r);
+      if ((r.flags & FLAG_MORE) === 0) return;
+    }
+  }
+
+  #take(data: Uint8Array, f: ReceivedRecord): void {
     const first = (f.flags & FLAG_FIRST) !== 0;
     const last = (f.flags & FLAG_LAST) !== 0;
+    const length = f.chunkEnd - f.chunkStart;
     if (f.totalLength > this.#maxMessage) {
       throw new VringError(
         'ERR_VRING_OVERSIZED_MESSAGE',
@@ -92,8 +112,11 @@ export class Reassembler {
       if (this.#streams.has(f.stream)) {
         throw protocolError('stream-restarted', `stream ${f.stream} started again before it ended`);
       }
-      // Fast path: the whole message in one frame needs no reassembly buffer.
-      if (last) return { kind: f.kind, stream: f.stream, body: f.chunk, owned: false };
+      // Fast path: the whole message in one record needs no reassembly buffer.
+      if (last) {
+        this.#sink(f.kind, data, f.chunkStart, f.chunkEnd, false, f.stream);
+        return;
+      }
       if (this.#streams.size >= this.#maxStreams) {
         throw protocolError('too-many-streams', `more than ${this.#maxStreams} messages in flight`);
       }
@@ -104,17 +127,17 @@ export class Reassembler {
         );
       }
       const body = Buffer.allocUnsafe(
-        Math.min(f.totalLength, Math.max(INITIAL_RESERVATION, f.chunk.byteLength)),
+        Math.min(f.totalLength, Math.max(INITIAL_RESERVATION, length)),
       );
-      body.set(f.chunk, 0);
+      body.set(data.subarray(f.chunkStart, f.chunkEnd), 0);
       this.#streams.set(f.stream, {
         kind: f.kind,
         total: f.totalLength,
         body,
-        received: f.chunk.byteLength,
+        received: length,
       });
       this.#pendingBytes += f.totalLength;
-      return undefined;
+      return;
     }
     const partial = this.#streams.get(f.stream);
     if (!partial) {
@@ -129,7 +152,7 @@ export class Reassembler {
         `stream ${f.stream} expected offset ${partial.received}, got ${f.offset}`,
       );
     }
-    const needed = f.offset + f.chunk.byteLength;
+    const needed = f.offset + length;
     if (needed > partial.body.byteLength) {
       const grown = Buffer.allocUnsafe(
         Math.min(partial.total, Math.max(needed, partial.body.byteLength * 2)),
@@ -137,12 +160,12 @@ export class Reassembler {
       grown.set(partial.body.subarray(0, partial.received), 0);
       partial.body = grown;
     }
-    partial.body.set(f.chunk, f.offset);
+    partial.body.set(data.subarray(f.chunkStart, f.chunkEnd), f.offset);
     partial.received = needed;
-    if (!last) return undefined;
+    if (!last) return;
     this.#streams.delete(f.stream);
     this.#pendingBytes -= partial.total;
-    return { kind: partial.kind, stream: f.stream, body: partial.body, owned: true };
+    this.#sink(partial.kind, partial.body, 0, partial.total, true, f.stream);
   }
 
   /** Drops every message in flight (e.g. when the peer is gone). */
