@@ -18,6 +18,7 @@ export {
   QueuePairEnd,
   type QueuePairStats,
   type WaitOptions,
+  type WaitSendableOptions,
 } from './queue-pair-end.js';
 export { type MapRegionOptions, SharedRegion } from './shared-region.js';
 export { VhostUserBackend, type VhostUserBackendOptions } from './vhost-user/backend.js';

@@ -93,6 +93,12 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link QueuePairEnd.waitSendable}. @public */
+export interface WaitSendableOptions extends WaitOptions {
+  /** Size of the next message to send: wait until it fits, not just any message. */
+  bytes?: number;
+}
+
 /** The native handle both ends share (see native/binding/port_wrap.cc). @internal */
 export interface NativeQueuePairEnd {
   send(
@@ -330,9 +336,12 @@ export abstract class QueuePairEnd implements AsyncDisposable {
     await this.#wait('receive', options.signal);
   }
 
-  /** Resolves once the ring may have space again (or rejects if the end fails). */
-  async waitSendable(options: WaitOptions = {}): Promise<void> {
-    await this.#wait('send', options.signal);
+  /**
+   * Resolves once the ring may have space again (or rejects if the end fails): for a message
+   * of `bytes` when given, which may need several buffers.
+   */
+  async waitSendable(options: WaitSendableOptions = {}): Promise<void> {
+    await this.#wait('send', options.signal, options.bytes ?? 0);
   }
 
   /** Let pending waits keep the process alive (the default), like a socket being read. */

@@ -13,8 +13,8 @@ export interface ChannelTransport {
   receive(batch: MessageBatch): Promise<MessageBatch>;
   /** Puts frames `start..` of `batch` into the ring without waiting; returns how many went. */
   trySend?(batch: MessageBatch, start?: number): number;
-  /** Resolves once the ring may have room again. */
-  waitSendable?(): Promise<void>;
+  /** Resolves once the ring may have room again (for a frame of `bytes`, when given). */
+  waitSendable?(options?: { bytes?: number }): Promise<void>;
   /** Takes what has arrived without waiting or spinning; returns the number of frames. */
   tryReceive?(batch: MessageBatch): number;
   /** Resolves once something has arrived (sleeping on the eventfd; never spins). */
@@ -49,6 +49,8 @@ export interface LinkOptions {
   /** Called when the send queue shrinks to `lowWaterMark` after being above it. */
   onWritable?(): void;
 }
+
+const RESOLVED = Promise.resolve();
 
 /** Ordering lane of a message: messages of one lane arrive in send order. */
 export type Lane = string | number | undefined;
@@ -137,6 +139,8 @@ export class Link {
   #sleeping: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #keepAlive: boolean | undefined;
+  /** A message went straight into the ring in this turn (see {@link Link.#writeThrough}). */
+  #wroteThisTurn = false;
   #failure: VringError | undefined;
   #done = false;
   #resolveClosed!: (error: VringError | undefined) => void;
@@ -209,6 +213,7 @@ export class Link {
     signal?: AbortSignal,
   ): Promise<void> {
     if (this.#done) return Promise.reject(this.closedError);
+    if (this.#writeThrough(kind, body, head)) return RESOLVED;
     if (!signal) {
       let group = this.#group;
       if (!group) {
@@ -248,7 +253,8 @@ export class Link {
 
   /** Sends a message nobody waits for (a failure shows in `closed`). */
   post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane): void {
-    if (!this.#done) this.#queue(kind, body, head, lane, undefined, undefined);
+    if (this.#done || this.#writeThrough(kind, body, head)) return;
+    this.#queue(kind, body, head, lane, undefined, undefined);
   }
 
   /** Resolves when every queued message is in the ring (at once if none is). */
@@ -330,6 +336,38 @@ export class Link {
     return stream;
   }
 
+  /**
+   * The first message of a turn goes straight into the ring when nothing is queued ahead of
+   * it and it fits one frame: a request or a reply then reaches the peer now, not after a
+   * microtask, a pump and a promise. Later sends of the same turn queue, and go out
+   * together in one batch. Returns whether the message is in the ring.
+   */
+  #writeThrough(kind: number, body: Uint8Array, head: Uint8Array | undefined): boolean {
+    const transport = this.transport;
+    if (
+      this.#wroteThisTurn ||
+      this.#pumping ||
+      this.#outgoing.length > 0 ||
+      transport.trySend === undefined ||
+      (head?.byteLength ?? 0) + body.byteLength > this.#fragmenter.chunkBytes
+    ) {
+      return false;
+    }
+    const batch = this.#sendBatch;
+    batch.clear();
+    const message = new OutgoingMessage(kind, this.#stream(), body, head);
+    this.#fragmenter.write(batch, message, 1);
+    if (transport.trySend(batch, 0) !== 1) return false;
+    this.#wroteThisTurn = true;
+    queueMicrotask(this.#endTurn);
+    this.#wake?.();
+    return true;
+  }
+
+  readonly #endTurn = (): void => {
+    this.#wroteThisTurn = false;
+  };
+
   #queue(
     kind: number,
     body: Uint8Array,
@@ -406,7 +444,8 @@ export class Link {
     };
     while (sent < batch.count && !this.#done) {
       if (await this.#pollUntil(attempt, pollMs, () => this.#done)) return;
-      await transport.waitSendable!();
+      // The size matters: a frame may need several of the peer's receive buffers.
+      await transport.waitSendable!({ bytes: batch.lengths[sent]! });
       attempt();
     }
   }

@@ -17,6 +17,7 @@ import {
   type QueuePairEnd,
   type QueuePairStats,
   type WaitOptions,
+  type WaitSendableOptions,
 } from '../queue-pair-end.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
@@ -361,7 +362,7 @@ export class VirtioUser implements AsyncDisposable {
   }
 
   /** Resolves once the transmit ring may have space again. */
-  waitSendable(options?: WaitOptions): Promise<void> {
+  waitSendable(options?: WaitSendableOptions): Promise<void> {
     return this.#port.waitSendable(options);
   }
 
