@@ -132,8 +132,9 @@ async function main(seconds: number): Promise<void> {
   watchdog((seconds + 20) * 1000, () => children, remove);
   say('bus', `listening on ${socket}`);
 
-  // This process is a client of its own bus too: it watches everyone's counters.
-  const monitor = await connectBus(socket);
+  // This process is a client of its own bus too (in memory, no rings): it watches everyone's
+  // counters.
+  const monitor = await bus.connect();
   const latest = new Map<string, Stats>();
   const watching = monitor.subscribe<Stats>('demo.stats.>');
   void (async () => {

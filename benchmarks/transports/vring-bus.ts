@@ -2,10 +2,10 @@
 // using the bus gets them, codec, framing and routing included.
 //
 // The bus is hosted by the listener: it is `createBus` in the publisher's (fan-out) or the
-// server's (RPC) process, which talks to it through its own `connectBus` client, as a
-// process that embeds the bus would. Fan-out: 4 processes (publisher + bus, 3 subscribers).
-// RPC: 2 processes (client; bus + echo server), each request crossing two rings each way
-// (client → bus → server client, and back), the server's hops within its process.
+// server's (RPC) process, which talks to it through its in-process client (`bus.connect()`),
+// as a process that embeds the bus would. Fan-out: 4 processes (publisher + bus, 3
+// subscribers). RPC: 2 processes (client; bus + echo server), each request crossing one
+// ring each way (client ↔ bus), the server's hop in memory.
 import type { NotificationMode } from '@vring/core';
 import { type Bus, type BusClient, connectBus, createBus } from '@vring/ipc';
 import {
@@ -60,7 +60,7 @@ async function othersGone(bus: Bus): Promise<void> {
 
 async function publisher(args: PeerArgs, mode: NotificationMode): Promise<void> {
   const bus = createBus(args.path, { notification: mode });
-  const client = await connectBus(args.path, { notification: mode });
+  const client = await bus.connect();
   const control = client.subscribe<string>(CONTROL, { policy: 'block' });
   await client.flush();
   reportReady();
@@ -88,7 +88,7 @@ async function subscriber(args: PeerArgs, mode: NotificationMode): Promise<void>
 
 async function server(args: PeerArgs, mode: NotificationMode): Promise<void> {
   const bus = createBus(args.path, { notification: mode });
-  const client = await connectBus(args.path, { notification: mode });
+  const client = await bus.connect();
   const echo = echoServer();
   client.serve<Payload, Payload>('echo', echo.handle);
   await client.flush(); // the bus knows who serves `echo` before any request comes

@@ -17,6 +17,7 @@ import type { VringError } from '../src/errors.js';
 import { EventFd } from '../src/event-fd.js';
 import { FdServer } from '../src/fd-server.js';
 import { VHOST_USER_FRAMING } from '../src/fd-socket.js';
+import { MessageBatch } from '../src/message-batch.js';
 import { SharedRegion } from '../src/shared-region.js';
 import { VhostUserBackend } from '../src/vhost-user/backend.js';
 import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
@@ -236,6 +237,37 @@ test('our VirtioUser front-end against the backend, in both socket modes', async
     frontend.close();
     backend.close();
   }
+});
+
+test('trySend fills the front-end receive buffers it can; waitSendable says when more will fit', async () => {
+  const path = socketPath();
+  let port: VhostUserPort | undefined;
+  const backend = new VhostUserBackend(path, {
+    onPort: (p) => {
+      port = p;
+    },
+  });
+  const frontend = await VirtioUser.open(path, { queueSize: 64 });
+  while (!port) await new Promise((resolve) => setTimeout(resolve, 5));
+  const batch = new MessageBatch({ messages: 200 });
+  for (let i = 0; i < 200; i++) batch.push(frame(i, 100));
+  // The front-end posted 64 receive buffers: no more frames go until it reads.
+  let sent = 0;
+  for (let tries = 0; sent < 64 && tries < 1000; tries++) {
+    sent += port.trySend(batch, sent);
+    if (sent < 64) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.is(sent, 64);
+  assert.is(port.trySend(batch, sent), 0, 'nothing more fits');
+  const sendable = port.waitSendable();
+  const received = await frontend.receive();
+  assert.is(received.count, 64);
+  await sendable;
+  assert.ok(port.trySend(batch, sent) > 0, 'room again once the front-end has read');
+  frontend.close();
+  backend.close();
+  await port.closed;
+  assert.throws(() => port!.trySend(batch), /closed|went away/);
 });
 
 test('vring echo in its own process: echoes, prints one line per port on SIGINT, exits 0', async () => {

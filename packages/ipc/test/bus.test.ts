@@ -319,4 +319,40 @@ test('topic patterns: * is one token, a final > is one or more', () => {
   assert.not.ok(m('*.>', 'a'));
 });
 
+test('a client in the bus process (bus.connect) publishes, subscribes and serves without rings', async () => {
+  const h = startBus();
+  try {
+    const local = await h.bus.connect();
+    const remote = await h.connect();
+    const fromLocal = remote.subscribe<number>('from.local');
+    const fromRemote = local.subscribe<string>('to.local.>');
+    local.serve('double', (n: number) => n * 2);
+    await Promise.all([local.flush(), remote.flush()]);
+    await local.publish('from.local', 41);
+    await remote.publish('to.local.greeting', 'hi');
+    assert.is((await fromLocal.next()).value?.value, 41);
+    assert.equal((await fromRemote.next()).value, { topic: 'to.local.greeting', value: 'hi' });
+    assert.is(await remote.request('double', 21), 42);
+    remote.serve('shout', (s: string) => s.toUpperCase());
+    await remote.flush();
+    assert.is(await local.request('shout', 'hey'), 'HEY');
+    // A big message crosses in frames like any other.
+    const big = Buffer.alloc(3 * 1024 * 1024, 7);
+    const bigSub = remote.subscribe<Buffer>('big');
+    await remote.flush();
+    await local.publish('big', big);
+    assert.ok(Buffer.from((await bigSub.next()).value!.value).equals(big));
+    assert.is(h.bus.stats.clients, 2);
+    assert.ok(local.connected);
+    // The in-process connection ends with the bus.
+    h.bus.close();
+    const error = await local.closed;
+    assert.is(error?.code, 'ERR_VRING_PEER_DISCONNECTED');
+    assert.not.ok(local.connected);
+    await rejection(h.bus.connect()).then((e) => assert.is(e.code, 'ERR_VRING_CLOSED'));
+  } finally {
+    await h.close();
+  }
+});
+
 test.run();

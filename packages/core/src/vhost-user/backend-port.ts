@@ -20,6 +20,7 @@ import {
   notificationPolicy,
   type QueuePairStats,
   type WaitOptions,
+  type WaitSendableOptions,
 } from '../queue-pair-end.js';
 import { SharedRegion } from '../shared-region.js';
 import { WaiterQueue } from '../waiter-queue.js';
@@ -304,6 +305,38 @@ export class VhostUserPort implements AsyncDisposable {
       const pair = await this.#whenLive(options);
       try {
         await pair.waitReceivable(options);
+        return;
+      } catch (error) {
+        if (pair === this.#pair || this.#done) throw this.#failure ?? error;
+      }
+    }
+  }
+
+  /**
+   * Writes frames `start..` of `batch` into the front-end's receive buffers without waiting;
+   * returns how many went (none while the rings are down). Rejects once the port is closed.
+   */
+  trySend(batch: MessageBatch, start = 0): number {
+    const pair = this.#pair;
+    if (this.#done) throw this.#failure ?? new VringError('ERR_VRING_CLOSED', 'port is closed');
+    if (!pair) return 0;
+    try {
+      return pair.trySend(batch, start);
+    } catch (error) {
+      if (pair === this.#pair || this.#done) throw this.#failure ?? error;
+      return 0;
+    }
+  }
+
+  /**
+   * Resolves once the front-end may have receive buffers again (across ring restarts): for a
+   * frame of `bytes` when given, which may need several buffers.
+   */
+  async waitSendable(options: WaitSendableOptions = {}): Promise<void> {
+    for (;;) {
+      const pair = await this.#whenLive(options);
+      try {
+        await pair.waitSendable(options);
         return;
       } catch (error) {
         if (pair === this.#pair || this.#done) throw this.#failure ?? error;

@@ -1,7 +1,7 @@
 import { type NotificationMode, VirtioUser, type VirtioUserEvent, VringError } from '@vring/core';
 import type { Observable } from 'rxjs';
 import { Observable as RxObservable } from 'rxjs';
-import { Link } from '../link.js';
+import { type ChannelTransport, Link } from '../link.js';
 import { MessageCodec } from '../message-codec.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
@@ -40,7 +40,11 @@ export type BusClientEvent =
   | { type: 'connected'; connection: number }
   | { type: 'disconnected'; error: VringError | undefined };
 
-const DEFAULT_MAX_FRAME = 9216;
+/** What a client talks to its bus over: a VirtioUser, or in-process (`Bus.connect`). @internal */
+export type BusConnection = ChannelTransport & { readonly connected: boolean };
+
+/** @internal */
+export const DEFAULT_MAX_FRAME = 9216;
 
 function protocolError(what: string): VringError {
   return new VringError('ERR_VRING_PROTOCOL', `malformed message from the bus: ${what}`, {
@@ -67,12 +71,7 @@ export async function connectBus(
     onEvent: (event) => client?.onDeviceEvent(event),
   });
   client = new BusClient(device, maxFrame, options);
-  try {
-    await client.ready(options.signal);
-  } catch (error) {
-    client.close();
-    throw error;
-  }
+  await client.ready(options.signal);
   return client;
 }
 
@@ -86,7 +85,7 @@ export class BusClient implements AsyncDisposable {
   /** Settles when the client is closed (`undefined`) or failed for good (the error). */
   readonly closed: Promise<VringError | undefined>;
 
-  readonly #device: VirtioUser;
+  readonly #device: BusConnection;
   readonly #link: Link;
   readonly #codec = new MessageCodec();
   readonly #requester: Requester;
@@ -104,7 +103,7 @@ export class BusClient implements AsyncDisposable {
   #closing = false;
 
   /** @internal (use {@link connectBus}) */
-  constructor(device: VirtioUser, maxFrame: number, options: ConnectBusOptions) {
+  constructor(device: BusConnection, maxFrame: number, options: ConnectBusOptions) {
     this.#device = device;
     this.#options = options;
     this.#maxFrame = maxFrame;
@@ -269,10 +268,10 @@ export class BusClient implements AsyncDisposable {
     await this.drain();
   }
 
-  /** @internal */
+  /** Resolves once the bus has answered; a client that does not get there is closed. @internal */
   ready(signal: AbortSignal | undefined): Promise<void> {
     if (this.#sessions > 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
+    const answered = new Promise<void>((resolve, reject) => {
       const onAbort = () => reject(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#helloWaiters.push({
@@ -284,6 +283,10 @@ export class BusClient implements AsyncDisposable {
       });
       // Waiting for the bus's answer is work in progress: the process must not exit under it.
       this.#updateKeepAlive();
+    });
+    return answered.catch((error: unknown) => {
+      this.close();
+      throw error;
     });
   }
 

@@ -1,5 +1,4 @@
-import type { VhostUserPort } from '@vring/core';
-import { Link } from '../link.js';
+import { type ChannelTransport, Link } from '../link.js';
 import { Kind } from '../wire/message-kinds.js';
 
 /** Frames a port starts with, before the client's HELLO says what it takes. */
@@ -26,7 +25,7 @@ export class BusPort {
   readonly drops = new Map<number, number>();
 
   constructor(
-    port: VhostUserPort,
+    port: ChannelTransport & { readonly id: number },
     maxMessage: number,
     lowWaterMark: number,
     onMessage: (port: BusPort, kind: number, body: Uint8Array, owned: boolean) => void,

@@ -20,7 +20,9 @@ import {
   MsgpackPrefixWriter,
   prefixCapacity,
 } from '../wire/msgpack-prefix.js';
+import { BusClient, type ConnectBusOptions, DEFAULT_MAX_FRAME } from './bus-client.js';
 import { BusPort } from './bus-port.js';
+import { InProcessTransport } from './in-process-transport.js';
 import { RouteTable } from './route-table.js';
 
 /** Options of {@link createBus}. */
@@ -96,6 +98,8 @@ export class Bus implements AsyncDisposable {
   readonly #highWaterMark: number;
   readonly #maxMessage: number;
   #nextCall = 1;
+  /** In-process clients count down from -1: never the id of a vhost-user port. */
+  #nextLocal = -1;
   #roundRobin = 0;
   #closing = false;
   #resolveClosed!: () => void;
@@ -125,11 +129,35 @@ export class Bus implements AsyncDisposable {
     return { clients: this.#ports.size, subscriptions: this.#routes.size, ...this.#stats };
   }
 
+  /**
+   * Connects a client in this process: the same {@link BusClient}, with its frames handed
+   * over in memory instead of through rings. A process that hosts the bus and also
+   * publishes, subscribes or serves on it should use this: a client attached over the socket
+   * would poll its own rings from the thread that serves them. Its connection ends with
+   * the bus.
+   */
+  async connect(
+    options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'> = {},
+  ): Promise<BusClient> {
+    if (this.#closing) throw new VringError('ERR_VRING_CLOSED', 'the bus is closed');
+    options.signal?.throwIfAborted();
+    const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+    // Capacity in frames, like a ring's 256 descriptors: a full client holds the bus back.
+    const [clientEnd, busEnd] = InProcessTransport.pair(maxFrame, 256);
+    this.#attach(Object.assign(busEnd, { id: this.#nextLocal-- }));
+    const client = new BusClient(clientEnd, maxFrame, options);
+    await client.ready(options.signal);
+    return client;
+  }
+
   /** Stops accepting clients and disconnects every one. Idempotent. */
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
     this.#backend.close();
+    for (const port of this.#ports) {
+      if (port.link.transport instanceof InProcessTransport) port.link.close();
+    }
     if (this.#ports.size === 0) this.#resolveClosed();
   }
 
@@ -138,7 +166,7 @@ export class Bus implements AsyncDisposable {
     await this.closed;
   }
 
-  #attach(port: VhostUserPort): void {
+  #attach(port: VhostUserPort | (InProcessTransport & { id: number })): void {
     const busPort = new BusPort(
       port,
       this.#maxMessage,

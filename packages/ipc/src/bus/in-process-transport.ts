@@ -1,0 +1,147 @@
+import { type MessageBatch, VringError } from '@vring/core';
+import type { ChannelTransport } from '../link.js';
+
+/**
+ * One end of a connection between a bus and a client in the same process: frames are handed
+ * over in memory, as a queue pair would carry them between processes, with the same
+ * bounded capacity (a full peer holds the sender back). No rings, no eventfds, no native
+ * calls: a process that hosts a bus reaches it in microtasks, not through its own rings
+ * (whose reader and writer would share one thread and wait on each other). @internal
+ */
+export class InProcessTransport implements ChannelTransport {
+  readonly closed: Promise<VringError | undefined>;
+  #peer!: InProcessTransport;
+  #inbox: Buffer[] = [];
+  #inboxHead = 0;
+  #receiveWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
+  #sendWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
+  #failure: VringError | undefined;
+  #done = false;
+  #resolveClosed!: (error: VringError | undefined) => void;
+
+  /** Two connected ends; each takes frames of up to `maxMessage` bytes, `capacity` at a time. */
+  static pair(maxMessage: number, capacity: number): [InProcessTransport, InProcessTransport] {
+    const a = new InProcessTransport(maxMessage, capacity);
+    const b = new InProcessTransport(maxMessage, capacity);
+    a.#peer = b;
+    b.#peer = a;
+    return [a, b];
+  }
+
+  private constructor(
+    readonly maxMessage: number,
+    readonly capacity: number,
+  ) {
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+  }
+
+  /** Whether the peer is still there. */
+  get connected(): boolean {
+    return !this.#done;
+  }
+
+  trySend(batch: MessageBatch, start = 0): number {
+    this.#check();
+    const peer = this.#peer;
+    let offset = 0;
+    for (let i = 0; i < start; i++) offset += batch.lengths[i]!;
+    let i = start;
+    for (; i < batch.count && peer.#queued < peer.capacity; i++) {
+      const length = batch.lengths[i]!;
+      if (length > peer.maxMessage) {
+        throw new VringError(
+          'ERR_VRING_OVERSIZED_MESSAGE',
+          `frame of ${length} bytes exceeds maxMessage ${peer.maxMessage}`,
+        );
+      }
+      // A copy: the batch is the sender's to refill at once.
+      peer.#inbox.push(Buffer.from(batch.data.subarray(offset, offset + length)));
+      offset += length;
+    }
+    if (i > start) settle(peer.#receiveWaiters);
+    return i - start;
+  }
+
+  async sendBatch(batch: MessageBatch): Promise<void> {
+    let start = 0;
+    for (;;) {
+      start += this.trySend(batch, start);
+      if (start === batch.count) return;
+      await this.waitSendable();
+    }
+  }
+
+  // No public tryReceive/waitReceivable: the link then reads with receive(), and never polls
+  // what a send in this thread fills synchronously.
+  #tryReceive(batch: MessageBatch): number {
+    this.#check();
+    batch.clear();
+    let n = 0;
+    while (this.#inboxHead < this.#inbox.length && batch.push(this.#inbox[this.#inboxHead]!)) {
+      this.#inbox[this.#inboxHead++] = EMPTY;
+      n++;
+    }
+    if (this.#inboxHead === this.#inbox.length) {
+      this.#inbox = [];
+      this.#inboxHead = 0;
+    }
+    if (n > 0) settle(this.#peer.#sendWaiters);
+    return n;
+  }
+
+  async receive(batch: MessageBatch): Promise<MessageBatch> {
+    while (this.#tryReceive(batch) === 0) await this.#waitReceivable();
+    return batch;
+  }
+
+  #waitReceivable(): Promise<void> {
+    if (this.#done) return Promise.reject(this.#closedError());
+    if (this.#queued > 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#receiveWaiters.push({ resolve, reject }));
+  }
+
+  waitSendable(): Promise<void> {
+    if (this.#done) return Promise.reject(this.#closedError());
+    if (this.#peer.#queued < this.#peer.capacity) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#sendWaiters.push({ resolve, reject }));
+  }
+
+  /** Closes this end; the peer fails with `ERR_VRING_PEER_DISCONNECTED`. */
+  close(): void {
+    this.#finish(undefined);
+    this.#peer.#finish(new VringError('ERR_VRING_PEER_DISCONNECTED', 'the peer went away'));
+  }
+
+  get #queued(): number {
+    return this.#inbox.length - this.#inboxHead;
+  }
+
+  #check(): void {
+    if (this.#done) throw this.#closedError();
+  }
+
+  #closedError(): VringError {
+    return this.#failure ?? new VringError('ERR_VRING_CLOSED', 'connection is closed');
+  }
+
+  #finish(error: VringError | undefined): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#failure = error;
+    this.#inbox = [];
+    this.#inboxHead = 0;
+    const reason = this.#closedError();
+    for (const w of this.#receiveWaiters.splice(0)) w.reject(reason);
+    for (const w of this.#sendWaiters.splice(0)) w.reject(reason);
+    this.#resolveClosed(error);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function settle(waiters: Array<{ resolve(): void }>): void {
+  if (waiters.length === 0) return;
+  for (const w of waiters.splice(0)) w.resolve();
+}
