@@ -6,6 +6,7 @@ import { firstValueFrom, interval, map, Observable, take, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Channel } from '../src/index.js';
+import { Deadlines } from '../src/rpc/deadlines.js';
 import { eventually, rejection, startBus } from './fixtures/bus-harness.js';
 
 function channels() {
@@ -272,6 +273,34 @@ test('channel: either side serves and requests; a name the peer does not serve i
     a.close();
     b.close();
   }
+});
+
+test('request timeouts share one timer: each fires once, in deadline order, unless cancelled', async () => {
+  const deadlines = new Deadlines();
+  const fired: string[] = [];
+  const started = performance.now();
+  const at: Record<string, number> = {};
+  const add = (name: string, ms: number) =>
+    deadlines.add(ms, () => {
+      fired.push(name);
+      at[name] = performance.now() - started;
+    });
+  add('slow', 60);
+  const cancelled = add('cancelled', 20);
+  add('fast', 10); // shorter than everything before it: the timer moves earlier
+  add('medium', 30);
+  for (let i = 0; i < 10_000; i++) add(`done ${i}`, 20).cancel(); // finished requests
+  cancelled.cancel();
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  assert.equal(fired, ['fast', 'medium', 'slow']);
+  assert.ok(at.fast! >= 10 && at.medium! >= 30 && at.slow! >= 60, JSON.stringify(at));
+  // A deadline added from an expiring one's callback still fires. (The shared timer is
+  // unref'd like the setTimeout it replaces: the sleep keeps this test's process up.)
+  const chained = new Promise<string>((resolve) =>
+    deadlines.add(5, () => deadlines.add(5, () => resolve('fired'))),
+  );
+  const sleep = new Promise<string>((resolve) => setTimeout(() => resolve('not fired'), 200));
+  assert.is(await Promise.race([chained, sleep]), 'fired');
 });
 
 test.run();

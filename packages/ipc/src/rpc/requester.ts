@@ -4,6 +4,7 @@ import type { Link } from '../link.js';
 import type { MessageCodec } from '../message-codec.js';
 import { checkTopic } from '../topic.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
+import { type Deadline, Deadlines } from './deadlines.js';
 import { fromWireError } from './remote-error.js';
 
 /** Options of a request. */
@@ -67,6 +68,7 @@ export class Requester {
   readonly #onActivity: () => void;
   readonly #pending = new Map<number, Pending>();
   readonly #checkedNames = new Set<string>();
+  readonly #deadlines = new Deadlines();
   #nextId = 1;
 
   /** `onActivity` is called when the number of requests in flight goes to or from zero. */
@@ -171,12 +173,12 @@ export class Requester {
       return () => {};
     }
     const id = this.#nextId;
-    let timer: NodeJS.Timeout | undefined;
+    let deadline: Deadline | undefined;
     let over = false;
     let unwatch: (() => void) | undefined;
     const end = () => {
       over = true;
-      if (timer) clearTimeout(timer);
+      deadline?.cancel();
       unwatch?.();
     };
     const cancel = (error: VringError | undefined) => {
@@ -188,13 +190,10 @@ export class Requester {
       if (error) pending.fail(error);
     };
     if (Number.isFinite(timeout)) {
-      timer = setTimeout(
-        () =>
-          cancel(new VringError('ERR_VRING_TIMEOUT', `no reply to ${name} within ${timeout} ms`)),
-        timeout,
+      // The link keeps the process alive while a request is out; the deadline need not.
+      deadline = this.#deadlines.add(timeout, () =>
+        cancel(new VringError('ERR_VRING_TIMEOUT', `no reply to ${name} within ${timeout} ms`)),
       );
-      // The link keeps the process alive while a request is out; the timer need not.
-      timer.unref();
     }
     if (signal) unwatch = onAbort(signal, () => cancel(aborted(signal)));
     this.#pending.set(id, {

@@ -162,7 +162,7 @@ export class Responder {
     const active = new Active();
     this.#active.set(id, active);
     this.#updateBusy();
-    void this.#run(id, name, handler, value, active);
+    this.#run(id, name, handler, value, active);
   }
 
   /** Takes a CANCEL. */
@@ -177,28 +177,52 @@ export class Responder {
     for (const id of [...this.#active.keys()]) this.#stop(id, error);
   }
 
-  async #run(id: number, name: string, handler: RpcHandler, value: unknown, active: Active) {
+  #run(id: number, name: string, handler: RpcHandler, value: unknown, active: Active): void {
     const context: RequestContext = {
       name,
       get signal() {
         return active.signal;
       },
     };
+    let result: unknown;
     try {
-      const result = await handler(value, context);
-      if (active.finished) return;
+      result = handler(value, context);
+    } catch (error) {
+      this.#fail(id, active, error);
+      return;
+    }
+    // A handler that answers at once is answered in this turn: no promise hop before the
+    // reply goes into the ring.
+    if (isPromiseLike(result)) {
+      result.then(
+        (v) => this.#answer(id, v, active),
+        (error: unknown) => this.#fail(id, active, error),
+      );
+    } else {
+      this.#answer(id, result, active);
+    }
+  }
+
+  /** Replies with what the handler produced: a value, an Observable or an AsyncIterable. */
+  #answer(id: number, result: unknown, active: Active): void {
+    if (active.finished) return;
+    try {
       if (isObservable(result)) {
         this.#streamObservable(id, result, active);
-        return;
+      } else if (isAsyncIterable(result)) {
+        this.#streamIterable(id, result, active).catch((error: unknown) =>
+          this.#fail(id, active, error),
+        );
+      } else {
+        this.#finish(id, ReplyStatus.VALUE, result);
       }
-      if (isAsyncIterable(result)) {
-        await this.#streamIterable(id, result, active);
-        return;
-      }
-      this.#finish(id, ReplyStatus.VALUE, result);
     } catch (error) {
-      if (!active.finished) this.#finish(id, ReplyStatus.ERROR, toWireError(error));
+      this.#fail(id, active, error);
     }
+  }
+
+  #fail(id: number, active: Active, error: unknown): void {
+    if (!active.finished) this.#finish(id, ReplyStatus.ERROR, toWireError(error));
   }
 
   #streamObservable(id: number, source: Observable<unknown>, active: Active): void {
@@ -297,6 +321,14 @@ export class Responder {
     this.#busy = busy;
     this.#onChange(busy ? 'busy' : 'idle');
   }
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as PromiseLike<unknown>).then === 'function'
+  );
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

@@ -1,0 +1,106 @@
+/** One pending timeout; `cancel()` it when the work finishes first. */
+export interface Deadline {
+  cancel(): void;
+}
+
+class Entry implements Deadline {
+  done = false;
+
+  constructor(
+    readonly at: number,
+    readonly onExpire: () => void,
+  ) {}
+
+  cancel(): void {
+    this.done = true;
+  }
+}
+
+/**
+ * Timeouts of many requests on one timer. A request/response turn takes microseconds and
+ * its timeout (10 s by default) almost never fires: a setTimeout, unref and clearTimeout
+ * per request cost more than the rest of the request's bookkeeping. Requests with the same
+ * timeout expire in the order they started, so each timeout value keeps a FIFO queue;
+ * finished entries are dropped from the front as new ones arrive, so the queues hold about
+ * the requests in flight. The timer never keeps the process alive.
+ */
+export class Deadlines {
+  readonly #queues = new Map<number, Queue>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+
+  /** Calls `onExpire` after `ms` milliseconds unless cancelled first. */
+  add(ms: number, onExpire: () => void): Deadline {
+    let queue = this.#queues.get(ms);
+    if (!queue) {
+      queue = new Queue();
+      this.#queues.set(ms, queue);
+    }
+    queue.dropFinished();
+    const entry = new Entry(performance.now() + ms, onExpire);
+    queue.push(entry);
+    if (entry.at < this.#timerAt) this.#schedule(entry.at);
+    return entry;
+  }
+
+  #schedule(at: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - performance.now()));
+    this.#timer.unref();
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    const expired: Entry[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    for (const [ms, queue] of this.#queues) {
+      for (let e = queue.peek(); e && (e.done || e.at <= now); e = queue.peek()) {
+        queue.shift();
+        if (!e.done) expired.push(e);
+      }
+      const head = queue.peek();
+      if (head) next = Math.min(next, head.at);
+      else this.#queues.delete(ms);
+    }
+    if (next < Number.POSITIVE_INFINITY) this.#schedule(next);
+    // After the bookkeeping: a callback may add a deadline.
+    for (const e of expired) {
+      e.done = true;
+      e.onExpire();
+    }
+  }
+}
+
+/** A FIFO of entries with an index for its front (no O(n) shift). */
+class Queue {
+  #items: Entry[] = [];
+  #head = 0;
+
+  push(entry: Entry): void {
+    this.#items.push(entry);
+  }
+
+  peek(): Entry | undefined {
+    return this.#items[this.#head];
+  }
+
+  shift(): void {
+    this.#head++;
+    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** Drops finished entries at the front. */
+  dropFinished(): void {
+    while (this.#items[this.#head]?.done) this.shift();
+    if (this.#head === this.#items.length && this.#head > 0) {
+      this.#items = [];
+      this.#head = 0;
+    }
+  }
+}
