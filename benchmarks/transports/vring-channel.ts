@@ -14,12 +14,17 @@ async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
   // awaiting each one would put one message per batch, which no throughput-minded caller does.
   const window = sendWindow(args.size, 64);
   let unawaited = 0;
+  let caught: Promise<void> | undefined;
   const endpoint: Endpoint = {
     send(value) {
       const sent = channel.send(value);
       if (++unawaited < window) {
-        // A failed send fails the channel, and the next awaited send reports it.
-        sent.catch(() => {});
+        // A failed send fails the channel, and the next awaited send reports it. Sends of one
+        // turn share a promise: one handler for it, not one per message.
+        if (sent !== caught) {
+          sent.catch(() => {});
+          caught = sent;
+        }
         return undefined;
       }
       unawaited = 0;

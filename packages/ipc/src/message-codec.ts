@@ -37,7 +37,7 @@ export class MessageCodec {
       // msgpackr reads the strings (map keys included) of a source that ends before byte
       // 140 in JavaScript, with its key cache, and any other through a native extraction
       // call: a small body read in place in a large batch would take the slow path.
-      Buffer.prototype.copy.call(data, this.#small, 0, start, end);
+      this.#small.set(new Uint8Array(data.buffer, data.byteOffset + start, end - start));
       range.start = 0;
       range.end = end - start;
       return this.#copying.unpack(this.#small, range);

@@ -46,6 +46,9 @@ export class Fragmenter {
   #openStart = 0;
   /** Where the flags of the open frame's last record are, to set FLAG_MORE on. */
   #openFlagsAt = 0;
+  /** A DataView of the batch written last: header fields without Buffer method calls. */
+  #view: DataView | undefined;
+  #viewOf: Buffer | undefined;
 
   constructor(options: FragmenterOptions) {
     const { maxFrame } = options;
@@ -141,12 +144,17 @@ export class Fragmenter {
     length: number,
   ): void {
     const { head, body } = message;
+    if (this.#viewOf !== data) {
+      this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+      this.#viewOf = data;
+    }
+    const view = this.#view!;
     data[at] = WIRE_VERSION;
     data[at + 1] = message.kind;
-    data.writeUInt16LE(flags, at + 2);
-    data.writeUInt32LE(message.stream, at + 4);
-    data.writeUInt32LE(total, at + 8);
-    data.writeUInt32LE(offset, at + 12);
+    view.setUint16(at + 2, flags, true);
+    view.setUint32(at + 4, message.stream, true);
+    view.setUint32(at + 8, total, true);
+    view.setUint32(at + 12, offset, true);
     const headBytes = head.byteLength;
     const end = offset + length;
     let to = at + RECORD_HEADER_BYTES;
