@@ -55,12 +55,21 @@ const RESOLVED = Promise.resolve();
 /** Ordering lane of a message: messages of one lane arrive in send order. */
 export type Lane = string | number | undefined;
 
-interface Outgoing {
-  message: OutgoingMessage;
-  lane: Lane;
-  resolve: (() => void) | undefined;
-  reject: ((error: unknown) => void) | undefined;
-  group?: SendGroup | undefined;
+/** A message in the send queue, with who waits for it: one object per message. */
+class Outgoing extends OutgoingMessage {
+  group: SendGroup | undefined = undefined;
+
+  constructor(
+    kind: number,
+    stream: number,
+    body: Uint8Array,
+    head: Uint8Array | undefined,
+    readonly lane: Lane,
+    readonly resolve: (() => void) | undefined,
+    readonly reject: ((error: unknown) => void) | undefined,
+  ) {
+    super(kind, stream, body, head);
+  }
 }
 
 /**
@@ -228,8 +237,8 @@ export class Link {
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         // Only a message not begun can be withdrawn: half a message would break the stream.
-        const i = this.#outgoing.findIndex((o) => o.message === entry.message);
-        if (i === -1 || entry.message.offset > 0) return;
+        const i = this.#outgoing.indexOf(entry);
+        if (i === -1 || entry.offset > 0) return;
         this.#outgoing.splice(i, 1);
         reject(signal.reason);
       };
@@ -290,15 +299,13 @@ export class Link {
     if (this.#options.syncKind !== undefined) this.#synced = false;
     this.#reassembler.clear();
     for (const o of this.#outgoing) {
-      o.message.offset = 0;
-      o.message.done = false;
+      o.offset = 0;
+      o.done = false;
     }
-    const first = preamble.map(({ kind, body }) => ({
-      message: new OutgoingMessage(kind, this.#stream(), body),
-      lane: undefined,
-      resolve: undefined,
-      reject: undefined,
-    }));
+    const first = preamble.map(
+      ({ kind, body }) =>
+        new Outgoing(kind, this.#stream(), body, undefined, undefined, undefined, undefined),
+    );
     this.#outgoing.unshift(...first);
     this.#kick();
   }
@@ -376,12 +383,7 @@ export class Link {
     resolve: (() => void) | undefined,
     reject: ((error: unknown) => void) | undefined,
   ): Outgoing {
-    const entry = {
-      message: new OutgoingMessage(kind, this.#stream(), body, head),
-      lane,
-      resolve,
-      reject,
-    };
+    const entry = new Outgoing(kind, this.#stream(), body, head, lane, resolve, reject);
     this.#outgoing.push(entry);
     if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
     this.#kick();
@@ -459,10 +461,9 @@ export class Link {
       progress = false;
       let blocked: Set<Lane> | undefined;
       for (const o of this.#outgoing) {
-        const m = o.message;
-        if (m.done || blocked?.has(o.lane)) continue;
+        if (o.done || blocked?.has(o.lane)) continue;
         const before = batch.count;
-        const done = this.#fragmenter.write(batch, m, FRAMES_PER_TURN);
+        const done = this.#fragmenter.write(batch, o, FRAMES_PER_TURN);
         const written = batch.count - before;
         if (written > 0) progress = true;
         if (done) continue;
@@ -480,7 +481,7 @@ export class Link {
     const outgoing = this.#outgoing;
     for (let i = 0; i < outgoing.length; i++) {
       const o = outgoing[i]!;
-      if (o.message.done) {
+      if (o.done) {
         o.resolve?.();
         o.group?.sent();
       } else outgoing[kept++] = o;
