@@ -8,8 +8,13 @@ class Entry implements Deadline {
 
   constructor(
     readonly at: number,
-    readonly onExpire: () => void,
+    readonly target: (() => void) | { expire(): void },
   ) {}
+
+  onExpire(): void {
+    if (typeof this.target === 'function') this.target();
+    else this.target.expire();
+  }
 
   cancel(): void {
     this.done = true;
@@ -29,8 +34,8 @@ export class Deadlines {
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
 
-  /** Calls `onExpire` after `ms` milliseconds unless cancelled first. */
-  add(ms: number, onExpire: () => void): Deadline {
+  /** Calls `onExpire` (or its `expire()`) after `ms` milliseconds unless cancelled first. */
+  add(ms: number, onExpire: (() => void) | { expire(): void }): Deadline {
     let queue = this.#queues.get(ms);
     if (!queue) {
       queue = new Queue();

@@ -19,6 +19,7 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** What a request's replies go to: a promise's settlers or an Observable's subscriber. */
 interface Pending {
   /** Takes one reply; returns whether the request is over. */
   reply(status: number, value: unknown): boolean;
@@ -84,18 +85,13 @@ export class Requester {
   }
 
   request<R>(name: string, value: unknown, options: RequestOptions = {}): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      this.#start(name, value, options, {
-        reply: (status, v) => {
-          if (status === ReplyStatus.VALUE || status === ReplyStatus.NEXT) resolve(v as R);
-          else if (status === ReplyStatus.END) {
-            reject(new VringError('ERR_VRING_PROTOCOL', `${name} answered with an empty stream`));
-          } else reject(fromWireError(v));
-          return true;
-        },
-        fail: reject,
-      });
+    const pending = new OneReply(name);
+    const promise = new Promise<R>((resolve, reject) => {
+      pending.resolve = resolve as (value: unknown) => void;
+      pending.reject = reject;
     });
+    this.#start(name, value, options, pending);
+    return promise;
   }
 
   requestStream<R>(name: string, value: unknown, options: RequestOptions = {}): Observable<R> {
@@ -173,44 +169,22 @@ export class Requester {
       return () => {};
     }
     const id = this.#nextId;
-    let deadline: Deadline | undefined;
-    let over = false;
-    let unwatch: (() => void) | undefined;
-    const end = () => {
-      over = true;
-      deadline?.cancel();
-      unwatch?.();
-    };
-    const cancel = (error: VringError | undefined) => {
-      if (over) return;
-      end();
-      this.#finish(id);
-      // Same lane as the request: a cancel never overtakes it.
-      this.#link.post(Kind.CANCEL, this.#codec.encode([id]), undefined, id);
-      if (error) pending.fail(error);
-    };
-    if (Number.isFinite(timeout)) {
-      // The link keeps the process alive while a request is out; the deadline need not.
-      deadline = this.#deadlines.add(timeout, () =>
-        cancel(new VringError('ERR_VRING_TIMEOUT', `no reply to ${name} within ${timeout} ms`)),
-      );
-    }
-    if (signal) unwatch = onAbort(signal, () => cancel(aborted(signal)));
-    this.#pending.set(id, {
-      reply: (status, v) => {
-        const done = pending.reply(status, v);
-        if (done) end();
-        return done;
-      },
-      fail: (error) => {
-        end();
-        pending.fail(error);
-      },
-    });
+    const call = new Call(this, id, name, timeout, pending);
+    // The link keeps the process alive while a request is out; the deadline need not.
+    if (Number.isFinite(timeout)) call.deadline = this.#deadlines.add(timeout, call);
+    if (signal) call.unwatch = onAbort(signal, () => call.cancel(aborted(signal)));
+    this.#pending.set(id, call);
     this.#nextId = (id % 0xffff_ffff) + 1;
     if (this.#pending.size === 1) this.#onActivity();
     this.#link.post(Kind.REQUEST, body, undefined, id);
-    return () => cancel(undefined);
+    return () => call.cancel(undefined);
+  }
+
+  /** A call ends early (timeout, abort, unsubscribe): forget it and tell the responder. */
+  cancelled(id: number): void {
+    this.#finish(id);
+    // Same lane as the request: a cancel never overtakes it.
+    this.#link.post(Kind.CANCEL, this.#codec.encode([id]), undefined, id);
   }
 
   #encode(id: number, name: string, value: unknown): Uint8Array {
@@ -233,6 +207,77 @@ export class Requester {
 
   #finish(id: number): void {
     if (this.#pending.delete(id) && this.#pending.size === 0) this.#onActivity();
+  }
+}
+
+/**
+ * One request in flight: its deadline, its abort watch, and where its replies go. A class
+ * rather than closures: a request/response turn allocates one object for its bookkeeping.
+ */
+class Call implements Pending {
+  deadline: Deadline | undefined = undefined;
+  unwatch: (() => void) | undefined = undefined;
+  #over = false;
+
+  constructor(
+    readonly requester: Requester,
+    readonly id: number,
+    readonly name: string,
+    readonly timeout: number,
+    readonly pending: Pending,
+  ) {}
+
+  reply(status: number, value: unknown): boolean {
+    const done = this.pending.reply(status, value);
+    if (done) this.#end();
+    return done;
+  }
+
+  fail(error: VringError): void {
+    this.#end();
+    this.pending.fail(error);
+  }
+
+  /** The deadline passed. */
+  expire(): void {
+    this.cancel(
+      new VringError('ERR_VRING_TIMEOUT', `no reply to ${this.name} within ${this.timeout} ms`),
+    );
+  }
+
+  cancel(error: VringError | undefined): void {
+    if (this.#over) return;
+    this.#end();
+    this.requester.cancelled(this.id);
+    if (error) this.pending.fail(error);
+  }
+
+  #end(): void {
+    this.#over = true;
+    this.deadline?.cancel();
+    this.unwatch?.();
+  }
+}
+
+/** The settlers of a `request()` promise: the first reply ends it. */
+class OneReply implements Pending {
+  resolve!: (value: unknown) => void;
+  reject!: (error: unknown) => void;
+
+  constructor(readonly name: string) {}
+
+  reply(status: number, value: unknown): boolean {
+    if (status === ReplyStatus.VALUE || status === ReplyStatus.NEXT) this.resolve(value);
+    else if (status === ReplyStatus.END) {
+      this.reject(
+        new VringError('ERR_VRING_PROTOCOL', `${this.name} answered with an empty stream`),
+      );
+    } else this.reject(fromWireError(value));
+    return true;
+  }
+
+  fail(error: VringError): void {
+    this.reject(error);
   }
 }
 

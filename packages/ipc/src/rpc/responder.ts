@@ -48,11 +48,14 @@ export type ResponderEvent = 'serve' | 'unserve' | 'busy' | 'idle' | 'quiet';
  * `context.signal`: creating one (and a DOMException when it aborts) was a sixth of a small
  * request's cost.
  */
-class Active {
+class Active implements RequestContext {
   finished = false;
   subscription: RxSubscription | undefined;
   #abort: AbortController | undefined;
   #reason: VringError | undefined;
+
+  /** The handler's context is the request itself: no object per request for it. */
+  constructor(readonly name: string) {}
 
   get signal(): AbortSignal {
     if (!this.#abort) {
@@ -159,10 +162,10 @@ export class Responder {
       });
       return;
     }
-    const active = new Active();
+    const active = new Active(name);
     this.#active.set(id, active);
     this.#updateBusy();
-    this.#run(id, name, handler, value, active);
+    this.#run(id, handler, value, active);
   }
 
   /** Takes a CANCEL. */
@@ -177,16 +180,10 @@ export class Responder {
     for (const id of [...this.#active.keys()]) this.#stop(id, error);
   }
 
-  #run(id: number, name: string, handler: RpcHandler, value: unknown, active: Active): void {
-    const context: RequestContext = {
-      name,
-      get signal() {
-        return active.signal;
-      },
-    };
+  #run(id: number, handler: RpcHandler, value: unknown, active: Active): void {
     let result: unknown;
     try {
-      result = handler(value, context);
+      result = handler(value, active);
     } catch (error) {
       this.#fail(id, active, error);
       return;
