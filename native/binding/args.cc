@@ -13,14 +13,19 @@ namespace {
 }  // namespace
 
 uint64_t ArgU64(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (v.IsBigInt()) {
+  // One napi_typeof, then the value: the data path converts several numbers per call, and
+  // IsBigInt() followed by IsNumber() asked for the type twice.
+  napi_valuetype type = napi_undefined;
+  if (napi_typeof(env, v, &type) != napi_ok) Invalid(env, name, "a non-negative integer");
+  if (type == napi_bigint) {
     bool lossless = false;
     const uint64_t value = v.As<Napi::BigInt>().Uint64Value(&lossless);
     if (!lossless) Invalid(env, name, "a BigInt between 0 and 2^64-1");
     return value;
   }
-  if (!v.IsNumber()) Invalid(env, name, "a non-negative integer");
-  const double d = v.As<Napi::Number>().DoubleValue();
+  if (type != napi_number) Invalid(env, name, "a non-negative integer");
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok) Invalid(env, name, "a non-negative integer");
   if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d) Invalid(env, name, "a non-negative safe integer");
   return static_cast<uint64_t>(d);
 }
@@ -40,13 +45,12 @@ int ArgFd(Napi::Env env, const Napi::Value& v, const char* name) {
 }
 
 Bytes ArgBytes(Napi::Env env, const Napi::Value& v, const char* name) {
-  // The raw call avoids materialising the ArrayBuffer object: this runs per batch.
-  if (v.IsTypedArray()) {
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* data = nullptr;
-    napi_status status = napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr);
-    if (status != napi_ok) Invalid(env, name, "a readable TypedArray");
+  // The raw call avoids materialising the ArrayBuffer object, and it doubles as the type
+  // check (it fails for anything but a TypedArray): this runs on every data-path call.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) == napi_ok) {
     size_t element = 1;
     switch (type) {
       case napi_int16_array: case napi_uint16_array: element = 2; break;
@@ -66,8 +70,7 @@ Bytes ArgBytes(Napi::Env env, const Napi::Value& v, const char* name) {
 uint32_t* ArgU32Array(Napi::Env env, const Napi::Value& v, const char* name, size_t* length) {
   napi_typedarray_type type;
   void* data = nullptr;
-  if (!v.IsTypedArray() ||
-      napi_get_typedarray_info(env, v, &type, length, &data, nullptr, nullptr) != napi_ok ||
+  if (napi_get_typedarray_info(env, v, &type, length, &data, nullptr, nullptr) != napi_ok ||
       type != napi_uint32_array) {
     Invalid(env, name, "a Uint32Array");
   }

@@ -263,7 +263,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
 
   #updateKeepAlive(): void {
     this.#link.keepAlive(
-      this.#receivers.length > 0 || this.#requester.pending > 0 || this.#responder.names.length > 0,
+      this.#receivers.length > 0 || this.#requester.pending > 0 || this.#responder.serving,
     );
   }
 }

@@ -407,7 +407,7 @@ export class BusClient implements AsyncDisposable {
   #updateKeepAlive(): void {
     let waiting =
       this.#requester.pending > 0 ||
-      this.#responder.names.length > 0 ||
+      this.#responder.serving ||
       this.#pings.size > 0 ||
       this.#helloWaiters.length > 0;
     if (!waiting) {

@@ -118,6 +118,11 @@ export class Responder {
     return [...this.#handlers.keys()];
   }
 
+  /** Whether any name is served (asked on every request's start and end: no array). */
+  get serving(): boolean {
+    return this.#handlers.size > 0;
+  }
+
   serve<Q, R>(name: string, handler: RpcHandler<Q, R>): Service {
     checkTopic(name);
     if (typeof handler !== 'function') {
