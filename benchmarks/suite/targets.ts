@@ -1,5 +1,6 @@
-// The product's targets from issue 5, checked against a run: where each figure stands. Only
-// reported, never enforced (CI runs the suite as a smoke test, without thresholds).
+// The product's targets (issue 5's, and @vring/ipc's from issue 4), checked against a run:
+// where each figure stands. Only reported, never enforced (CI runs the suite as a smoke test,
+// without thresholds).
 import type { Table } from './report.js';
 import type { CaseResult } from './summary.js';
 
@@ -9,7 +10,13 @@ interface Target {
   check(find: Finder): { figure: string; met: boolean } | undefined;
 }
 
-type Finder = (scenario: string, size: number, transport: string) => CaseResult | undefined;
+/** The case of a run, at concurrency 1 unless told (RPC runs at 1 and 64). */
+type Finder = (
+  scenario: string,
+  size: number,
+  transport: string,
+  concurrency?: number,
+) => CaseResult | undefined;
 
 const x = (v: number) => `${v.toFixed(2)}×`;
 const us = (v: number) => `${v.toFixed(2)} µs`;
@@ -37,6 +44,15 @@ function best(
 
 const channels = ['channel-event', 'channel-adaptive', 'channel-poll'];
 const rawRings = ['vring-event', 'vring-adaptive', 'vring-poll'];
+const buses = ['bus-event', 'bus-adaptive'];
+
+/** The Channel's event-mode round trip p50 against net's, met at or under `limit` times it. */
+function eventModeVsNet(find: Finder, limit: number): { figure: string; met: boolean } | undefined {
+  const ours = find('pingpong', 64, 'channel-event')?.figures.p50?.median;
+  const net = find('pingpong', 64, 'net-msgpack')?.figures.p50?.median;
+  if (!ours || !net) return undefined;
+  return { figure: `${x(ours / net)} of net's p50`, met: ours / net <= limit };
+}
 
 const targets: Target[] = [
   {
@@ -86,12 +102,7 @@ const targets: Target[] = [
   },
   {
     name: 'round trip 64 B msgpack, event mode: p50 ≤ 0.9× net',
-    check: (find) => {
-      const ours = find('pingpong', 64, 'channel-event')?.figures.p50?.median;
-      const net = find('pingpong', 64, 'net-msgpack')?.figures.p50?.median;
-      if (!ours || !net) return undefined;
-      return { figure: `${x(ours / net)} of net's p50`, met: ours / net <= 0.9 };
-    },
+    check: (find) => eventModeVsNet(find, 0.9),
   },
   {
     name: '1 MiB one-way msgpack: vring ≥ 3× net MB/s',
@@ -106,6 +117,25 @@ const targets: Target[] = [
       const b = best(find, 'oneway', 1024 * 1024, rawRings, (r) => r.ratios.mbs);
       return b && { figure: `${x(b.value)} (${b.transport})`, met: b.value >= 3 };
     },
+  },
+  {
+    name: 'ipc: Bus fan-out 1 → 3, 64 B: ≥ 3× the same fan-out over Unix sockets',
+    check: (find) => {
+      const b = best(find, 'fanout', 64, buses, (r) => r.ratios.delivered);
+      return b && { figure: `${x(b.value)} (${b.transport})`, met: b.value >= 3 };
+    },
+  },
+  {
+    name: 'ipc: RPC round trip 64 B, poll/adaptive: p50 ≤ 5 µs',
+    check: (find) => {
+      const transports = ['channel-rpc-adaptive', 'bus-adaptive'];
+      const b = best(find, 'rpc', 64, transports, (r) => r.figures.p50?.median, true);
+      return b && { figure: `${us(b.value)} (${b.transport})`, met: b.value <= 5 };
+    },
+  },
+  {
+    name: 'ipc: event mode no slower than Unix sockets (Channel round trip p50)',
+    check: (find) => eventModeVsNet(find, 1),
   },
   {
     name: 'idle: 0 % CPU (vring event and adaptive, both sides; poll spins by design)',
@@ -129,12 +159,13 @@ const targets: Target[] = [
 
 /** The targets this run can speak to; undefined when it has the cases of none of them. */
 export function targetTable(results: CaseResult[]): Table | undefined {
-  const find: Finder = (scenario, size, transport) =>
+  const find: Finder = (scenario, size, transport, concurrency = 1) =>
     results.find(
       (r) =>
         r.case.scenario === scenario &&
         r.case.size === size &&
         r.case.transport === transport &&
+        r.case.concurrency === concurrency &&
         !r.error &&
         !r.unavailable,
     );
@@ -145,7 +176,7 @@ export function targetTable(results: CaseResult[]): Table | undefined {
   });
   if (rows.every((r) => r[2] === '–')) return undefined;
   return {
-    title: "issue 5's targets (reported, not enforced)",
+    title: 'targets of issues 4 and 5 (reported, not enforced)',
     header: ['target', 'this run', 'status'],
     rows,
   };

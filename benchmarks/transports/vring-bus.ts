@@ -28,11 +28,16 @@ const CONTROL = 'bench.control';
 /** Awaits one publish in `window`, as a throughput-minded publisher would (see vring-channel.ts). */
 function windowedPublish(client: BusClient, topic: string, window: number): Publish {
   let unawaited = 0;
+  let caught: Promise<void> | undefined;
   return (value) => {
     const sent = client.publish(topic, value);
     if (++unawaited < window) {
-      // A failed publish fails the client, and the next awaited one reports it.
-      sent.catch(() => {});
+      // A failed publish fails the client, and the next awaited one reports it. Publishes of
+      // one turn share a promise: one handler for it, not one per message.
+      if (sent !== caught) {
+        sent.catch(() => {});
+        caught = sent;
+      }
       return undefined;
     }
     unawaited = 0;

@@ -148,7 +148,10 @@ export class Link {
   #sleeping: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #keepAlive: boolean | undefined;
-  /** A message went straight into the ring in this turn (see {@link Link.#writeThrough}). */
+  /**
+   * A message went straight into the ring in this turn, or the owner asked to batch (see
+   * {@link Link.#writeThrough}): later ones queue.
+   */
   #wroteThisTurn = false;
   #failure: VringError | undefined;
   #done = false;
@@ -369,6 +372,17 @@ export class Link {
     queueMicrotask(this.#endTurn);
     this.#wake?.();
     return true;
+  }
+
+  /**
+   * Messages sent for the rest of this turn wait for the batch instead of going straight
+   * into the ring: for a router about to send many, one native crossing (and at most one
+   * wakeup of the peer) instead of one for the first message and one for the rest.
+   */
+  deferToBatch(): void {
+    if (this.#wroteThisTurn) return;
+    this.#wroteThisTurn = true;
+    queueMicrotask(this.#endTurn);
   }
 
   readonly #endTurn = (): void => {

@@ -318,6 +318,9 @@ export class Bus implements AsyncDisposable {
         this.#hold(port, to);
       }
       this.#stats.delivered++;
+      // A publish arrives with others of its batch more often than alone: deliveries of this
+      // turn go out together, not the first one by itself.
+      to.link.deferToBatch();
       to.link.post(Kind.DELIVER, fields, d.head, topic);
     }
   }
