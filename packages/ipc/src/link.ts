@@ -367,7 +367,13 @@ export class Link {
     batch.clear();
     const message = new OutgoingMessage(kind, this.#stream(), body, head);
     this.#fragmenter.write(batch, message, 1);
-    if (transport.trySend(batch, 0) !== 1) return false;
+    try {
+      if (transport.trySend(batch, 0) !== 1) return false;
+    } catch {
+      // A failing transport fails the link through the queue, as any send does: the caller
+      // gets a rejected promise, never a throw.
+      return false;
+    }
     this.#wroteThisTurn = true;
     queueMicrotask(this.#endTurn);
     this.#wake?.();
