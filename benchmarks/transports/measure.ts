@@ -67,6 +67,32 @@ export class LatencyRecorder {
   }
 }
 
+/**
+ * The client's side of a ping-pong, whatever the transport: round trips for the warm-up,
+ * `warm()` (the server restarts its CPU meter on it), then timed round trips for `seconds`;
+ * reports the client's CPU and the latency percentiles.
+ */
+export async function pingFor(
+  roundTrip: () => Promise<unknown>,
+  warm: () => Promise<unknown>,
+  args: { warmupSeconds: number; seconds: number },
+): Promise<void> {
+  const warmUntil = performance.now() + args.warmupSeconds * 1000;
+  while (performance.now() < warmUntil) await roundTrip();
+  await warm();
+  const latency = new LatencyRecorder();
+  const cpu = new CpuMeter();
+  const started = performance.now();
+  const until = started + args.seconds * 1000;
+  while (performance.now() < until) {
+    const t0 = process.hrtime.bigint();
+    await roundTrip();
+    latency.record(Number(process.hrtime.bigint() - t0));
+  }
+  cpu.report('client');
+  report({ ...latency.summary(), seconds: (performance.now() - started) / 1000 });
+}
+
 /** CPU this process uses over `seconds` of doing nothing but waiting, in % of one core. */
 export async function measureIdle(seconds: number): Promise<{ percent: number; seconds: number }> {
   // Let start-up work (module compilation, V8's background threads) finish first.

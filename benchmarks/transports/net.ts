@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { Packr, Unpackr } from 'msgpackr';
 import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
-import { CpuMeter, LatencyRecorder, report, reportIdle, reportReady } from './measure.js';
+import { CpuMeter, pingFor, report, reportIdle, reportReady } from './measure.js';
 import { type Payload, packerOptions } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
 import { type Endpoint, runValueScenario } from './value-scenarios.js';
@@ -118,20 +118,11 @@ async function rawPing(socket: Socket, args: PeerArgs): Promise<void> {
       resolvePong = resolve;
       socket.write(m);
     });
-  const warmUntil = performance.now() + args.warmupSeconds * 1000;
-  while (performance.now() < warmUntil) await roundTrip(message);
-  await roundTrip(WARM_FRAME);
-  const latency = new LatencyRecorder();
-  const cpu = new CpuMeter();
-  const started = performance.now();
-  const until = started + args.seconds * 1000;
-  while (performance.now() < until) {
-    const t0 = process.hrtime.bigint();
-    await roundTrip(message);
-    latency.record(Number(process.hrtime.bigint() - t0));
-  }
-  cpu.report('client');
-  report({ ...latency.summary(), seconds: (performance.now() - started) / 1000 });
+  await pingFor(
+    () => roundTrip(message),
+    () => roundTrip(WARM_FRAME),
+    args,
+  );
   await roundTrip(END_FRAME);
 }
 

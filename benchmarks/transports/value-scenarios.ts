@@ -6,7 +6,7 @@
 // side restarts its counters and CPU meter there) and an END marker when done; the
 // listening side answers END with END and waits for the connecting side to hang up, so the
 // last message is never lost to an early exit.
-import { CpuMeter, LatencyRecorder, report, reportIdle } from './measure.js';
+import { CpuMeter, pingFor, report, reportIdle } from './measure.js';
 import { END, marker, type Payload, payload, WARM } from './payload.js';
 import type { PeerArgs } from './transport.js';
 
@@ -33,6 +33,32 @@ export interface Endpoint {
  */
 export function sendWindow(size: number, max: number): number {
   return Math.max(1, Math.min(max, Math.floor((4 * 1024 * 1024) / Math.max(1, size))));
+}
+
+/**
+ * Wraps a vring send (whose sends of one turn share a batch and a promise) so the caller
+ * waits only every `window`-th time: awaiting each would put one message per batch, which
+ * no throughput-minded caller does. A failed send fails the channel or client, and the next
+ * awaited one reports it; each shared promise gets one handler, not one per message.
+ */
+export function windowed(
+  send: (value: Payload) => Promise<void>,
+  window: number,
+): (value: Payload) => Promise<void> | undefined {
+  let unawaited = 0;
+  let caught: Promise<void> | undefined;
+  return (value) => {
+    const sent = send(value);
+    if (++unawaited < window) {
+      if (sent !== caught) {
+        sent.catch(() => {});
+        caught = sent;
+      }
+      return undefined;
+    }
+    unawaited = 0;
+    return sent;
+  };
 }
 
 /** Sends `value` for `seconds`, honouring backpressure. */
@@ -117,31 +143,17 @@ async function receiveOneWay(endpoint: Endpoint, args: PeerArgs): Promise<void> 
 async function ping(endpoint: Endpoint, args: PeerArgs): Promise<void> {
   const next = replies(endpoint);
   const value = payload(args.size);
-  const warmUntil = performance.now() + args.warmupSeconds * 1000;
-  while (performance.now() < warmUntil) {
+  const roundTrip = async (v: Payload) => {
     const pong = next();
-    await endpoint.send(value);
+    await endpoint.send(v);
     await pong;
-  }
-  let pong = next();
-  await endpoint.send(marker(WARM));
-  await pong;
-  const latency = new LatencyRecorder();
-  const cpu = new CpuMeter();
-  const started = performance.now();
-  const until = started + args.seconds * 1000;
-  while (performance.now() < until) {
-    const t0 = process.hrtime.bigint();
-    pong = next();
-    await endpoint.send(value);
-    await pong;
-    latency.record(Number(process.hrtime.bigint() - t0));
-  }
-  cpu.report('client');
-  report({ ...latency.summary(), seconds: (performance.now() - started) / 1000 });
-  pong = next();
-  await endpoint.send(marker(END));
-  await pong;
+  };
+  await pingFor(
+    () => roundTrip(value),
+    () => roundTrip(marker(WARM)),
+    args,
+  );
+  await roundTrip(marker(END));
   endpoint.close();
 }
 

@@ -7,43 +7,16 @@
 // subscribers). RPC: 2 processes (client; bus + echo server), each request crossing one
 // ring each way (client ↔ bus), the server's hop in memory.
 import type { NotificationMode } from '@vring/core';
-import { type Bus, type BusClient, connectBus, createBus } from '@vring/ipc';
-import {
-  atMost,
-  echoServer,
-  FanoutCounter,
-  type Publish,
-  publishFanout,
-  rpcClient,
-} from './fanout-rpc.js';
+import { type Bus, connectBus, createBus } from '@vring/ipc';
+import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
 import { reportReady } from './measure.js';
 import type { Payload } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
-import { sendWindow } from './value-scenarios.js';
+import { sendWindow, windowed } from './value-scenarios.js';
 
 const DATA = 'bench.data';
 /** Subscribers tell the publisher they are subscribed ('ready') and finished ('done'). */
 const CONTROL = 'bench.control';
-
-/** Awaits one publish in `window`, as a throughput-minded publisher would (see vring-channel.ts). */
-function windowedPublish(client: BusClient, topic: string, window: number): Publish {
-  let unawaited = 0;
-  let caught: Promise<void> | undefined;
-  return (value) => {
-    const sent = client.publish(topic, value);
-    if (++unawaited < window) {
-      // A failed publish fails the client, and the next awaited one reports it. Publishes of
-      // one turn share a promise: one handler for it, not one per message.
-      if (sent !== caught) {
-        sent.catch(() => {});
-        caught = sent;
-      }
-      return undefined;
-    }
-    unawaited = 0;
-    return sent;
-  };
-}
 
 /** Resolves once `count` control messages `what` have arrived on `messages`. */
 async function countControl(
@@ -71,7 +44,7 @@ async function publisher(args: PeerArgs, mode: NotificationMode): Promise<void> 
   reportReady();
   const subscribers = args.peers - 1;
   await countControl(control, 'ready', subscribers);
-  const publish = windowedPublish(client, DATA, sendWindow(args.size, 64));
+  const publish = windowed((value) => client.publish(DATA, value), sendWindow(args.size, 64));
   await publishFanout(publish, args, countControl(control, 'done', subscribers));
   await atMost(othersGone(bus), 1000);
   client.close();

@@ -4,32 +4,14 @@ import type { NotificationMode } from '@vring/core';
 import { Channel } from '@vring/ipc';
 import type { Payload } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
-import { type Endpoint, runValueScenario, sendWindow } from './value-scenarios.js';
+import { type Endpoint, runValueScenario, sendWindow, windowed } from './value-scenarios.js';
 import { openQueuePair } from './vring-connect.js';
 
 async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
   const { socket, end } = await openQueuePair(args, mode);
   const channel = new Channel<Payload>(end);
-  // Sends issued in one tick share a batch, so the sender awaits only every window-th send:
-  // awaiting each one would put one message per batch, which no throughput-minded caller does.
-  const window = sendWindow(args.size, 64);
-  let unawaited = 0;
-  let caught: Promise<void> | undefined;
   const endpoint: Endpoint = {
-    send(value) {
-      const sent = channel.send(value);
-      if (++unawaited < window) {
-        // A failed send fails the channel, and the next awaited send reports it. Sends of one
-        // turn share a promise: one handler for it, not one per message.
-        if (sent !== caught) {
-          sent.catch(() => {});
-          caught = sent;
-        }
-        return undefined;
-      }
-      unawaited = 0;
-      return sent;
-    },
+    send: windowed((value) => channel.send(value), sendWindow(args.size, 64)),
     onMessage(handler) {
       void (async () => {
         try {

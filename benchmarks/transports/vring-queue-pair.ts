@@ -2,7 +2,7 @@
 // MessageBatches (one native crossing per batch), in each notification mode. This is the
 // floor under every vring layer above (Channel, Bus, RPC).
 import { MessageBatch, type NotificationMode, type QueuePairEnd } from '@vring/core';
-import { CpuMeter, LatencyRecorder, report, reportIdle } from './measure.js';
+import { CpuMeter, pingFor, report, reportIdle } from './measure.js';
 import type { PeerArgs, Transport } from './transport.js';
 import { openQueuePair } from './vring-connect.js';
 
@@ -65,25 +65,17 @@ async function ping(end: QueuePairEnd, args: PeerArgs): Promise<void> {
   const message = new MessageBatch({ bytes: args.size, messages: 1 });
   message.push(Buffer.alloc(args.size, 0xcd));
   const pong = new MessageBatch({ bytes: Math.max(64 * 1024, args.size), messages: 16 });
-  const warmUntil = performance.now() + args.warmupSeconds * 1000;
-  while (performance.now() < warmUntil) {
-    await end.sendBatch(message);
-    await end.receive(pong);
-  }
-  await end.send(WARM);
-  await end.receive(pong);
-  const latency = new LatencyRecorder();
-  const cpu = new CpuMeter();
-  const started = performance.now();
-  const until = started + args.seconds * 1000;
-  while (performance.now() < until) {
-    const t0 = process.hrtime.bigint();
-    await end.sendBatch(message);
-    await end.receive(pong);
-    latency.record(Number(process.hrtime.bigint() - t0));
-  }
-  cpu.report('client');
-  report({ ...latency.summary(), seconds: (performance.now() - started) / 1000 });
+  await pingFor(
+    async () => {
+      await end.sendBatch(message);
+      await end.receive(pong);
+    },
+    async () => {
+      await end.send(WARM);
+      await end.receive(pong);
+    },
+    args,
+  );
   await end.send(END);
   await end.receive(pong);
 }
