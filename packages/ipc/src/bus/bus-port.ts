@@ -25,13 +25,14 @@ export class BusPort {
   readonly drops = new Map<number, number>();
 
   constructor(
-    port: ChannelTransport & { readonly id: number },
+    id: number,
+    port: ChannelTransport,
     maxMessage: number,
     lowWaterMark: number,
     onMessage: (port: BusPort, kind: number, body: Uint8Array, owned: boolean) => void,
     onWritable: (port: BusPort) => void,
   ) {
-    this.id = port.id;
+    this.id = id;
     this.link = new Link(port, {
       maxFrame: Math.min(INITIAL_MAX_FRAME, port.maxMessage),
       maxMessage,

@@ -1,9 +1,5 @@
-import {
-  type NotificationMode,
-  VhostUserBackend,
-  type VhostUserPort,
-  VringError,
-} from '@vring/core';
+import { type NotificationMode, VhostUserBackend, VringError } from '@vring/core';
+import type { ChannelTransport } from '../link.js';
 import { MessageCodec } from '../message-codec.js';
 import { checkTopic, TopicPattern } from '../topic.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
@@ -120,7 +116,7 @@ export class Bus implements AsyncDisposable {
     this.#backend = new VhostUserBackend(path, {
       ...(options.notification && { notification: options.notification }),
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
-      onPort: (port) => this.#attach(port),
+      onPort: (port) => this.#attach(port.id, port),
       onError: (error, port) => this.#report(error, port.id),
     });
   }
@@ -144,7 +140,7 @@ export class Bus implements AsyncDisposable {
     const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     // Capacity in frames, like a ring's 256 descriptors: a full client holds the bus back.
     const [clientEnd, busEnd] = InProcessTransport.pair(maxFrame, 256);
-    this.#attach(Object.assign(busEnd, { id: this.#nextLocal-- }));
+    this.#attach(this.#nextLocal--, busEnd);
     const client = new BusClient(clientEnd, maxFrame, options);
     await client.ready(options.signal);
     return client;
@@ -166,9 +162,11 @@ export class Bus implements AsyncDisposable {
     await this.closed;
   }
 
-  #attach(port: VhostUserPort | (InProcessTransport & { id: number })): void {
+  /** Makes a client of `transport`: `id` names it in errors and stats. */
+  #attach(id: number, transport: ChannelTransport): void {
     const busPort = new BusPort(
-      port,
+      id,
+      transport,
       this.#maxMessage,
       this.#highWaterMark >> 1,
       (p, kind, body, owned) => this.#onMessage(p, kind, body, owned),
