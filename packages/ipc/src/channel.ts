@@ -64,6 +64,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     this.#link = new Link(end, {
       maxFrame: options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024),
       maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
+      codec: this.#codec,
       onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
     });
     this.#requester = new Requester(this.#link, this.#codec, () => this.#updateKeepAlive());
@@ -87,17 +88,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
    * value if none of it is in the ring yet (rejecting with the signal's reason).
    */
   send(value: T, options: ChannelWaitOptions = {}): Promise<void> {
-    let body: Buffer;
-    try {
-      body = this.#codec.encode(value);
-    } catch (error) {
-      return Promise.reject(
-        new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {
-          cause: error,
-        }),
-      );
-    }
-    return this.#link.send(Kind.MESSAGE, body, undefined, VALUES_LANE, options.signal);
+    return this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, options.signal);
   }
 
   /** Waits for the next value. */

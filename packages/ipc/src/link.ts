@@ -1,4 +1,5 @@
 import { MessageBatch, type NotificationMode, VringError } from '@vring/core';
+import { MessageCodec } from './message-codec.js';
 import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
 import { type MessageSink, Reassembler } from './wire/reassembler.js';
 
@@ -34,6 +35,8 @@ export interface LinkOptions {
   maxFrame: number;
   /** Largest message body accepted from the peer. */
   maxMessage: number;
+  /** Encodes what {@link Link.sendValue} and {@link Link.postValue} send (default: a new one). */
+  codec?: MessageCodec;
   /**
    * Takes each complete message, whose body is `data[start, end)`: valid only during the
    * call unless `owned` (see {@link MessageSink}).
@@ -90,8 +93,9 @@ class SendGroup {
     });
   }
 
-  sent(): void {
-    if (--this.pending === 0) this.#resolve();
+  sent(count = 1): void {
+    this.pending -= count;
+    if (this.pending === 0) this.#resolve();
   }
 
   fail(error: unknown): void {
@@ -128,13 +132,23 @@ export class Link {
   readonly closed: Promise<VringError | undefined>;
   readonly transport: ChannelTransport;
   readonly #options: LinkOptions;
+  readonly #codec: MessageCodec;
   #fragmenter: Fragmenter;
   readonly #reassembler: Reassembler;
   readonly #sendBatch: MessageBatch;
   readonly #receiveBatch: MessageBatch;
   readonly #lowWaterMark: number;
+  /** Messages that could not go straight into the send batch, in send order. */
   #outgoing: Outgoing[] = [];
+  /** Messages put straight into the send batch since it was last sent (see #appended). */
+  #batched = 0;
+  /** Of those, the sends waiting on `#batchGroup`. */
+  #batchedSends = 0;
+  #batchGroup: SendGroup | undefined;
+  /** A pump is scheduled or running. */
   #pumping = false;
+  /** The send batch is going into the ring (waiting for room): nothing may join it. */
+  #sending = false;
   #nextStream = 1;
   #reading = false;
   readonly #pausedBy = new Set<string>();
@@ -150,7 +164,7 @@ export class Link {
   #keepAlive: boolean | undefined;
   /**
    * A message went straight into the ring in this turn, or the owner asked to batch (see
-   * {@link Link.#writeThrough}): later ones queue.
+   * {@link Link.#appended}): later ones wait for the batch.
    */
   #wroteThisTurn = false;
   #failure: VringError | undefined;
@@ -160,6 +174,7 @@ export class Link {
   constructor(transport: ChannelTransport, options: LinkOptions) {
     this.transport = transport;
     this.#options = options;
+    this.#codec = options.codec ?? new MessageCodec();
     if (options.maxFrame > transport.maxMessage) {
       throw new VringError(
         'ERR_VRING_INVALID_ARGUMENT',
@@ -193,7 +208,7 @@ export class Link {
 
   /** Messages waiting to be written into the ring, the one being written included. */
   get queued(): number {
-    return this.#outgoing.length;
+    return this.#outgoing.length + this.#batched;
   }
 
   /** The error that closed the link, or `ERR_VRING_CLOSED`. */
@@ -225,16 +240,15 @@ export class Link {
     signal?: AbortSignal,
   ): Promise<void> {
     if (this.#done) return Promise.reject(this.closedError);
-    if (this.#writeThrough(kind, body, head)) return RESOLVED;
     if (!signal) {
-      let group = this.#group;
-      if (!group) {
-        group = new SendGroup();
-        this.#group = group;
+      if (this.#appendable()) {
+        const wasEmpty = this.#sendBatch.count === 0;
+        if (this.#fragmenter.appendWhole(this.#sendBatch, kind, this.#stream(), body, head)) {
+          return this.#appended(wasEmpty) ? RESOLVED : this.#joinBatch();
+        }
       }
-      group.pending++;
-      this.#queue(kind, body, head, lane, undefined, undefined).group = group;
-      return group.promise;
+      this.#queue(kind, body, head, lane, undefined, undefined).group = this.#joinGroup();
+      return this.#group!.promise;
     }
     if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
@@ -265,13 +279,58 @@ export class Link {
 
   /** Sends a message nobody waits for (a failure shows in `closed`). */
   post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane): void {
-    if (this.#done || this.#writeThrough(kind, body, head)) return;
+    if (this.#done) return;
+    if (this.#appendable()) {
+      const wasEmpty = this.#sendBatch.count === 0;
+      if (this.#fragmenter.appendWhole(this.#sendBatch, kind, this.#stream(), body, head)) {
+        this.#appended(wasEmpty);
+        return;
+      }
+    }
     this.#queue(kind, body, head, lane, undefined, undefined);
+  }
+
+  /**
+   * Sends `value` encoded by the codec (see {@link Link.send}). A value msgpack cannot
+   * encode rejects with `ERR_VRING_INVALID_ARGUMENT`.
+   */
+  sendValue(kind: number, value: unknown, lane?: Lane, signal?: AbortSignal): Promise<void> {
+    if (this.#done) return Promise.reject(this.closedError);
+    try {
+      // A send that may be withdrawn waits in the queue, where it can still be taken out.
+      if (!signal && this.#appendable()) {
+        const wasEmpty = this.#sendBatch.count === 0;
+        const body = this.#appendValue(kind, value);
+        if (!body) return this.#appended(wasEmpty) ? RESOLVED : this.#joinBatch();
+        return this.send(kind, body, undefined, lane);
+      }
+      return this.send(kind, this.#encode(value), undefined, lane, signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Sends `value` encoded by the codec, with nobody waiting (see {@link Link.post}).
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a value msgpack cannot encode.
+   */
+  postValue(kind: number, value: unknown, lane?: Lane): void {
+    if (this.#done) return;
+    if (this.#appendable()) {
+      const wasEmpty = this.#sendBatch.count === 0;
+      const body = this.#appendValue(kind, value);
+      if (!body) this.#appended(wasEmpty);
+      else this.#queue(kind, body, undefined, lane, undefined, undefined);
+      return;
+    }
+    this.#queue(kind, this.#encode(value), undefined, lane, undefined, undefined);
   }
 
   /** Resolves when every queued message is in the ring (at once if none is). */
   drain(): Promise<void> {
-    if (this.#outgoing.length === 0 || this.#done) return Promise.resolve();
+    if ((this.#outgoing.length === 0 && this.#batched === 0) || this.#done) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
@@ -300,6 +359,10 @@ export class Link {
   restart(preamble: ReadonlyArray<{ kind: number; body: Uint8Array }>): void {
     if (this.#done) return;
     if (this.#options.syncKind !== undefined) this.#synced = false;
+    // Messages already in the send batch go first, to a peer that drops them until it has
+    // synced (in flight when the session ended: at most once); the preamble must start a
+    // frame of its own, where the peer looks for it.
+    this.#fragmenter.closeFrame();
     this.#reassembler.clear();
     for (const o of this.#outgoing) {
       o.offset = 0;
@@ -347,37 +410,88 @@ export class Link {
   }
 
   /**
-   * The first message of a turn goes straight into the ring when nothing is queued ahead of
-   * it and it fits one frame: a request or a reply then reaches the peer now, not after a
-   * microtask, a pump and a promise. Later sends of the same turn queue, and go out
-   * together in one batch. Returns whether the message is in the ring.
+   * Whether a message may go straight into the send batch now: nothing queued would then be
+   * overtaken, and the batch is not on its way into the ring.
    */
-  #writeThrough(kind: number, body: Uint8Array, head: Uint8Array | undefined): boolean {
-    const transport = this.transport;
-    if (
-      this.#wroteThisTurn ||
-      this.#pumping ||
-      this.#outgoing.length > 0 ||
-      transport.trySend === undefined ||
-      (head?.byteLength ?? 0) + body.byteLength > this.#fragmenter.chunkBytes
-    ) {
-      return false;
-    }
+  #appendable(): boolean {
+    return this.#outgoing.length === 0 && !this.#sending;
+  }
+
+  /**
+   * Encodes `value` straight into the send batch as a whole message. Returns undefined when
+   * it is there, else its encoding (a buffer of its own) for the queue: it needs more than
+   * one frame, or more room than the batch has left.
+   */
+  #appendValue(kind: number, value: unknown): Uint8Array | undefined {
     const batch = this.#sendBatch;
-    batch.clear();
-    const message = new OutgoingMessage(kind, this.#stream(), body, head);
-    this.#fragmenter.write(batch, message, 1);
+    const codec = this.#codec;
+    const at = this.#fragmenter.bodyOffset(batch);
+    let end: number;
     try {
-      if (transport.trySend(batch, 0) !== 1) return false;
-    } catch {
-      // A failing transport fails the link through the queue, as any send does: the caller
-      // gets a rejected promise, never a throw.
-      return false;
+      end = codec.encodeInto(value, batch.data, at);
+    } catch (error) {
+      throw unencodable(error);
     }
-    this.#wroteThisTurn = true;
-    queueMicrotask(this.#endTurn);
+    if (end < 0) return codec.overflow;
+    if (this.#fragmenter.commitWhole(batch, kind, this.#stream(), end - at)) return undefined;
+    return Buffer.from(batch.data.subarray(at, end));
+  }
+
+  #encode(value: unknown): Uint8Array {
+    try {
+      return this.#codec.encode(value);
+    } catch (error) {
+      throw unencodable(error);
+    }
+  }
+
+  /**
+   * A message joined the send batch. The first one of a turn goes on into the ring at once,
+   * when nothing was in the batch before it: a request or a reply then reaches the peer now,
+   * not after a microtask, a pump and a promise. Later ones of the turn wait and leave
+   * together, in one native crossing. Returns whether the message is in the ring.
+   */
+  #appended(wasEmpty: boolean): boolean {
+    const { trySend } = this.transport;
+    if (wasEmpty && !this.#wroteThisTurn && trySend !== undefined) {
+      let sent = 0;
+      try {
+        sent = trySend.call(this.transport, this.#sendBatch, 0);
+      } catch {
+        // A failing transport fails the link through the pump, as any send does: the caller
+        // gets a rejected promise, never a throw.
+      }
+      if (sent === 1) {
+        this.#sendBatch.clear();
+        this.#wroteThisTurn = true;
+        queueMicrotask(this.#endTurn);
+        this.#wake?.();
+        return true;
+      }
+    }
+    if (++this.#batched + this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
+    this.#kick();
     this.#wake?.();
-    return true;
+    return false;
+  }
+
+  /** The send just appended waits for the batch: its promise is this turn's group's. */
+  #joinBatch(): Promise<void> {
+    const group = this.#joinGroup();
+    this.#batchGroup = group;
+    this.#batchedSends++;
+    return group.promise;
+  }
+
+  /** Counts one more send in this turn's group (see {@link SendGroup}). */
+  #joinGroup(): SendGroup {
+    let group = this.#group;
+    if (!group) {
+      group = new SendGroup();
+      this.#group = group;
+    }
+    group.pending++;
+    return group;
   }
 
   /**
@@ -419,16 +533,21 @@ export class Link {
   }
 
   async #pump(): Promise<void> {
+    const batch = this.#sendBatch;
     try {
-      while (this.#outgoing.length > 0 && !this.#done) {
-        const batch = this.#sendBatch;
-        batch.clear();
-        // Sends from here on are a new group: this one's members are in the queue.
+      while (!this.#done) {
+        // Sends from here on are a new group: this one's members are in the batch or queued.
         this.#group = undefined;
+        // Queued messages follow those already in the batch: they were sent after them.
         this.#fill(batch);
+        if (batch.count === 0) break;
+        this.#sending = true;
         const sending = this.#send(batch);
         if (sending) await sending;
+        this.#sending = false;
+        batch.clear();
         this.#settle();
+        if (this.#outgoing.length === 0) break;
       }
     } catch (error) {
       this.#fail(
@@ -436,6 +555,7 @@ export class Link {
       );
     } finally {
       this.#pumping = false;
+      this.#sending = false;
     }
   }
 
@@ -497,6 +617,12 @@ export class Link {
   }
 
   #settle(): void {
+    const group = this.#batchGroup;
+    const sends = this.#batchedSends;
+    this.#batched = 0;
+    this.#batchedSends = 0;
+    this.#batchGroup = undefined;
+    group?.sent(sends);
     let kept = 0;
     const outgoing = this.#outgoing;
     for (let i = 0; i < outgoing.length; i++) {
@@ -641,6 +767,10 @@ export class Link {
     this.#failure = error.code === 'ERR_VRING_CLOSED' ? undefined : error;
     this.#reassembler.clear();
     const reason = this.closedError;
+    this.#batchGroup?.fail(reason);
+    this.#batchGroup = undefined;
+    this.#batched = 0;
+    this.#batchedSends = 0;
     for (const o of this.#outgoing.splice(0)) {
       o.reject?.(reason);
       o.group?.fail(reason);
@@ -648,4 +778,10 @@ export class Link {
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
     this.#resolveClosed(this.#failure);
   }
+}
+
+function unencodable(error: unknown): VringError {
+  return new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {
+    cause: error,
+  });
 }

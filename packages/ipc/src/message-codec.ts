@@ -1,7 +1,23 @@
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE, REUSE_BUFFER_MODE, Unpackr } from 'msgpackr';
 
 /** Bodies shorter than this are decoded from a copy at offset 0 (see {@link MessageCodec.decode}). */
 const SMALL_BODY = 140;
+
+/**
+ * msgpackr starts a new buffer (the size of the current one) rather than pack within this
+ * many bytes of its end (pack.js): {@link MessageCodec.encodeInto} never lets it, since the
+ * "current buffer" would be a whole send batch.
+ */
+const PACKR_MIN_ROOM = 0x800 + 16;
+
+/**
+ * msgpackr's output buffer and position are shared by every Packr of the module (pack.js
+ * keeps them in module variables). After packing into a batch, the module is pointed here,
+ * at the very end: the next pack of anyone starts a buffer of its own (of this size, 8 KiB
+ * like msgpackr's first), so nobody else's result ever lands in a batch about to be reused,
+ * and nobody's earlier result is overwritten (msgpackr never goes back to a buffer it left).
+ */
+const PARKED = Buffer.allocUnsafeSlow(8192);
 
 /**
  * MessagePack as the wire format specifies it: plain msgpack (no record extension), so a C
@@ -22,6 +38,42 @@ export class MessageCodec {
    */
   encode(value: unknown): Buffer {
     return this.#packr.pack(value);
+  }
+
+  /**
+   * The encoding of the last value {@link MessageCodec.encodeInto} could not put in place: a
+   * buffer of its own, which the caller may keep.
+   */
+  overflow: Buffer | undefined;
+
+  /**
+   * Encodes `value` straight into `data` at `at` (a send batch: no buffer of msgpackr's, no
+   * view and no copy per message) and returns where it ends. Returns -1 when the encoding
+   * would not fit before the end of `data`; it is then in {@link MessageCodec.overflow}.
+   * Bytes of `data` past the returned end may have been written.
+   */
+  encodeInto(value: unknown, data: Buffer, at: number): number {
+    const packr = this.#packr;
+    if (data.length - at < PACKR_MIN_ROOM) {
+      this.overflow = packr.pack(value);
+      return -1;
+    }
+    packr.useBuffer(data);
+    try {
+      // msgpackr starts each pack at an 8-byte boundary; the reserved bytes make up the rest.
+      const aligned = at & ~7;
+      packr.position = aligned;
+      const target = packr.pack(value, REUSE_BUFFER_MODE | RESERVE_START_SPACE | (at - aligned));
+      // REUSE_BUFFER_MODE returns msgpackr's buffer with the packed range on it, no view.
+      const range = target as unknown as Buffer & { start: number; end: number };
+      if (target === data && range.start === aligned) return range.end;
+      // It outgrew `data` and moved to a buffer of its own, reserved bytes included.
+      this.overflow = target.subarray(range.start + (at - aligned), range.end);
+      return -1;
+    } finally {
+      packr.useBuffer(PARKED);
+      packr.position = PARKED.length;
+    }
   }
 
   /**

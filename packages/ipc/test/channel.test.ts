@@ -84,16 +84,33 @@ test('messages far larger than a frame (5 MiB) are fragmented and reassembled in
   b.close();
 });
 
-test('values arrive in send order even when a big one is followed by small ones', async () => {
+test('values arrive in send order whatever their sizes: small, over a frame, over a batch', async () => {
   const { driver, device } = pair();
   const a = new Channel<{ id: number; pad?: Buffer }>(driver);
   const b = new Channel<{ id: number; pad?: Buffer }>(device);
-  const sends = [a.send({ id: 0, pad: Buffer.alloc(8 * 1024 * 1024) })];
-  for (let id = 1; id <= 10; id++) sends.push(a.send({ id }));
-  const order: number[] = [];
-  for (let i = 0; i <= 10; i++) order.push((await b.receive()).id);
+  // Sent in one turn: the first goes straight into the ring, small ones are encoded into the
+  // send batch, one over a 64 KiB frame is encoded there and taken out to be fragmented, one
+  // over the 256 KiB batch is encoded on its own; the small ones after them queue behind.
+  const pads: Record<number, number> = { 3: 100 * 1024, 5: 8 * 1024 * 1024 };
+  const sends: Array<Promise<void>> = [];
+  for (let id = 0; id <= 12; id++) {
+    sends.push(a.send(pads[id] ? { id, pad: Buffer.alloc(pads[id]!, id) } : { id }));
+  }
+  const got: Array<[number, number]> = [];
+  for (let i = 0; i <= 12; i++) {
+    const { id, pad } = await b.receive();
+    got.push([id, pad?.byteLength ?? 0]);
+    if (pad)
+      assert.ok(
+        pad.every((byte) => byte === id),
+        `pad of ${id} intact`,
+      );
+  }
   await Promise.all(sends);
-  assert.equal(order, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.equal(
+    got,
+    Array.from({ length: 13 }, (_, id) => [id, pads[id] ?? 0]),
+  );
   a.close();
   b.close();
 });

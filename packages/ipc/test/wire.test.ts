@@ -123,6 +123,36 @@ test('whole messages written one after another share a frame, up to maxFrame', (
   for (const [i, m] of out.entries()) assert.ok(m.body.equals(body(40, i)), `message ${i}`);
 });
 
+test('a body written in place at bodyOffset becomes a record: in the open frame, or moved to a new one', () => {
+  const fragmenter = new Fragmenter({ maxFrame: 200 });
+  const batch = new MessageBatch({ bytes: 4096, messages: 16 });
+  const put = (stream: number, length: number): boolean => {
+    const at = fragmenter.bodyOffset(batch);
+    batch.data.set(body(length, stream), at);
+    return fragmenter.commitWhole(batch, 5, stream, length);
+  };
+  assert.is(fragmenter.bodyOffset(batch), FRAME_HEADER_BYTES, 'the first body starts a frame');
+  assert.ok(put(1, 40));
+  assert.is(fragmenter.bodyOffset(batch), 70 + RECORD_HEADER_BYTES, 'then joins the open frame');
+  assert.ok(put(2, 40));
+  // 126 bytes so far: a 60-byte body would make 202, so it moves to a frame of its own.
+  assert.ok(put(3, 60));
+  assert.equal([...batch.lengths.subarray(0, batch.count)], [126, 90]);
+  assert.not.ok(put(4, 171), 'a body longer than one frame is refused');
+  assert.equal([...batch.lengths.subarray(0, batch.count)], [126, 90], 'and changes nothing');
+  const { r, out } = collector();
+  for (const frame of batch) r.push(frame);
+  assert.equal(
+    out.map((m) => [m.kind, m.stream, m.body.byteLength]),
+    [
+      [5, 1, 40],
+      [5, 2, 40],
+      [5, 3, 60],
+    ],
+  );
+  for (const m of out) assert.ok(m.body.equals(body(m.body.byteLength, m.stream)));
+});
+
 test('a fragmented message starts a frame of its own; whole ones pack after it ends', () => {
   const fragmenter = new Fragmenter({ maxFrame: 100 });
   const batch = new MessageBatch({ bytes: 4096, messages: 16 });

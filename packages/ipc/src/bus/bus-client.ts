@@ -111,6 +111,7 @@ export class BusClient implements AsyncDisposable {
       maxFrame,
       maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
       syncKind: Kind.HELLO,
+      codec: this.#codec,
       onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
     });
     this.#requester = new Requester(this.#link, this.#codec, () => {
@@ -144,16 +145,14 @@ export class BusClient implements AsyncDisposable {
    * the message if none of it is in the ring yet (rejecting with the signal's reason).
    */
   publish(topic: string, value: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
-    let body: Uint8Array;
     try {
       checkTopic(topic);
-      body = this.#codec.encode([topic, value]);
     } catch (error) {
       return Promise.reject(asArgumentError(error));
     }
     // The topic is the lane: one topic's messages arrive in publish order, while a large
     // message on one topic shares the ring with the others.
-    return this.#link.send(Kind.PUBLISH, body, undefined, topic, options.signal);
+    return this.#link.sendValue(Kind.PUBLISH, [topic, value], topic, options.signal);
   }
 
   /**

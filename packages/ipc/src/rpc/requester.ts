@@ -150,7 +150,7 @@ export class Requester {
   #start(name: string, value: unknown, options: RequestOptions, pending: Pending): () => void {
     const { signal } = options;
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
-    let body: Uint8Array;
+    const id = this.#nextFreeId();
     try {
       if (!this.#checkedNames.has(name)) {
         checkTopic(name);
@@ -163,12 +163,13 @@ export class Requester {
       }
       if (signal?.aborted) throw aborted(signal);
       if (this.#link.done) throw this.#link.closedError;
-      body = this.#encode(this.#nextFreeId(), name, value);
+      // Encoded straight into the send batch; the reply cannot come before the call below is
+      // registered (it is read in a later turn).
+      this.#link.postValue(Kind.REQUEST, [id, name, value], id);
     } catch (error) {
       pending.fail(error as VringError);
       return () => {};
     }
-    const id = this.#nextId;
     const call = new Call(this, id, name, timeout, pending);
     // The link keeps the process alive while a request is out; the deadline need not.
     if (Number.isFinite(timeout)) call.deadline = this.#deadlines.add(timeout, call);
@@ -176,7 +177,6 @@ export class Requester {
     this.#pending.set(id, call);
     this.#nextId = (id % 0xffff_ffff) + 1;
     if (this.#pending.size === 1) this.#onActivity();
-    this.#link.post(Kind.REQUEST, body, undefined, id);
     return () => call.cancel(undefined);
   }
 
@@ -185,16 +185,6 @@ export class Requester {
     this.#finish(id);
     // Same lane as the request: a cancel never overtakes it.
     this.#link.post(Kind.CANCEL, this.#codec.encode([id]), undefined, id);
-  }
-
-  #encode(id: number, name: string, value: unknown): Uint8Array {
-    try {
-      return this.#codec.encode([id, name, value]);
-    } catch (error) {
-      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {
-        cause: error,
-      });
-    }
   }
 
   /** Picks the next id not in flight (ids are u32 and wrap). */

@@ -297,23 +297,32 @@ export class Responder {
 
   #reply(id: number, status: number, value: unknown): void {
     // The request id is the lane: a stream's replies arrive in order whatever their sizes.
-    this.#link.post(Kind.REPLY, this.#encodeReply(id, status, value), undefined, id);
+    try {
+      this.#link.postValue(Kind.REPLY, [id, status, value], id);
+    } catch (error) {
+      this.#link.post(Kind.REPLY, this.#unencodable(id, error), undefined, id);
+    }
   }
 
   #encodeReply(id: number, status: number, value: unknown): Uint8Array {
     try {
       return this.#codec.encode([id, status, value]);
     } catch (error) {
-      return this.#codec.encode([
-        id,
-        ReplyStatus.ERROR,
-        toWireError(
-          new VringError('ERR_VRING_INVALID_ARGUMENT', 'the reply cannot be encoded as msgpack', {
-            cause: error,
-          }),
-        ),
-      ]);
+      return this.#unencodable(id, error);
     }
+  }
+
+  /** The error reply that stands for a reply msgpack cannot encode. */
+  #unencodable(id: number, error: unknown): Uint8Array {
+    return this.#codec.encode([
+      id,
+      ReplyStatus.ERROR,
+      toWireError(
+        new VringError('ERR_VRING_INVALID_ARGUMENT', 'the reply cannot be encoded as msgpack', {
+          cause: error,
+        }),
+      ),
+    ]);
   }
 
   #updateBusy(): void {

@@ -12,6 +12,7 @@ import {
 } from './frame-header.js';
 
 const WHOLE = FLAG_FIRST | FLAG_LAST;
+const NO_HEAD = new Uint8Array(0);
 
 /** Options of a {@link Fragmenter}. */
 export interface FragmenterOptions {
@@ -38,8 +39,7 @@ export class Fragmenter {
   readonly #chunk: number;
   /** Destination MAC, source MAC and EtherType: the same in every frame. */
   readonly #ethernet: Buffer;
-  // The frame that may take another record: the batch's last message, as long as the batch
-  // has not changed since (same batch, count and length) and it ends with a whole message.
+  // The frame that may take another record (see #fitsOpenFrame).
   #openBatch: MessageBatch | undefined;
   #openCount = 0;
   #openEnd = 0;
@@ -84,8 +84,15 @@ export class Fragmenter {
     message: OutgoingMessage,
     maxFrames = Number.POSITIVE_INFINITY,
   ): boolean {
-    const total = message.head.byteLength + message.body.byteLength;
-    if (message.offset === 0 && !message.done && this.#pack(batch, message, total)) return true;
+    const { head, body } = message;
+    const total = head.byteLength + body.byteLength;
+    if (message.offset === 0 && !message.done && total <= this.#chunk) {
+      // A whole message: one record, in the open frame when it fits there.
+      if (!this.appendWhole(batch, message.kind, message.stream, body, head)) return false;
+      message.offset = total;
+      message.done = true;
+      return true;
+    }
     for (let frames = 0; !message.done && frames < maxFrames; frames++) {
       const offset = message.offset;
       const length = Math.min(this.#chunk, total - offset);
@@ -95,69 +102,160 @@ export class Fragmenter {
       const flags = (offset === 0 ? FLAG_FIRST : 0) | (last ? FLAG_LAST : 0);
       batch.data.set(this.#ethernet, at);
       const record = at + ETHERNET_HEADER_BYTES;
-      this.#writeRecord(batch.data, record, message, flags, total, offset, length);
+      this.#writeRecordHeader(
+        batch.data,
+        record,
+        message.kind,
+        flags,
+        message.stream,
+        total,
+        offset,
+      );
+      this.#copyChunk(batch.data, record + RECORD_HEADER_BYTES, head, body, offset, length);
       message.offset = offset + length;
       message.done = last;
-      if (flags === WHOLE) {
-        this.#openBatch = batch;
-        this.#openCount = batch.count;
-        this.#openEnd = batch.byteLength;
-        this.#openStart = at;
-        this.#openFlagsAt = record + 2;
-      } else {
-        this.#openBatch = undefined;
-      }
+      // A fragment ends its frame: only whole messages share one.
+      this.#openBatch = undefined;
     }
     return message.done;
   }
 
-  /** Adds a whole message as one more record of the open frame, if it fits there. */
-  #pack(batch: MessageBatch, message: OutgoingMessage, total: number): boolean {
+  /**
+   * Appends `head` + `body` as one whole message, as a record of the open frame when it fits
+   * there, else in a frame of its own. Returns false (nothing changes) when it needs more
+   * than one frame or does not fit the batch.
+   */
+  appendWhole(
+    batch: MessageBatch,
+    kind: number,
+    stream: number,
+    body: Uint8Array,
+    head: Uint8Array = NO_HEAD,
+  ): boolean {
+    const length = head.byteLength + body.byteLength;
+    if (length > this.#chunk) return false;
+    const inOpenFrame = this.#fitsOpenFrame(batch, length);
+    const at = batch.byteLength + (inOpenFrame ? RECORD_HEADER_BYTES : FRAME_HEADER_BYTES);
+    if (at + length > batch.data.length) return false;
+    this.#copyChunk(batch.data, at, head, body, 0, length);
+    return this.#commit(batch, kind, stream, length, inOpenFrame);
+  }
+
+  /**
+   * Where the body of the next whole message goes if it joins the open frame (or starts a
+   * frame, when none is open): for a caller that encodes straight into the batch and then
+   * calls {@link Fragmenter.commitWhole}.
+   */
+  bodyOffset(batch: MessageBatch): number {
+    return (
+      batch.byteLength + (this.#fitsOpenFrame(batch, 0) ? RECORD_HEADER_BYTES : FRAME_HEADER_BYTES)
+    );
+  }
+
+  /**
+   * Makes the `length` bytes written at {@link Fragmenter.bodyOffset} one whole message:
+   * writes its headers, moving the body to a frame of its own when the open frame has no
+   * room for it. Returns false (the batch unchanged) when it needs more than one frame or
+   * does not fit the batch.
+   */
+  commitWhole(batch: MessageBatch, kind: number, stream: number, length: number): boolean {
+    if (this.#fitsOpenFrame(batch, length)) return this.#commit(batch, kind, stream, length, true);
+    const base = batch.byteLength;
     if (
-      this.#openBatch !== batch ||
-      batch.count !== this.#openCount ||
-      batch.byteLength !== this.#openEnd ||
-      this.#openEnd - this.#openStart + RECORD_HEADER_BYTES + total > this.#maxFrame
+      length > this.#chunk ||
+      batch.count === batch.lengths.length ||
+      base + FRAME_HEADER_BYTES + length > batch.data.length
     ) {
       return false;
     }
-    const at = batch.extendLast(RECORD_HEADER_BYTES + total);
-    if (at < 0) return false;
+    if (this.#fitsOpenFrame(batch, 0)) {
+      // Written for the open frame, which is full: the body moves past a new frame's header.
+      const from = base + RECORD_HEADER_BYTES;
+      batch.data.copyWithin(base + FRAME_HEADER_BYTES, from, from + length);
+    }
+    return this.#commit(batch, kind, stream, length, false);
+  }
+
+  /**
+   * Whether a whole message of `length` body bytes can join the open frame: the batch's last
+   * frame, as long as the batch has not changed since, ending with a whole message.
+   */
+  #fitsOpenFrame(batch: MessageBatch, length: number): boolean {
+    return (
+      this.#openBatch === batch &&
+      batch.count === this.#openCount &&
+      batch.byteLength === this.#openEnd &&
+      this.#openEnd - this.#openStart + RECORD_HEADER_BYTES + length <= this.#maxFrame
+    );
+  }
+
+  /** Writes the headers of a whole message whose body is in place after them. */
+  #commit(
+    batch: MessageBatch,
+    kind: number,
+    stream: number,
+    length: number,
+    inOpenFrame: boolean,
+  ): boolean {
     const data = batch.data;
-    data[this.#openFlagsAt] = data[this.#openFlagsAt]! | FLAG_MORE;
-    this.#writeRecord(data, at, message, WHOLE, total, 0, total);
-    message.offset = total;
-    message.done = true;
+    let record: number;
+    if (inOpenFrame) {
+      record = batch.extendLast(RECORD_HEADER_BYTES + length);
+      if (record < 0) return false;
+      data[this.#openFlagsAt] = data[this.#openFlagsAt]! | FLAG_MORE;
+    } else {
+      const at = batch.appendAt(FRAME_HEADER_BYTES + length);
+      if (at < 0) return false;
+      data.set(this.#ethernet, at);
+      record = at + ETHERNET_HEADER_BYTES;
+      this.#openBatch = batch;
+      this.#openCount = batch.count;
+      this.#openStart = at;
+    }
+    this.#writeRecordHeader(data, record, kind, WHOLE, stream, length, 0);
     this.#openEnd = batch.byteLength;
-    this.#openFlagsAt = at + 2;
+    this.#openFlagsAt = record + 2;
     return true;
   }
 
-  /** A record header and its chunk `[offset, offset + length)` of head + body, at `at`. */
-  #writeRecord(
+  /** Ends the open frame: the next message starts a frame of its own. */
+  closeFrame(): void {
+    this.#openBatch = undefined;
+  }
+
+  #writeRecordHeader(
     data: Buffer,
     at: number,
-    message: OutgoingMessage,
+    kind: number,
     flags: number,
+    stream: number,
     total: number,
     offset: number,
-    length: number,
   ): void {
-    const { head, body } = message;
     if (this.#viewOf !== data) {
       this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
       this.#viewOf = data;
     }
     const view = this.#view!;
     data[at] = WIRE_VERSION;
-    data[at + 1] = message.kind;
+    data[at + 1] = kind;
     view.setUint16(at + 2, flags, true);
-    view.setUint32(at + 4, message.stream, true);
+    view.setUint32(at + 4, stream, true);
     view.setUint32(at + 8, total, true);
     view.setUint32(at + 12, offset, true);
+  }
+
+  /** Copies bytes `[offset, offset + length)` of head + body to `to`. */
+  #copyChunk(
+    data: Buffer,
+    to: number,
+    head: Uint8Array,
+    body: Uint8Array,
+    offset: number,
+    length: number,
+  ): void {
     const headBytes = head.byteLength;
     const end = offset + length;
-    let to = at + RECORD_HEADER_BYTES;
     if (offset < headBytes) {
       const part = head.subarray(offset, Math.min(end, headBytes));
       data.set(part, to);
@@ -171,8 +269,6 @@ export class Fragmenter {
     }
   }
 }
-
-const NO_HEAD = new Uint8Array(0);
 
 /**
  * A message being cut into frames: what {@link Fragmenter.write} resumes from. Its body on
