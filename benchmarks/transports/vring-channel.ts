@@ -15,9 +15,13 @@ async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
     onMessage(handler) {
       void (async () => {
         try {
-          // Awaiting the handler lets an echo's send reach the ring before the next
-          // receive, as `for await (v of ch) await ch.send(v)` would.
-          for await (const value of channel) await handler(value);
+          // Awaiting what the handler returns lets an echo's send reach the ring before the
+          // next receive, as `for await (v of ch) await ch.send(v)` would; a handler that
+          // returns nothing is not awaited (net's adapter calls it the same way).
+          for await (const value of channel) {
+            const handled = handler(value);
+            if (handled) await handled;
+          }
         } catch {
           // The peer hung up at the end of the run: the handshake is already done.
         }

@@ -57,6 +57,8 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   readonly #highWaterMark: number;
   #inbox: T[] = [];
   #inboxHead = 0;
+  /** Reading is paused for the inbox: a flag, so no pause or resume call per value. */
+  #inboxFull = false;
   #receivers: Array<Receiver<T>> = [];
 
   constructor(end: ChannelTransport, options: ChannelOptions = {}) {
@@ -222,7 +224,10 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
           return;
         }
         this.#inbox.push(value);
-        if (this.#inbox.length - this.#inboxHead >= this.#highWaterMark) this.#link.pause('inbox');
+        if (!this.#inboxFull && this.#inbox.length - this.#inboxHead >= this.#highWaterMark) {
+          this.#inboxFull = true;
+          this.#link.pause('inbox');
+        }
         return;
       }
       case Kind.REQUEST:
@@ -248,7 +253,10 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
       this.#inbox = this.#inbox.slice(this.#inboxHead);
       this.#inboxHead = 0;
     }
-    if (this.#inbox.length - this.#inboxHead < this.#highWaterMark) this.#link.resume('inbox');
+    if (this.#inboxFull && this.#inbox.length - this.#inboxHead < this.#highWaterMark) {
+      this.#inboxFull = false;
+      this.#link.resume('inbox');
+    }
     return value;
   }
 
