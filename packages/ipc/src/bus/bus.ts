@@ -415,8 +415,10 @@ export class Bus implements AsyncDisposable {
   }
 
   #onWritable(port: BusPort): void {
-    for (const from of port.blockedPublishers) from.link.resume(`port ${port.id}`);
+    // Cleared first: a publisher resumed here may be held again by this port at once.
+    const blocked = [...port.blockedPublishers];
     port.blockedPublishers.clear();
+    for (const from of blocked) from.link.resume(`port ${port.id}`);
     if (port.drops.size > 0) {
       for (const [sid, count] of port.drops)
         port.link.post(Kind.DROPPED, this.#codec.encode([sid, count]));

@@ -1,0 +1,31 @@
+// Link: the message layer under Channel and the bus. What its owners rely on beyond what the
+// Channel and bus tests show.
+import { DeviceQueuePair, DriverQueuePair } from '@vring/core';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Link } from '../src/link.js';
+
+test('resume() never delivers inside the caller: messages waiting in the ring come a turn later', async () => {
+  const driver = DriverQueuePair.create({ notification: 'adaptive' });
+  const { descriptor, fds } = driver.share();
+  const device = DeviceQueuePair.attach(descriptor, fds, { notification: 'adaptive' });
+  const got: number[] = [];
+  const sender = new Link(driver, { maxFrame: 1514, maxMessage: 1 << 20, onMessage() {} });
+  const receiver = new Link(device, {
+    maxFrame: 1514,
+    maxMessage: 1 << 20,
+    onMessage: (kind) => got.push(kind),
+  });
+  for (let kind = 1; kind <= 3; kind++) await sender.sendValue(kind, { kind });
+  // A router resumes a port in the middle of its own bookkeeping (the bus's hold/release of
+  // publishers): routing that port's messages right there would re-enter it.
+  receiver.resume();
+  assert.equal(got, [], 'nothing delivered during resume()');
+  const until = Date.now() + 2000;
+  while (got.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(got, [1, 2, 3]);
+  sender.close();
+  receiver.close();
+});
+
+test.run();
