@@ -22,6 +22,11 @@ export interface ChannelTransport {
   waitReceivable?(): Promise<void>;
   /** How the transport waits: decides how long the reader polls before it sleeps. */
   readonly notification?: NotificationMode;
+  /**
+   * The peer runs in this thread (a bus hosted by this process): it reads in a later
+   * microtask anyway, so a message gains nothing by going out before the rest of its turn.
+   */
+  readonly sameThread?: boolean;
   close(): void;
   /** Let pending waits keep the process alive. */
   ref?(): unknown;
@@ -459,7 +464,7 @@ export class Link {
    */
   #appended(wasEmpty: boolean): boolean {
     const { trySend } = this.transport;
-    if (wasEmpty && !this.#wroteThisTurn && trySend !== undefined) {
+    if (wasEmpty && !this.#wroteThisTurn && trySend !== undefined && !this.transport.sameThread) {
       let sent = 0;
       try {
         sent = trySend.call(this.transport, this.#sendBatch, 0);

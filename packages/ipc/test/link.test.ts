@@ -1,8 +1,9 @@
 // Link: the message layer under Channel and the bus. What its owners rely on beyond what the
 // Channel and bus tests show.
-import { DeviceQueuePair, DriverQueuePair } from '@vring/core';
+import { DeviceQueuePair, DriverQueuePair, MessageBatch } from '@vring/core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { InProcessTransport } from '../src/bus/in-process-transport.js';
 import { Link } from '../src/link.js';
 
 test('resume() never delivers inside the caller: messages waiting in the ring come a turn later', async () => {
@@ -26,6 +27,19 @@ test('resume() never delivers inside the caller: messages waiting in the ring co
   assert.equal(got, [1, 2, 3]);
   sender.close();
   receiver.close();
+});
+
+test('a turn of sends to a peer in this thread leaves as one frame: nothing is written ahead', async () => {
+  const [near, far] = InProcessTransport.pair(9216, 256);
+  const link = new Link(near, { maxFrame: 9216, maxMessage: 1 << 20, onMessage() {} });
+  const sent = [1, 2, 3].map((kind) => link.sendValue(kind, { kind }));
+  await Promise.all(sent);
+  const batch = new MessageBatch();
+  await far.receive(batch);
+  // Written through, the first would have gone alone (two frames); the peer would read it
+  // alone in a microtask and route it alone.
+  assert.is(batch.count, 1);
+  link.close();
 });
 
 test.run();

@@ -10,6 +10,12 @@ import type { ChannelTransport } from '../link.js';
  */
 export class InProcessTransport implements ChannelTransport {
   readonly closed: Promise<VringError | undefined>;
+  /**
+   * A message written through alone would be routed alone: the bus reads it in a microtask,
+   * before the rest of the sender's turn arrives, and every subscriber's ring then takes two
+   * sends (and possibly two wakeups) where one does.
+   */
+  readonly sameThread = true;
   #peer!: InProcessTransport;
   #inbox: Buffer[] = [];
   #inboxHead = 0;
