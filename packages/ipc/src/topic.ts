@@ -37,6 +37,23 @@ export function checkTopic(topic: string): void {
   }
 }
 
+/**
+ * Topics already checked: a sender uses a handful of topics (or RPC names), so each is
+ * checked once rather than split into tokens on every message. Bounded: a sender that uses
+ * ever new topics forgets the old ones and checks them again.
+ */
+export class CheckedTopics {
+  readonly #seen = new Set<string>();
+
+  /** @throws VringError `ERR_VRING_INVALID_ARGUMENT` (see {@link checkTopic}). */
+  check(topic: string): void {
+    if (this.#seen.has(topic)) return;
+    checkTopic(topic);
+    if (this.#seen.size >= 1024) this.#seen.clear();
+    this.#seen.add(topic);
+  }
+}
+
 /** A compiled subscription pattern. */
 export class TopicPattern {
   readonly source: string;

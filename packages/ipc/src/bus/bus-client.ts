@@ -11,7 +11,7 @@ import {
   Subscription,
   type SubscriptionOwner,
 } from '../subscription.js';
-import { checkTopic, TopicPattern } from '../topic.js';
+import { CheckedTopics, TopicPattern } from '../topic.js';
 import { BUS_PROTOCOL_VERSION, Kind, PolicyCode } from '../wire/message-kinds.js';
 
 /** Options of {@link connectBus}. */
@@ -88,6 +88,7 @@ export class BusClient implements AsyncDisposable {
   readonly #device: BusConnection;
   readonly #link: Link;
   readonly #codec = new MessageCodec();
+  readonly #checkedTopics = new CheckedTopics();
   readonly #requester: Requester;
   readonly #responder: Responder;
   readonly #subscriptions = new Map<number, Subscription<unknown>>();
@@ -146,7 +147,7 @@ export class BusClient implements AsyncDisposable {
    */
   publish(topic: string, value: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
     try {
-      checkTopic(topic);
+      this.#checkedTopics.check(topic);
     } catch (error) {
       return Promise.reject(asArgumentError(error));
     }

@@ -2,7 +2,7 @@ import { VringError } from '@vring/core';
 import { Observable } from 'rxjs';
 import type { Link } from '../link.js';
 import type { MessageCodec } from '../message-codec.js';
-import { checkTopic } from '../topic.js';
+import { CheckedTopics } from '../topic.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
 import { type Deadline, Deadlines } from './deadlines.js';
 import { fromWireError } from './remote-error.js';
@@ -68,7 +68,7 @@ export class Requester {
   readonly #codec: MessageCodec;
   readonly #onActivity: () => void;
   readonly #pending = new Map<number, Pending>();
-  readonly #checkedNames = new Set<string>();
+  readonly #checkedNames = new CheckedTopics();
   readonly #deadlines = new Deadlines();
   #nextId = 1;
 
@@ -152,12 +152,7 @@ export class Requester {
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     const id = this.#nextFreeId();
     try {
-      if (!this.#checkedNames.has(name)) {
-        checkTopic(name);
-        // A caller uses a handful of names: check each once, not once per request.
-        if (this.#checkedNames.size >= 1024) this.#checkedNames.clear();
-        this.#checkedNames.add(name);
-      }
+      this.#checkedNames.check(name);
       if (!(timeout > 0)) {
         throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'timeout must be a positive number');
       }
