@@ -35,6 +35,8 @@ export interface ChannelWaitOptions {
 interface Receiver<T> {
   resolve(value: T): void;
   reject(error: unknown): void;
+  /** Takes a value at each of its turns until removed (an Observable subscription), not one. */
+  readonly standing?: boolean;
 }
 
 /**
@@ -149,25 +151,35 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
    */
   messages(): Observable<T> {
     return new Observable<T>((subscriber) => {
-      const abort = new AbortController();
-      void (async () => {
-        while (!abort.signal.aborted) {
-          let value: T;
-          try {
-            value = await this.receive({ signal: abort.signal });
-          } catch (error) {
-            if (abort.signal.aborted) return;
-            if (error instanceof VringError && error.code === 'ERR_VRING_CLOSED') {
-              subscriber.complete();
-            } else {
-              subscriber.error(error);
-            }
-            return;
+      // Values are handed over as the reader decodes them: no promise per value.
+      const receiver: Receiver<T> = {
+        standing: true,
+        resolve: (value) => subscriber.next(value),
+        reject: (error) => {
+          if (error instanceof VringError && error.code === 'ERR_VRING_CLOSED') {
+            subscriber.complete();
+          } else {
+            subscriber.error(error);
           }
-          subscriber.next(value);
-        }
-      })();
-      return () => abort.abort();
+        },
+      };
+      // What arrived before anyone listened comes first, in order.
+      while (this.#inboxHead < this.#inbox.length && !subscriber.closed) {
+        subscriber.next(this.#take());
+      }
+      if (subscriber.closed) return;
+      if (this.#link.done) {
+        receiver.reject(this.#link.closedError);
+        return;
+      }
+      this.#receivers.push(receiver);
+      if (this.#receivers.length === 1) this.#updateKeepAlive();
+      return () => {
+        const i = this.#receivers.indexOf(receiver);
+        if (i === -1) return;
+        this.#receivers.splice(i, 1);
+        if (this.#receivers.length === 0) this.#updateKeepAlive();
+      };
     });
   }
 
@@ -217,9 +229,15 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     switch (kind) {
       case Kind.MESSAGE: {
         const value = this.#codec.decode(data, start, end, owned) as T;
-        const receiver = this.#receivers.shift();
+        const receiver = this.#receivers[0];
         if (receiver) {
-          if (this.#receivers.length === 0) this.#updateKeepAlive();
+          if (!receiver.standing) {
+            this.#receivers.shift();
+            if (this.#receivers.length === 0) this.#updateKeepAlive();
+          } else if (this.#receivers.length > 1) {
+            // Subscriptions take turns: the one served goes to the back of the line.
+            this.#receivers.push(this.#receivers.shift()!);
+          }
           receiver.resolve(value);
           return;
         }

@@ -149,6 +149,34 @@ test('async iteration and the Observable deliver the same stream; unsubscribing 
   b.close();
 });
 
+test('Observable subscriptions take values in turns; one that unsubscribes mid-stream takes no more', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<number>(driver);
+  const b = new Channel<number>(device);
+  const first: number[] = [];
+  const second: number[] = [];
+  let completed = 0;
+  const one = b.messages().subscribe({
+    next: (v) => {
+      first.push(v);
+      if (first.length === 3) one.unsubscribe();
+    },
+  });
+  b.messages().subscribe({ next: (v) => second.push(v), complete: () => completed++ });
+  for (let i = 0; i < 10; i++) void a.send(i);
+  const until = Date.now() + 2000;
+  while (first.length + second.length < 10 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  // Alternating while both listen; after the third value the first takes nothing more.
+  assert.equal(first, [0, 2, 4]);
+  assert.equal(second, [1, 3, 5, 6, 7, 8, 9]);
+  b.close();
+  await b.closed;
+  assert.is(completed, 1, 'closing the channel completes a subscription');
+  a.close();
+});
+
 test('close() rejects pending receives with ERR_VRING_CLOSED and ends iteration', async () => {
   const { driver, device } = pair();
   const b = new Channel(device);
