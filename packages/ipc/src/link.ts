@@ -444,7 +444,11 @@ export class Link {
       throw unencodable(error);
     }
     if (end < 0) return codec.overflow;
-    if (this.#fragmenter.commitWhole(batch, kind, this.#stream(), end - at)) return undefined;
+    const fragmenter = this.#fragmenter;
+    const stream = this.#stream();
+    if (fragmenter.commitWhole(batch, kind, stream, end - at)) return undefined;
+    // Over a frame but within the batch (a 64 KiB value in 64 KiB frames): cut in place.
+    if (fragmenter.commitFragments(batch, kind, stream, end - at)) return undefined;
     return Buffer.from(batch.data.subarray(at, end));
   }
 
@@ -457,14 +461,22 @@ export class Link {
   }
 
   /**
-   * A message joined the send batch. The first one of a turn goes on into the ring at once,
+   * A message joined the send batch. The first one of a turn goes on into the ring at once
    * when nothing was in the batch before it: a request or a reply then reaches the peer now,
-   * not after a microtask, a pump and a promise. Later ones of the turn wait and leave
-   * together, in one native crossing. Returns whether the message is in the ring.
+   * not after a microtask, a pump and a promise. Only a one-frame message: the pump resends
+   * a batch from its first frame, so a message must go through whole or not at all. Later
+   * ones of the turn wait and leave together, in one native crossing. Returns whether the
+   * message is in the ring.
    */
   #appended(wasEmpty: boolean): boolean {
     const { trySend } = this.transport;
-    if (wasEmpty && !this.#wroteThisTurn && trySend !== undefined && !this.transport.sameThread) {
+    if (
+      wasEmpty &&
+      this.#sendBatch.count === 1 &&
+      !this.#wroteThisTurn &&
+      trySend !== undefined &&
+      !this.transport.sameThread
+    ) {
       let sent = 0;
       try {
         sent = trySend.call(this.transport, this.#sendBatch, 0);

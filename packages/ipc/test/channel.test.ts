@@ -115,6 +115,28 @@ test('values arrive in send order whatever their sizes: small, over a frame, ove
   b.close();
 });
 
+test('a value over one frame sent alone goes out once, cut in place, and arrives intact', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ id: number; pad: Buffer }>(driver);
+  const b = new Channel<{ id: number; pad: Buffer }>(device);
+  // Each is alone in its turn: a one-frame value would be written through; this one is
+  // cut into two frames in the batch and must reach the ring exactly once.
+  for (let id = 1; id <= 3; id++) await a.send({ id, pad: Buffer.alloc(100 * 1024, id) });
+  await a.send({ id: 4, pad: Buffer.alloc(0) });
+  for (let id = 1; id <= 4; id++) {
+    const got = await b.receive();
+    assert.is(got.id, id);
+    assert.ok(got.pad.every((byte) => byte === id));
+  }
+  const extra = await b.receive({ signal: AbortSignal.timeout(50) }).then(
+    (value) => value,
+    (error: Error) => error.name,
+  );
+  assert.is(extra, 'TimeoutError', 'nothing more arrives');
+  a.close();
+  b.close();
+});
+
 test('a slow receiver blocks the sender (nothing lost, memory bounded), then everything arrives', async () => {
   const { driver, device } = pair({ queueSize: 64 });
   // The smallest frames: small messages share a frame, and 64 frames of 64 KiB would hold

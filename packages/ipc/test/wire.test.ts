@@ -153,6 +153,38 @@ test('a body written in place at bodyOffset becomes a record: in the open frame,
   for (const m of out) assert.ok(m.body.equals(body(m.body.byteLength, m.stream)));
 });
 
+test('a body over one frame written at bodyOffset is cut into frames where it lies', () => {
+  for (const opened of [false, true]) {
+    const fragmenter = new Fragmenter({ maxFrame: 100 });
+    const batch = new MessageBatch({ bytes: 4096, messages: 16 });
+    // With a frame open the body is written 16 bytes in, and the first chunk moves too.
+    if (opened) assert.ok(fragmenter.appendWhole(batch, 1, 1, body(10, 1)));
+    const sent = body(250, 7);
+    batch.data.set(sent, fragmenter.bodyOffset(batch));
+    assert.not.ok(fragmenter.commitWhole(batch, 2, 9, sent.byteLength));
+    assert.ok(fragmenter.commitFragments(batch, 2, 9, sent.byteLength));
+    // 70 body bytes per 100-byte frame: 70 + 70 + 70 + 40.
+    assert.equal(
+      [...batch.lengths.subarray(0, batch.count)],
+      [...(opened ? [40] : []), 100, 100, 100, 70],
+    );
+    const { r, out } = collector();
+    for (const frame of batch) r.push(frame);
+    const got = out.at(-1)!;
+    assert.is(got.kind, 2);
+    assert.is(got.stream, 9);
+    assert.ok(got.body.equals(sent), `intact (${opened ? 'after an open frame' : 'alone'})`);
+    // Nothing packs into a fragment's frame.
+    assert.ok(fragmenter.appendWhole(batch, 1, 2, body(10, 2)));
+    assert.is(batch.lengths[batch.count - 1], 40);
+  }
+  const fragmenter = new Fragmenter({ maxFrame: 100 });
+  const small = new MessageBatch({ bytes: 300, messages: 16 });
+  small.data.set(body(250, 3), fragmenter.bodyOffset(small));
+  assert.not.ok(fragmenter.commitFragments(small, 2, 1, 250), 'four frames need 370 bytes');
+  assert.is(small.count, 0, 'and the batch is unchanged');
+});
+
 test('a fragmented message starts a frame of its own; whole ones pack after it ends', () => {
   const fragmenter = new Fragmenter({ maxFrame: 100 });
   const batch = new MessageBatch({ bytes: 4096, messages: 16 });

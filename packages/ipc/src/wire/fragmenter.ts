@@ -177,6 +177,51 @@ export class Fragmenter {
   }
 
   /**
+   * Makes the `length` bytes written at {@link Fragmenter.bodyOffset} one message of several
+   * frames, cut where it lies: each chunk moves up past the headers of the frames before it
+   * (a memmove; no buffer of its own, no second copy). Returns false (the batch unchanged)
+   * when the frames do not fit the batch.
+   */
+  commitFragments(batch: MessageBatch, kind: number, stream: number, length: number): boolean {
+    const chunk = this.#chunk;
+    const frames = Math.ceil(length / chunk);
+    const base = batch.byteLength;
+    const from = this.bodyOffset(batch);
+    if (
+      frames < 2 ||
+      batch.count + frames > batch.lengths.length ||
+      base + frames * FRAME_HEADER_BYTES + length > batch.data.length
+    ) {
+      return false;
+    }
+    const data = batch.data;
+    // Last chunk first: each moves forward, over bytes that have already moved.
+    for (let i = frames - 1; i >= 0; i--) {
+      const start = from + i * chunk;
+      const to = base + i * (FRAME_HEADER_BYTES + chunk) + FRAME_HEADER_BYTES;
+      if (to !== start) data.copyWithin(to, start, start + Math.min(chunk, length - i * chunk));
+    }
+    for (let i = 0; i < frames; i++) {
+      const offset = i * chunk;
+      const at = batch.appendAt(FRAME_HEADER_BYTES + Math.min(chunk, length - offset));
+      const flags = (i === 0 ? FLAG_FIRST : 0) | (i === frames - 1 ? FLAG_LAST : 0);
+      data.set(this.#ethernet, at);
+      this.#writeRecordHeader(
+        data,
+        at + ETHERNET_HEADER_BYTES,
+        kind,
+        flags,
+        stream,
+        length,
+        offset,
+      );
+    }
+    // A fragment ends its frame: only whole messages share one.
+    this.#openBatch = undefined;
+    return true;
+  }
+
+  /**
    * Whether a whole message of `length` body bytes can join the open frame: the batch's last
    * frame, as long as the batch has not changed since, ending with a whole message.
    */
