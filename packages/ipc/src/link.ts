@@ -60,6 +60,13 @@ export interface LinkOptions {
 
 const RESOLVED = Promise.resolve();
 
+/** Where a message went: straight into the ring, into the send batch, or nowhere yet. */
+const IN_RING = 1;
+const IN_BATCH = 2;
+const QUEUE = 0;
+type Sent = typeof IN_RING | typeof IN_BATCH;
+type Placed = Sent | typeof QUEUE;
+
 /** Ordering lane of a message: messages of one lane arrive in send order. */
 export type Lane = string | number | undefined;
 
@@ -246,12 +253,8 @@ export class Link {
   ): Promise<void> {
     if (this.#done) return Promise.reject(this.closedError);
     if (!signal) {
-      if (this.#appendable()) {
-        const wasEmpty = this.#sendBatch.count === 0;
-        if (this.#fragmenter.appendWhole(this.#sendBatch, kind, this.#stream(), body, head)) {
-          return this.#appended(wasEmpty) ? RESOLVED : this.#joinBatch();
-        }
-      }
+      const placed = this.#place(kind, body, head);
+      if (placed !== QUEUE) return this.#promiseOf(placed);
       this.#queue(kind, body, head, lane, undefined, undefined).group = this.#joinGroup();
       return this.#group!.promise;
     }
@@ -285,14 +288,9 @@ export class Link {
   /** Sends a message nobody waits for (a failure shows in `closed`). */
   post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane): void {
     if (this.#done) return;
-    if (this.#appendable()) {
-      const wasEmpty = this.#sendBatch.count === 0;
-      if (this.#fragmenter.appendWhole(this.#sendBatch, kind, this.#stream(), body, head)) {
-        this.#appended(wasEmpty);
-        return;
-      }
+    if (this.#place(kind, body, head) === QUEUE) {
+      this.#queue(kind, body, head, lane, undefined, undefined);
     }
-    this.#queue(kind, body, head, lane, undefined, undefined);
   }
 
   /**
@@ -303,13 +301,11 @@ export class Link {
     if (this.#done) return Promise.reject(this.closedError);
     try {
       // A send that may be withdrawn waits in the queue, where it can still be taken out.
-      if (!signal && this.#appendable()) {
-        const wasEmpty = this.#sendBatch.count === 0;
-        const body = this.#appendValue(kind, value);
-        if (!body) return this.#appended(wasEmpty) ? RESOLVED : this.#joinBatch();
-        return this.send(kind, body, undefined, lane);
-      }
-      return this.send(kind, this.#encode(value), undefined, lane, signal);
+      if (signal) return this.send(kind, this.#encode(value), undefined, lane, signal);
+      const placed = this.#placeValue(kind, value);
+      return typeof placed === 'number'
+        ? this.#promiseOf(placed)
+        : this.send(kind, placed, undefined, lane);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -321,14 +317,8 @@ export class Link {
    */
   postValue(kind: number, value: unknown, lane?: Lane): void {
     if (this.#done) return;
-    if (this.#appendable()) {
-      const wasEmpty = this.#sendBatch.count === 0;
-      const body = this.#appendValue(kind, value);
-      if (!body) this.#appended(wasEmpty);
-      else this.#queue(kind, body, undefined, lane, undefined, undefined);
-      return;
-    }
-    this.#queue(kind, this.#encode(value), undefined, lane, undefined, undefined);
+    const placed = this.#placeValue(kind, value);
+    if (typeof placed !== 'number') this.post(kind, placed, undefined, lane);
   }
 
   /** Resolves when every queued message is in the ring (at once if none is). */
@@ -429,27 +419,51 @@ export class Link {
   }
 
   /**
-   * Encodes `value` straight into the send batch as a whole message. Returns undefined when
-   * it is there, else its encoding (a buffer of its own) for the queue: it needs more than
-   * one frame, or more room than the batch has left.
+   * Encodes `value` straight into the send batch when it may go there, and returns where it
+   * went; else returns its encoding (a buffer of its own) to be sent as a byte body: the
+   * batch is not open to it, or has too little room left.
    */
-  #appendValue(kind: number, value: unknown): Uint8Array | undefined {
+  #placeValue(kind: number, value: unknown): Sent | Uint8Array {
+    if (!this.#appendable()) return this.#encode(value);
     const batch = this.#sendBatch;
+    const wasEmpty = batch.count === 0;
     const codec = this.#codec;
-    const at = this.#fragmenter.bodyOffset(batch);
+    const fragmenter = this.#fragmenter;
+    const at = fragmenter.bodyOffset(batch);
     let end: number;
     try {
       end = codec.encodeInto(value, batch.data, at);
     } catch (error) {
       throw unencodable(error);
     }
-    if (end < 0) return codec.overflow;
-    const fragmenter = this.#fragmenter;
+    if (end < 0) return codec.overflow!;
     const stream = this.#stream();
-    if (fragmenter.commitWhole(batch, kind, stream, end - at)) return undefined;
-    // Over a frame but within the batch (a 64 KiB value in 64 KiB frames): cut in place.
-    if (fragmenter.commitFragments(batch, kind, stream, end - at)) return undefined;
+    if (
+      fragmenter.commitWhole(batch, kind, stream, end - at) ||
+      // Over a frame but within the batch (a 64 KiB value in 64 KiB frames): cut in place.
+      fragmenter.commitFragments(batch, kind, stream, end - at)
+    ) {
+      return this.#appended(wasEmpty);
+    }
     return Buffer.from(batch.data.subarray(at, end));
+  }
+
+  /** Appends a one-frame message to the send batch when it may go there (see #appended). */
+  #place(kind: number, body: Uint8Array, head: Uint8Array | undefined): Placed {
+    if (!this.#appendable()) return QUEUE;
+    const batch = this.#sendBatch;
+    const wasEmpty = batch.count === 0;
+    if (!this.#fragmenter.appendWhole(batch, kind, this.#stream(), body, head)) return QUEUE;
+    return this.#appended(wasEmpty);
+  }
+
+  /** The promise of a send placed in the batch or the ring. */
+  #promiseOf(placed: Sent): Promise<void> {
+    if (placed === IN_RING) return RESOLVED;
+    const group = this.#joinGroup();
+    this.#batchGroup = group;
+    this.#batchedSends++;
+    return group.promise;
   }
 
   #encode(value: unknown): Uint8Array {
@@ -465,10 +479,10 @@ export class Link {
    * when nothing was in the batch before it: a request or a reply then reaches the peer now,
    * not after a microtask, a pump and a promise. Only a one-frame message: the pump resends
    * a batch from its first frame, so a message must go through whole or not at all. Later
-   * ones of the turn wait and leave together, in one native crossing. Returns whether the
-   * message is in the ring.
+   * ones of the turn wait and leave together, in one native crossing. Returns where the message
+   * is.
    */
-  #appended(wasEmpty: boolean): boolean {
+  #appended(wasEmpty: boolean): Sent {
     const { trySend } = this.transport;
     if (
       wasEmpty &&
@@ -489,21 +503,13 @@ export class Link {
         this.#wroteThisTurn = true;
         RESOLVED.then(this.#endTurn);
         this.#wake?.();
-        return true;
+        return IN_RING;
       }
     }
     if (++this.#batched + this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
     this.#kick();
     this.#wake?.();
-    return false;
-  }
-
-  /** The send just appended waits for the batch: its promise is this turn's group's. */
-  #joinBatch(): Promise<void> {
-    const group = this.#joinGroup();
-    this.#batchGroup = group;
-    this.#batchedSends++;
-    return group.promise;
+    return IN_BATCH;
   }
 
   /** Counts one more send in this turn's group (see {@link SendGroup}). */
