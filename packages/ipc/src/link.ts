@@ -285,11 +285,15 @@ export class Link {
     });
   }
 
-  /** Sends a message nobody waits for (a failure shows in `closed`). */
-  post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane): void {
+  /**
+   * Sends a message nobody waits for (a failure shows in `closed`). A `borrowed` body is
+   * valid only during the call (a view of a ring batch, say): it is copied only if the
+   * message has to wait in the queue, not when it goes into the send batch at once.
+   */
+  post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane, borrowed = false): void {
     if (this.#done) return;
     if (this.#place(kind, body, head) === QUEUE) {
-      this.#queue(kind, body, head, lane, undefined, undefined);
+      this.#queue(kind, borrowed ? Buffer.from(body) : body, head, lane, undefined, undefined);
     }
   }
 

@@ -303,8 +303,9 @@ export class Bus implements AsyncDisposable {
     reader.end();
     this.#stats.published++;
     if (deliveries.length === 0) return;
-    // "topic, value" is forwarded as it came; one copy out of the ring for all subscribers.
-    const fields = owned ? body.subarray(fieldsAt) : Buffer.from(body.subarray(fieldsAt));
+    // "topic, value" is forwarded as it came, copied straight from the ring into each
+    // subscriber's send batch (into a buffer of its own only for one that must queue).
+    const fields = body.subarray(fieldsAt);
     for (const d of deliveries) {
       const to = d.port;
       if (to.link.queued >= this.#highWaterMark) {
@@ -319,7 +320,7 @@ export class Bus implements AsyncDisposable {
       // A publish arrives with others of its batch more often than alone: deliveries of this
       // turn go out together, not the first one by itself.
       to.link.deferToBatch();
-      to.link.post(Kind.DELIVER, fields, d.head, topic);
+      to.link.post(Kind.DELIVER, fields, d.head, topic, !owned);
     }
   }
 
@@ -370,8 +371,8 @@ export class Bus implements AsyncDisposable {
     port.requests.set(requestId, callId);
     responder.answering.add(callId);
     this.#stats.requests++;
-    const fields = owned ? body.subarray(fieldsAt) : Buffer.from(body.subarray(fieldsAt));
-    this.#forward(port, responder, Kind.REQUEST, callId, fields);
+    const fields = body.subarray(fieldsAt);
+    this.#forward(port, responder, Kind.REQUEST, callId, fields, owned);
   }
 
   #reply(port: BusPort, body: Uint8Array, owned: boolean): void {
@@ -387,8 +388,8 @@ export class Bus implements AsyncDisposable {
     // A reply to a call cancelled meanwhile is late, not wrong.
     if (!call || call.responder !== port) return;
     if (status !== ReplyStatus.NEXT) this.#endCall(callId, call);
-    const fields = owned ? body.subarray(fieldsAt) : Buffer.from(body.subarray(fieldsAt));
-    this.#forward(port, call.requester, Kind.REPLY, call.requestId, fields);
+    const fields = body.subarray(fieldsAt);
+    this.#forward(port, call.requester, Kind.REPLY, call.requestId, fields, owned);
   }
 
   #cancel(port: BusPort, requestId: unknown): void {
@@ -400,11 +401,21 @@ export class Bus implements AsyncDisposable {
     call.responder.link.post(Kind.CANCEL, this.#codec.encode([callId]), undefined, callId);
   }
 
-  /** Sends `[id, ...fields]` to `to`; a full `to` holds `from` back (RPC never drops). */
-  #forward(from: BusPort, to: BusPort, kind: number, id: number, fields: Uint8Array): void {
+  /**
+   * Sends `[id, ...fields]` to `to` (fields not `owned` are a view of the ring); a full `to`
+   * holds `from` back (RPC never drops).
+   */
+  #forward(
+    from: BusPort,
+    to: BusPort,
+    kind: number,
+    id: number,
+    fields: Uint8Array,
+    owned: boolean,
+  ): void {
     if (to.link.queued >= this.#highWaterMark) this.#hold(from, to);
     const head = new MsgpackPrefixWriter(prefixCapacity(1)).arrayHeader(3).uint(id).finish();
-    to.link.post(kind, fields, head, id);
+    to.link.post(kind, fields, head, id, !owned);
   }
 
   /** Stops reading from `from` until `to` has drained its send queue. */
