@@ -1,6 +1,7 @@
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 import { VringError } from './errors.js';
 import type { EventFd } from './event-fd.js';
+import type { FramePolling, FramePort } from './frame-port.js';
 import { MessageBatch } from './message-batch.js';
 import { WaiterQueue } from './waiter-queue.js';
 
@@ -128,7 +129,7 @@ export interface NativeQueuePairEnd {
  *
  * @public
  */
-export abstract class QueuePairEnd implements AsyncDisposable {
+export abstract class QueuePairEnd implements FramePort, FramePolling, AsyncDisposable {
   /** @internal */
   protected readonly handle: NativeQueuePairEnd;
   /** Largest message either side may send, in bytes. */
@@ -212,6 +213,14 @@ export abstract class QueuePairEnd implements AsyncDisposable {
   /** The notification policy in force. */
   get notification(): NotificationMode {
     return this.#mode;
+  }
+
+  /** The peer is another thread or process: never in this one's event loop. */
+  readonly peerInThread = false;
+
+  /** This end can be polled: {@link QueuePairEnd.tryReceive} and {@link QueuePairEnd.waitReceivable}. */
+  get polling(): FramePolling {
+    return this;
   }
 
   /** Counters since creation. */

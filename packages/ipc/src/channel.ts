@@ -1,12 +1,10 @@
-import { VringError } from '@vring/core';
+import { type FramePort, VringError } from '@vring/core';
 import { Observable } from 'rxjs';
-import { type ChannelTransport, Link } from './link.js';
+import { Link } from './link.js';
 import { MessageCodec } from './message-codec.js';
 import { Requester, type RequestOptions } from './rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from './rpc/responder.js';
 import { Kind } from './wire/message-kinds.js';
-
-export type { ChannelTransport } from './link.js';
 
 /** Lane of a channel's values: one lane, so they arrive in send order. */
 const VALUES_LANE = '';
@@ -63,7 +61,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   #inboxFull = false;
   #receivers: Array<Receiver<T>> = [];
 
-  constructor(end: ChannelTransport, options: ChannelOptions = {}) {
+  constructor(end: FramePort, options: ChannelOptions = {}) {
     this.#highWaterMark = options.highWaterMark ?? 1024;
     this.#link = new Link(end, {
       maxFrame: options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024),

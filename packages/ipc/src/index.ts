@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export { type FramePort, VringError, type VringErrorCode } from '@vring/core';
 export { Bus, type BusOptions, type BusStats, createBus } from './bus/bus.js';
 export {
   BusClient,
@@ -12,12 +13,7 @@ export {
   type ConnectBusOptions,
   connectBus,
 } from './bus/bus-client.js';
-export {
-  Channel,
-  type ChannelOptions,
-  type ChannelTransport,
-  type ChannelWaitOptions,
-} from './channel.js';
+export { Channel, type ChannelOptions, type ChannelWaitOptions } from './channel.js';
 export type { RequestOptions } from './rpc/requester.js';
 export type { RequestContext, RpcHandler, Service } from './rpc/responder.js';
 export {

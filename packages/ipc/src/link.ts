@@ -1,38 +1,13 @@
-import { MessageBatch, type NotificationMode, VringError } from '@vring/core';
+import {
+  type FramePolling,
+  type FramePort,
+  MessageBatch,
+  type NotificationMode,
+  VringError,
+} from '@vring/core';
 import { MessageCodec } from './message-codec.js';
 import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
 import { type MessageSink, Reassembler } from './wire/reassembler.js';
-
-/**
- * What a Channel or a bus connection runs over: either end of a queue pair, a `VirtioUser`,
- * or a vhost-user backend port. The link owns it and closes it.
- */
-export interface ChannelTransport {
-  readonly maxMessage: number;
-  readonly closed: Promise<VringError | undefined>;
-  sendBatch(batch: MessageBatch): Promise<void>;
-  receive(batch: MessageBatch): Promise<MessageBatch>;
-  /** Puts frames `start..` of `batch` into the ring without waiting; returns how many went. */
-  trySend?(batch: MessageBatch, start?: number): number;
-  /** Resolves once the ring may have room again (for a frame of `bytes`, when given). */
-  waitSendable?(options?: { bytes?: number }): Promise<void>;
-  /** Takes what has arrived without waiting or spinning; returns the number of frames. */
-  tryReceive?(batch: MessageBatch): number;
-  /** Resolves once something has arrived (sleeping on the eventfd; never spins). */
-  waitReceivable?(): Promise<void>;
-  /** How the transport waits: decides how long the reader polls before it sleeps. */
-  readonly notification?: NotificationMode;
-  /**
-   * The peer runs in this thread (a bus hosted by this process): it reads in a later
-   * microtask anyway, so a message gains nothing by going out before the rest of its turn.
-   */
-  readonly sameThread?: boolean;
-  close(): void;
-  /** Let pending waits keep the process alive. */
-  ref?(): unknown;
-  /** Let the process exit while waits are pending. */
-  unref?(): unknown;
-}
 
 /** Options of a {@link Link}. @internal */
 export interface LinkOptions {
@@ -142,7 +117,7 @@ const LOOP_TURN_MS = 0.01;
  */
 export class Link {
   readonly closed: Promise<VringError | undefined>;
-  readonly transport: ChannelTransport;
+  readonly transport: FramePort;
   readonly #options: LinkOptions;
   readonly #codec: MessageCodec;
   #fragmenter: Fragmenter;
@@ -183,7 +158,7 @@ export class Link {
   #done = false;
   #resolveClosed!: (error: VringError | undefined) => void;
 
-  constructor(transport: ChannelTransport, options: LinkOptions) {
+  constructor(transport: FramePort, options: LinkOptions) {
     this.transport = transport;
     this.#options = options;
     this.#codec = options.codec ?? new MessageCodec();
@@ -398,8 +373,8 @@ export class Link {
     const on = this.#wanted;
     if (this.#keepAlive === on || this.#done) return;
     this.#keepAlive = on;
-    if (on) this.transport.ref?.();
-    else this.transport.unref?.();
+    if (on) this.transport.ref();
+    else this.transport.unref();
   }
 
   /** Closes the link and its transport; queued messages fail with `error` or ERR_VRING_CLOSED. */
@@ -487,17 +462,15 @@ export class Link {
    * is.
    */
   #appended(wasEmpty: boolean): Sent {
-    const { trySend } = this.transport;
     if (
       wasEmpty &&
       this.#sendBatch.count === 1 &&
       !this.#wroteThisTurn &&
-      trySend !== undefined &&
-      !this.transport.sameThread
+      !this.transport.peerInThread
     ) {
       let sent = 0;
       try {
-        sent = trySend.call(this.transport, this.#sendBatch, 0);
+        sent = this.transport.trySend(this.#sendBatch, 0);
       } catch {
         // A failing transport fails the link through the pump, as any send does: the caller
         // gets a rejected promise, never a throw.
@@ -605,9 +578,7 @@ export class Link {
    * else through its waiting send.
    */
   #send(batch: MessageBatch): Promise<void> | undefined {
-    const { trySend, waitSendable } = this.transport;
-    if (!trySend || !waitSendable) return this.transport.sendBatch(batch);
-    const sent = trySend.call(this.transport, batch, 0);
+    const sent = this.transport.trySend(batch, 0);
     if (sent === batch.count) return undefined;
     return this.#sendRest(batch, sent);
   }
@@ -618,16 +589,16 @@ export class Link {
    */
   async #sendRest(batch: MessageBatch, start: number): Promise<void> {
     const transport = this.transport;
-    const pollMs = POLL_MS[transport.notification ?? 'event'];
+    const pollMs = POLL_MS[transport.notification];
     let sent = start;
     const attempt = () => {
-      sent += transport.trySend!(batch, sent);
+      sent += transport.trySend(batch, sent);
       return sent === batch.count;
     };
     while (sent < batch.count && !this.#done) {
       if (await this.#pollUntil(attempt, pollMs, () => this.#done)) return;
       // The size matters: a frame may need several of the peer's receive buffers.
-      await transport.waitSendable!({ bytes: batch.lengths[sent]! });
+      await transport.waitSendable({ bytes: batch.lengths[sent]! });
       attempt();
     }
   }
@@ -683,17 +654,17 @@ export class Link {
   async #read(): Promise<void> {
     const transport = this.transport;
     const batch = this.#receiveBatch;
-    const polling = transport.tryReceive !== undefined && transport.waitReceivable !== undefined;
-    const pollMs = POLL_MS[transport.notification ?? 'event'];
+    const polling = transport.polling;
+    const pollMs = POLL_MS[transport.notification];
     try {
       while (!this.#done && this.#pausedBy.size === 0) {
         if (!polling) {
           await transport.receive(batch);
-        } else if (transport.tryReceive!(batch) > 0) {
+        } else if (polling.tryReceive(batch) > 0) {
           // Frames at once: handled in this turn.
-        } else if (!(await this.#poll(batch, pollMs))) {
+        } else if (!(await this.#poll(polling, batch, pollMs))) {
           if (this.#done || this.#pausedBy.size > 0) break;
-          await this.#sleep();
+          await this.#sleep(polling);
           continue;
         }
         // By index rather than the batch's iterator: no generator step per frame.
@@ -728,9 +699,9 @@ export class Link {
    * answer, so the reader goes back to polling (the reply of a request/response turn is then
    * caught by the poll instead of costing a wakeup).
    */
-  async #sleep(): Promise<void> {
+  async #sleep(polling: FramePolling): Promise<void> {
     if (!this.#sleeping) {
-      const sleeping = this.transport.waitReceivable!().finally(() => {
+      const sleeping = polling.waitReceivable().finally(() => {
         if (this.#sleeping === sleeping) this.#sleeping = undefined;
       });
       // A wait left behind when a send woke the reader fails quietly; the next poll reports.
@@ -751,10 +722,9 @@ export class Link {
    * costs about three microtask turns, so every fourth turn). Returns whether `batch` got
    * frames; false when the time is up or reading should stop.
    */
-  #poll(batch: MessageBatch, ms: number): Promise<boolean> {
-    const transport = this.transport;
+  #poll(polling: FramePolling, batch: MessageBatch, ms: number): Promise<boolean> {
     return this.#pollUntil(
-      () => transport.tryReceive!(batch) > 0,
+      () => polling.tryReceive(batch) > 0,
       ms,
       () => this.#done || this.#pausedBy.size > 0 || (ms === Infinity && !this.#wanted),
     );

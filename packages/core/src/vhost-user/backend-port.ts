@@ -13,6 +13,7 @@
 import { DeviceQueuePair, type VhostUserRingAddresses } from '../device-queue-pair.js';
 import { VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
+import type { FramePolling, FramePort } from '../frame-port.js';
 import { MessageBatch } from '../message-batch.js';
 import {
   type EndpointOptions,
@@ -200,7 +201,7 @@ export type PortErrorHandler = (error: VringError, port: VhostUserPort) => void;
  *
  * @public
  */
-export class VhostUserPort implements AsyncDisposable {
+export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
   /** A number unique within the backend, for logs. */
   readonly id: number;
   /** Settles when the port is closed: `undefined` for a normal close, else the error. */
@@ -216,6 +217,7 @@ export class VhostUserPort implements AsyncDisposable {
   #status = 0n;
   #regions: MappedRegion[] = [];
   #pair: DeviceQueuePair | undefined;
+  #keepAlive = true;
   #done = false;
   #failure: VringError | undefined;
   #resolveClosed!: (error: VringError | undefined) => void;
@@ -347,6 +349,28 @@ export class VhostUserPort implements AsyncDisposable {
   /** The notification policy of the port's data path. */
   get notification(): NotificationMode {
     return this.#options.notification ?? 'event';
+  }
+
+  /** The front end is another process (or thread): never in this one's event loop. */
+  readonly peerInThread = false;
+
+  /** A port can be polled: {@link VhostUserPort.tryReceive} and {@link VhostUserPort.waitReceivable}. */
+  get polling(): FramePolling {
+    return this;
+  }
+
+  /** Let pending waits keep the process alive (the default); holds across ring restarts. */
+  ref(): this {
+    this.#keepAlive = true;
+    this.#pair?.ref();
+    return this;
+  }
+
+  /** Let the process exit even while a receive waits; holds across ring restarts. */
+  unref(): this {
+    this.#keepAlive = false;
+    this.#pair?.unref();
+    return this;
   }
 
   async #receiveAcrossRestarts(batch: MessageBatch, options: WaitOptions): Promise<MessageBatch> {
@@ -718,6 +742,7 @@ export class VhostUserPort implements AsyncDisposable {
         error,
       );
     }
+    if (!this.#keepAlive) pair.unref();
     this.#pair = pair;
     this.#totals.starts++;
     // A ring the front-end breaks with hostile data ends this port, not the process.

@@ -10,6 +10,7 @@ import { DriverQueuePair } from '../driver-queue-pair.js';
 import { VringError } from '../errors.js';
 import { FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
+import type { FramePolling, FramePort } from '../frame-port.js';
 import type { MessageBatch } from '../message-batch.js';
 import {
   type NotificationMode,
@@ -182,7 +183,7 @@ class ConnectionSource {
  * ```
  * @public
  */
-export class VirtioUser implements AsyncDisposable {
+export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   /** The socket path. */
   readonly path: string;
   /** Whether this side listens (server mode). */
@@ -329,6 +330,14 @@ export class VirtioUser implements AsyncDisposable {
   /** The notification policy in force. */
   get notification(): NotificationMode {
     return this.#port.notification;
+  }
+
+  /** The back-end is another process (or thread): never in this one's event loop. */
+  readonly peerInThread = false;
+
+  /** A VirtioUser can be polled: {@link VirtioUser.tryReceive} and {@link VirtioUser.waitReceivable}. */
+  get polling(): FramePolling {
+    return this;
   }
 
   /** See {@link QueuePairEnd.trySend}. */

@@ -1,7 +1,13 @@
-import { type NotificationMode, VirtioUser, type VirtioUserEvent, VringError } from '@vring/core';
+import {
+  type FramePort,
+  type NotificationMode,
+  VirtioUser,
+  type VirtioUserEvent,
+  VringError,
+} from '@vring/core';
 import type { Observable } from 'rxjs';
 import { Observable as RxObservable } from 'rxjs';
-import { type ChannelTransport, Link } from '../link.js';
+import { Link } from '../link.js';
 import { MessageCodec } from '../message-codec.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
@@ -41,7 +47,7 @@ export type BusClientEvent =
   | { type: 'disconnected'; error: VringError | undefined };
 
 /** What a client talks to its bus over: a VirtioUser, or in-process (`Bus.connect`). @internal */
-export type BusConnection = ChannelTransport & { readonly connected: boolean };
+export type BusConnection = FramePort & { readonly connected: boolean };
 
 /** @internal */
 export const DEFAULT_MAX_FRAME = 9216;

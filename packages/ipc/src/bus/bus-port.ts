@@ -1,4 +1,5 @@
-import { type ChannelTransport, Link } from '../link.js';
+import type { FramePort } from '@vring/core';
+import { Link } from '../link.js';
 import { Kind } from '../wire/message-kinds.js';
 
 /** Frames a port starts with, before the client's HELLO says what it takes. */
@@ -26,7 +27,7 @@ export class BusPort {
 
   constructor(
     id: number,
-    port: ChannelTransport,
+    port: FramePort,
     maxMessage: number,
     lowWaterMark: number,
     onMessage: (port: BusPort, kind: number, body: Uint8Array, owned: boolean) => void,

@@ -1,5 +1,4 @@
-import { type NotificationMode, VhostUserBackend, VringError } from '@vring/core';
-import type { ChannelTransport } from '../link.js';
+import { type FramePort, type NotificationMode, VhostUserBackend, VringError } from '@vring/core';
 import { MessageCodec } from '../message-codec.js';
 import { checkTopic, TopicPattern } from '../topic.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
@@ -163,7 +162,7 @@ export class Bus implements AsyncDisposable {
   }
 
   /** Makes a client of `transport`: `id` names it in errors and stats. */
-  #attach(id: number, transport: ChannelTransport): void {
+  #attach(id: number, transport: FramePort): void {
     const busPort = new BusPort(
       id,
       transport,

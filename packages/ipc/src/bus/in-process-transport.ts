@@ -1,5 +1,4 @@
-import { type MessageBatch, VringError } from '@vring/core';
-import type { ChannelTransport } from '../link.js';
+import { type FramePort, type MessageBatch, VringError } from '@vring/core';
 
 /**
  * One end of a connection between a bus and a client in the same process: frames are handed
@@ -8,14 +7,21 @@ import type { ChannelTransport } from '../link.js';
  * calls: a process that hosts a bus reaches it in microtasks, not through its own rings
  * (whose reader and writer would share one thread and wait on each other). @internal
  */
-export class InProcessTransport implements ChannelTransport {
+export class InProcessTransport implements FramePort {
   readonly closed: Promise<VringError | undefined>;
   /**
    * A message written through alone would be routed alone: the bus reads it in a microtask,
    * before the rest of the sender's turn arrives, and every subscriber's ring then takes two
    * sends (and possibly two wakeups) where one does.
    */
-  readonly sameThread = true;
+  readonly peerInThread = true;
+  /**
+   * Not pollable: a send in this thread fills the peer's inbox synchronously, so polling could
+   * only find what waiting in {@link InProcessTransport.receive} finds.
+   */
+  readonly polling = undefined;
+  /** Frames are handed over in memory: nothing spins and nothing sleeps on an eventfd. */
+  readonly notification = 'event';
   #peer!: InProcessTransport;
   #inbox: Buffer[] = [];
   #inboxHead = 0;
@@ -79,8 +85,6 @@ export class InProcessTransport implements ChannelTransport {
     }
   }
 
-  // No public tryReceive/waitReceivable: the link then reads with receive(), and never polls
-  // what a send in this thread fills synchronously.
   #tryReceive(batch: MessageBatch): number {
     this.#check();
     batch.clear();
@@ -112,6 +116,16 @@ export class InProcessTransport implements ChannelTransport {
     if (this.#done) return Promise.reject(this.#closedError());
     if (this.#peer.#queued < this.#peer.capacity) return Promise.resolve();
     return new Promise((resolve, reject) => this.#sendWaiters.push({ resolve, reject }));
+  }
+
+  /** Nothing to keep alive: the other end is in this process, and so is whoever waits. */
+  ref(): this {
+    return this;
+  }
+
+  /** See {@link InProcessTransport.ref}. */
+  unref(): this {
+    return this;
   }
 
   /** Closes this end; the peer fails with `ERR_VRING_PEER_DISCONNECTED`. */

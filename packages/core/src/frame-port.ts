@@ -1,0 +1,60 @@
+import type { VringError } from './errors.js';
+import type { MessageBatch } from './message-batch.js';
+import type { NotificationMode, WaitOptions, WaitSendableOptions } from './queue-pair-end.js';
+
+/**
+ * A port: one end of a connection that carries whole frames (up to {@link maxMessage}
+ * bytes each) in both directions, in batches. Every transport vring runs messages over
+ * implements it: either end of a queue pair, a `VirtioUser` (the virtio-user front end), a
+ * `VhostUserPort` (one front end attached to a `VhostUserBackend`), and the bus's in-memory
+ * connection to a client in its own process. `@vring/ipc`'s Channel and Bus run over any
+ * of them.
+ *
+ * A port is lossless and ordered: a frame it accepted is delivered once, in order, unless
+ * the port fails, and then `closed` says why.
+ */
+export interface FramePort {
+  /** Largest frame this port carries, in bytes. */
+  readonly maxMessage: number;
+  /** Resolves when the port is closed: with the error that ended it, or undefined after `close()`. */
+  readonly closed: Promise<VringError | undefined>;
+  /** How this port waits for its peer, and so how long a reader should poll before it sleeps. */
+  readonly notification: NotificationMode;
+  /**
+   * The peer runs in this thread (a bus hosted by this process): it reads in a later
+   * microtask anyway, so a frame gains nothing by going out before the rest of its turn.
+   */
+  readonly peerInThread: boolean;
+  /**
+   * Taking frames without waiting, when this port offers it: a reader may then poll (in
+   * `adaptive` and `poll` mode) instead of awaiting {@link receive}. Undefined when the only
+   * way to read is to wait: a port whose peer runs in this thread is filled synchronously
+   * by sends of that thread, so polling it can only find what a wait would.
+   */
+  readonly polling: FramePolling | undefined;
+  /**
+   * Puts frames `start..` of `batch` into the ring without waiting; returns how many went.
+   * The rest did not fit: try again after {@link waitSendable}.
+   */
+  trySend(batch: MessageBatch, start?: number): number;
+  /** Resolves once the ring may have room again (for a frame of `bytes`, when given). */
+  waitSendable(options?: WaitSendableOptions): Promise<void>;
+  /** Sends every frame of `batch`, waiting for room as needed. */
+  sendBatch(batch: MessageBatch, options?: WaitOptions): Promise<void>;
+  /** Waits until at least one frame has arrived, and fills `batch` with what is there. */
+  receive(batch: MessageBatch, options?: WaitOptions): Promise<MessageBatch>;
+  /** Let pending waits keep the process alive. */
+  ref(): unknown;
+  /** Let the process exit while waits are pending. */
+  unref(): unknown;
+  /** Releases the port; pending waits reject with `ERR_VRING_CLOSED`. Idempotent. */
+  close(): void;
+}
+
+/** The polling capability of a {@link FramePort}. */
+export interface FramePolling {
+  /** Takes what has arrived into `batch` without waiting or spinning; returns the number of frames. */
+  tryReceive(batch: MessageBatch): number;
+  /** Resolves once something has arrived (sleeping on the eventfd; never spins). */
+  waitReceivable(options?: WaitOptions): Promise<void>;
+}
