@@ -1,9 +1,10 @@
 // DriverQueue and DeviceQueue on one split ring, driven from one thread: chains travel
 // driver → device → driver with their exact contents, indices run free across the 16-bit
 // wrap, notification suppression follows VIRTIO (flags, or EVENT_IDX), and every class of
-// hostile ring input (protocol-anchors §6.3 items 16–22 and 26) is refused with kBadRing
-// and its reason, leaves the queue broken, and never touches memory outside the region
-// (the fixture's guard pages turn any stray access into a crash).
+// hostile ring input is refused with kBadRing and its reason, leaves the queue broken, and
+// never touches memory outside the region (the fixture's guard pages turn any stray access
+// into a crash). The classes are those of docs/architecture.md, "What a peer may never do to
+// us", data path: 16–22 and 25 from a hostile driver, 26 from a hostile device.
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -655,7 +656,9 @@ TEST(queue_with_event_idx_the_no_interrupt_flag_is_ignored) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Hostile driver: the device must refuse every bad ring (§6.3 items 16–22)
+// Hostile driver: the device must refuse every bad ring: loops, indices >= Q, zero lengths,
+// buffers and indirect tables outside memory, bad indirect tables, readable after writable,
+// avail index jumps (docs/architecture.md, data-path classes 16–22 and 25)
 // ---------------------------------------------------------------------------------------
 
 TEST(device_rejects_avail_head_out_of_range) {
@@ -976,7 +979,9 @@ TEST(device_chain_is_a_copy_so_later_descriptor_rewrites_do_not_change_it) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Hostile device: the driver must refuse every bad used ring (§6.3 item 26)
+// Hostile device: the driver must refuse every bad used ring: index jumps beyond what is
+// outstanding, ids out of range or not outstanding, lengths beyond the writable buffers
+// (docs/architecture.md, data-path class 26)
 // ---------------------------------------------------------------------------------------
 
 TEST(driver_rejects_a_used_index_jump_beyond_what_is_outstanding) {

@@ -4,7 +4,8 @@
 // Everything read from shared memory is hostile until checked: avail index jumps, head
 // and next indices, loops, lengths, address ranges, indirect tables. The first violation
 // marks the queue broken and throws kBadRing; later calls throw kQueueBroken. Nothing
-// is ever read or written outside the memory table's regions.
+// is ever read or written outside the memory table's regions. Each check and its reason:
+// docs/architecture.md, "What a peer may never do to us".
 #pragma once
 
 #include <cstdint>

@@ -1,10 +1,11 @@
 // Split virtqueue layout (VIRTIO 1.x §2.7) and the shared-memory access rules for it.
 //
-// Every index and event field the peer reads is published with a single aligned 16-bit
-// store with release ordering and read with an acquire load: a torn or byte-wise index
-// store makes a real backend (DPDK) dequeue stale descriptors. Descriptors are copied
-// out of shared memory exactly once, field by field, before they are validated and used,
-// so a peer rewriting them concurrently cannot change a value after it was checked.
+// Every index and event field the peer reads is a single aligned 16-bit atomic store, and
+// the ring indices are published with release ordering and read with an acquire load: a
+// torn or byte-wise index store makes a real backend (DPDK) dequeue stale descriptors.
+// Descriptors are copied out of shared memory exactly once, field by field, before they are
+// validated and used, so a peer rewriting them concurrently cannot change a value after it
+// was checked. The rules and their reasons: docs/architecture.md, "Barriers".
 #pragma once
 
 #include <cstddef>
