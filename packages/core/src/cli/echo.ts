@@ -64,7 +64,9 @@ export async function echo(options: EchoOptions): Promise<number> {
     },
   });
   const mode = options.client ? 'connecting to' : 'listening on';
-  console.log(`vring echo: ${mode} ${options.socket}`);
+  console.log(
+    `vring echo: ${mode} ${options.socket}; Ctrl-C or SIGTERM prints the counters and stops it`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);
