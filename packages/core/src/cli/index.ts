@@ -30,6 +30,7 @@ export {
 } from './command.js';
 export { type EchoOptions, echo } from './echo.js';
 export { type PingOptions, ping } from './ping.js';
+export { stopSignal } from './stop-signal.js';
 
 /** `vring ping`. @public */
 export const pingCommand = defineCommand({

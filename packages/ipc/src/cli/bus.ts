@@ -1,6 +1,6 @@
 // `vring bus`: a bus hosted from a shell, for @vring/ipc clients in other processes.
 import type { NotificationMode } from '@vring/core';
-import { defineCommand } from '@vring/core/cli';
+import { defineCommand, stopSignal } from '@vring/core/cli';
 import { createBus } from '../bus/bus.js';
 
 const NOTIFICATION_MODES = [
@@ -8,19 +8,6 @@ const NOTIFICATION_MODES = [
   'adaptive',
   'poll',
 ] as const satisfies readonly NotificationMode[];
-
-/** Resolves with the signal that asked the process to stop. */
-function stopSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const stop = (name: NodeJS.Signals) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(name);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-}
 
 export const busCommand = defineCommand({
   name: 'bus',
@@ -48,11 +35,12 @@ export const busCommand = defineCommand({
   examples: ["vring bus --socket /tmp/bus.sock   # clients: connectBus('/tmp/bus.sock')"],
   async run({ socket, notification }) {
     const bus = createBus(socket, { notification });
+    const stopped = stopSignal();
     console.log(
       `vring bus: listening on ${bus.path} (notification ${notification}); ` +
         'Ctrl-C or SIGTERM prints the counters and stops it',
     );
-    const signal = await stopSignal();
+    const signal = await stopped;
     const s = bus.stats;
     console.log(
       `vring bus: ${signal}: clients ${s.clients}, subscriptions ${s.subscriptions}, ` +
