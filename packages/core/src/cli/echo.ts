@@ -7,6 +7,7 @@
 import type { VringError } from '../errors.js';
 import { VhostUserBackend } from '../vhost-user/backend.js';
 import type { VhostUserPort, VhostUserPortStats } from '../vhost-user/backend-port.js';
+import { stopSignal } from './stop-signal.js';
 
 /** Options of {@link echo}. @public */
 export interface EchoOptions {
@@ -63,17 +64,12 @@ export async function echo(options: EchoOptions): Promise<number> {
       });
     },
   });
+  const stopped = stopSignal();
   const mode = options.client ? 'connecting to' : 'listening on';
-  console.log(`vring echo: ${mode} ${options.socket}`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  console.log(
+    `vring echo: ${mode} ${options.socket}; Ctrl-C or SIGTERM prints the counters and stops it`,
+  );
+  await stopped;
   const open = [...backend.ports].map((port) => ({ port, stats: port.stats }));
   backend.close();
   const lines = [

@@ -1,83 +1,108 @@
 /**
- * `@vring/core/cli`: the `ping` and `echo` commands of the `vring` command, as functions. The
- * `vring` executable itself ships with `@vring/ipc`, the top package, which adds `vring bus`;
- * it parses its own first argument and hands `ping` and `echo` to {@link runCoreCommand}.
- * Importing this module has no side effects.
+ * `@vring/core/cli`: the `ping` and `echo` commands of the `vring` command, as functions and
+ * as {@link Command}s, and the command layer that runs them. The `vring` executable itself
+ * ships with `@vring/ipc`, the top package, which adds `vring bus` and hands everything to
+ * {@link runProgram}. Importing this module has no side effects.
  *
  * @packageDocumentation
  */
-import { parseArgs } from 'node:util';
-import { VringError } from '../errors.js';
+import { defineCommand } from './command.js';
 import { echo } from './echo.js';
 import { ping } from './ping.js';
+import { PING_MAX_FRAME, PING_MIN_FRAME } from './ping-frame.js';
 
+export {
+  type BooleanOption,
+  type Command,
+  type CommandOption,
+  type CommandOptions,
+  commandUsage,
+  defineCommand,
+  type IntegerOption,
+  type OptionValues,
+  type Program,
+  type ProgramOutput,
+  parseCommand,
+  programUsage,
+  runProgram,
+  type StringOption,
+  UsageError,
+} from './command.js';
 export { type EchoOptions, echo } from './echo.js';
 export { type PingOptions, ping } from './ping.js';
+export { stopSignal } from './stop-signal.js';
 
-/** Usage text of `vring ping`. @public */
-export const PING_USAGE = `  vring ping --socket PATH [--server] [--count N] [--size BYTES]
-      run a virtio-user frontend, send N Ethernet frames (default 1000 × 64 B) to the
-      vhost-user backend at PATH and check that each comes back intact; exit 0 only if all do
-      --server   listen at PATH and let the backend connect (DPDK net_vhost client=1)`;
-
-/** Usage text of `vring echo`. @public */
-export const ECHO_USAGE = `  vring echo --socket PATH [--client]
-      run a vhost-user backend that sends every frame back to the port it came from;
-      prints per-port counters on SIGINT/SIGTERM
-      --client   connect to PATH instead of listening`;
-
-/** The commands {@link runCoreCommand} runs. @public */
-export const CORE_COMMANDS = ['ping', 'echo'] as const;
-
-/** One of {@link CORE_COMMANDS}. @public */
-export type CoreCommand = (typeof CORE_COMMANDS)[number];
-
-/** Whether `command` is one that {@link runCoreCommand} runs. @public */
-export function isCoreCommand(command: string | undefined): command is CoreCommand {
-  return (CORE_COMMANDS as readonly string[]).includes(command ?? '');
-}
-
-function positiveInteger(value: string | undefined, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `--${name} must be a positive integer`);
-  }
-  return n;
-}
-
-/**
- * Runs `vring ping` or `vring echo` with the arguments after the command name and resolves
- * with the exit code: 0 on success, 1 on failure, 2 when `--socket` is missing.
- * @throws the `ERR_PARSE_ARGS_*` error of `node:util` `parseArgs` for an unknown or
- * malformed option, and `ERR_VRING_INVALID_ARGUMENT` for a bad `--count` or `--size`: the
- * caller prints its usage and exits 2.
- * @public
- */
-export async function runCoreCommand(command: CoreCommand, args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      socket: { type: 'string' },
-      server: { type: 'boolean', default: false },
-      client: { type: 'boolean', default: false },
-      count: { type: 'string' },
-      size: { type: 'string' },
+/** `vring ping`. @public */
+export const pingCommand = defineCommand({
+  name: 'ping',
+  summary: 'send frames to a vhost-user backend; check that each comes back intact',
+  description:
+    'Runs a virtio-user frontend, sends N Ethernet frames to the vhost-user backend at PATH ' +
+    '(vring echo, or DPDK testpmd in io forwarding) and checks that each comes back intact. ' +
+    'Prints one summary line (sent, received, lost, corrupted, rate, RTT p50/p99) and exits 0 ' +
+    'only if every frame came back, 1 otherwise. With --server it listens until a backend ' +
+    'connects (60 s at most); Ctrl-C or SIGTERM stops it.',
+  options: {
+    socket: {
+      type: 'string',
+      value: 'PATH',
+      required: true,
+      description: "the backend's socket, or with --server the path to listen on",
     },
-    strict: true,
-  });
-  if (!values.socket) {
-    const usage = command === 'ping' ? PING_USAGE : ECHO_USAGE;
-    console.error(`vring ${command}: --socket PATH is required\n\nusage:\n${usage}`);
-    return 2;
-  }
-  if (command === 'ping') {
-    return ping({
-      socket: values.socket,
-      server: values.server ?? false,
-      count: positiveInteger(values.count, 'count', 1000),
-      size: positiveInteger(values.size, 'size', 64),
-    });
-  }
-  return echo({ socket: values.socket, client: values.client ?? false });
-}
+    server: {
+      type: 'boolean',
+      description: 'listen at PATH and let the backend connect (DPDK net_vhost client=1)',
+    },
+    count: { type: 'integer', value: 'N', default: 1000, min: 1, description: 'frames to send' },
+    size: {
+      type: 'integer',
+      value: 'BYTES',
+      default: 64,
+      min: PING_MIN_FRAME,
+      max: PING_MAX_FRAME,
+      description: `bytes per frame, ${PING_MIN_FRAME}..${PING_MAX_FRAME} (Ethernet without FCS)`,
+    },
+  },
+  examples: [
+    'vring echo --socket /tmp/vring.sock &',
+    'vring ping --socket /tmp/vring.sock --count 1000 --size 64',
+  ],
+  run(options) {
+    if (options.server) {
+      // VirtioUser listens as soon as it is opened, so this line can precede it; a path
+      // that cannot be listened on is reported on the next line.
+      console.log(
+        `vring ping: listening on ${options.socket} for a vhost-user backend; ` +
+          'Ctrl-C or SIGTERM stops it',
+      );
+    }
+    return ping(options);
+  },
+});
+
+/** `vring echo`. @public */
+export const echoCommand = defineCommand({
+  name: 'echo',
+  summary: 'run a vhost-user backend that sends every frame back where it came from',
+  description:
+    'Runs a vhost-user backend at PATH that sends every frame back to the port it came from: ' +
+    'the peer of vring ping, and a target for DPDK virtio_user. Runs until Ctrl-C (SIGINT) ' +
+    'or SIGTERM, then prints one line of counters per port and exits 0.',
+  options: {
+    socket: {
+      type: 'string',
+      value: 'PATH',
+      required: true,
+      description: 'the path to listen on, or with --client the frontend to connect to',
+    },
+    client: {
+      type: 'boolean',
+      description: 'connect to a frontend listening at PATH (DPDK virtio_user server=1)',
+    },
+  },
+  examples: ['vring echo --socket /tmp/vring.sock'],
+  run: (options) => echo(options),
+});
+
+/** The commands that @vring/core provides, in the order `vring --help` lists them. @public */
+export const coreCommands = [pingCommand, echoCommand] as const;
