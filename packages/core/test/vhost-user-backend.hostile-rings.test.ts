@@ -5,11 +5,9 @@
 // kick eventfd. The backend must report ERR_VRING_BAD_RING with the native reason, close only
 // that connection, keep a healthy front-end echoing exact frames, and release every fd and
 // mapping of the hostile connections.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { collectGarbage, until } from '../../../test-support/index.js';
 import type { DriverQueuePair } from '../src/driver-queue-pair.js';
 import type { VringError } from '../src/errors.js';
 import { EventFd } from '../src/event-fd.js';
@@ -20,17 +18,13 @@ import {
   type RequestPayloads,
   type SupportedRequest,
 } from '../src/vhost-user/message.js';
-import { type EchoBackend, echoBackend as startEchoBackend } from './fixtures/echo-backend.js';
+import { type EchoBackend, echoBackend, frame, roundTrip } from './fixtures/echo-backend.js';
 import {
   createDriver,
   dpdkHandshake,
   RawVhostUserClient,
 } from './fixtures/vhost-user-raw-client.js';
-import { collectGarbage, mappingCounts, openFdCount } from './fixtures/vring-assert.js';
-
-const dir = mkdtempSync(join(tmpdir(), 'vring-hostile-rings-'));
-let socketSeq = 0;
-const socketPath = () => join(dir, `s${++socketSeq}.sock`);
+import { mappingCounts, openFdCount } from './fixtures/vring-assert.js';
 
 const QUEUE_SIZE = 256;
 const F_NEXT = 1;
@@ -38,44 +32,6 @@ const F_WRITE = 2;
 const F_INDIRECT = 4;
 
 type Harness = EchoBackend;
-
-function echoBackend(): Harness {
-  return startEchoBackend(socketPath());
-}
-
-/** Polls `condition`; a guard against hanging, not a timing requirement. */
-async function until(condition: () => boolean, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-function frame(seq: number, size: number): Buffer {
-  const f = Buffer.alloc(size);
-  f.fill(0xff, 0, 6);
-  f.writeUInt16BE(0x88b5, 12);
-  f.writeUInt32BE(seq, 14);
-  for (let i = 18; i < size; i++) f[i] = (seq * 13 + i) & 0xff;
-  return f;
-}
-
-/** Sends `count` frames of mixed sizes through `driver`; each must come back byte for byte. */
-async function roundTrip(driver: DriverQueuePair, count: number, from: number): Promise<void> {
-  const sent: Buffer[] = [];
-  for (let i = 0; i < count; i++) sent.push(frame(from + i, 60 + (((from + i) * 389) % 1455)));
-  const sending = driver.send(sent);
-  let got = 0;
-  while (got < count) {
-    const batch = await driver.receive();
-    for (const view of batch) {
-      assert.ok(view.equals(sent[got]!), `healthy frame ${from + got} came back intact`);
-      got++;
-    }
-  }
-  await sending;
-}
 
 /** The DPDK-style front-end, asking for INDIRECT_DESC too, so indirect tables are legal. */
 class IndirectClient extends RawVhostUserClient {
@@ -521,10 +477,6 @@ test('~200 hostile connections leave the fd count and memfd mappings where they 
   healthy.client.close();
   healthy.driver.close();
   h.backend.close();
-});
-
-test.after(() => {
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test.run();

@@ -3,16 +3,11 @@
 // content, a replayed handshake after GET_VRING_BASE restarts the rings, every control-channel
 // bad input of protocol-anchors §6.3 (1–15) closes only its own connection with a typed error
 // while a healthy port keeps echoing, and a flood of hostile connections leaks no fd or mapping.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { collectGarbage, socketPath, spawnScript, until } from '../../../test-support/index.js';
 import { echoPort } from '../src/cli/echo.js';
-import type { DriverQueuePair } from '../src/driver-queue-pair.js';
 import type { VringError } from '../src/errors.js';
 import { EventFd } from '../src/event-fd.js';
 import { FdServer } from '../src/fd-server.js';
@@ -24,59 +19,21 @@ import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
 import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../src/vhost-user/features.js';
 import { VhostUserRequest as R } from '../src/vhost-user/message.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
-import { type EchoBackend, echoBackend as startEchoBackend } from './fixtures/echo-backend.js';
+import { type EchoBackend, echoBackend, frame, roundTrip } from './fixtures/echo-backend.js';
 import {
   createDriver,
   dpdkHandshake,
   RawVhostUserClient,
 } from './fixtures/vhost-user-raw-client.js';
-import { collectGarbage, mappingCounts, openFdCount } from './fixtures/vring-assert.js';
-
-const dir = mkdtempSync(join(tmpdir(), 'vring-backend-'));
-let socketSeq = 0;
-const socketPath = () => join(dir, `s${++socketSeq}.sock`);
+import { mappingCounts, openFdCount } from './fixtures/vring-assert.js';
 
 type Harness = EchoBackend;
-
-function echoBackend(): Harness {
-  return startEchoBackend(socketPath());
-}
-
-function frame(seq: number, size: number): Buffer {
-  const f = Buffer.alloc(size);
-  f.fill(0xff, 0, 6); // broadcast destination
-  f.writeUInt16BE(0x88b5, 12);
-  f.writeUInt32BE(seq, 14);
-  for (let i = 18; i < size; i++) f[i] = (seq * 7 + i) & 0xff;
-  return f;
-}
-
-/** Sends `count` frames of mixed sizes through `driver` and checks each comes back intact. */
-async function roundTrip(driver: DriverQueuePair, count: number, from = 0): Promise<void> {
-  const sizes = [60, 64, 128, 1514, 4000, 9000];
-  const sent: Buffer[] = [];
-  for (let i = 0; i < count; i++) sent.push(frame(from + i, sizes[i % sizes.length]!));
-  const sending = driver.send(sent);
-  let got = 0;
-  while (got < count) {
-    const batch = await driver.receive();
-    for (const view of batch) {
-      assert.ok(view.equals(sent[got]!), `frame ${from + got} came back intact`);
-      got++;
-    }
-  }
-  await sending;
-}
 
 async function attach(path: string, options: { eventIdx?: boolean } = {}) {
   const driver = createDriver(options);
   const client = new RawVhostUserClient(path);
   await dpdkHandshake(client, driver, options);
   return { driver, client };
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((r) => setTimeout(r, 5));
 }
 
 test('a DPDK-style front-end: handshake, then frames echo both ways with exact content', async () => {
@@ -241,14 +198,14 @@ test('our VirtioUser front-end against the backend, in both socket modes', async
 
 test('trySend fills the front-end receive buffers it can; waitSendable says when more will fit', async () => {
   const path = socketPath();
-  let port: VhostUserPort | undefined;
+  let reported: VhostUserPort | undefined;
   const backend = new VhostUserBackend(path, {
     onPort: (p) => {
-      port = p;
+      reported = p;
     },
   });
   const frontend = await VirtioUser.open(path, { queueSize: 64 });
-  while (!port) await new Promise((resolve) => setTimeout(resolve, 5));
+  const port = await until(() => reported, 'the backend to report the port');
   const batch = new MessageBatch({ messages: 200 });
   for (let i = 0; i < 200; i++) batch.push(frame(i, 100));
   // The front-end posted 64 receive buffers: no more frames go until it reads.
@@ -267,35 +224,21 @@ test('trySend fills the front-end receive buffers it can; waitSendable says when
   frontend.close();
   backend.close();
   await port.closed;
-  assert.throws(() => port!.trySend(batch), /closed|went away/);
+  assert.throws(() => port.trySend(batch), /closed|went away/);
 });
 
 test('vring echo in its own process: echoes, prints one line per port on SIGINT, exits 0', async () => {
   const path = socketPath();
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      fileURLToPath(new URL('./fixtures/echo-process.ts', import.meta.url)),
-      path,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
+  const child = spawnScript(new URL('./fixtures/echo-process.ts', import.meta.url), [path], {
+    stderr: 'capture',
   });
-  child.stderr.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  await until(() => out.includes('listening on'));
+  await child.waitFor(/listening on/);
   const peers = [await attach(path), await attach(path)];
   await roundTrip(peers[0]!.driver, 100);
   await roundTrip(peers[1]!.driver, 200);
   child.kill('SIGINT');
-  assert.is(await exited, 0, out);
+  assert.is(await child.exited, 0, child.output());
+  const out = child.output();
   assert.match(out, /port 1 \(open\): received 100 frames \d+ B, sent 100 frames/);
   assert.match(out, /port 2 \(open\): received 200 frames \d+ B, sent 200 frames/);
   for (const { driver, client } of peers) {
@@ -832,10 +775,6 @@ test('10,000 hostile connections leave fds and memfd mappings unchanged', async 
   healthy.client.close();
   healthy.driver.close();
   h.backend.close();
-});
-
-test.after(() => {
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test.run();
