@@ -1,16 +1,11 @@
 // Queue pairs between real processes: a parent (driver) hands its region and eventfds to a
-// forked child (device) over an FdSocket, and streams of checked messages flow both ways.
+// child process (device) over an FdSocket, and streams of checked messages flow both ways.
 import { closeSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { killChildren, rejection, socketPath, spawnScript } from '../../../test-support/index.js';
-import {
-  DeviceQueuePair,
-  DriverQueuePair,
-  FdServer,
-  type FdSocket,
-  type NotificationMode,
-} from '../src/index.js';
+import { DeviceQueuePair, DriverQueuePair, FdServer, type NotificationMode } from '../src/index.js';
+import { control, say } from './fixtures/control-messages.js';
 import { receiveStream, sendStream } from './fixtures/stream-pump.js';
 
 const PEER = new URL('./fixtures/queue-pair-peer.ts', import.meta.url);
@@ -25,17 +20,6 @@ async function startPeer(role: string, ...args: string[]) {
   const socket = await server.accept();
   server.close();
   return { child, socket, exited: child.exited };
-}
-
-async function control(
-  socket: FdSocket,
-): Promise<{ message: Record<string, unknown>; fds: number[] }> {
-  const { data, fds } = await socket.receive();
-  return { message: JSON.parse(data.toString('utf8')), fds };
-}
-
-function say(socket: FdSocket, message: object, fds: number[] = []): Promise<void> {
-  return socket.send(Buffer.from(JSON.stringify(message)), fds);
 }
 
 const MESSAGES = 1_000_000;
