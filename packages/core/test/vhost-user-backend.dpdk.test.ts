@@ -4,7 +4,7 @@
 // - exact: interactive testpmd in rxonly mode sends 64 bursts (`start tx_first 64`); every
 //   frame it managed to transmit must come back: testpmd's RX count equals its TX count, and
 //   the echo's counters equal both.
-// - sustained: io forwarding with --tx-first for a few seconds (DESIGN §9 flags); the echo
+// - sustained: io forwarding with --tx-first for a few seconds; the echo
 //   received exactly what testpmd transmitted and sent it all back; testpmd received all of
 //   it but the one --tx-first burst still in flight when it stopped forwarding.
 //

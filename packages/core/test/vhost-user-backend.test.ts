@@ -1,8 +1,9 @@
 // VhostUserBackend against a hand-rolled front-end (the DPDK 22.11 handshake over a raw
 // framed socket, memory and rings from a DriverQueuePair): frames echo both ways with exact
 // content, a replayed handshake after GET_VRING_BASE restarts the rings, every control-channel
-// bad input of protocol-anchors §6.3 (1–15) closes only its own connection with a typed error
-// while a healthy port keeps echoing, and a flood of hostile connections leaks no fd or mapping.
+// bad input we refuse (docs/architecture.md#what-a-peer-may-never-do-to-us) closes only its own
+// connection with a typed error while a healthy port keeps echoing, and a flood of hostile
+// connections leaks no fd or mapping.
 import { createConnection } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -77,14 +78,15 @@ for (const eventIdx of [true, false]) {
     await client.request(R.SET_VRING_ENABLE, { index: 0, num: 0 });
     await client.request(R.SET_VRING_ENABLE, { index: 1, num: 0 });
     const rx = await client.request(R.GET_VRING_BASE, { index: 0, num: 0 });
-    // virtio_user's quirk: the reserved num carries the previous reply (must be ignored).
+    // DPDK's virtio_user puts its previous reply in the reserved num; the backend ignores it.
     const tx = await client.request(R.GET_VRING_BASE, { index: 1, num: 300 });
     // Receive buffers: a 4000 or 9000 B frame takes several 2 KiB buffers (MRG_RXBUF).
     assert.is(rx?.index, 0);
     assert.ok(rx!.num > 300, `rx base ${rx!.num} counts buffers`);
     assert.equal(tx, { index: 1, num: 300 });
     assert.is(port.live, false);
-    // The replay (interop/04): no SET_OWNER, SET_VRING_BASE 0 although 300 were used.
+    // The handshake again, as DPDK's virtio_user replays it: no SET_OWNER, and SET_VRING_BASE 0
+    // although 300 were used (the backend resumes from used->idx).
     await dpdkHandshake(client, driver, { replay: true, eventIdx });
     await until(() => port.live);
     await roundTrip(driver, 300, 300);
@@ -145,7 +147,8 @@ test('a front-end that breaks its transmit ring gets a typed error and only its 
   const hostile = await attach(h.path);
   await until(() => h.ports.length === 2 && h.ports.every((p) => p.live));
   const { descriptor, fds } = hostile.driver.share();
-  // avail->idx of the transmit queue jumps by 1000 on a 256-entry queue (§6.3 item 22).
+  // avail->idx of the transmit queue jumps by 1000 on a 256-entry queue: more than the
+  // driver can have made available since the device last looked.
   const at = Number(BigInt(descriptor.tx.avail) - BigInt(descriptor.guestAddress)) + 2;
   const idx = Buffer.alloc(2);
   idx.writeUInt16LE(1000);
@@ -247,7 +250,13 @@ test('vring echo in its own process: echoes, prints one line per port on SIGINT,
   }
 });
 
-// ---- control-channel bad input (protocol-anchors §6.3 items 1–15) ----
+// ---- control-channel bad input ----
+// Each case is numbered by the kind of fault, with a letter for each further variant:
+// 1–2 framing (a short or truncated message, an oversized one), 3 a payload of the wrong size,
+// 4 header version and flags, 5 unknown and unsupported requests, 6 fds too many or missing,
+// 7 a flood of valid requests before a bad one, 8 vring index, 9 ring size, 10 ring addresses,
+// 11 memory tables, 12–13 log and inflight requests the backend never offers, 14 features
+// un-offered, changed while running, or used without being negotiated.
 
 const u32 = (...values: number[]): Buffer => {
   const b = Buffer.alloc(values.length * 4);
@@ -724,7 +733,7 @@ test('control-channel bad input closes only that connection, with a typed error,
   h.backend.close();
 });
 
-test('a GET_VRING_BASE with a non-zero reserved num is tolerated (item 15)', async () => {
+test('a GET_VRING_BASE with a non-zero reserved num, as DPDK virtio_user sends, is tolerated', async () => {
   const h = echoBackend();
   const client = new RawVhostUserClient(h.path);
   await client.request(R.SET_OWNER, undefined);

@@ -31,7 +31,8 @@ import {
 import { VirtioUser, type VirtioUserEvent } from '../src/vhost-user/virtio-user.js';
 import { isVringError, openFdCount, rejectsVring } from './fixtures/vring-assert.js';
 
-// What DPDK 22.11 net_vhost offers (protocol-anchors §3.1).
+// The feature words DPDK 22.11's net_vhost offers in reply to GET_FEATURES and
+// GET_PROTOCOL_FEATURES.
 const NET_VHOST_FEATURES = 0xd7c66e7cbn;
 const NET_VHOST_PROTOCOL = 0x10cbfn;
 
