@@ -98,6 +98,16 @@ const configs = [
   },
 ];
 
+/** After testpmd has stopped: its forward totals and the echo's counters (stopping it), logged. */
+async function results(kind: string, devargs: string, pmd: Child, echo: Child) {
+  const totals = forwardTotals(pmd.output());
+  const counters = await stopEcho(echo);
+  console.log(
+    `  ${kind} ${devargs || '(default)'}: testpmd ${JSON.stringify(totals)}, echo ${JSON.stringify(counters)}`,
+  );
+  return { totals, counters };
+}
+
 async function exactCase(devargs: string): Promise<void> {
   const socket = socketPath('exact');
   const echo = startEcho(socket);
@@ -132,11 +142,7 @@ async function exactCase(devargs: string): Promise<void> {
     pmd.kill('SIGINT');
     await pmd.exited;
   }
-  const totals = forwardTotals(pmd.output());
-  const counters = await stopEcho(echo);
-  console.log(
-    `  exact ${devargs || '(default)'}: testpmd ${JSON.stringify(totals)}, echo ${JSON.stringify(counters)}`,
-  );
+  const { totals, counters } = await results('exact', devargs, pmd, echo);
   assert.ok(totals.tx > 0, 'testpmd transmitted frames');
   assert.is(totals.rx, totals.tx, 'testpmd RX equals TX');
   assert.is(totals.rxDropped, 0);
@@ -169,11 +175,7 @@ async function sustainedCase(devargs: string): Promise<void> {
     pmd.kill('SIGINT');
     await pmd.exited;
   }
-  const totals = forwardTotals(pmd.output());
-  const counters = await stopEcho(echo);
-  console.log(
-    `  io ${devargs || '(default)'}: testpmd ${JSON.stringify(totals)}, echo ${JSON.stringify(counters)}`,
-  );
+  const { totals, counters } = await results('io', devargs, pmd, echo);
   assert.ok(totals.rx > 0, 'testpmd received frames');
   assert.is(totals.rxDropped, 0);
   assert.is(totals.txDropped, 0);
