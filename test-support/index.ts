@@ -16,18 +16,18 @@ import type { VringError } from '../packages/core/src/index.js';
 /**
  * Polls `condition` every few milliseconds until it returns a truthy value, and returns that
  * value. The deadline is a guard against a test that would otherwise hang, not a timing
- * requirement: past it, this throws naming `what`.
+ * requirement: past it, this throws with `what` (what was awaited) in its message.
  */
 export async function until<T>(
   condition: () => T,
-  what = 'the condition',
+  what = 'the condition to hold',
   timeoutMs = 30_000,
 ): Promise<Exclude<T, false | 0 | '' | null | undefined>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = condition();
     if (value) return value as Exclude<T, false | 0 | '' | null | undefined>;
-    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms: ${what}`);
     await sleep(5);
   }
 }
@@ -70,8 +70,6 @@ export interface Child {
   waitUntil(condition: () => boolean, what: string): Promise<void>;
   /** Its exit code, or the signal that ended it, once its output is all read. */
   readonly exited: Promise<number | NodeJS.Signals>;
-  /** Whether it has not exited yet. */
-  readonly running: boolean;
   /** Sends `signal` (SIGKILL by default) unless it has already exited. */
   kill(signal?: NodeJS.Signals): void;
 }
@@ -176,9 +174,6 @@ export function spawnChild(
       waitOutput(() => out.match(pattern) ?? undefined, `printing ${pattern}`),
     waitUntil: (condition: () => boolean, what: string) =>
       waitOutput(() => (condition() ? true : undefined), what).then(() => {}),
-    get running() {
-      return ended === undefined && child.exitCode === null && child.signalCode === null;
-    },
     kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
