@@ -1,6 +1,9 @@
 // Runs every uvu test file of every package, each in its own Node process (tests fork
 // children and watch process exits, so isolation matters), and prints one summary line.
 // Usage: node scripts/run-tests.mjs [--asan] [filter-substring]
+// Test files are named <subject>.test.ts for a subject's main tests and
+// <subject>.<aspect>.test.ts for one aspect of it (e.g. vhost-user-backend.hostile-rings.test.ts,
+// vhost-user-frontend.dpdk.test.ts), so a filter of a subject's name runs all of its files.
 // --asan loads packages/core/build/vring-asan.node (pnpm build:native:asan) with the ASan and
 // UBSan runtimes preloaded, in every test process and every child it forks.
 import { execFileSync, spawnSync } from 'node:child_process';

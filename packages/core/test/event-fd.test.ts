@@ -1,34 +1,19 @@
 // EventFd: the doorbell of a virtqueue. Counter semantics, watching from the event loop, and
 // whether a watch keeps a process alive.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import {
-  closeSync,
-  constants as fsConstants,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-} from 'node:fs';
-import { constants, tmpdir } from 'node:os';
+import { closeSync, constants as fsConstants, openSync, readFileSync, readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { type Child, killChildren, spawnScript, tempDir } from '../../../test-support/index.js';
 import { EventFd, SharedRegion } from '../src/index.js';
 import { closedFdNumber, makePipe, openFdCount, throwsVring } from './fixtures/vring-assert.js';
 
 const CHILD = join(import.meta.dirname, 'fixtures', 'event-fd-child.ts');
-const dir = mkdtempSync(join(tmpdir(), 'vring-eventfd-'));
-const children = new Set<ChildProcess>();
+const dir = tempDir();
 
-test.after.each(() => {
-  for (const child of children)
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.clear();
-});
-test.after(() => rmSync(dir, { recursive: true, force: true }));
+test.after.each(() => killChildren());
 
 /** The next count delivered to `eventFd`'s watch callback (which this installs). */
 function nextWakeup(eventFd: EventFd): Promise<number> {
@@ -252,61 +237,37 @@ test('close releases the fd, watching or not', () => {
   assert.is(openFdCount(), before);
 });
 
-/** Runs the child fixture; returns its exit and everything it printed. */
-async function runChild(
-  mode: string,
-  options: { inheritFd?: number; onLine?: (line: string) => void } = {},
-): Promise<{ code: number | null; signal: string | null; lines: string[] }> {
-  const stdio: Array<'ignore' | 'pipe' | 'inherit' | number> = ['ignore', 'pipe', 'inherit'];
-  if (options.inheritFd !== undefined) stdio.push(options.inheritFd);
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, mode], { stdio });
-  children.add(child);
-  const lines: string[] = [];
-  let pending = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    pending += chunk;
-    for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      lines.push(line);
-      options.onLine?.(line);
-    }
-  });
+/** Starts the child fixture in `mode`, with `fds` as its fd 3 and up. */
+function startChild(mode: string, fds: number[] = []): Child {
   // A safety net, not a measurement: a child that something keeps alive is killed, and the
   // signal it died of fails the test.
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
-  clearTimeout(timer);
-  return { code, signal, lines };
+  return spawnScript(CHILD, [mode], { fds, killAfterMs: 30_000 });
 }
 
 test("a process whose only handle is an unref'd watching eventfd exits by itself, with status 0", async () => {
-  const { code, signal, lines } = await runChild('unref-watch');
-  assert.is(signal, null, 'the child had to be killed: the watch kept it alive');
-  assert.is(code, 0);
-  assert.equal(lines, ['watching']);
+  const child = startChild('unref-watch');
+  assert.is(await child.exited, 0, 'exit status (SIGKILL: the watch kept it alive)');
+  assert.is(child.output(), 'watching\n');
 });
 
 test('ref() then unref() lets the process exit again', async () => {
-  const { code, signal, lines } = await runChild('ref-unref-watch');
-  assert.is(signal, null, 'the child had to be killed: the watch kept it alive');
-  assert.is(code, 0);
-  assert.equal(lines, ['watching']);
+  const child = startChild('ref-unref-watch');
+  assert.is(await child.exited, 0, 'exit status (SIGKILL: the watch kept it alive)');
+  assert.is(child.output(), 'watching\n');
 });
 
 test("a ref'd watching eventfd keeps an idle process alive until it is signalled", async () => {
   const doorbell = new EventFd();
-  const { code, signal, lines } = await runChild('ref-watch', {
-    inheritFd: doorbell.fd,
-    onLine: (line) => {
-      // The child is alive and idle, held only by its watch: ring.
-      if (line === 'idle') doorbell.signal();
-    },
-  });
-  doorbell.close();
-  assert.is(signal, null);
-  assert.is(code, 0);
-  assert.equal(lines, ['idle', 'signalled 1']);
+  try {
+    const child = startChild('ref-watch', [doorbell.fd]);
+    // The child is alive and idle, held only by its watch: ring.
+    assert.is(await child.line(), 'idle');
+    doorbell.signal();
+    assert.is(await child.exited, 0);
+    assert.is(child.output(), 'idle\nsignalled 1\n');
+  } finally {
+    doorbell.close();
+  }
 });
 
 test.run();

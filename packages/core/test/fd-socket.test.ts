@@ -5,35 +5,24 @@ import {
   closeSync,
   existsSync,
   lstatSync,
-  mkdtempSync,
   readFileSync,
   readSync,
-  rmSync,
   unlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { constants, tmpdir } from 'node:os';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextLoopTurn, setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection, socketPath, tempDir } from '../../../test-support/index.js';
 import { EventFd, FdServer, FdSocket, type VringError } from '../src/index.js';
-import {
-  isVringError,
-  makePipe,
-  openFdCount,
-  rejection,
-  rejectsVring,
-} from './fixtures/vring-assert.js';
+import { isVringError, makePipe, openFdCount, rejectsVring } from './fixtures/vring-assert.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'vring-fdsock-'));
+const dir = tempDir();
 let serial = 0;
 const cleanup: Array<{ close(): void }> = [];
-
-function socketPath(): string {
-  return join(dir, `s${serial++}.sock`);
-}
 
 function abstractName(): string {
   return `@vring-test-${process.pid}-${serial++}`;
@@ -42,7 +31,6 @@ function abstractName(): string {
 test.after.each(() => {
   for (const resource of cleanup.splice(0)) resource.close();
 });
-test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A server and one connection to it: `client` connected, `peer` the accepted end. */
 async function connectedPair(

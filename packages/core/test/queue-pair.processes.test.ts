@@ -1,66 +1,25 @@
 // Queue pairs between real processes: a parent (driver) hands its region and eventfds to a
-// forked child (device) over an FdSocket, and streams of checked messages flow both ways.
-import { type ChildProcess, fork } from 'node:child_process';
-import { once } from 'node:events';
-import { closeSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// child process (device) over an FdSocket, and streams of checked messages flow both ways.
+import { closeSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  DeviceQueuePair,
-  DriverQueuePair,
-  FdServer,
-  type FdSocket,
-  type NotificationMode,
-  VringError,
-} from '../src/index.js';
+import { killChildren, rejection, socketPath, spawnScript } from '../../../test-support/index.js';
+import { DeviceQueuePair, DriverQueuePair, FdServer, type NotificationMode } from '../src/index.js';
+import { control, say } from './fixtures/control-messages.js';
 import { receiveStream, sendStream } from './fixtures/stream-pump.js';
 
-const PEER = join(import.meta.dirname, 'fixtures', 'queue-pair-peer.ts');
-const dir = mkdtempSync(join(tmpdir(), 'vring-qp-'));
-let serial = 0;
-const children = new Set<ChildProcess>();
+const PEER = new URL('./fixtures/queue-pair-peer.ts', import.meta.url);
 
 // A failed assertion must not leave a child waiting for a "bye" that never comes.
-test.after.each(() => {
-  for (const child of children)
-    if (child.exitCode === null && child.signalCode === null) child.kill();
-  children.clear();
-});
+test.after.each(() => killChildren('SIGTERM'));
 
 async function startPeer(role: string, ...args: string[]) {
-  const path = join(dir, `s${serial++}.sock`);
+  const path = socketPath();
   const server = await FdServer.listen(path);
-  const child = fork(PEER, [role, path, ...args], {
-    execArgv: ['--import', 'tsx'],
-    stdio: 'inherit',
-  });
-  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+  const child = spawnScript(PEER, [role, path, ...args]);
   const socket = await server.accept();
   server.close();
-  return { child, socket, exited };
-}
-
-async function control(
-  socket: FdSocket,
-): Promise<{ message: Record<string, unknown>; fds: number[] }> {
-  const { data, fds } = await socket.receive();
-  return { message: JSON.parse(data.toString('utf8')), fds };
-}
-
-function say(socket: FdSocket, message: object, fds: number[] = []): Promise<void> {
-  return socket.send(Buffer.from(JSON.stringify(message)), fds);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<VringError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, VringError);
-    return error as VringError;
-  }
-  throw new Error('expected a rejection');
+  return { child, socket, exited: child.exited };
 }
 
 const MESSAGES = 1_000_000;
@@ -94,7 +53,7 @@ for (const mode of ['event', 'poll'] as NotificationMode[]) {
       );
     }
     await say(socket, { bye: true });
-    assert.equal((await exited)[0], 0);
+    assert.is(await exited, 0);
     pair.close();
     socket.close();
   });
@@ -110,7 +69,7 @@ test('a peer killed with SIGKILL mid-stream fails pending operations with ERR_VR
   const receiveFailure = rejection(pair.receive());
   await control(socket); // the child is 10,000 messages in
   child.kill('SIGKILL');
-  assert.equal((await exited)[1], 'SIGKILL');
+  assert.is(await exited, 'SIGKILL');
   assert.is((await sendFailure).code, 'ERR_VRING_PEER_DISCONNECTED');
   assert.is((await receiveFailure).code, 'ERR_VRING_PEER_DISCONNECTED');
   assert.is((await pair.closed)?.code, 'ERR_VRING_PEER_DISCONNECTED');
@@ -125,9 +84,7 @@ test('a peer that sends a burst and leaves cleanly: everything it left in the ri
   await say(socket, { descriptor }, fds);
   assert.is((await control(socket)).message.sent, BURST);
   // Nothing has been received yet; wait until the peer is gone for good.
-  const [code, signal] = await exited;
-  assert.is(signal, null);
-  assert.is(code, 0);
+  assert.is(await exited, 0);
   const gone = await socket.closed;
   assert.is(gone?.code, 'ERR_VRING_PEER_DISCONNECTED');
   const received: string[] = [];
@@ -214,22 +171,11 @@ for (const [variant, reason] of hostileDriverCases) {
 }
 
 test('a process that exits without closing its regions, queue pairs or eventfds exits promptly', async () => {
-  const child = fork(join(import.meta.dirname, 'fixtures', 'exit-without-close.ts'), [], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  const child = spawnScript(new URL('./fixtures/exit-without-close.ts', import.meta.url), [], {
+    killAfterMs: 30_000,
   });
-  let output = '';
-  child.stdout!.on('data', (chunk) => {
-    output += chunk;
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
-  clearTimeout(timer);
-  assert.is(signal, null, 'the child had to be killed: something kept it alive');
-  assert.is(code, 0);
-  assert.match(output, /moved 1 message/);
+  assert.is(await child.exited, 0, 'exit status (SIGKILL: something kept it alive)');
+  assert.match(child.output(), /moved 1 message/);
 });
-
-test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test.run();

@@ -1,10 +1,9 @@
 // Queue pairs with both ends in one process: the driver creates and shares, the device attaches
 // to the shared descriptor and fds. Data path, validation, cancellation, lifetime and leaks.
-import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { closeSync, openSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { collectGarbage, rejection, socketPath, tempDir } from '../../../test-support/index.js';
 import {
   DeviceQueuePair,
   DriverQueuePair,
@@ -24,24 +23,21 @@ import {
 import { receiveStream, sendStream } from './fixtures/stream-pump.js';
 import {
   closedFdNumber,
-  collectGarbage,
   isVringError,
   makePipe,
   mappingCounts,
   openFdCount,
-  rejection,
   rejectsVring,
   throwsVring,
 } from './fixtures/vring-assert.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'vring-qp1-'));
+const dir = tempDir();
 const open: Array<{ close(): void }> = [];
 const MODES: NotificationMode[] = ['event', 'adaptive', 'poll'];
 
 test.after.each(() => {
   for (const resource of open.splice(0)) resource.close();
 });
-test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A driver and a device attached to it through a descriptor that went through JSON. */
 function pairOf(
@@ -548,7 +544,7 @@ test('a driver stays usable after failed attaches', async () => {
 });
 
 test('attach duplicates the fds: closing the ones it was given (as received over a socket) changes nothing', async () => {
-  const path = join(dir, 'attach.sock');
+  const path = socketPath('attach');
   const server = await FdServer.listen(path);
   open.push(server);
   const [client, peer] = await Promise.all([FdSocket.connect(path), server.accept()]);

@@ -1,17 +1,10 @@
 // SharedRegion: sealed memfd-backed shared memory, its mappings, bounds and lifetime.
-import {
-  closeSync,
-  fstatSync,
-  ftruncateSync,
-  mkdtempSync,
-  openSync,
-  readlinkSync,
-  rmSync,
-} from 'node:fs';
-import { constants, tmpdir } from 'node:os';
+import { closeSync, fstatSync, ftruncateSync, openSync, readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { tempDir } from '../../../test-support/index.js';
 import { EventFd, SharedRegion } from '../src/index.js';
 import {
   closedFdNumber,
@@ -21,7 +14,7 @@ import {
   throwsVring,
 } from './fixtures/vring-assert.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'vring-region-'));
+const dir = tempDir();
 /** The page size, as the first region created reveals it (create rounds 1 byte up to a page). */
 const PAGE = (() => {
   const region = SharedRegion.create(1);
@@ -29,8 +22,6 @@ const PAGE = (() => {
   region.close();
   return size;
 })();
-
-test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('create rounds the size up to a whole number of pages', () => {
   assert.ok(PAGE >= 4096 && (PAGE & (PAGE - 1)) === 0, `page size ${PAGE}`);

@@ -3,11 +3,9 @@
 // the memory table and ring addresses it hands over, refusals (missing VERSION_1, a NACK, a
 // back-end that never answers), and the replay after a reconnect: SET_VRING_BASE carries
 // the device's used index, and a back-end that changed features fails the handle for good.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { socketPath, until } from '../../../test-support/index.js';
 import { FdServer } from '../src/fd-server.js';
 import { type FdSocket, VHOST_USER_FRAMING } from '../src/fd-socket.js';
 import { SharedRegion } from '../src/shared-region.js';
@@ -33,22 +31,16 @@ import {
 import { VirtioUser, type VirtioUserEvent } from '../src/vhost-user/virtio-user.js';
 import { isVringError, openFdCount, rejectsVring } from './fixtures/vring-assert.js';
 
-// What DPDK 22.11 net_vhost offers (protocol-anchors §3.1).
+// The feature words DPDK 22.11's net_vhost offers in reply to GET_FEATURES and
+// GET_PROTOCOL_FEATURES.
 const NET_VHOST_FEATURES = 0xd7c66e7cbn;
 const NET_VHOST_PROTOCOL = 0x10cbfn;
 
-const dir = mkdtempSync(join(tmpdir(), 'vring-fe-'));
-let serial = 0;
 const cleanup: Array<{ close(): void }> = [];
 
 test.after.each(() => {
   for (const c of cleanup.splice(0).reverse()) c.close();
 });
-test.after(() => rmSync(dir, { recursive: true, force: true }));
-
-function socketPath(): string {
-  return join(dir, `fe-${serial++}.sock`);
-}
 
 interface Script {
   features?: bigint;
@@ -337,7 +329,7 @@ test('reconnect: the replay sets each ring base to the device used index', async
   const addresses = (seen: Recorded[]) =>
     seen.filter((r) => r.request === R.SET_VRING_ADDR).map((r) => r.payload);
   assert.equal(addresses(seen2), addresses(seen1));
-  while (port.connections < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+  await until(() => port.connections === 2, 'the second connection');
   assert.equal(
     events.map((e) => e.type),
     ['connected', 'disconnected', 'connected'],

@@ -1,7 +1,8 @@
 // vhost-user control messages: round trips of every supported request and reply, the exact
-// bytes DPDK 22.11 and the minimal front-end put on the wire (interop/01 and interop/05), and
-// the control-channel bad inputs of protocol-anchors §6.3 that can be judged from one message
-// alone — each refused with ERR_VRING_PROTOCOL and a stable reason, its fds closed.
+// bytes that DPDK 22.11 (virtio_user and net_vhost) and a minimal front-end put on the wire,
+// and the control-channel bad inputs that can be judged from one message alone — each refused
+// with ERR_VRING_PROTOCOL and a stable reason, its fds closed
+// (docs/architecture.md#what-a-peer-may-never-do-to-us).
 import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -268,9 +269,9 @@ test('every reply body and the REPLY_ACK round-trip; replies always carry flags 
   assert.is(encodeAck(99, 1n).toString('hex'), '630000000500000008000000' + '0100000000000000');
 });
 
-// ---- recorded bytes: DPDK 22.11 virtio_user ↔ net_vhost (interop/01) ----
+// ---- bytes DPDK 22.11's virtio_user and net_vhost exchange, as captured on the socket ----
 
-test('interop/01: the fd-less requests decode to what the relay logged and re-encode byte for byte', () => {
+test("DPDK virtio_user's fd-less requests decode to their payloads and re-encode byte for byte", () => {
   const fixtures: [string, SupportedRequest, boolean, unknown][] = [
     ['030000000100000000000000', R.SET_OWNER, false, undefined],
     ['010000000100000000000000', R.GET_FEATURES, false, undefined],
@@ -325,13 +326,13 @@ test('interop/01: the fd-less requests decode to what the relay logged and re-en
   }
 });
 
-test('interop/01: GET_VRING_BASE with a non-zero reserved num (virtio_user quirk) is tolerated (§6.3 item 15)', () => {
+test('GET_VRING_BASE with a non-zero reserved num, as DPDK virtio_user sends it, is tolerated', () => {
   const message = decodeRequest(hex('0b0000000100000008000000 01000000406d0000'));
   assert.is(message.request, R.GET_VRING_BASE);
   assert.equal(message.payload, { index: 1, num: 27968 });
 });
 
-test('interop/01: SET_VRING_CALL / SET_VRING_KICK carry their eventfd in the payload', () => {
+test("DPDK virtio_user's SET_VRING_CALL / SET_VRING_KICK decode with the eventfd that came with them", () => {
   const calls: [string, number, number][] = [
     ['0d0000000100000008000000 0000000000000000', R.SET_VRING_CALL, 0],
     ['0d0000000100000008000000 0100000000000000', R.SET_VRING_CALL, 1],
@@ -351,7 +352,7 @@ test('interop/01: SET_VRING_CALL / SET_VRING_KICK carry their eventfd in the pay
   }
 });
 
-test('interop/01: SET_MEM_TABLE with the one 512 MiB /memfd:nohuge region, GPA = UVA', () => {
+test("DPDK virtio_user's SET_MEM_TABLE (one 512 MiB /memfd:nohuge region, GPA = UVA) round-trips", () => {
   const raw =
     '050000000900000028000000 010000000000000000a0630001000000000000200000000000a06300010000000000000000000000';
   accepts(hex(raw), 1, (message, fds) => {
@@ -376,7 +377,7 @@ test('interop/01: SET_MEM_TABLE with the one 512 MiB /memfd:nohuge region, GPA =
   });
 });
 
-test('interop/01: net_vhost replies decode (features, protocol features, status, acks, vring base)', () => {
+test("net_vhost's replies decode (features, protocol features, status, acks, vring base)", () => {
   assert.is(
     decodeReply(hex('010000000500000008000000 cbe7667c0d000000'), [], R.GET_FEATURES),
     0xd7c66e7cbn,
@@ -403,9 +404,9 @@ test('interop/01: net_vhost replies decode (features, protocol features, status,
   );
 });
 
-// ---- recorded bytes: minimal front-end with EVENT_IDX and NEED_REPLY everywhere (interop/05) ----
+// ---- bytes of a minimal front-end: EVENT_IDX, NEED_REPLY on every request, GPA ≠ UVA ----
 
-test('interop/05: SET_FEATURES 0x160000000 with NEED_REPLY, and its ack', () => {
+test('SET_FEATURES 0x160000000 with NEED_REPLY, and its ack, decode', () => {
   const message = decodeRequest(hex('020000000900000008000000 0000006001000000'));
   assert.is(message.request, R.SET_FEATURES);
   assert.ok(message.needReply);
@@ -416,7 +417,7 @@ test('interop/05: SET_FEATURES 0x160000000 with NEED_REPLY, and its ack', () => 
   assert.is(decodeReply(hex('020000000500000008000000 0000000000000000'), [], R.SET_FEATURES), 0n);
 });
 
-test('interop/05: SET_MEM_TABLE with GPA 0x100000000 ≠ UVA 0x7e0000000000, 8 MiB', () => {
+test('SET_MEM_TABLE with GPA 0x100000000 ≠ UVA 0x7e0000000000, 8 MiB, decodes', () => {
   const raw =
     '050000000900000028000000 01000000000000000000000001000000000080000000000000000000007e00000000000000000000';
   accepts(hex(raw), 1, (message, fds) => {
@@ -434,7 +435,7 @@ test('interop/05: SET_MEM_TABLE with GPA 0x100000000 ≠ UVA 0x7e0000000000, 8 M
   });
 });
 
-test('interop/05: SET_VRING_ADDR with the used ring right after avail+event (not page aligned)', () => {
+test('SET_VRING_ADDR with the used ring right after avail+event (not page aligned) decodes', () => {
   const message = decodeRequest(
     hex(
       '090000000900000028000000 010000000000000000200000007e000008320000007e000000300000007e00000000000000000000',
@@ -452,7 +453,7 @@ test('interop/05: SET_VRING_ADDR with the used ring right after avail+event (not
   });
 });
 
-test('interop/05: final GET_VRING_BASE replies (0x1170 after 70 000 packets) and SET_VRING_NUM ack', () => {
+test('a GET_VRING_BASE reply after 70,000 packets (0x1170) and a SET_VRING_NUM ack decode', () => {
   assert.equal(
     decodeReply(hex('0b0000000500000008000000 0100000070110000'), [], R.GET_VRING_BASE),
     { index: 1, num: 0x1170 },
@@ -460,9 +461,9 @@ test('interop/05: final GET_VRING_BASE replies (0x1170 after 70 000 packets) and
   assert.is(decodeReply(hex('080000000500000008000000 0000000000000000'), [], R.SET_VRING_NUM), 0n);
 });
 
-// ---- bad inputs (protocol-anchors §6.3, control channel) ----
+// ---- control-channel bad input ----
 
-test('§6.3.1: a header shorter than 12 bytes is refused and its fds closed', () => {
+test('a header shorter than 12 bytes is refused and its fds closed', () => {
   rejects(hex('0300000001000000'), 1, 'short-header');
   assert.is(
     throwsVring(() => decodeHeader(new Uint8Array(11)), 'ERR_VRING_PROTOCOL').reason,
@@ -470,12 +471,12 @@ test('§6.3.1: a header shorter than 12 bytes is refused and its fds closed', ()
   );
 });
 
-test('§6.3.1: a frame whose length disagrees with its header (EOF mid-payload) is refused', () => {
+test('a frame whose length disagrees with its header (EOF mid-payload) is refused', () => {
   rejects(frame(R.SET_FEATURES, 1, Buffer.alloc(4), 8), 0, 'size-mismatch');
   rejects(frame(R.SET_FEATURES, 1, Buffer.alloc(12), 8), 1, 'size-mismatch');
 });
 
-test('§6.3.2: size 0x10000 (and 4 GiB) is refused from the header alone, before any payload', () => {
+test('size 0x10000 (and 4 GiB) is refused from the header alone, before any payload', () => {
   rejects(frame(R.SET_FEATURES, 1, Buffer.alloc(0), 0x10000), 1, 'oversized-message');
   const header = frame(R.SET_MEM_TABLE, 1, Buffer.alloc(0), 0xffffffff);
   assert.is(
@@ -484,7 +485,7 @@ test('§6.3.2: size 0x10000 (and 4 GiB) is refused from the header alone, before
   );
 });
 
-test('§6.3.3: a size that is not exact for the request is refused', () => {
+test('a size that is not exact for the request is refused', () => {
   rejects(frame(R.SET_VRING_NUM, 1, Buffer.alloc(4)), 0, 'bad-size');
   rejects(frame(R.SET_VRING_NUM, 1, Buffer.alloc(16)), 0, 'bad-size');
   rejects(frame(R.GET_FEATURES, 1, Buffer.alloc(8)), 0, 'bad-size');
@@ -497,21 +498,21 @@ test('§6.3.3: a size that is not exact for the request is refused', () => {
   rejectsReply(frame(R.GET_FEATURES, 5, Buffer.alloc(4)), 0, R.GET_FEATURES, 'bad-size');
 });
 
-test('§6.3.4: version ≠ 1 is refused', () => {
+test('version ≠ 1 is refused', () => {
   for (const flags of [0x0, 0x2, 0x3])
     rejects(frame(R.SET_OWNER, flags, Buffer.alloc(0)), 1, 'bad-version');
 });
 
-test('§6.3.4: reserved flag bits are refused', () => {
+test('reserved flag bits are refused', () => {
   rejects(frame(R.SET_OWNER, 0x11, Buffer.alloc(0)), 0, 'reserved-flags');
   rejects(frame(R.SET_FEATURES, 0x80000001, u64(0n)), 1, 'reserved-flags');
 });
 
-test('§6.3.4: REPLY set on a request is refused', () => {
+test('REPLY set on a request is refused', () => {
   rejects(frame(R.GET_FEATURES, 0x5, Buffer.alloc(0)), 1, 'reply-flag-on-request');
 });
 
-test('§6.3.4: a reply whose flags are not exactly 0x5, or that answers another request, is refused', () => {
+test('a reply whose flags are not exactly 0x5, or that answers another request, is refused', () => {
   rejectsReply(frame(R.GET_FEATURES, 0x1, u64(1n)), 0, R.GET_FEATURES, 'bad-reply-flags');
   rejectsReply(frame(R.GET_FEATURES, 0xd, u64(1n)), 1, R.GET_FEATURES, 'bad-reply-flags');
   rejectsReply(frame(R.GET_FEATURES, 0x6, u64(1n)), 0, R.GET_FEATURES, 'bad-version');
@@ -525,7 +526,7 @@ test('§6.3.4: a reply whose flags are not exactly 0x5, or that answers another 
   );
 });
 
-test('§6.3.5: an unknown request id is refused with and without NEED_REPLY, its fds closed', () => {
+test('an unknown request id is refused with and without NEED_REPLY, its fds closed', () => {
   rejects(frame(99, 0x1, Buffer.alloc(0)), 0, 'unknown-request');
   rejects(frame(99, 0x9, u64(0n)), 2, 'unknown-request');
   rejects(frame(0, 0x1, Buffer.alloc(0)), 1, 'unknown-request');
@@ -533,7 +534,7 @@ test('§6.3.5: an unknown request id is refused with and without NEED_REPLY, its
   assert.equal(decodeHeader(frame(99, 0x9, u64(0n))), { request: 99, flags: 0x9, size: 8 });
 });
 
-test('§6.3.6/12/13: known but unsupported requests (SET_LOG_BASE, SET_INFLIGHT_FD, ADD_MEM_REG) close their fds', () => {
+test('known but unsupported requests (SET_LOG_BASE, SET_INFLIGHT_FD, ADD_MEM_REG) are refused and their fds closed', () => {
   rejects(frame(R.SET_LOG_BASE, 0x1, Buffer.alloc(16)), 1, 'unsupported-request');
   rejects(frame(R.SET_INFLIGHT_FD, 0x1, Buffer.alloc(24)), 1, 'unsupported-request');
   rejects(frame(R.GET_INFLIGHT_FD, 0x9, Buffer.alloc(24)), 1, 'unsupported-request');
@@ -541,17 +542,17 @@ test('§6.3.6/12/13: known but unsupported requests (SET_LOG_BASE, SET_INFLIGHT_
   rejects(frame(R.SET_BACKEND_REQ_FD, 0x1, Buffer.alloc(0)), 1, 'unsupported-request');
 });
 
-test('§6.3.6: extra fds on an fd-less request are refused and closed', () => {
+test('extra fds on an fd-less request are refused and closed', () => {
   rejects(frame(R.GET_FEATURES, 0x1, Buffer.alloc(0)), 1, 'unexpected-fds');
   rejects(frame(R.SET_VRING_NUM, 0x1, state(0, 256)), 3, 'unexpected-fds');
 });
 
-test('§6.3.6: 2 fds on SET_VRING_KICK, or the NOFD bit with an fd, are refused and closed', () => {
+test('2 fds on SET_VRING_KICK, or the NOFD bit with an fd, are refused and closed', () => {
   rejects(frame(R.SET_VRING_KICK, 0x1, u64(0n)), 2, 'unexpected-fds');
   rejects(frame(R.SET_VRING_CALL, 0x9, u64(0x100n)), 1, 'unexpected-fds');
 });
 
-test('§6.3.6: a missing fd (KICK without NOFD, a table with fewer fds than regions) is refused', () => {
+test('a missing fd (KICK without NOFD, a table with fewer fds than regions) is refused', () => {
   rejects(frame(R.SET_VRING_KICK, 0x1, u64(1n)), 0, 'missing-fds');
   rejects(
     frame(R.SET_MEM_TABLE, 0x1, memTable([REGION, { ...REGION, gpa: 0n, uva: 0x1000n }])),
@@ -561,12 +562,12 @@ test('§6.3.6: a missing fd (KICK without NOFD, a table with fewer fds than regi
   rejects(frame(R.SET_MEM_TABLE, 0x1, memTable([REGION])), 2, 'unexpected-fds');
 });
 
-test('§6.3.6: more than 8 fds with one message are refused and all closed', () => {
+test('more than 8 fds with one message are refused and all closed', () => {
   rejects(frame(R.SET_VRING_KICK, 0x1, u64(0n)), 9, 'too-many-fds');
   rejectsReply(frame(R.GET_FEATURES, 0x5, u64(0n)), 9, R.GET_FEATURES, 'too-many-fds');
 });
 
-test('§6.3.6: eventfds that came with a rejected KICK are closed too', () => {
+test('eventfds that came with a rejected KICK are closed too', () => {
   const a = new EventFd();
   const b = new EventFd();
   // EventFd owns its fd; hand the decoder duplicates-by-number the way a socket would deliver
@@ -587,7 +588,7 @@ test('§6.3.6: eventfds that came with a rejected KICK are closed too', () => {
   }
 });
 
-test('§6.3.7: a flood of rejected fd-carrying messages does not grow the fd table', () => {
+test('a flood of rejected fd-carrying messages does not grow the fd table', () => {
   const before = readdirSync('/proc/self/fd').length;
   for (let i = 0; i < 2000; i++) {
     const fds = openFds(3);
@@ -601,7 +602,7 @@ test('§6.3.7: a flood of rejected fd-carrying messages does not grow the fd tab
   assert.is(readdirSync('/proc/self/fd').length, before);
 });
 
-test('§6.3.8: vring index ≥ max (300, 256, and beyond a per-connection limit) is refused', () => {
+test('vring index ≥ max (300, 256, and beyond a per-connection limit) is refused', () => {
   rejects(frame(R.SET_VRING_NUM, 0x9, state(300, 256)), 0, 'vring-index-out-of-range');
   rejects(frame(R.SET_VRING_BASE, 0x1, state(256, 0)), 0, 'vring-index-out-of-range');
   rejects(frame(R.GET_VRING_BASE, 0x1, state(0xffffffff, 0)), 0, 'vring-index-out-of-range');
@@ -617,13 +618,13 @@ test('§6.3.8: vring index ≥ max (300, 256, and beyond a per-connection limit)
   });
 });
 
-test('§6.3.8: a vring index hidden in the reserved high bits of the file payload is refused', () => {
+test('a vring index hidden in the reserved high bits of the file payload is refused', () => {
   rejects(frame(R.SET_VRING_KICK, 0x1, u64(0x200n)), 1, 'reserved-bits');
   rejects(frame(R.SET_VRING_CALL, 0x1, u64(0x1_0000_0000n)), 1, 'reserved-bits');
   rejects(frame(R.SET_VRING_ERR, 0x1, u64(1n << 63n)), 1, 'reserved-bits');
 });
 
-test('§6.3.9: SET_VRING_NUM 0, non-power-of-two on split, > 32768 is refused; packed allows any ≤ 32768', () => {
+test('SET_VRING_NUM 0, non-power-of-two on split, > 32768 is refused; packed allows any ≤ 32768', () => {
   for (const num of [0, 300, 65536, 0x80000000]) {
     rejects(frame(R.SET_VRING_NUM, 0x9, state(0, num)), 0, 'bad-ring-size');
   }
@@ -634,7 +635,7 @@ test('§6.3.9: SET_VRING_NUM 0, non-power-of-two on split, > 32768 is refused; p
   assert.equal(message.payload, { index: 0, num: 300 });
 });
 
-test('§6.3.10: misaligned ring addresses and reserved vring-address flags are refused', () => {
+test('misaligned ring addresses and reserved vring-address flags are refused', () => {
   rejects(
     frame(R.SET_VRING_ADDR, 1, vringAddr(0, 0, 0x1008n, 0x3000n, 0x2000n)),
     0,
@@ -667,7 +668,7 @@ test('§6.3.10: misaligned ring addresses and reserved vring-address flags are r
   );
 });
 
-test('§6.3.11: SET_MEM_TABLE with 0 or more than 8 regions is refused and its fds closed', () => {
+test('SET_MEM_TABLE with 0 or more than 8 regions is refused and its fds closed', () => {
   rejects(frame(R.SET_MEM_TABLE, 0x9, memTable([])), 1, 'region-count');
   const nine = Array.from({ length: 9 }, (_, i) => ({
     ...REGION,
@@ -676,11 +677,11 @@ test('§6.3.11: SET_MEM_TABLE with 0 or more than 8 regions is refused and its f
   }));
   rejects(frame(R.SET_MEM_TABLE, 0x9, memTable(nine)), 1, 'region-count');
   rejects(frame(R.SET_MEM_TABLE, 0x9, memTable(nine)), 8, 'region-count');
-  // LIVE 07's probe: a 9-region count with a one-region body.
+  // A count of 9 regions with a body of one: refused for the count, not the size.
   rejects(frame(R.SET_MEM_TABLE, 0x9, memTable([REGION], 9)), 1, 'region-count');
 });
 
-test('§6.3.11: region arithmetic that overflows u64 (gpa, uva) or off_t (mmap_offset) is refused', () => {
+test('region arithmetic that overflows u64 (gpa, uva) or off_t (mmap_offset) is refused', () => {
   const max = (1n << 64n) - 1n;
   rejects(
     frame(R.SET_MEM_TABLE, 9, memTable([{ ...REGION, gpa: max - 0xfffn }])),
@@ -709,7 +710,7 @@ test('§6.3.11: region arithmetic that overflows u64 (gpa, uva) or off_t (mmap_o
   );
 });
 
-test('§6.3.11: empty and overlapping regions are refused', () => {
+test('empty and overlapping regions are refused', () => {
   rejects(frame(R.SET_MEM_TABLE, 9, memTable([{ ...REGION, size: 0n }])), 1, 'empty-region');
   const second = { ...REGION, gpa: REGION.gpa + 0x7ff000n, uva: 0x1000n };
   rejects(frame(R.SET_MEM_TABLE, 9, memTable([REGION, second])), 2, 'overlapping-regions');
@@ -721,14 +722,14 @@ test('§6.3.11: empty and overlapping regions are refused', () => {
   });
 });
 
-test('§6.3.8/9: SET_VRING_ENABLE other than 0/1, split base wider than 16 bits, status wider than a byte', () => {
+test('SET_VRING_ENABLE other than 0/1, a split base wider than 16 bits, a status wider than a byte are refused', () => {
   rejects(frame(R.SET_VRING_ENABLE, 1, state(0, 2)), 0, 'bad-enable-value');
   rejects(frame(R.SET_VRING_BASE, 1, state(0, 0x10000)), 0, 'reserved-bits');
   decodeRequest(frame(R.SET_VRING_BASE, 1, state(0, 0x8000_803c)), [], { ringPacked: true });
   rejects(frame(R.SET_STATUS, 9, u64(0x100n)), 0, 'reserved-bits');
 });
 
-test('§6.3.14: SET_FEATURES with an un-offered bit (33) is a protocol error; a missing required bit a feature mismatch', () => {
+test('SET_FEATURES with an un-offered bit (33) is a protocol error; a missing required bit a feature mismatch', () => {
   const offered = 0xd7c66e7cbn;
   checkAccepted(offered, 0x950008000n, 'virtio');
   const error = throwsVring(
@@ -746,7 +747,7 @@ test('§6.3.14: SET_FEATURES with an un-offered bit (33) is a protocol error; a 
   requireFeatures(0x150000000n, VIRTIO_F_VERSION_1, 'virtio');
 });
 
-test('§6.3.14: INBAND_NOTIFICATIONS without BACKEND_REQ + REPLY_ACK is refused', () => {
+test('INBAND_NOTIFICATIONS without BACKEND_REQ + REPLY_ACK is refused', () => {
   const error = throwsVring(
     () =>
       checkProtocolFeatureDependencies(
@@ -790,8 +791,8 @@ test('encodeRequest refuses messages a receiver would reject, and values that do
 
 // ---- feature words ----
 
-test('negotiation by intersection reproduces DPDK 22.11’s recorded choices', () => {
-  // virtio_user asks for MQ|REPLY_ACK|STATUS of net_vhost's 0x10cbf → 0x10009 (LIVE 01).
+test("negotiation by intersection reproduces the feature words DPDK 22.11's virtio_user sends net_vhost", () => {
+  // virtio_user asks for MQ|REPLY_ACK|STATUS of net_vhost's 0x10cbf → 0x10009.
   const wantedProtocol =
     VHOST_USER_PROTOCOL_F_MQ | VHOST_USER_PROTOCOL_F_REPLY_ACK | VHOST_USER_PROTOCOL_F_STATUS;
   assert.is(negotiate(0x10cbfn, wantedProtocol), 0x10009n);
@@ -802,7 +803,7 @@ test('negotiation by intersection reproduces DPDK 22.11’s recorded choices', (
     VIRTIO_F_VERSION_1 |
     VIRTIO_F_IN_ORDER |
     VIRTIO_F_ACCESS_PLATFORM;
-  // ACCESS_PLATFORM is not offered, so it drops out: the SET_FEATURES of LIVE 01.
+  // ACCESS_PLATFORM is not offered, so it drops out: 0x950008000 is what virtio_user sends.
   assert.is(negotiate(0xd7c66e7cbn, wanted), 0x950008000n);
 });
 

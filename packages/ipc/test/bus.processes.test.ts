@@ -2,9 +2,19 @@
 // a subscriber killed mid-stream, the bus killed and restarted under its clients.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import {
+  type Child,
+  type ChildOptions,
+  socketPath,
+  spawnScript,
+  until,
+} from '../../../test-support/index.js';
 import { type BusClient, type BusClientEvent, connectBus } from '../src/index.js';
-import { eventually, tempSocketPath } from './fixtures/bus-harness.js';
-import { type Child, spawnFixture } from './fixtures/child.js';
+
+/** Starts the fixture `name` (in ./fixtures) with `args`. */
+function spawnFixture(name: string, args: string[], options?: ChildOptions): Child {
+  return spawnScript(new URL(`./fixtures/${name}`, import.meta.url), args, options);
+}
 
 async function startBusProcess(path: string): Promise<Child> {
   const bus = spawnFixture('bus-process.ts', [path]);
@@ -13,15 +23,15 @@ async function startBusProcess(path: string): Promise<Child> {
 }
 
 test('four processes each publish 100,000 messages (some over 16 MiB); every one receives all, intact and in order', async () => {
-  const socket = tempSocketPath();
-  const bus = await startBusProcess(socket.path);
+  const path = socketPath('bus');
+  const bus = await startBusProcess(path);
   const peers = 4;
   const count = 100_000;
   const children: Child[] = [];
   try {
     for (let id = 0; id < peers; id++) {
-      const args = { path: socket.path, id, peers, count, topics: 3, huge: 2 };
-      children.push(spawnFixture('bus-load-peer.ts', [JSON.stringify(args)]));
+      const args = { path, id, peers, count, topics: 3, huge: 2 };
+      children.push(spawnFixture('bus-load-peer.ts', [JSON.stringify(args)], { stdin: 'pipe' }));
     }
     for (const c of children) assert.is(await c.line(), 'ready');
     for (const c of children) c.process.stdin!.write('go\n');
@@ -37,19 +47,18 @@ test('four processes each publish 100,000 messages (some over 16 MiB); every one
   } finally {
     for (const c of children) c.kill();
     bus.kill();
-    socket.remove();
   }
 });
 
 test('a subscriber killed with SIGKILL mid-stream does not disturb the others', async () => {
-  const socket = tempSocketPath();
-  const bus = await startBusProcess(socket.path);
+  const path = socketPath('bus');
+  const bus = await startBusProcess(path);
   const clients: BusClient[] = [];
-  const victim = spawnFixture('bus-subscriber.ts', [socket.path, 'k.x']);
+  const victim = spawnFixture('bus-subscriber.ts', [path, 'k.x']);
   try {
     assert.is(await victim.line(), 'ready');
-    const publisher = await connectBus(socket.path);
-    const survivor = await connectBus(socket.path);
+    const publisher = await connectBus(path);
+    const survivor = await connectBus(path);
     clients.push(publisher, survivor);
     const sub = survivor.subscribe<number>('k.x', { highWaterMark: 64 });
     await survivor.flush();
@@ -72,18 +81,17 @@ test('a subscriber killed with SIGKILL mid-stream does not disturb the others', 
     for (const c of clients) c.close();
     victim.kill();
     bus.kill();
-    socket.remove();
   }
 });
 
 test('the bus killed and restarted: clients reconnect, resubscribe and serve again by themselves', async () => {
-  const socket = tempSocketPath();
-  let bus = await startBusProcess(socket.path);
+  const path = socketPath('bus');
+  let bus = await startBusProcess(path);
   const events: BusClientEvent[] = [];
   const options = { onEvent: (e: BusClientEvent) => events.push(e) };
-  const publisher = await connectBus(socket.path, options);
-  const subscriber = await connectBus(socket.path, options);
-  const server = await connectBus(socket.path, options);
+  const publisher = await connectBus(path, options);
+  const subscriber = await connectBus(path, options);
+  const server = await connectBus(path, options);
   try {
     const sub = subscriber.subscribe<number>('r.>');
     server.serve('r.echo', (v: unknown) => v);
@@ -95,12 +103,12 @@ test('the bus killed and restarted: clients reconnect, resubscribe and serve aga
 
     bus.kill('SIGKILL');
     await bus.exited;
-    await eventually(
+    await until(
       () => events.filter((e) => e.type === 'disconnected').length === 3,
       'all saw the bus go',
     );
-    bus = await startBusProcess(socket.path);
-    await eventually(
+    bus = await startBusProcess(path);
+    await until(
       () => events.filter((e) => e.type === 'connected').length === 3,
       'all reconnected',
       10_000,
@@ -113,17 +121,16 @@ test('the bus killed and restarted: clients reconnect, resubscribe and serve aga
   } finally {
     for (const c of [publisher, subscriber, server]) c.close();
     bus.kill();
-    socket.remove();
   }
 });
 
 test('10,000 concurrent requests across processes, with remote errors, timeouts and aborts among them', async () => {
-  const socket = tempSocketPath();
-  const bus = await startBusProcess(socket.path);
-  const server = spawnFixture('bus-rpc-server.ts', [socket.path]);
+  const path = socketPath('bus');
+  const bus = await startBusProcess(path);
+  const server = spawnFixture('bus-rpc-server.ts', [path]);
   try {
     assert.is(await server.line(), 'ready');
-    const client = await connectBus(socket.path);
+    const client = await connectBus(path);
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 300);
     const outcomes = await Promise.all(
@@ -158,14 +165,13 @@ test('10,000 concurrent requests across processes, with remote errors, timeouts 
   } finally {
     server.kill();
     bus.kill();
-    socket.remove();
   }
 });
 
 test('a process whose bus client has nothing to wait for exits by itself, without close()', async () => {
-  const socket = tempSocketPath();
-  const bus = await startBusProcess(socket.path);
-  const child = spawnFixture('bus-idle-client.ts', [socket.path]);
+  const path = socketPath('bus');
+  const bus = await startBusProcess(path);
+  const child = spawnFixture('bus-idle-client.ts', [path]);
   try {
     assert.is(await child.line(), 'idle');
     const exit = await Promise.race([
@@ -176,7 +182,6 @@ test('a process whose bus client has nothing to wait for exits by itself, withou
   } finally {
     child.kill();
     bus.kill();
-    socket.remove();
   }
 });
 

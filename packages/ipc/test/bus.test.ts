@@ -5,9 +5,10 @@ import { VringError } from '@vring/core';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection, socketPath, until } from '../../../test-support/index.js';
 import type { BusMessage } from '../src/index.js';
 import { TopicPattern } from '../src/topic.js';
-import { eventually, rejection, startBus } from './fixtures/bus-harness.js';
+import { startBus } from './fixtures/bus-harness.js';
 
 test('a published value reaches every subscription whose pattern matches, once per subscription', async () => {
   const h = startBus();
@@ -168,10 +169,7 @@ test('drop: a full subscription drops and counts; the publisher never waits', as
     for (let i = 0; i < total; i++) void publisher.publish('d', i);
     await publisher.flush();
     await subscriber.flush();
-    await eventually(
-      () => sub.pending + sub.dropped === total,
-      'every message is queued or dropped',
-    );
+    await until(() => sub.pending + sub.dropped === total, 'every message is queued or dropped');
     assert.is(sub.pending, 10);
     const kept = [];
     while (sub.pending > 0) kept.push((await sub.next()).value?.value);
@@ -235,7 +233,7 @@ test('closing a client ends its subscriptions and removes them from the bus', as
     client.close();
     assert.equal(await waiting, { done: true, value: undefined });
     assert.is(await client.closed, undefined);
-    await eventually(() => h.bus.stats.clients === 0, 'the bus saw the client go');
+    await until(() => h.bus.stats.clients === 0, 'the bus saw the client go');
     assert.is(h.bus.stats.subscriptions, 0);
     assert.is((await rejection(client.publish('x', 1))).code, 'ERR_VRING_CLOSED');
   } finally {
@@ -258,11 +256,11 @@ test('drain stops serving, lets handlers and requests finish, flushes, then clos
     });
     await server.flush();
     const inFlight = client.request('work', 21);
-    await eventually(() => h.bus.stats.requests === 1, 'the request reached the server');
+    await until(() => h.bus.stats.requests === 1, 'the request reached the server');
     const draining = server.drain();
     await server.flush().catch(() => {});
     // No longer served: a new request finds nobody.
-    await eventually(() => h.bus.stats.requests === 1, 'nothing more routed');
+    await until(() => h.bus.stats.requests === 1, 'nothing more routed');
     assert.is((await rejection(client.request('work', 1))).code, 'ERR_VRING_NO_RESPONDERS');
     release();
     assert.is(await inFlight, 42);
@@ -292,16 +290,10 @@ test('an aborted signal unsubscribes', async () => {
 
 test('connectBus waits for a bus that is not there yet, and can be aborted', async () => {
   const { connectBus } = await import('../src/index.js');
-  const { tempSocketPath } = await import('./fixtures/bus-harness.js');
-  const socket = tempSocketPath();
-  try {
-    const abort = new AbortController();
-    setTimeout(() => abort.abort(new VringError('ERR_VRING_ABORTED', 'gave up')), 100);
-    const error = await rejection(connectBus(socket.path, { signal: abort.signal }));
-    assert.is(error.code, 'ERR_VRING_ABORTED');
-  } finally {
-    socket.remove();
-  }
+  const abort = new AbortController();
+  setTimeout(() => abort.abort(new VringError('ERR_VRING_ABORTED', 'gave up')), 100);
+  const error = await rejection(connectBus(socketPath('bus'), { signal: abort.signal }));
+  assert.is(error.code, 'ERR_VRING_ABORTED');
 });
 
 test('topic patterns: * is one token, a final > is one or more', () => {

@@ -4,6 +4,7 @@ import { DeviceQueuePair, DriverQueuePair, MessageBatch, VringError } from '@vri
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection, until } from '../../../test-support/index.js';
 import { Channel } from '../src/index.js';
 
 function pair(options: { maxMessage?: number; queueSize?: number } = {}) {
@@ -11,16 +12,6 @@ function pair(options: { maxMessage?: number; queueSize?: number } = {}) {
   const { descriptor, fds } = driver.share();
   const device = DeviceQueuePair.attach(descriptor, fds, { notification: 'adaptive' });
   return { driver, device };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<VringError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, VringError);
-    return error as VringError;
-  }
-  throw new Error('expected a rejection');
 }
 
 test('values of every msgpack shape arrive equal and in order, both directions', async () => {
@@ -186,10 +177,7 @@ test('Observable subscriptions take values in turns; one that unsubscribes mid-s
   });
   b.messages().subscribe({ next: (v) => second.push(v), complete: () => completed++ });
   for (let i = 0; i < 10; i++) void a.send(i);
-  const until = Date.now() + 2000;
-  while (first.length + second.length < 10 && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 1));
-  }
+  await until(() => first.length + second.length >= 10, 'all ten values');
   // Alternating while both listen; after the third value the first takes nothing more.
   assert.equal(first, [0, 2, 4]);
   assert.equal(second, [1, 3, 5, 6, 7, 8, 9]);

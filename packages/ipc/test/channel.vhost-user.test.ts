@@ -1,15 +1,10 @@
 // Channel across processes over vhost-user: a VirtioUser frontend in this process, a
 // VhostUserBackend in a child whose ports echo every value. Values of many shapes and sizes
 // (some fragmented over hundreds of frames) come back equal and in order.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { VirtioUser } from '@vring/core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { socketPath, spawnScript } from '../../../test-support/index.js';
 import { Channel } from '../src/index.js';
 
 const MAX_FRAME = 9216; // VirtioUser's default maxMessage: both sides cut frames to it
@@ -30,22 +25,13 @@ function value(i: number): unknown {
 }
 
 test('values sent through a VirtioUser to a backend process come back equal and in order', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'vring-ipc-vu-'));
-  const path = join(dir, 'backend.sock');
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(import.meta.dirname, 'fixtures', 'channel-echo-backend.ts'),
-      path,
-      String(MAX_FRAME),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  const path = socketPath('backend');
+  const child = spawnScript(new URL('./fixtures/channel-echo-backend.ts', import.meta.url), [
+    path,
+    String(MAX_FRAME),
+  ]);
   try {
-    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    assert.is((await lines.next()).value, 'ready');
+    assert.is(await child.line(), 'ready');
     const port = await VirtioUser.open(path);
     const channel = new Channel<unknown>(port, { maxFrame: MAX_FRAME });
     const big = Buffer.alloc(3 * 1024 * 1024);
@@ -64,8 +50,7 @@ test('values sent through a VirtioUser to a backend process come back equal and 
     assert.is(await channel.closed, undefined);
   } finally {
     child.kill('SIGTERM');
-    await once(child, 'exit');
-    rmSync(dir, { recursive: true, force: true });
+    await child.exited;
   }
 });
 

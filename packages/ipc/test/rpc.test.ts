@@ -5,9 +5,10 @@ import { DeviceQueuePair, DriverQueuePair } from '@vring/core';
 import { firstValueFrom, interval, map, Observable, take, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection, until } from '../../../test-support/index.js';
 import { Channel } from '../src/index.js';
 import { Deadlines } from '../src/rpc/deadlines.js';
-import { eventually, rejection, startBus } from './fixtures/bus-harness.js';
+import { startBus } from './fixtures/bus-harness.js';
 
 function channels() {
   const driver = DriverQueuePair.create({ notification: 'adaptive' });
@@ -91,7 +92,7 @@ test('bus: a timeout rejects with ERR_VRING_TIMEOUT and aborts the handler', asy
     await server.flush();
     const error = await rejection(client.request('slow', 1, { timeout: 50 }));
     assert.is(error.code, 'ERR_VRING_TIMEOUT');
-    await eventually(() => handlerSignal?.aborted === true, 'the handler saw the cancel');
+    await until(() => handlerSignal?.aborted === true, 'the handler saw the cancel');
   } finally {
     await h.close();
   }
@@ -110,12 +111,12 @@ test('bus: an abort rejects with ERR_VRING_ABORTED (reason as cause) and aborts 
     await server.flush();
     const abort = new AbortController();
     const pending = client.request('slow', 1, { signal: abort.signal });
-    await eventually(() => handlerSignal !== undefined, 'the handler runs');
+    await until(() => handlerSignal !== undefined, 'the handler runs');
     abort.abort('user gave up');
     const error = await rejection(pending);
     assert.is(error.code, 'ERR_VRING_ABORTED');
     assert.is(error.cause, 'user gave up');
-    await eventually(() => handlerSignal?.aborted === true, 'the handler saw the cancel');
+    await until(() => handlerSignal?.aborted === true, 'the handler saw the cancel');
     const already = await rejection(client.request('slow', 1, { signal: abort.signal }));
     assert.is(already.code, 'ERR_VRING_ABORTED');
   } finally {
@@ -187,7 +188,7 @@ test('bus: unsubscribing from a streamed reply cancels the handler', async () =>
       client.requestStream<number>('ticks', null).pipe(take(3), toArray()),
     );
     assert.equal(firstThree, [0, 1, 2]);
-    await eventually(() => handlerSignal?.aborted === true, 'the handler saw the cancel');
+    await until(() => handlerSignal?.aborted === true, 'the handler saw the cancel');
     const after = produced;
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.is(produced, after, 'the Observable was unsubscribed on the server');
@@ -225,7 +226,7 @@ test('bus: requests to a responder that goes away fail with ERR_VRING_PEER_DISCO
     });
     await server.flush();
     const pending = Array.from({ length: 10 }, () => rejection(client.request('hang', null)));
-    await eventually(() => started === 10, 'all requests reached the server');
+    await until(() => started === 10, 'all requests reached the server');
     server.close();
     for (const error of await Promise.all(pending))
       assert.is(error.code, 'ERR_VRING_PEER_DISCONNECTED');

@@ -4,11 +4,9 @@
 // our client mode; net_vhost `client=1`: our server mode). Then `vring ping` against it, and
 // reconnects: testpmd is stopped and a new one started while traffic runs, and traffic
 // resumes on the same VirtioUser handle.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { socketPath, until } from '../../../test-support/index.js';
 import { checkPingFrame, writePingFrame } from '../src/cli/ping-frame.js';
 import { runPingSession, warmUpPing } from '../src/cli/ping-session.js';
 import { MessageBatch } from '../src/message-batch.js';
@@ -29,25 +27,7 @@ const FRAMES = 100_000;
 // Mixed sizes covering 60..1514 B (1455 values; 7919 is prime, so consecutive frames differ).
 const mixedSize = (seq: number) => 60 + ((seq * 7919) % 1455);
 
-const dir = mkdtempSync(join(tmpdir(), 'vring-fe-dpdk-'));
-let serial = 0;
-const running = new Set<Testpmd>();
 const ports = new Set<VirtioUser>();
-
-function socketPath(): string {
-  return join(dir, `vhost-${serial++}.sock`);
-}
-
-function startTestpmd(socket: string, client: boolean): Testpmd {
-  const testpmd = Testpmd.start(socket, { client });
-  running.add(testpmd);
-  return testpmd;
-}
-
-async function stopTestpmd(testpmd: Testpmd) {
-  running.delete(testpmd);
-  return testpmd.stop();
-}
 
 function track(port: VirtioUser): VirtioUser {
   ports.add(port);
@@ -58,11 +38,8 @@ function track(port: VirtioUser): VirtioUser {
 test.after.each(async () => {
   for (const port of ports) port.close();
   ports.clear();
-  for (const testpmd of running) await testpmd.stop();
-  running.clear();
+  await Testpmd.stopAll();
 });
-
-test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Opens a VirtioUser on testpmd in the given mode and waits until frames echo. */
 async function openOnTestpmd(
@@ -76,9 +53,9 @@ async function openOnTestpmd(
   if (server) {
     // Our side listens; testpmd (net_vhost client=1) connects. The socket exists at once.
     opening = VirtioUser.open(socket, options);
-    testpmd = startTestpmd(socket, true);
+    testpmd = Testpmd.start(socket, { client: true });
   } else {
-    testpmd = startTestpmd(socket, false);
+    testpmd = Testpmd.start(socket);
     await testpmd.waitForSocket();
     opening = VirtioUser.open(socket, options);
   }
@@ -120,7 +97,7 @@ if (requireTestpmd()) {
       assert.is(await port.closed, undefined);
       // Everything the VirtioUser opened (socket, memfd, eventfds) is released by close();
       // testpmd's pipes are gone once it has exited.
-      const counts = await stopTestpmd(testpmd);
+      const counts = await testpmd.stop();
       assert.is(counts.rx, counts.tx, 'testpmd forwarded every frame it received');
       assert.ok(counts.rx >= FRAMES, `testpmd received ${counts.rx}`);
       assert.is(openFdCount(), fdsBefore, 'no fd left open');
@@ -147,7 +124,7 @@ if (requireTestpmd()) {
     assert.is(result.lost, 0);
     assert.is(result.corrupted, 0);
     port.close();
-    await stopTestpmd(testpmd);
+    await testpmd.stop();
   });
 
   for (const server of [false, true]) {
@@ -159,16 +136,16 @@ if (requireTestpmd()) {
       let run: Promise<number>;
       if (server) {
         run = ping({ socket, server, count: 1000, size: 64, log: (l) => lines.push(l) });
-        testpmd = startTestpmd(socket, true);
+        testpmd = Testpmd.start(socket, { client: true });
       } else {
-        testpmd = startTestpmd(socket, false);
+        testpmd = Testpmd.start(socket);
         await testpmd.waitForSocket();
         run = ping({ socket, server, count: 1000, size: 64, log: (l) => lines.push(l) });
       }
       assert.is(await run, 0, lines.join('\n'));
       assert.is(lines.length, 1, 'one summary line');
       assert.match(lines[0]!, /sent 1000, received 1000, lost 0, corrupted 0/);
-      await stopTestpmd(testpmd);
+      await testpmd.stop();
     });
   }
 
@@ -236,14 +213,6 @@ if (requireTestpmd()) {
     };
   }
 
-  async function until(condition: () => boolean, what: string, timeoutMs = 60_000) {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-
   for (const server of [false, true]) {
     const mode = server ? 'server mode' : 'client mode';
     test(`${mode}: testpmd stopped and restarted while traffic runs; traffic resumes on the same handle`, async () => {
@@ -252,16 +221,21 @@ if (requireTestpmd()) {
         onEvent: (e) => events.push(e),
       });
       const traffic = backgroundTraffic(port, 64);
-      await until(() => traffic.stats.received >= 2000, 'traffic through the first testpmd');
-      await stopTestpmd(testpmd);
-      await until(() => !port.connected, 'the VirtioUser to notice the disconnect');
+      await until(
+        () => traffic.stats.received >= 2000,
+        'traffic through the first testpmd',
+        60_000,
+      );
+      await testpmd.stop();
+      await until(() => !port.connected, 'the VirtioUser to notice the disconnect', 60_000);
       const before = traffic.stats.received;
 
-      const second = startTestpmd(socket, server);
-      await until(() => port.connections === 2 && port.connected, 'the replayed handshake');
+      const second = Testpmd.start(socket, { client: server });
+      await until(() => port.connections === 2 && port.connected, 'the replayed handshake', 60_000);
       await until(
         () => traffic.stats.received >= before + 2000,
         `traffic through the second testpmd (received ${traffic.stats.received}, before ${before})\n${second.output.slice(0, 6000)}`,
+        60_000,
       );
       await traffic.stop();
       assert.is(traffic.stats.corrupted, 0, 'every frame that came back is intact');
@@ -271,7 +245,7 @@ if (requireTestpmd()) {
         'one disconnect, one reconnect',
       );
       port.close();
-      const counts = await stopTestpmd(second);
+      const counts = await second.stop();
       assert.ok(counts.rx >= 2000, `second testpmd forwarded ${counts.rx}`);
       // The replay set each ring's base to the device's used index, so DPDK had nothing to
       // resynchronise (with base 0, as DPDK's virtio_user sends, it logs a mismatch).

@@ -3,11 +3,9 @@
 // port 0 leaves on port 1 and vice versa). Front-end A is attached to port 0, B to port 1.
 // Both send at once; each must receive exactly the other's frames, in order, intact, and
 // testpmd's per-port counters must agree with what the front-ends saw.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { socketPath } from '../../../test-support/index.js';
 import { MessageBatch } from '../src/message-batch.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
 import { requireTestpmd, Testpmd } from './fixtures/testpmd-echo.js';
@@ -65,18 +63,13 @@ function checkData(frame: Uint8Array, side: number, seq: number): string {
   return '';
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'vring-two-fe-dpdk-'));
-const running = new Set<Testpmd>();
 const ends = new Set<VirtioUser>();
 
 test.after.each(async () => {
   for (const end of ends) end.close();
   ends.clear();
-  for (const testpmd of running) await testpmd.stop();
-  running.clear();
+  await Testpmd.stopAll();
 });
-
-test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Seen {
   /** Every frame this side received, warm-up probes included. */
@@ -214,10 +207,7 @@ async function exchange(ports: VirtioUser[], seen: Seen[], timeoutMs: number): P
 }
 
 async function attachPair(server: boolean) {
-  const sockets = [
-    join(dir, `${server ? 's' : 'c'}-a.sock`),
-    join(dir, `${server ? 's' : 'c'}-b.sock`),
-  ];
+  const sockets = [socketPath('a'), socketPath('b')];
   const signal = AbortSignal.timeout(60_000);
   let opening: Promise<VirtioUser[]>;
   let testpmd: Testpmd;
@@ -229,10 +219,8 @@ async function attachPair(server: boolean) {
       secondSocket: sockets[1]!,
       timeoutSeconds: 90,
     });
-    running.add(testpmd);
   } else {
     testpmd = Testpmd.start(sockets[0]!, { secondSocket: sockets[1]!, timeoutSeconds: 90 });
-    running.add(testpmd);
     for (const s of sockets) await testpmd.waitForSocket(30_000, s);
     opening = Promise.all(sockets.map((s) => VirtioUser.open(s, { signal })));
   }
@@ -244,11 +232,6 @@ async function attachPair(server: boolean) {
   }
   for (const p of ports) ends.add(p);
   return { ports, testpmd };
-}
-
-async function stopTestpmd(testpmd: Testpmd) {
-  running.delete(testpmd);
-  return testpmd.stop();
 }
 
 function registerInterop(server: boolean) {
@@ -289,7 +272,7 @@ function registerInterop(server: boolean) {
       assert.is(await p.closed, undefined);
       ends.delete(p);
     }
-    const counts = await stopTestpmd(testpmd);
+    const counts = await testpmd.stop();
     const [port0, port1] = counts.ports;
     assert.ok(port0 && port1, `per-port statistics parsed:\n${testpmd.output.slice(-3000)}`);
     // What port 1 transmitted is exactly what B received, probes included, and vice versa.

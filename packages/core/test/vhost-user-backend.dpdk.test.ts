@@ -4,108 +4,62 @@
 // - exact: interactive testpmd in rxonly mode sends 64 bursts (`start tx_first 64`); every
 //   frame it managed to transmit must come back: testpmd's RX count equals its TX count, and
 //   the echo's counters equal both.
-// - sustained: io forwarding with --tx-first for a few seconds (DESIGN §9 flags); the echo
+// - sustained: io forwarding with --tx-first for a few seconds; the echo
 //   received exactly what testpmd transmitted and sent it all back; testpmd received all of
 //   it but the one --tx-first burst still in flight when it stopped forwarding.
 //
 // Without /usr/bin/dpdk-testpmd the file registers no test and says why.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { requireTestpmd, TESTPMD } from './fixtures/testpmd-echo.js';
+import { type Child, socketPath, spawnChild, spawnScript } from '../../../test-support/index.js';
+import {
+  filePrefix,
+  removeRuntimeDir,
+  requireTestpmd,
+  testpmdArgs,
+  testpmdEnv,
+} from './fixtures/testpmd-echo.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'vring-dpdk-'));
 /** Packets testpmd's --tx-first sends before forwarding (its default burst). */
 const TX_FIRST_BURST = 32;
 
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-// testpmd is not ours to sanitize: the ASan run's preloaded runtimes stay with our processes.
-const {
-  LD_PRELOAD: _preload,
-  ASAN_OPTIONS: _asan,
-  UBSAN_OPTIONS: _ubsan,
-  ...plainEnv
-} = process.env;
-
-function run(command: string, args: string[], stdin: 'pipe' | 'ignore' = 'ignore'): Running {
-  const env = command === 'timeout' ? plainEnv : process.env;
-  const child = spawn(command, args, { stdio: [stdin, 'pipe', 'pipe'], env });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  return { child, output: () => out, exited };
-}
-
-async function waitFor(what: string, p: Running, pattern: RegExp): Promise<RegExpMatchArray> {
-  for (;;) {
-    const m = p.output().match(pattern);
-    if (m) return m;
-    if (p.child.exitCode !== null || p.child.signalCode !== null) {
-      throw new Error(`${what} exited before printing ${pattern}:\n${p.output()}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-let prefixSeq = 0;
 const prefixes: string[] = [];
-function testpmdArgs(socket: string, devargs: string, mode: string[]): string[] {
-  const prefix = `vring-test-${process.pid}-${++prefixSeq}`;
+
+/** Starts testpmd with a virtio_user port on `socket`, `devargs` appended to its vdev. */
+function startTestpmd(
+  socket: string,
+  devargs: string,
+  app: string[],
+  stdin: 'pipe' | 'ignore' = 'ignore',
+): Child {
+  const prefix = filePrefix();
   prefixes.push(prefix);
-  return [
-    '-k',
-    '5',
-    '30',
-    // testpmd's stdout is a pipe here: line-buffer it so polled statistics are current.
-    'stdbuf',
-    '-oL',
-    TESTPMD,
-    '--no-huge',
-    '-m',
-    '512',
-    '--no-pci',
-    `--file-prefix=${prefix}`,
-    '-l',
-    '0-1',
-    `--vdev=net_virtio_user0,path=${socket}${devargs}`,
-    '--',
-    '--no-mlockall',
-    '--total-num-mbufs=16384',
-    ...mode,
-  ];
+  const args = testpmdArgs({
+    prefix,
+    timeoutSeconds: 30,
+    vdevs: [`--vdev=net_virtio_user0,path=${socket}${devargs}`],
+    app,
+    lineBuffered: true,
+  });
+  return spawnChild('timeout', args, {
+    stdin,
+    stderr: 'capture',
+    env: testpmdEnv,
+    name: 'testpmd',
+  });
 }
 
-function startEcho(socket: string): Running {
-  return run(process.execPath, [
-    '--import',
-    'tsx',
-    join(here, 'fixtures', 'echo-process.ts'),
-    socket,
-  ]);
+/** Starts `vring echo` in its own process on `socket`. */
+function startEcho(socket: string, ...flags: string[]): Child {
+  return spawnScript(new URL('./fixtures/echo-process.ts', import.meta.url), [socket, ...flags], {
+    stderr: 'capture',
+    name: 'vring echo',
+  });
 }
 
 /** Stops the echo with SIGINT and returns its (only) port's counters. */
-async function stopEcho(
-  echo: Running,
-): Promise<{ received: number; sent: number; dropped: number }> {
-  echo.child.kill('SIGINT');
+async function stopEcho(echo: Child): Promise<{ received: number; sent: number; dropped: number }> {
+  echo.kill('SIGINT');
   assert.is(await echo.exited, 0, `vring echo exits 0:\n${echo.output()}`);
   const m = echo
     .output()
@@ -144,16 +98,26 @@ const configs = [
   },
 ];
 
+/** After testpmd has stopped: its forward totals and the echo's counters (stopping it), logged. */
+async function results(kind: string, devargs: string, pmd: Child, echo: Child) {
+  const totals = forwardTotals(pmd.output());
+  const counters = await stopEcho(echo);
+  console.log(
+    `  ${kind} ${devargs || '(default)'}: testpmd ${JSON.stringify(totals)}, echo ${JSON.stringify(counters)}`,
+  );
+  return { totals, counters };
+}
+
 async function exactCase(devargs: string): Promise<void> {
-  const socket = join(dir, `exact-${++prefixSeq}.sock`);
+  const socket = socketPath('exact');
   const echo = startEcho(socket);
-  await waitFor('vring echo', echo, /listening on/);
-  const pmd = run('timeout', testpmdArgs(socket, devargs, ['-i', '--forward-mode=rxonly']), 'pipe');
+  await echo.waitFor(/listening on/);
+  const pmd = startTestpmd(socket, devargs, ['-i', '--forward-mode=rxonly'], 'pipe');
   try {
     let prompts = 1;
     await waitForPrompts(pmd, prompts);
     const command = async (line: string) => {
-      pmd.child.stdin!.write(`${line}\n`);
+      pmd.process.stdin!.write(`${line}\n`);
       await waitForPrompts(pmd, ++prompts);
     };
     await command('start tx_first 64');
@@ -172,17 +136,13 @@ async function exactCase(devargs: string): Promise<void> {
       last = now;
     }
     await command('stop');
-    pmd.child.stdin!.write('quit\n');
+    pmd.process.stdin!.write('quit\n');
     await pmd.exited;
   } finally {
-    if (pmd.child.exitCode === null) pmd.child.kill('SIGINT');
+    pmd.kill('SIGINT');
     await pmd.exited;
   }
-  const totals = forwardTotals(pmd.output());
-  const counters = await stopEcho(echo);
-  console.log(
-    `  exact ${devargs || '(default)'}: testpmd ${JSON.stringify(totals)}, echo ${JSON.stringify(counters)}`,
-  );
+  const { totals, counters } = await results('exact', devargs, pmd, echo);
   assert.ok(totals.tx > 0, 'testpmd transmitted frames');
   assert.is(totals.rx, totals.tx, 'testpmd RX equals TX');
   assert.is(totals.rxDropped, 0);
@@ -191,34 +151,31 @@ async function exactCase(devargs: string): Promise<void> {
   assert.is(counters.dropped, 0);
 }
 
-async function waitForPrompts(p: Running, count: number): Promise<void> {
-  for (;;) {
-    if ((p.output().match(/testpmd> /g)?.length ?? 0) >= count) return;
-    if (p.child.exitCode !== null) throw new Error(`testpmd exited:\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function waitForPrompts(p: Child, count: number): Promise<void> {
+  return p.waitUntil(
+    () => (p.output().match(/testpmd> /g)?.length ?? 0) >= count,
+    `prompt ${count}`,
+  );
 }
 
 async function sustainedCase(devargs: string): Promise<void> {
-  const socket = join(dir, `io-${++prefixSeq}.sock`);
+  const socket = socketPath('io');
   const echo = startEcho(socket);
-  await waitFor('vring echo', echo, /listening on/);
-  const pmd = run(
-    'timeout',
-    testpmdArgs(socket, devargs, ['--stats-period', '1', '--forward-mode=io', '--tx-first']),
-  );
+  await echo.waitFor(/listening on/);
+  const pmd = startTestpmd(socket, devargs, [
+    '--stats-period',
+    '1',
+    '--forward-mode=io',
+    '--tx-first',
+  ]);
   try {
     // Two stats periods with traffic: the rings are live and frames circulate.
-    await waitFor('testpmd', pmd, /Rx-pps:\s+[1-9]\d*[\s\S]*Rx-pps:\s+[1-9]\d*/);
+    await pmd.waitFor(/Rx-pps:\s+[1-9]\d*[\s\S]*Rx-pps:\s+[1-9]\d*/);
   } finally {
-    pmd.child.kill('SIGINT');
+    pmd.kill('SIGINT');
     await pmd.exited;
   }
-  const totals = forwardTotals(pmd.output());
-  const counters = await stopEcho(echo);
-  console.log(
-    `  io ${devargs || '(default)'}: testpmd ${JSON.stringify(totals)}, echo ${JSON.stringify(counters)}`,
-  );
+  const { totals, counters } = await results('io', devargs, pmd, echo);
   assert.ok(totals.rx > 0, 'testpmd received frames');
   assert.is(totals.rxDropped, 0);
   assert.is(totals.txDropped, 0);
@@ -235,23 +192,17 @@ async function sustainedCase(devargs: string): Promise<void> {
 }
 
 /** Asks interactive testpmd for port 0's counters and returns its RX-packets. */
-async function portRx(pmd: Running): Promise<number> {
+async function portRx(pmd: Child): Promise<number> {
   const blocks = () => pmd.output().split('NIC statistics for port 0').length - 1;
   const before = blocks();
-  pmd.child.stdin!.write('show port stats 0\n');
-  for (;;) {
-    const out = pmd.output();
-    const at = out.lastIndexOf('NIC statistics for port 0');
-    if (blocks() > before && /Tx-bps/.test(out.slice(at))) {
-      return Number(out.slice(at).match(/RX-packets:\s+(\d+)/)![1]);
-    }
-    if (pmd.child.exitCode !== null) throw new Error(`testpmd exited:\n${out}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const latest = () => pmd.output().slice(pmd.output().lastIndexOf('NIC statistics for port 0'));
+  pmd.process.stdin!.write('show port stats 0\n');
+  await pmd.waitUntil(() => blocks() > before && /Tx-bps/.test(latest()), 'port statistics');
+  return Number(latest().match(/RX-packets:\s+(\d+)/)![1]);
 }
 
 /** Polls until port 0's RX count exceeds `than`; false if it stops moving for a while. */
-async function rxGrows(pmd: Running, than: number): Promise<boolean> {
+async function rxGrows(pmd: Child, than: number): Promise<boolean> {
   for (let i = 0; i < 50; i++) {
     if ((await portRx(pmd)) > than) return true;
     await new Promise((r) => setTimeout(r, 100));
@@ -260,44 +211,32 @@ async function rxGrows(pmd: Running, than: number): Promise<boolean> {
 }
 
 async function reconnectCase(): Promise<void> {
-  const socket = join(dir, `server-${++prefixSeq}.sock`);
+  const socket = socketPath('server');
   // virtio_user in server mode listens; the echo connects (`vring echo --client`).
-  const pmd = run('timeout', testpmdArgs(socket, ',server=1', ['-i', '--forward-mode=io']), 'pipe');
-  let echo: Running | undefined;
+  const pmd = startTestpmd(socket, ',server=1', ['-i', '--forward-mode=io'], 'pipe');
+  let echo: Child | undefined;
   try {
     // virtio_user blocks in accept() for its first back-end before testpmd starts.
-    await waitFor('testpmd', pmd, /waiting for client connection/);
-    echo = run(process.execPath, [
-      '--import',
-      'tsx',
-      join(here, 'fixtures', 'echo-process.ts'),
-      socket,
-      '--client',
-    ]);
-    await waitFor('testpmd', pmd, /testpmd> /);
-    pmd.child.stdin!.write('start tx_first\n');
+    await pmd.waitFor(/waiting for client connection/);
+    echo = startEcho(socket, '--client');
+    await pmd.waitFor(/testpmd> /);
+    pmd.process.stdin!.write('start tx_first\n');
     assert.ok(await rxGrows(pmd, 0), 'traffic flows through the first echo');
     // Kill the back-end while traffic runs, then start a new one.
-    echo.child.kill('SIGKILL');
+    echo.kill('SIGKILL');
     await echo.exited;
     const atKill = await portRx(pmd);
-    echo = run(process.execPath, [
-      '--import',
-      'tsx',
-      join(here, 'fixtures', 'echo-process.ts'),
-      socket,
-      '--client',
-    ]);
+    echo = startEcho(socket, '--client');
     // virtio_user replays its handshake (base 0; we resync from used->idx). Frames that were
     // inside the killed process are gone, so send a fresh burst if the old ones do not resume.
     if (!(await rxGrows(pmd, atKill))) {
-      pmd.child.stdin!.write('stop\nstart tx_first\n');
+      pmd.process.stdin!.write('stop\nstart tx_first\n');
       assert.ok(
         await rxGrows(pmd, atKill),
         `traffic resumes through the restarted echo:\n${pmd.output().slice(-4000)}\n${echo.output()}`,
       );
     }
-    pmd.child.stdin!.write('stop\nquit\n');
+    pmd.process.stdin!.write('stop\nquit\n');
     await pmd.exited;
     const counters = await stopEcho(echo);
     console.log(
@@ -306,8 +245,8 @@ async function reconnectCase(): Promise<void> {
     assert.ok(counters.received > 0, 'the restarted echo received frames');
     assert.is(counters.sent, counters.received);
   } finally {
-    if (pmd.child.exitCode === null) pmd.child.kill('SIGINT');
-    if (echo && echo.child.exitCode === null) echo.child.kill('SIGKILL');
+    pmd.kill('SIGINT');
+    echo?.kill('SIGKILL');
     await pmd.exited;
   }
 }
@@ -323,14 +262,7 @@ if (requireTestpmd()) {
 }
 
 test.after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  // EAL leaves a runtime directory per --file-prefix behind (root: /var/run/dpdk, else
-  // $XDG_RUNTIME_DIR/dpdk or /tmp/dpdk).
-  const runtimeDirs = ['/var/run/dpdk', '/tmp/dpdk'];
-  if (process.env.XDG_RUNTIME_DIR) runtimeDirs.push(join(process.env.XDG_RUNTIME_DIR, 'dpdk'));
-  for (const runtime of runtimeDirs) {
-    for (const prefix of prefixes) rmSync(join(runtime, prefix), { recursive: true, force: true });
-  }
+  for (const prefix of prefixes) removeRuntimeDir(prefix);
 });
 
 test.run();
