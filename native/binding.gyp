@@ -19,7 +19,7 @@
         "binding/js_error.cc",
         "binding/args.cc",
         "binding/region_wrap.cc",
-        "binding/port_wrap.cc",
+        "binding/queue_pair_wrap.cc",
         "binding/event_fd_wrap.cc",
         "binding/unix_socket_wrap.cc",
         "binding/poll_handle.cc"

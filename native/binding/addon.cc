@@ -5,7 +5,7 @@
 
 namespace vring::binding {
 void InitRegion(Napi::Env env, Napi::Object exports);
-void InitPorts(Napi::Env env, Napi::Object exports);
+void InitQueuePairs(Napi::Env env, Napi::Object exports);
 void InitEventFd(Napi::Env env, Napi::Object exports);
 void InitUnixSocket(Napi::Env env, Napi::Object exports);
 }  // namespace vring::binding
@@ -15,7 +15,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   InitErrors(env, exports);
   InitRegion(env, exports);
-  InitPorts(env, exports);
+  InitQueuePairs(env, exports);
   InitEventFd(env, exports);
   InitUnixSocket(env, exports);
   return exports;

@@ -60,27 +60,27 @@ uint64_t BatchBytes(Napi::Env env, const uint32_t* lengths, uint32_t count, uint
 }  // namespace
 
 template <typename Pair>
-class PortWrap : public Napi::ObjectWrap<PortWrap<Pair>> {
+class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
  public:
-  using Base = Napi::ObjectWrap<PortWrap<Pair>>;
+  using Base = Napi::ObjectWrap<QueuePairWrap<Pair>>;
 
   static Napi::Function Define(Napi::Env env, const char* name) {
     std::vector<typename Base::PropertyDescriptor> props = {
-        Base::template InstanceMethod<&PortWrap::Send>("send"),
-        Base::template InstanceMethod<&PortWrap::Receive>("receive"),
-        Base::template InstanceMethod<&PortWrap::ArmReceive>("armReceive"),
-        Base::template InstanceMethod<&PortWrap::DisarmReceive>("disarmReceive"),
-        Base::template InstanceMethod<&PortWrap::ArmSend>("armSend"),
-        Base::template InstanceMethod<&PortWrap::DisarmSend>("disarmSend"),
-        Base::template InstanceMethod<&PortWrap::Stats>("stats"),
-        Base::template InstanceMethod<&PortWrap::Info>("info"),
-        Base::template InstanceMethod<&PortWrap::Close>("close"),
-        Base::template InstanceAccessor<&PortWrap::Broken>("broken"),
+        Base::template InstanceMethod<&QueuePairWrap::Send>("send"),
+        Base::template InstanceMethod<&QueuePairWrap::Receive>("receive"),
+        Base::template InstanceMethod<&QueuePairWrap::ArmReceive>("armReceive"),
+        Base::template InstanceMethod<&QueuePairWrap::DisarmReceive>("disarmReceive"),
+        Base::template InstanceMethod<&QueuePairWrap::ArmSend>("armSend"),
+        Base::template InstanceMethod<&QueuePairWrap::DisarmSend>("disarmSend"),
+        Base::template InstanceMethod<&QueuePairWrap::Stats>("stats"),
+        Base::template InstanceMethod<&QueuePairWrap::Info>("info"),
+        Base::template InstanceMethod<&QueuePairWrap::Close>("close"),
+        Base::template InstanceAccessor<&QueuePairWrap::Broken>("broken"),
     };
     return Base::DefineClass(env, name, props);
   }
 
-  explicit PortWrap(const Napi::CallbackInfo& info) : Base(info) {
+  explicit QueuePairWrap(const Napi::CallbackInfo& info) : Base(info) {
     Napi::Env env = info.Env();
     VRING_TRY
     Make(info);
@@ -202,7 +202,7 @@ class PortWrap : public Napi::ObjectWrap<PortWrap<Pair>> {
 
 // new NativeDriverQueuePair(region, offset, guestBase, config, rxKickFd, txKickFd)
 template <>
-void PortWrap<DriverQueuePair>::Make(const Napi::CallbackInfo& info) {
+void QueuePairWrap<DriverQueuePair>::Make(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   SharedRegion& region = RegionWrap::FromValue(env, info[0]);
   pair_.emplace(region.mapping(), ArgU64(env, info[1], "offset"), ArgU64(env, info[2], "guestBase"),
@@ -210,7 +210,7 @@ void PortWrap<DriverQueuePair>::Make(const Napi::CallbackInfo& info) {
 }
 
 template <>
-Napi::Value PortWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info) {
+Napi::Value QueuePairWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DriverQueuePair& pair = Open(env);
   Napi::Object o = Napi::Object::New(env);
@@ -223,7 +223,7 @@ Napi::Value PortWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info) {
 // new NativeDeviceQueuePair(regions: {region, guestAddress, userAddress}[], rx, tx, config,
 //                           rxBase, txBase, rxCallFd, txCallFd)
 template <>
-void PortWrap<DeviceQueuePair>::Make(const Napi::CallbackInfo& info) {
+void QueuePairWrap<DeviceQueuePair>::Make(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Error(ErrorCode::kInvalidArgument, "regions must be an array");
   Napi::Array regions = info[0].As<Napi::Array>();
@@ -245,7 +245,7 @@ void PortWrap<DeviceQueuePair>::Make(const Napi::CallbackInfo& info) {
 }
 
 template <>
-Napi::Value PortWrap<DeviceQueuePair>::Info(const Napi::CallbackInfo& info) {
+Napi::Value QueuePairWrap<DeviceQueuePair>::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DeviceQueuePair& pair = Open(env);
   Napi::Object o = Napi::Object::New(env);
@@ -262,10 +262,10 @@ static Napi::Value QueuePairBytes(const Napi::CallbackInfo& info) {
   VRING_CATCH(env)
 }
 
-void InitPorts(Napi::Env env, Napi::Object exports) {
+void InitQueuePairs(Napi::Env env, Napi::Object exports) {
   exports.Set("queuePairBytes", Napi::Function::New(env, QueuePairBytes, "queuePairBytes"));
-  exports.Set("DriverQueuePair", PortWrap<DriverQueuePair>::Define(env, "NativeDriverQueuePair"));
-  exports.Set("DeviceQueuePair", PortWrap<DeviceQueuePair>::Define(env, "NativeDeviceQueuePair"));
+  exports.Set("DriverQueuePair", QueuePairWrap<DriverQueuePair>::Define(env, "NativeDriverQueuePair"));
+  exports.Set("DeviceQueuePair", QueuePairWrap<DeviceQueuePair>::Define(env, "NativeDeviceQueuePair"));
 }
 
 }  // namespace vring::binding
