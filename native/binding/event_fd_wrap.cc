@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "args.h"
 #include "js_error.h"
 #include "poll_handle.h"
 #include "vring/event_fd.h"
@@ -33,16 +34,9 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
   // caller's fd alone.
   explicit EventFdWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventFdWrap>(info) {
     Napi::Env env = info.Env();
+    const int fd = ArgOptionalFd(env, info[0], "fd");
     VRING_TRY
-    if (info.Length() > 0 && !info[0].IsUndefined()) {
-      if (!info[0].IsNumber()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "fd must be a number");
-      const double fd = info[0].As<Napi::Number>().DoubleValue();
-      if (!(fd >= 0 && fd <= 0x7fffffff) || fd != static_cast<int>(fd))
-        throw vring::Error(vring::ErrorCode::kInvalidArgument, "fd must be a non-negative integer");
-      efd_ = vring::EventFd::Adopt(vring::DupFd(static_cast<int>(fd)));
-    } else {
-      efd_ = vring::EventFd::Create();
-    }
+    efd_ = fd < 0 ? vring::EventFd::Create() : vring::EventFd::Adopt(vring::DupFd(fd));
     VRING_CATCH(env)
   }
 
@@ -80,7 +74,7 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
   void Watch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (!info[0].IsFunction()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "watch expects a callback");
+    Napi::Function callback = ArgFunction(env, info[0], "callback");
     VRING_TRY
     if (!poll_) {
       poll_ = std::make_unique<PollHandle>(env, efd_.fd(), &EventFdWrap::OnReadable, this);
@@ -88,7 +82,7 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
     }
     poll_->SetEvents(UV_READABLE);
     VRING_CATCH(env)
-    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+    callback_ = Napi::Persistent(callback);
     // A watcher with a callback must not vanish with GC while the caller relies on it firing.
     if (!pinned_) {
       ObjectWrap::Ref();

@@ -18,26 +18,20 @@ namespace vring::binding {
 namespace {
 
 QueuePairConfig ArgConfig(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsObject()) throw ToJsError(env, ErrorCode::kInvalidArgument, "config must be an object");
-  Napi::Object o = v.As<Napi::Object>();
+  Napi::Object o = ArgObject(env, v, "config");
   QueuePairConfig c;
   c.queue_size = ArgU32(env, o.Get("queueSize"), "queueSize");
   c.buffer_size = ArgU32(env, o.Get("bufferSize"), "bufferSize");
   c.max_message = ArgU32(env, o.Get("maxMessage"), "maxMessage");
-  c.event_idx = o.Get("eventIdx").ToBoolean().Value();
-  c.mergeable = o.Get("mergeable").ToBoolean().Value();
+  c.event_idx = ArgOptionalBool(env, o.Get("eventIdx"), "eventIdx", false);
+  c.mergeable = ArgOptionalBool(env, o.Get("mergeable"), "mergeable", false);
   return c;
 }
 
-int ArgOptionalFd(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (v.IsUndefined() || v.IsNull()) return -1;
-  return ArgFd(env, v, name);
-}
-
-RingAddresses ArgRing(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (!v.IsObject()) throw ToJsError(env, ErrorCode::kInvalidArgument, std::string(name) + " must be an object");
-  Napi::Object o = v.As<Napi::Object>();
-  return {ArgU64(env, o.Get("desc"), "desc"), ArgU64(env, o.Get("avail"), "avail"), ArgU64(env, o.Get("used"), "used")};
+RingAddresses ArgRing(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  Napi::Object o = ArgObject(env, v, name.c_str());
+  return {ArgU64(env, o.Get("desc"), (name + ".desc").c_str()), ArgU64(env, o.Get("avail"), (name + ".avail").c_str()),
+          ArgU64(env, o.Get("used"), (name + ".used").c_str())};
 }
 
 Napi::Object RingToJs(Napi::Env env, const RingAddresses& r) {
@@ -162,8 +156,8 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
   Napi::Value ArmSend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     VRING_TRY
-    // armSend(nextMessageBytes)
-    const uint64_t next = info.Length() > 0 ? ArgU64(env, info[0], "nextMessageBytes") : 0;
+    // armSend(nextMessageBytes?)
+    const uint64_t next = ArgOptionalU64(env, info[0], "nextMessageBytes", 0);
     return Napi::Boolean::New(env, Open(env).ArmSend(next));
     VRING_CATCH(env)
   }
@@ -204,7 +198,7 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
 template <>
 void QueuePairWrap<DriverQueuePair>::Make(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  SharedRegion& region = RegionWrap::FromValue(env, info[0]);
+  SharedRegion& region = RegionWrap::FromValue(env, info[0], "region");
   pair_.emplace(region.mapping(), ArgU64(env, info[1], "offset"), ArgU64(env, info[2], "guestBase"),
                 ArgConfig(env, info[3]), ArgOptionalFd(env, info[4], "rxKickFd"), ArgOptionalFd(env, info[5], "txKickFd"));
 }
@@ -225,22 +219,17 @@ Napi::Value QueuePairWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info)
 template <>
 void QueuePairWrap<DeviceQueuePair>::Make(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Error(ErrorCode::kInvalidArgument, "regions must be an array");
-  Napi::Array regions = info[0].As<Napi::Array>();
+  Napi::Array regions = ArgArray(env, info[0], "regions");
   auto memory = std::make_shared<MemoryTable>();
   for (uint32_t i = 0; i < regions.Length(); ++i) {
-    Napi::Value entry = regions.Get(i);
-    if (!entry.IsObject()) throw Error(ErrorCode::kInvalidArgument, "each region entry must be an object");
-    Napi::Object o = entry.As<Napi::Object>();
-    SharedRegion& region = RegionWrap::FromValue(env, o.Get("region"));
-    memory->Add(ArgU64(env, o.Get("guestAddress"), "guestAddress"), ArgU64(env, o.Get("userAddress"), "userAddress"),
-                region.size(), region.mapping());
+    const std::string name = "regions[" + std::to_string(i) + "]";
+    Napi::Object o = ArgObject(env, regions.Get(i), name.c_str());
+    SharedRegion& region = RegionWrap::FromValue(env, o.Get("region"), name + ".region");
+    memory->Add(ArgU64(env, o.Get("guestAddress"), (name + ".guestAddress").c_str()),
+                ArgU64(env, o.Get("userAddress"), (name + ".userAddress").c_str()), region.size(), region.mapping());
   }
-  const uint64_t rx_base = ArgU64(env, info[4], "rxBase");
-  const uint64_t tx_base = ArgU64(env, info[5], "txBase");
-  if (rx_base > 0xffff || tx_base > 0xffff) throw Error(ErrorCode::kInvalidArgument, "ring bases are 16-bit");
   pair_.emplace(std::move(memory), ArgRing(env, info[1], "rx"), ArgRing(env, info[2], "tx"), ArgConfig(env, info[3]),
-                static_cast<uint16_t>(rx_base), static_cast<uint16_t>(tx_base), ArgOptionalFd(env, info[6], "rxCallFd"),
+                ArgU16(env, info[4], "rxBase"), ArgU16(env, info[5], "txBase"), ArgOptionalFd(env, info[6], "rxCallFd"),
                 ArgOptionalFd(env, info[7], "txCallFd"));
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "js_error.h"
 #include "poll_handle.h"
 #include "vring/unix_socket.h"
@@ -45,35 +46,21 @@ struct ConnectionInit {
   ConnectionConfig config;
 };
 
-uint32_t ToU32(Napi::Env env, Napi::Value v, const char* name, uint32_t fallback) {
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, std::string(name) + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d)))
-    throw ToJsError(env, vring::ErrorCode::kInvalidArgument,
-                    std::string(name) + " must be an integer in [0, 2^32)");
-  return static_cast<uint32_t>(d);
-}
-
-// { maxPayload, headerSize, lengthOffset, addHeader } with the vhost-user defaults.
-ConnectionConfig ParseConfig(Napi::Env env, Napi::Value v) {
+// options: { maxPayload, headerSize, lengthOffset, addHeader }, absent fields (or all of them)
+// taking the vhost-user defaults.
+ConnectionConfig ArgConnectionConfig(Napi::Env env, const Napi::Value& v) {
   ConnectionConfig c;
-  if (v.IsUndefined()) return c;
-  if (!v.IsObject()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "options must be an object");
-  Napi::Object o = v.As<Napi::Object>();
-  c.framing.max_payload = ToU32(env, o.Get("maxPayload"), "maxPayload", 4096);
-  c.framing.header_size = ToU32(env, o.Get("headerSize"), "headerSize", 12);
-  c.framing.length_offset = ToU32(env, o.Get("lengthOffset"), "lengthOffset", 8);
-  c.add_header = o.Get("addHeader").ToBoolean();
+  if (IsAbsent(v)) return c;
+  Napi::Object o = ArgObject(env, v, "options");
+  const vring::FramingOptions defaults;
+  c.framing.max_payload = ArgOptionalU32(env, o.Get("maxPayload"), "maxPayload", defaults.max_payload);
+  c.framing.header_size = ArgOptionalU32(env, o.Get("headerSize"), "headerSize", defaults.header_size);
+  c.framing.length_offset = ArgOptionalU32(env, o.Get("lengthOffset"), "lengthOffset", defaults.length_offset);
+  c.add_header = ArgOptionalBool(env, o.Get("addHeader"), "addHeader", false);
   VRING_TRY
   vring::ValidateFraming(c.framing);
   VRING_CATCH(env)
   return c;
-}
-
-std::string ToPath(Napi::Env env, Napi::Value v) {
-  if (!v.IsString()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "path must be a string");
-  return v.As<Napi::String>().Utf8Value();
 }
 
 // Runs `fn(args)` as an event callback: a throw becomes an uncaught exception in JS.
@@ -106,9 +93,9 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
   }
 
   explicit ConnectionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ConnectionWrap>(info) {
-    if (info.Length() < 1 || !info[0].IsExternal())
-      throw Napi::TypeError::New(info.Env(),
-                                 "UnixConnection cannot be constructed directly; use unixConnect()");
+    if (!info[0].IsExternal())
+      throw ToJsError(info.Env(), vring::ErrorCode::kInvalidArgument,
+                      "UnixConnection cannot be constructed directly; use unixConnect()");
     auto* init = info[0].As<Napi::External<ConnectionInit>>().Data();
     config_ = init->config;
     fd_ = std::move(init->fd);
@@ -140,12 +127,13 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
   void Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (!info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction())
-      throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "start expects (onMessage, onClose, onDrain)");
+    Napi::Function on_message = ArgFunction(env, info[0], "onMessage");
+    Napi::Function on_close = ArgFunction(env, info[1], "onClose");
+    Napi::Function on_drain = ArgFunction(env, info[2], "onDrain");
     if (started_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "socket already started");
-    on_message_ = Napi::Persistent(info[0].As<Napi::Function>());
-    on_close_ = Napi::Persistent(info[1].As<Napi::Function>());
-    on_drain_ = Napi::Persistent(info[2].As<Napi::Function>());
+    on_message_ = Napi::Persistent(on_message);
+    on_close_ = Napi::Persistent(on_close);
+    on_drain_ = Napi::Persistent(on_drain);
     started_ = true;
     reading_ = true;
     VRING_TRY
@@ -188,42 +176,15 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (!info[0].IsTypedArray() && !info[0].IsArrayBuffer())
-      throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "data must be a Uint8Array");
-    const uint8_t* data;
-    size_t len;
-    if (info[0].IsArrayBuffer()) {
-      auto ab = info[0].As<Napi::ArrayBuffer>();
-      data = static_cast<const uint8_t*>(ab.Data());
-      len = ab.ByteLength();
-    } else {
-      auto ta = info[0].As<Napi::TypedArray>();
-      data = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-      len = ta.ByteLength();
-    }
-    std::vector<int> fds;
-    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
-      if (!info[1].IsArray()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "fds must be an array of numbers");
-      auto arr = info[1].As<Napi::Array>();
-      for (uint32_t i = 0; i < arr.Length(); ++i) {
-        Napi::Value v = arr.Get(i);
-        const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-        if (!(d >= 0 && d <= 0x7fffffff) || d != static_cast<int>(d))
-          throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "fds must be non-negative integers");
-        fds.push_back(static_cast<int>(d));
-      }
-    }
+    const Bytes data = ArgBytes(env, info[0], "data");
+    const std::vector<int> fds = ArgFdList(env, info[1], "fds", vring::kMaxFdsPerMessage);
     VRING_TRY
-    return Napi::Boolean::New(env, SendImpl(data, len, fds));
+    return Napi::Boolean::New(env, SendImpl(data.data, data.size, fds));
     VRING_CATCH(env)
   }
 
   bool SendImpl(const uint8_t* data, size_t len, const std::vector<int>& fds) {
     const vring::FramingOptions& f = config_.framing;
-    if (fds.size() > vring::kMaxFdsPerMessage)
-      throw vring::Error(vring::ErrorCode::kInvalidArgument,
-                         "at most " + std::to_string(vring::kMaxFdsPerMessage) +
-                             " fds can travel with one message");
     uint8_t header[4096];
     iovec iov[2];
     size_t iovcnt;
@@ -429,8 +390,8 @@ Napi::Object NewConnection(Napi::Env env, SocketEnv* senv, vring::UniqueFd fd,
 Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* senv = static_cast<SocketEnv*>(info.Data());
-  const std::string path = ToPath(env, info[0]);
-  const ConnectionConfig config = ParseConfig(env, info[1]);
+  const std::string path = ArgString(env, info[0], "path");
+  const ConnectionConfig config = ArgConnectionConfig(env, info[1]);
   VRING_TRY
   return NewConnection(env, senv, vring::ConnectUnix(path), config);
   VRING_CATCH(env)
@@ -454,9 +415,9 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
   explicit ListenerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ListenerWrap>(info) {
     Napi::Env env = info.Env();
     senv_ = static_cast<SocketEnv*>(info.Data());
-    path_ = ToPath(env, info[0]);
-    const uint32_t backlog = ToU32(env, info[1], "backlog", 128);
-    config_ = ParseConfig(env, info[2]);
+    path_ = ArgString(env, info[0], "path");
+    const uint32_t backlog = ArgOptionalU32(env, info[1], "backlog", 128);
+    config_ = ArgConnectionConfig(env, info[2]);
     VRING_TRY
     fd_ = vring::ListenUnix(path_, static_cast<int>(backlog < 0x7fffffff ? backlog : 0x7fffffff),
                             &file_id_);
@@ -478,16 +439,16 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
   void Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (!info[0].IsFunction() || !info[1].IsFunction())
-      throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "start expects (onConnection, onError)");
+    Napi::Function on_connection = ArgFunction(env, info[0], "onConnection");
+    Napi::Function on_error = ArgFunction(env, info[1], "onError");
     if (poll_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "listener already started");
     VRING_TRY
     poll_ = std::make_unique<PollHandle>(env, fd_.get(), &ListenerWrap::OnPoll, this);
     poll_->SetRef(ref_);
     poll_->SetEvents(UV_READABLE);
     VRING_CATCH(env)
-    on_connection_ = Napi::Persistent(info[0].As<Napi::Function>());
-    on_error_ = Napi::Persistent(info[1].As<Napi::Function>());
+    on_connection_ = Napi::Persistent(on_connection);
+    on_error_ = Napi::Persistent(on_error);
     ObjectWrap::Ref();
     pinned_ = true;
   }
