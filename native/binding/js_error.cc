@@ -1,5 +1,6 @@
 #include "js_error.h"
 
+#include "addon_data.h"
 #include "args.h"
 
 namespace vring::binding {

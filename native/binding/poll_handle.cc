@@ -86,4 +86,15 @@ void PollHandle::OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
   if (slot->handle != nullptr) slot->handle->Close();
 }
 
+void EmitEvent(Napi::Env env, const Napi::FunctionReference& fn, napi_value recv,
+               std::initializer_list<napi_value> args) {
+  if (fn.IsEmpty()) return;
+  try {
+    Napi::Function f = fn.Value();
+    f.MakeCallback(recv, args);
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
 }  // namespace vring::binding

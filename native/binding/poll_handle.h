@@ -45,4 +45,11 @@ class PollHandle {
   int events_ = 0;
 };
 
+// Calls `fn(args)` with `recv` as `this` from a poll callback. It goes through MakeCallback so
+// promise continuations run before control returns to libuv, and a throw becomes an uncaught
+// exception, as from any event handler: there is no JS caller to hand it to. Does nothing if
+// `fn` is empty (the handle closed meanwhile).
+void EmitEvent(Napi::Env env, const Napi::FunctionReference& fn, napi_value recv,
+               std::initializer_list<napi_value> args);
+
 }  // namespace vring::binding

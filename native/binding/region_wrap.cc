@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "addon_data.h"
 #include "args.h"
 #include "js_error.h"
 

@@ -1,8 +1,7 @@
-// JS handles for fd-passing Unix stream sockets: a listener that hands out connections, and a
-// connection that reads framed messages (with their fds) and writes them, queueing whatever the
-// socket buffer cannot take yet. Readiness comes from uv_poll; every crossing into JS goes
+// A UnixConnection reads framed messages (with their fds) and writes them, queueing whatever
+// the socket buffer cannot take yet. Readiness comes from uv_poll; every crossing into JS goes
 // through MakeCallback so promise continuations run before control returns to libuv.
-#include <napi.h>
+#include "unix_connection_wrap.h"
 
 #include <sys/socket.h>
 
@@ -13,67 +12,24 @@
 #include <string>
 #include <vector>
 
+#include "addon_data.h"
 #include "args.h"
 #include "js_error.h"
 #include "poll_handle.h"
-#include "vring/unix_socket.h"
 
 namespace vring::binding {
 
 namespace {
 
-// Framing of one connection. With add_header the binding writes the header on send and strips
-// it on receive, so JS deals in payloads; without it JS sends and receives whole frames.
-struct ConnectionConfig {
-  vring::FramingOptions framing;
-  bool add_header = false;
-};
-
 // Messages handed to JS per readiness callback before yielding back to libuv, so one busy
 // connection cannot starve the rest of the loop (uv_poll is level-triggered: it fires again).
 constexpr int kMaxMessagesPerWakeup = 64;
-constexpr int kMaxAcceptsPerWakeup = 64;
 
-// Per-environment state: the connection class, which listeners and connect() instantiate.
-struct SocketEnv {
-  Napi::FunctionReference connection_ctor;
-};
-
-// Handed to the connection constructor through an External, so an fd never travels as a bare
-// number that JS could drop.
+// What NewUnixConnection hands the constructor, inside an External.
 struct ConnectionInit {
   vring::UniqueFd fd;
   ConnectionConfig config;
 };
-
-// options: { maxPayload, headerSize, lengthOffset, addHeader }, absent fields (or all of them)
-// taking the vhost-user defaults.
-ConnectionConfig ArgConnectionConfig(Napi::Env env, const Napi::Value& v) {
-  ConnectionConfig c;
-  if (IsAbsent(v)) return c;
-  Napi::Object o = ArgObject(env, v, "options");
-  const vring::FramingOptions defaults;
-  c.framing.max_payload = ArgOptionalU32(env, o.Get("maxPayload"), "maxPayload", defaults.max_payload);
-  c.framing.header_size = ArgOptionalU32(env, o.Get("headerSize"), "headerSize", defaults.header_size);
-  c.framing.length_offset = ArgOptionalU32(env, o.Get("lengthOffset"), "lengthOffset", defaults.length_offset);
-  c.add_header = ArgOptionalBool(env, o.Get("addHeader"), "addHeader", false);
-  VRING_TRY
-  vring::ValidateFraming(c.framing);
-  VRING_CATCH(env)
-  return c;
-}
-
-// Runs `fn(args)` as an event callback: a throw becomes an uncaught exception in JS.
-void Emit(Napi::Env env, const Napi::FunctionReference& fn, napi_value recv,
-          std::initializer_list<napi_value> args) {
-  if (fn.IsEmpty()) return;
-  try {
-    Napi::Function f = fn.Value();
-    f.MakeCallback(recv, args);
-  } catch (const Napi::Error& e) {
-    napi_fatal_exception(env, e.Value());
-  }
-}
 
 class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
  public:
@@ -287,7 +243,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     Napi::FunctionReference on_close = std::move(on_close_);
     Napi::Object self = Value();  // keeps the object alive after CloseImpl unpins it
     CloseImpl();
-    Emit(env, on_close, self, {js_error});
+    EmitEvent(env, on_close, self, {js_error});
   }
 
   static void OnPoll(void* owner, int status, int events) {
@@ -337,7 +293,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
       Fail(env, e);
       return;
     }
-    Emit(env, on_drain_, Value(), {});
+    EmitEvent(env, on_drain_, Value(), {});
   }
 
   void ReadMessages(Napi::Env env) {
@@ -363,7 +319,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
       // From here JS owns the fds.
       for (size_t k = 0; k < m.fds.size(); ++k)
         fds.Set(static_cast<uint32_t>(k), Napi::Number::New(env, m.fds[k].release()));
-      Emit(env, on_message_, Value(), {data, fds});
+      EmitEvent(env, on_message_, Value(), {data, fds});
     }
   }
 
@@ -379,163 +335,45 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
   bool pinned_ = false;
 };
 
-Napi::Object NewConnection(Napi::Env env, SocketEnv* senv, vring::UniqueFd fd,
-                           const ConnectionConfig& config) {
-  ConnectionInit init{std::move(fd), config};
-  Napi::Object conn = senv->connection_ctor.New({Napi::External<ConnectionInit>::New(env, &init)});
-  return conn;  // on a throw `init` still owns the fd and closes it
-}
-
 // unixConnect(path, options) -> UnixConnection
 Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto* senv = static_cast<SocketEnv*>(info.Data());
   const std::string path = ArgString(env, info[0], "path");
   const ConnectionConfig config = ArgConnectionConfig(env, info[1]);
   VRING_TRY
-  return NewConnection(env, senv, vring::ConnectUnix(path), config);
+  return NewUnixConnection(env, vring::ConnectUnix(path), config);
   VRING_CATCH(env)
 }
 
-class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
- public:
-  static Napi::Function Define(Napi::Env env, SocketEnv* senv) {
-    return DefineClass(env, "UnixListener",
-                       {
-                           InstanceAccessor<&ListenerWrap::GetClosed>("closed"),
-                           InstanceMethod<&ListenerWrap::Start>("start"),
-                           InstanceMethod<&ListenerWrap::Ref>("ref"),
-                           InstanceMethod<&ListenerWrap::Unref>("unref"),
-                           InstanceMethod<&ListenerWrap::Close>("close"),
-                       },
-                       senv);
-  }
-
-  // new UnixListener(path, backlog, connectionOptions)
-  explicit ListenerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ListenerWrap>(info) {
-    Napi::Env env = info.Env();
-    senv_ = static_cast<SocketEnv*>(info.Data());
-    path_ = ArgString(env, info[0], "path");
-    const uint32_t backlog = ArgOptionalU32(env, info[1], "backlog", 128);
-    config_ = ArgConnectionConfig(env, info[2]);
-    VRING_TRY
-    fd_ = vring::ListenUnix(path_, static_cast<int>(backlog < 0x7fffffff ? backlog : 0x7fffffff),
-                            &file_id_);
-    VRING_CATCH(env)
-  }
-
-  ~ListenerWrap() override { CloseImpl(); }
-
- private:
-  void RequireOpen(Napi::Env env) const {
-    if (!fd_.valid()) throw ToJsError(env, vring::ErrorCode::kClosed, "listener is closed");
-  }
-
-  Napi::Value GetClosed(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), !fd_.valid());
-  }
-
-  // start(onConnection(connection), onError(error))
-  void Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env);
-    Napi::Function on_connection = ArgFunction(env, info[0], "onConnection");
-    Napi::Function on_error = ArgFunction(env, info[1], "onError");
-    if (poll_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "listener already started");
-    VRING_TRY
-    poll_ = std::make_unique<PollHandle>(env, fd_.get(), &ListenerWrap::OnPoll, this);
-    poll_->SetRef(ref_);
-    poll_->SetEvents(UV_READABLE);
-    VRING_CATCH(env)
-    on_connection_ = Napi::Persistent(on_connection);
-    on_error_ = Napi::Persistent(on_error);
-    ObjectWrap::Ref();
-    pinned_ = true;
-  }
-
-  void Ref(const Napi::CallbackInfo& info) {
-    RequireOpen(info.Env());
-    ref_ = true;
-    if (poll_) poll_->SetRef(true);
-  }
-
-  void Unref(const Napi::CallbackInfo& info) {
-    RequireOpen(info.Env());
-    ref_ = false;
-    if (poll_) poll_->SetRef(false);
-  }
-
-  void Close(const Napi::CallbackInfo&) {
-    CloseImpl();
-    on_connection_.Reset();
-    on_error_.Reset();
-    if (pinned_) {
-      pinned_ = false;
-      ObjectWrap::Unref();
-    }
-  }
-
-  void CloseImpl() {
-    if (!fd_.valid()) return;
-    // Unlink while still bound: the open socket pins the file's identity (see UnlinkSocketFile).
-    vring::UnlinkSocketFile(path_, file_id_);
-    poll_.reset();
-    fd_.reset();
-  }
-
-  static void OnPoll(void* owner, int status, int) {
-    auto* self = static_cast<ListenerWrap*>(owner);
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    Napi::Object keep = self->Value();
-    try {
-      if (status < 0)
-        throw vring::Error(vring::ErrorCode::kSystem,
-                           std::string("listener poll failed: ") + uv_strerror(status), -status,
-                           "uv_poll");
-      for (int i = 0; i < kMaxAcceptsPerWakeup && self->fd_.valid(); ++i) {
-        vring::UniqueFd fd = vring::AcceptUnix(self->fd_.get());
-        if (!fd.valid()) return;
-        Napi::HandleScope inner(env);
-        Napi::Object conn = NewConnection(env, self->senv_, std::move(fd), self->config_);
-        Emit(env, self->on_connection_, keep, {conn});
-      }
-    } catch (const vring::Error& e) {
-      // accept4 failed (e.g. EMFILE): a level-triggered poll would spin, so the listener stops.
-      Napi::Value js_error = ToJsError(env, e).Value();
-      Napi::FunctionReference on_error = std::move(self->on_error_);
-      self->CloseImpl();
-      self->on_connection_.Reset();
-      if (self->pinned_) {
-        self->pinned_ = false;
-        self->ObjectWrap::Unref();
-      }
-      Emit(env, on_error, keep, {js_error});
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
-  }
-
-  SocketEnv* senv_ = nullptr;
-  std::string path_;
-  ConnectionConfig config_;
-  vring::SocketFileId file_id_;
-  vring::UniqueFd fd_;
-  std::unique_ptr<PollHandle> poll_;
-  Napi::FunctionReference on_connection_, on_error_;
-  bool ref_ = false;
-  bool pinned_ = false;
-};
-
 }  // namespace
 
-void InitUnixSocket(Napi::Env env, Napi::Object exports) {
-  auto* senv = new SocketEnv();
-  senv->connection_ctor = Napi::Persistent(ConnectionWrap::Define(env));
-  env.AddCleanupHook([senv]() { delete senv; });
-  exports.Set("UnixConnection", senv->connection_ctor.Value());
-  exports.Set("UnixListener", ListenerWrap::Define(env, senv));
-  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect", senv));
+ConnectionConfig ArgConnectionConfig(Napi::Env env, const Napi::Value& v) {
+  ConnectionConfig c;
+  if (IsAbsent(v)) return c;
+  Napi::Object o = ArgObject(env, v, "options");
+  const vring::FramingOptions defaults;
+  c.framing.max_payload = ArgOptionalU32(env, o.Get("maxPayload"), "maxPayload", defaults.max_payload);
+  c.framing.header_size = ArgOptionalU32(env, o.Get("headerSize"), "headerSize", defaults.header_size);
+  c.framing.length_offset = ArgOptionalU32(env, o.Get("lengthOffset"), "lengthOffset", defaults.length_offset);
+  c.add_header = ArgOptionalBool(env, o.Get("addHeader"), "addHeader", false);
+  VRING_TRY
+  vring::ValidateFraming(c.framing);
+  VRING_CATCH(env)
+  return c;
+}
+
+Napi::Object NewUnixConnection(Napi::Env env, vring::UniqueFd fd, const ConnectionConfig& config) {
+  ConnectionInit init{std::move(fd), config};
+  const Napi::FunctionReference& ctor = env.GetInstanceData<AddonData>()->connection_constructor;
+  // On a throw the fd is still in `init`, which closes it.
+  return ctor.New({Napi::External<ConnectionInit>::New(env, &init)});
+}
+
+void InitUnixConnection(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = ConnectionWrap::Define(env);
+  env.GetInstanceData<AddonData>()->connection_constructor = Napi::Persistent(ctor);
+  exports.Set("UnixConnection", ctor);
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
 }
 
 }  // namespace vring::binding
