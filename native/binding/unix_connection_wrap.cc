@@ -58,7 +58,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     reader_ = std::make_unique<vring::MessageReader>(fd_.get(), config_.framing);
   }
 
-  ~ConnectionWrap() override { poll_.reset(); }
+  ~ConnectionWrap() override { poll_.Reset(); }
 
  private:
   struct Outgoing {
@@ -97,32 +97,27 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     VRING_CATCH(env)
   }
 
-  void Pause(const Napi::CallbackInfo& info) {
-    RequireOpen(info.Env());
-    reading_ = false;
-    VRING_TRY
-    UpdatePoll();
-    VRING_CATCH(info.Env())
-  }
+  void Pause(const Napi::CallbackInfo& info) { SetReading(info.Env(), false); }
 
-  void Resume(const Napi::CallbackInfo& info) {
-    RequireOpen(info.Env());
-    reading_ = started_;
+  // Reading resumes only on a started connection: before start() there is nowhere to deliver.
+  void Resume(const Napi::CallbackInfo& info) { SetReading(info.Env(), started_); }
+
+  void SetReading(Napi::Env env, bool reading) {
+    RequireOpen(env);
+    reading_ = reading;
     VRING_TRY
     UpdatePoll();
-    VRING_CATCH(info.Env())
+    VRING_CATCH(env)
   }
 
   void Ref(const Napi::CallbackInfo& info) {
     RequireOpen(info.Env());
-    ref_ = true;
-    if (poll_) poll_->SetRef(true);
+    poll_.SetRef(true);
   }
 
   void Unref(const Napi::CallbackInfo& info) {
     RequireOpen(info.Env());
-    ref_ = false;
-    if (poll_) poll_->SetRef(false);
+    poll_.SetRef(false);
   }
 
   void Close(const Napi::CallbackInfo&) { CloseImpl(); }
@@ -206,35 +201,24 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
   void UpdatePoll() {
     if (!fd_.valid()) return;
     const int events = (reading_ ? UV_READABLE : 0) | (queue_.empty() ? 0 : UV_WRITABLE);
-    if (events != 0 && !poll_) {
-      poll_ = std::make_unique<PollHandle>(Env(), fd_.get(), &ConnectionWrap::OnPoll, this);
-      poll_->SetRef(ref_);
-    }
-    if (poll_) poll_->SetEvents(events);
-    // Pinned while JS may still get a callback, so GC cannot silently drop a live connection.
-    const bool pin = started_ || !queue_.empty();
-    if (pin && !pinned_) {
-      ObjectWrap::Ref();
-      pinned_ = true;
-    } else if (!pin && pinned_) {
-      pinned_ = false;
-      ObjectWrap::Unref();
-    }
+    if (events != 0)
+      poll_.Get(Env(), fd_.get(), &ConnectionWrap::OnPoll, this).SetEvents(events);
+    else if (PollHandle* poll = poll_.existing())
+      poll->SetEvents(0);
+    // JS may still get a callback while it is started or has sends queued.
+    pin_.Set(*this, started_ || !queue_.empty());
   }
 
   void CloseImpl() {
     if (!fd_.valid()) return;
-    poll_.reset();
+    poll_.Reset();
     fd_.reset();
     reader_.reset();
     queue_.clear();
     on_message_.Reset();
     on_close_.Reset();
     on_drain_.Reset();
-    if (pinned_) {
-      pinned_ = false;
-      ObjectWrap::Unref();
-    }
+    pin_.Set(*this, false);
   }
 
   // Closes the connection and reports why through onClose.
@@ -327,12 +311,11 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
   vring::UniqueFd fd_;
   std::unique_ptr<vring::MessageReader> reader_;
   std::deque<Outgoing> queue_;
-  std::unique_ptr<PollHandle> poll_;
+  LazyPollHandle poll_;
   Napi::FunctionReference on_message_, on_close_, on_drain_;
+  SelfPin pin_;
   bool started_ = false;
   bool reading_ = false;
-  bool ref_ = false;
-  bool pinned_ = false;
 };
 
 // unixConnect(path, options) -> UnixConnection

@@ -61,28 +61,23 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
     RequireOpen(env);
     Napi::Function on_connection = ArgFunction(env, info[0], "onConnection");
     Napi::Function on_error = ArgFunction(env, info[1], "onError");
-    if (poll_) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "listener already started");
+    if (poll_.existing()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "listener already started");
     VRING_TRY
-    poll_ = std::make_unique<PollHandle>(env, fd_.get(), &ListenerWrap::OnPoll, this);
-    poll_->SetRef(ref_);
-    poll_->SetEvents(UV_READABLE);
+    poll_.Get(env, fd_.get(), &ListenerWrap::OnPoll, this).SetEvents(UV_READABLE);
     VRING_CATCH(env)
     on_connection_ = Napi::Persistent(on_connection);
     on_error_ = Napi::Persistent(on_error);
-    ObjectWrap::Ref();
-    pinned_ = true;
+    pin_.Set(*this, true);
   }
 
   void Ref(const Napi::CallbackInfo& info) {
     RequireOpen(info.Env());
-    ref_ = true;
-    if (poll_) poll_->SetRef(true);
+    poll_.SetRef(true);
   }
 
   void Unref(const Napi::CallbackInfo& info) {
     RequireOpen(info.Env());
-    ref_ = false;
-    if (poll_) poll_->SetRef(false);
+    poll_.SetRef(false);
   }
 
   void Close(const Napi::CallbackInfo&) { Stop(); }
@@ -92,17 +87,14 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
     CloseImpl();
     on_connection_.Reset();
     on_error_.Reset();
-    if (pinned_) {
-      pinned_ = false;
-      ObjectWrap::Unref();
-    }
+    pin_.Set(*this, false);
   }
 
   void CloseImpl() {
     if (!fd_.valid()) return;
     // Unlink while still bound: the open socket pins the file's identity (see UnlinkSocketFile).
     vring::UnlinkSocketFile(path_, file_id_);
-    poll_.reset();
+    poll_.Reset();
     fd_.reset();
   }
 
@@ -138,10 +130,9 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
   ConnectionConfig config_;
   vring::SocketFileId file_id_;
   vring::UniqueFd fd_;
-  std::unique_ptr<PollHandle> poll_;
+  LazyPollHandle poll_;
   Napi::FunctionReference on_connection_, on_error_;
-  bool ref_ = false;
-  bool pinned_ = false;
+  SelfPin pin_;
 };
 
 }  // namespace
