@@ -1,7 +1,7 @@
 // DriverQueue and DeviceQueue on one split ring, driven from one thread: chains travel
 // driver → device → driver with their exact contents, indices run free across the 16-bit
 // wrap, notification suppression follows VIRTIO (flags, or EVENT_IDX), and every class of
-// hostile ring input (protocol-anchors §6.3 items 16–22 and 26) is refused with kBadRing
+// hostile ring input (from a driver or from a device) is refused with kBadRing
 // and its reason, leaves the queue broken, and never touches memory outside the region
 // (the fixture's guard pages turn any stray access into a crash).
 #include <cstdint>
@@ -655,7 +655,7 @@ TEST(queue_with_event_idx_the_no_interrupt_flag_is_ignored) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Hostile driver: the device must refuse every bad ring (§6.3 items 16–22)
+// Hostile driver: the device must refuse every bad ring
 // ---------------------------------------------------------------------------------------
 
 TEST(device_rejects_avail_head_out_of_range) {
@@ -976,7 +976,7 @@ TEST(device_chain_is_a_copy_so_later_descriptor_rewrites_do_not_change_it) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Hostile device: the driver must refuse every bad used ring (§6.3 item 26)
+// Hostile device: the driver must refuse every bad used ring
 // ---------------------------------------------------------------------------------------
 
 TEST(driver_rejects_a_used_index_jump_beyond_what_is_outstanding) {
