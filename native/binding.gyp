@@ -19,9 +19,10 @@
         "binding/js_error.cc",
         "binding/args.cc",
         "binding/region_wrap.cc",
-        "binding/port_wrap.cc",
+        "binding/queue_pair_wrap.cc",
         "binding/event_fd_wrap.cc",
-        "binding/unix_socket_wrap.cc",
+        "binding/unix_connection_wrap.cc",
+        "binding/unix_listener_wrap.cc",
         "binding/poll_handle.cc"
       ],
       "include_dirs": ["include", "<!(node -p \"require(require('path').resolve('../packages/core/node_modules/node-addon-api')).include_dir\")"],

@@ -1,13 +1,15 @@
 // Entry point of the vring addon: one init per environment (main thread or worker).
 #include <napi.h>
 
+#include "addon_data.h"
 #include "js_error.h"
 
 namespace vring::binding {
 void InitRegion(Napi::Env env, Napi::Object exports);
-void InitPorts(Napi::Env env, Napi::Object exports);
+void InitQueuePairs(Napi::Env env, Napi::Object exports);
 void InitEventFd(Napi::Env env, Napi::Object exports);
-void InitUnixSocket(Napi::Env env, Napi::Object exports);
+void InitUnixConnection(Napi::Env env, Napi::Object exports);
+void InitUnixListener(Napi::Env env, Napi::Object exports);
 }  // namespace vring::binding
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -15,9 +17,10 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   InitErrors(env, exports);
   InitRegion(env, exports);
-  InitPorts(env, exports);
+  InitQueuePairs(env, exports);
   InitEventFd(env, exports);
-  InitUnixSocket(env, exports);
+  InitUnixConnection(env, exports);
+  InitUnixListener(env, exports);
   return exports;
 }
 

@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "args.h"
 #include "js_error.h"
 #include "poll_handle.h"
 #include "vring/event_fd.h"
@@ -33,22 +34,15 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
   // caller's fd alone.
   explicit EventFdWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventFdWrap>(info) {
     Napi::Env env = info.Env();
+    const int fd = ArgOptionalFd(env, info[0], "fd");
     VRING_TRY
-    if (info.Length() > 0 && !info[0].IsUndefined()) {
-      if (!info[0].IsNumber()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "fd must be a number");
-      const double fd = info[0].As<Napi::Number>().DoubleValue();
-      if (!(fd >= 0 && fd <= 0x7fffffff) || fd != static_cast<int>(fd))
-        throw vring::Error(vring::ErrorCode::kInvalidArgument, "fd must be a non-negative integer");
-      efd_ = vring::EventFd::Adopt(vring::DupFd(static_cast<int>(fd)));
-    } else {
-      efd_ = vring::EventFd::Create();
-    }
+    efd_ = fd < 0 ? vring::EventFd::Create() : vring::EventFd::Adopt(vring::DupFd(fd));
     VRING_CATCH(env)
   }
 
   ~EventFdWrap() override {
     // Finalizer or env teardown: stop polling before the fd closes (member order does the rest).
-    poll_.reset();
+    poll_.Reset();
   }
 
  private:
@@ -80,20 +74,12 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
   void Watch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (!info[0].IsFunction()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "watch expects a callback");
+    Napi::Function callback = ArgFunction(env, info[0], "callback");
     VRING_TRY
-    if (!poll_) {
-      poll_ = std::make_unique<PollHandle>(env, efd_.fd(), &EventFdWrap::OnReadable, this);
-      poll_->SetRef(ref_);
-    }
-    poll_->SetEvents(UV_READABLE);
+    poll_.Get(env, efd_.fd(), &EventFdWrap::OnReadable, this).SetEvents(UV_READABLE);
     VRING_CATCH(env)
-    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
-    // A watcher with a callback must not vanish with GC while the caller relies on it firing.
-    if (!pinned_) {
-      ObjectWrap::Ref();
-      pinned_ = true;
-    }
+    callback_ = Napi::Persistent(callback);
+    pin_.Set(*this, true);
   }
 
   void StopWatching(const Napi::CallbackInfo& info) {
@@ -103,60 +89,52 @@ class EventFdWrap : public Napi::ObjectWrap<EventFdWrap> {
 
   void Ref(const Napi::CallbackInfo& info) {
     RequireOpen(info.Env());
-    ref_ = true;
-    if (poll_) poll_->SetRef(true);
+    poll_.SetRef(true);
   }
 
   void Unref(const Napi::CallbackInfo& info) {
     RequireOpen(info.Env());
-    ref_ = false;
-    if (poll_) poll_->SetRef(false);
+    poll_.SetRef(false);
   }
 
   void Close(const Napi::CallbackInfo&) {
     if (!efd_.valid()) return;
     StopWatchingImpl();
-    poll_.reset();
+    poll_.Reset();
     efd_.Close();
   }
 
   void StopWatchingImpl() {
-    if (poll_) poll_->SetEvents(0);
+    if (PollHandle* poll = poll_.existing()) poll->SetEvents(0);
     callback_.Reset();
-    if (pinned_) {
-      pinned_ = false;
-      ObjectWrap::Unref();
-    }
+    pin_.Set(*this, false);
   }
 
   static void OnReadable(void* owner, int status, int) {
     auto* self = static_cast<EventFdWrap*>(owner);
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
+    uint64_t count = 0;
     try {
       if (status < 0)
         throw vring::Error(vring::ErrorCode::kSystem,
                            std::string("eventfd poll failed: ") + uv_strerror(status), -status,
                            "uv_poll");
       // Draining here, not in JS, keeps a wakeup to one crossing and re-arms the level trigger.
-      const uint64_t count = self->efd_.Drain();
-      if (count == 0 || self->callback_.IsEmpty()) return;
-      Napi::Function cb = self->callback_.Value();
-      cb.MakeCallback(self->Value(), {Napi::Number::New(env, static_cast<double>(count))});
+      count = self->efd_.Drain();
     } catch (const vring::Error& e) {
       self->StopWatchingImpl();
       napi_fatal_exception(env, ToJsError(env, e).Value());
-    } catch (const Napi::Error& e) {
-      // The callback threw: report it like any uncaught exception from an event handler.
-      napi_fatal_exception(env, e.Value());
+      return;
     }
+    if (count > 0)
+      EmitEvent(env, self->callback_, self->Value(), {Napi::Number::New(env, static_cast<double>(count))});
   }
 
   vring::EventFd efd_;
-  std::unique_ptr<PollHandle> poll_;
+  LazyPollHandle poll_;
   Napi::FunctionReference callback_;
-  bool ref_ = false;
-  bool pinned_ = false;
+  SelfPin pin_;
 };
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "js_error.h"
 
+#include "addon_data.h"
+#include "args.h"
+
 namespace vring::binding {
 
 Napi::Error ToJsError(Napi::Env env, vring::ErrorCode code, const std::string& message) {
@@ -23,8 +26,7 @@ Napi::Error ToJsError(Napi::Env env, const vring::Error& e) {
 
 static Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsFunction()) throw ToJsError(env, vring::ErrorCode::kInvalidArgument, "setErrorFactory expects a function");
-  env.GetInstanceData<AddonData>()->error_factory = Napi::Persistent(info[0].As<Napi::Function>());
+  env.GetInstanceData<AddonData>()->error_factory = Napi::Persistent(ArgFunction(env, info[0], "factory"));
   return env.Undefined();
 }
 

@@ -8,11 +8,6 @@
 
 namespace vring::binding {
 
-struct AddonData {
-  Napi::FunctionReference error_factory;
-  Napi::FunctionReference region_constructor;
-};
-
 // Builds the JS error for `e`. Throwing the result from a binding method rejects into JS.
 Napi::Error ToJsError(Napi::Env env, const vring::Error& e);
 Napi::Error ToJsError(Napi::Env env, vring::ErrorCode code, const std::string& message);

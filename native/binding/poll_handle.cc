@@ -86,4 +86,28 @@ void PollHandle::OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
   if (slot->handle != nullptr) slot->handle->Close();
 }
 
+PollHandle& LazyPollHandle::Get(Napi::Env env, int fd, PollHandle::Callback callback, void* owner) {
+  if (!poll_) {
+    poll_ = std::make_unique<PollHandle>(env, fd, callback, owner);
+    poll_->SetRef(ref_);
+  }
+  return *poll_;
+}
+
+void LazyPollHandle::SetRef(bool ref) {
+  ref_ = ref;
+  if (poll_) poll_->SetRef(ref);
+}
+
+void EmitEvent(Napi::Env env, const Napi::FunctionReference& fn, napi_value recv,
+               std::initializer_list<napi_value> args) {
+  if (fn.IsEmpty()) return;
+  try {
+    Napi::Function f = fn.Value();
+    f.MakeCallback(recv, args);
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
 }  // namespace vring::binding

@@ -8,10 +8,14 @@
 //     explicit Close never both close the handle.
 // uv_close stops polling and removes the fd from epoll synchronously, so the owner may close
 // its fd right after Close().
+// Below it, what every wrap that polls (eventfd, Unix connection and listener) shares: the
+// lazily made watcher with its ref state, the pin on its own JS object, and the call into JS.
 #pragma once
 
 #include <napi.h>
 #include <uv.h>
+
+#include <memory>
 
 namespace vring::binding {
 
@@ -44,5 +48,48 @@ class PollHandle {
   Slot* slot_ = nullptr;
   int events_ = 0;
 };
+
+// The poll state of a JS handle that watches one fd: its PollHandle, made on first use (a
+// handle that is never watched needs none), and whether JS asked it to keep the loop alive,
+// which ref()/unref() may say before the PollHandle exists.
+class LazyPollHandle {
+ public:
+  // The PollHandle, made and ref'd as asked on the first call. Throws what PollHandle throws.
+  PollHandle& Get(Napi::Env env, int fd, PollHandle::Callback callback, void* owner);
+  // The PollHandle if it was made, else nullptr.
+  PollHandle* existing() const { return poll_.get(); }
+  void SetRef(bool ref);
+  // Closes the PollHandle (a later Get makes a new one).
+  void Reset() { poll_.reset(); }
+
+ private:
+  std::unique_ptr<PollHandle> poll_;
+  bool ref_ = false;
+};
+
+// A strong reference an ObjectWrap holds on its own JS object while JS may still get a
+// callback from it: the caller may keep no reference, yet GC must not drop a handle whose
+// events it waits for.
+class SelfPin {
+ public:
+  void Set(Napi::Reference<Napi::Object>& self, bool pin) {
+    if (pin == pinned_) return;
+    pinned_ = pin;
+    if (pin)
+      self.Ref();
+    else
+      self.Unref();
+  }
+
+ private:
+  bool pinned_ = false;
+};
+
+// Calls `fn(args)` with `recv` as `this` from a poll callback. It goes through MakeCallback so
+// promise continuations run before control returns to libuv, and a throw becomes an uncaught
+// exception, as from any event handler: there is no JS caller to hand it to. Does nothing if
+// `fn` is empty (the handle closed meanwhile).
+void EmitEvent(Napi::Env env, const Napi::FunctionReference& fn, napi_value recv,
+               std::initializer_list<napi_value> args);
 
 }  // namespace vring::binding

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "addon_data.h"
 #include "args.h"
 #include "js_error.h"
 
@@ -51,7 +52,7 @@ Napi::Value RegionWrap::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   VRING_TRY
   const uint64_t size = ArgU64(env, info[0], "size");
-  const std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "vring";
+  const std::string name = ArgOptionalString(env, info[1], "name", "vring");
   return Construct(env, SharedRegion::Create(size, name));
   VRING_CATCH(env)
 }
@@ -63,7 +64,7 @@ Napi::Value RegionWrap::Map(const Napi::CallbackInfo& info) {
   const int fd = ArgFd(env, info[0], "fd");
   options.offset = ArgU64(env, info[1], "offset");
   options.size = ArgU64(env, info[2], "size");
-  options.require_shrink_seal = info[3].ToBoolean().Value();
+  options.require_shrink_seal = ArgBool(env, info[3], "requireSeal");
   return Construct(env, SharedRegion::Map(fd, options));
   VRING_CATCH(env)
 }
@@ -73,10 +74,10 @@ SharedRegion& RegionWrap::Open(Napi::Env env) {
   return *region_;
 }
 
-SharedRegion& RegionWrap::FromValue(Napi::Env env, Napi::Value value) {
+SharedRegion& RegionWrap::FromValue(Napi::Env env, Napi::Value value, const std::string& name) {
   auto* data = env.GetInstanceData<AddonData>();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->region_constructor.Value())) {
-    throw ToJsError(env, ErrorCode::kInvalidArgument, "expected a SharedRegion");
+    ThrowInvalidArgument(env, name, "a SharedRegion");
   }
   return Napi::ObjectWrap<RegionWrap>::Unwrap(value.As<Napi::Object>())->Open(env);
 }

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <optional>
+#include <string>
 
 #include "vring/shared_region.h"
 
@@ -15,8 +16,9 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
   static Napi::Function Define(Napi::Env env);
   explicit RegionWrap(const Napi::CallbackInfo& info);
 
-  // The region behind a JS argument, or a thrown VringError if it is not an open region.
-  static SharedRegion& FromValue(Napi::Env env, Napi::Value value);
+  // The region behind the JS argument `name`; throws ERR_VRING_INVALID_ARGUMENT if it is not
+  // a SharedRegion and ERR_VRING_CLOSED if it is closed.
+  static SharedRegion& FromValue(Napi::Env env, Napi::Value value, const std::string& name);
 
  private:
   static Napi::Value Create(const Napi::CallbackInfo& info);

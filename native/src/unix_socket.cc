@@ -13,6 +13,11 @@ namespace vring {
 
 namespace {
 
+// Error::reason of each way the reader rejects what the peer sent. Stable: JS matches on them.
+constexpr const char kShortMessage[] = "short-message";
+constexpr const char kTooManyFds[] = "too-many-fds";
+constexpr const char kOversizedMessage[] = "oversized-message";
+
 struct UnixAddress {
   sockaddr_un addr{};
   socklen_t len = 0;
@@ -171,12 +176,14 @@ MessageReader::MessageReader(int fd, FramingOptions options) : fd_(fd), options_
   buf_.resize(options_.header_size);
 }
 
-void MessageReader::Fail(ErrorCode code, const std::string& message, int errnum, const char* syscall) {
+void MessageReader::Fail(ErrorCode code, const char* reason, const std::string& message, int errnum,
+                         const char* syscall) {
   failed_ = true;
+  failed_reason_ = reason;
   fds_.clear();
   buf_.clear();
   have_ = total_ = 0;
-  throw Error(code, message, errnum, syscall);
+  throw Error(code, message, errnum, syscall, reason);
 }
 
 void MessageReader::TakeFds(struct msghdr* msg) {
@@ -194,7 +201,8 @@ void MessageReader::TakeFds(struct msghdr* msg) {
 
 ReadStatus MessageReader::Read(Message* out) {
   if (failed_)
-    throw Error(ErrorCode::kProtocol, "the connection failed earlier and must be closed");
+    throw Error(ErrorCode::kProtocol, "the connection failed earlier and must be closed", 0, nullptr,
+                failed_reason_);
   for (;;) {
     const size_t target = total_ != 0 ? total_ : options_.header_size;
     if (buf_.size() < target) buf_.resize(target);
@@ -212,25 +220,28 @@ ReadStatus MessageReader::Read(Message* out) {
       if (err == EAGAIN || err == EWOULDBLOCK) return ReadStatus::kWouldBlock;
       if (err == ECONNRESET) {
         if (in_message())
-          Fail(ErrorCode::kPartialMessage, "connection reset in the middle of a message", err, "recvmsg");
-        Fail(ErrorCode::kPeerDisconnected, "the peer reset the connection", err, "recvmsg");
+          Fail(ErrorCode::kPartialMessage, kShortMessage, "connection reset in the middle of a message",
+               err, "recvmsg");
+        // Between messages a reset is a way to leave, not a malformed message: no reason.
+        Fail(ErrorCode::kPeerDisconnected, nullptr, "the peer reset the connection", err, "recvmsg");
       }
-      Fail(ErrorCode::kSystem, std::string("cannot read from socket: ") + std::strerror(err), err,
-           "recvmsg");
+      Fail(ErrorCode::kSystem, nullptr, std::string("cannot read from socket: ") + std::strerror(err),
+           err, "recvmsg");
     }
     // Take ownership of whatever fds arrived before anything can throw, so a rejected message
     // closes them.
     TakeFds(&msg);
     if (msg.msg_flags & MSG_CTRUNC)
-      Fail(ErrorCode::kFdsTruncated, "the peer sent more than " + std::to_string(kMaxFdsPerMessage) +
-                                         " fds with one message; the kernel dropped the rest");
+      Fail(ErrorCode::kFdsTruncated, kTooManyFds,
+           "the peer sent more than " + std::to_string(kMaxFdsPerMessage) +
+               " fds with one message; the kernel dropped the rest");
     if (fds_.size() > kMaxFdsPerMessage)
-      Fail(ErrorCode::kProtocol,
+      Fail(ErrorCode::kProtocol, kTooManyFds,
            "the peer sent more than " + std::to_string(kMaxFdsPerMessage) + " fds with one message");
     if (n == 0) {
       if (in_message())
-        Fail(ErrorCode::kPartialMessage, "the peer closed the connection after " +
-                                             std::to_string(have_) + " bytes of a message");
+        Fail(ErrorCode::kPartialMessage, kShortMessage,
+             "the peer closed the connection after " + std::to_string(have_) + " bytes of a message");
       return ReadStatus::kEof;
     }
     have_ += static_cast<size_t>(n);
@@ -238,9 +249,9 @@ ReadStatus MessageReader::Read(Message* out) {
       uint32_t length;
       std::memcpy(&length, buf_.data() + options_.length_offset, sizeof length);
       if (length > options_.max_payload)
-        Fail(ErrorCode::kProtocol, "message payload of " + std::to_string(length) +
-                                       " bytes exceeds the limit of " +
-                                       std::to_string(options_.max_payload));
+        Fail(ErrorCode::kProtocol, kOversizedMessage,
+             "message payload of " + std::to_string(length) + " bytes exceeds the limit of " +
+                 std::to_string(options_.max_payload));
       total_ = options_.header_size + length;
     }
     if (total_ != 0 && have_ == total_) {

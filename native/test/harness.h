@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -53,6 +54,25 @@ inline int RunAll() {
   return failed == 0 ? 0 : 1;
 }
 
+// Runs `fn` and requires it to throw vring::Error with `code` and `reason` (nullptr: none);
+// returns the error's message.
+template <typename Fn>
+std::string ExpectError(Fn&& fn, vring::ErrorCode code, const char* reason, const char* file, int line) {
+  const auto describe = [](vring::ErrorCode c, const char* r) {
+    return std::string(vring::ErrorCodeName(c)) + " (reason " + (r ? r : "none") + ")";
+  };
+  const std::string where = std::string(file) + ":" + std::to_string(line) + ": expected " + describe(code, reason);
+  try {
+    fn();
+  } catch (const vring::Error& e) {
+    const bool same_reason = reason ? e.reason() && std::strcmp(e.reason(), reason) == 0 : !e.reason();
+    if (e.code() != code || !same_reason)
+      throw Failure{where + ", got " + describe(e.code(), e.reason()) + ": " + e.what()};
+    return e.what();
+  }
+  throw Failure{where + ", nothing thrown"};
+}
+
 }  // namespace harness
 
 #define HARNESS_CAT2(a, b) a##b
@@ -96,3 +116,6 @@ inline int RunAll() {
       throw harness::Failure{std::string(__FILE__) + ":" + std::to_string(__LINE__) +        \
                              ": expected " #stmt " to throw " #expected_code};               \
   } while (0)
+
+// Runs `stmt` and requires it to throw vring::Error with the given code and reason.
+#define EXPECT_ERROR(stmt, code, reason) harness::ExpectError([&] { stmt; }, code, reason, __FILE__, __LINE__)

@@ -139,26 +139,6 @@ struct RingFixture {
   }
 };
 
-// Runs `fn`, requires it to throw vring::Error kBadRing with `reason`; returns the message.
-template <typename Fn>
-std::string ExpectBadRing(Fn&& fn, const char* reason, const char* file, int line) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::kBadRing) {
-      throw harness::Failure{std::string(file) + ":" + std::to_string(line) + ": expected kBadRing (" + reason +
-                             "), got " + ErrorCodeName(e.code()) + ": " + e.what()};
-    }
-    if (!e.reason() || std::strcmp(e.reason(), reason) != 0) {
-      throw harness::Failure{std::string(file) + ":" + std::to_string(line) + ": expected reason " + reason +
-                             ", got " + (e.reason() ? e.reason() : "(null)") + ": " + e.what()};
-    }
-    return e.what();
-  }
-  throw harness::Failure{std::string(file) + ":" + std::to_string(line) + ": expected kBadRing " + reason +
-                         ", nothing thrown"};
-}
-
 }  // namespace ringtest
 
-#define EXPECT_BAD_RING(stmt, reason) ringtest::ExpectBadRing([&] { stmt; }, reason, __FILE__, __LINE__)
+#define EXPECT_BAD_RING(stmt, reason) EXPECT_ERROR(stmt, vring::ErrorCode::kBadRing, reason)

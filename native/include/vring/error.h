@@ -37,7 +37,9 @@ class Error : public std::runtime_error {
   int errnum() const { return errnum_; }
   // Name of the failing syscall, or nullptr.
   const char* syscall() const { return syscall_; }
-  // Machine-readable sub-reason for kBadRing (e.g. "descriptor-loop"), or nullptr.
+  // For an error raised because of what the peer sent (a ring it wrote, a message it framed),
+  // which input was rejected, in stable kebab-case that JS sees as VringError.reason (e.g.
+  // "descriptor-loop", "too-many-fds"); nullptr otherwise. Not copied: a string literal.
   const char* reason() const { return reason_; }
 
  private:

@@ -85,12 +85,17 @@ enum class ReadStatus {
 // arrive together are returned by successive Read calls without waiting for readiness.
 //
 // Errors (all thrown as vring::Error; the stream position is then lost, so the caller must
-// close the socket, and Read keeps throwing kProtocol):
-//   kPartialMessage    EOF, or a connection reset, in the middle of a message
-//   kPeerDisconnected  connection reset between messages
-//   kFdsTruncated      the kernel dropped fds (MSG_CTRUNC: more than kMaxFdsPerMessage sent)
-//   kProtocol          payload length above max_payload, or more than kMaxFdsPerMessage fds
-//   kSystem            any other recvmsg failure
+// close the socket, and Read keeps throwing kProtocol with the first error's reason). A
+// rejection of what the peer sent carries a reason (Error::reason) naming the input:
+//   kPartialMessage    "short-message"      EOF, or a connection reset, in the middle of a
+//                                           message (its header included)
+//   kFdsTruncated      "too-many-fds"       the kernel dropped fds (MSG_CTRUNC: more than
+//                                           kMaxFdsPerMessage sent with one sendmsg)
+//   kProtocol          "too-many-fds"       more than kMaxFdsPerMessage fds over the sendmsgs
+//                                           of one message
+//   kProtocol          "oversized-message"  header's payload length above max_payload
+//   kPeerDisconnected  (none)               connection reset between messages
+//   kSystem            (none)               any other recvmsg failure
 // Every fd received with a message that is rejected is closed.
 class MessageReader {
  public:
@@ -103,8 +108,8 @@ class MessageReader {
   const FramingOptions& options() const { return options_; }
 
  private:
-  [[noreturn]] void Fail(ErrorCode code, const std::string& message, int errnum = 0,
-                         const char* syscall = nullptr);
+  [[noreturn]] void Fail(ErrorCode code, const char* reason, const std::string& message,
+                         int errnum = 0, const char* syscall = nullptr);
   void TakeFds(struct msghdr* msg);
 
   int fd_;
@@ -114,6 +119,7 @@ class MessageReader {
   size_t total_ = 0;  // header + payload once the header is complete, else 0
   std::vector<UniqueFd> fds_;
   bool failed_ = false;
+  const char* failed_reason_ = nullptr;
 };
 
 enum class SendStatus {

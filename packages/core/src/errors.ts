@@ -33,7 +33,12 @@ export interface VringErrorOptions extends ErrorOptions {
   errno?: number | undefined;
   /** The system call that failed, when the OS refused an operation. */
   syscall?: string | undefined;
-  /** For `ERR_VRING_BAD_RING`: which check the peer's ring data failed (e.g. `descriptor-loop`). */
+  /**
+   * When the peer sent something vring rejects: which check it failed, in stable kebab-case.
+   * A ring (`ERR_VRING_BAD_RING`, e.g. `descriptor-loop`) or a socket message: `short-message`
+   * (the peer left mid-message), `too-many-fds` (more than 8 with one message),
+   * `oversized-message` (a length above the receiver's limit).
+   */
   reason?: string | undefined;
   /** Extra data an RPC handler attached to its error (see {@link VringError.remote}). */
   data?: unknown;

@@ -38,7 +38,7 @@ const unixConnect = native.unixConnect as (path: string, framing: Framing) => Na
 
 /** Options of {@link FdSocket.connect} and {@link FdServer.listen}. @public */
 export interface FdSocketOptions {
-  /** Largest message accepted from the peer, in bytes (default 1 MiB). Larger ones fail the socket with `ERR_VRING_PROTOCOL`. */
+  /** Largest message accepted from the peer, in bytes (default 1 MiB). Larger ones fail the socket with `ERR_VRING_PROTOCOL`, reason `oversized-message`. */
   maxMessage?: number;
 }
 

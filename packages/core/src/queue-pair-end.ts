@@ -100,7 +100,7 @@ export interface WaitSendableOptions extends WaitOptions {
   bytes?: number;
 }
 
-/** The native handle both ends share (see native/binding/port_wrap.cc). @internal */
+/** The native handle both ends share (see native/binding/queue_pair_wrap.cc). @internal */
 export interface NativeQueuePairEnd {
   send(
     data: Uint8Array,

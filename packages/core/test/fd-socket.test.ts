@@ -18,7 +18,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rejection, socketPath, tempDir } from '../../../test-support/index.js';
 import { EventFd, FdServer, FdSocket, type VringError } from '../src/index.js';
-import { isVringError, makePipe, openFdCount, rejectsVring } from './fixtures/vring-assert.js';
+import { makePipe, openFdCount, rejectsVring } from './fixtures/vring-assert.js';
 
 const dir = tempDir();
 let serial = 0;
@@ -45,6 +45,23 @@ async function connectedPair(
   ]);
   cleanup.push(client, peer, server);
   return { server, client, peer, path };
+}
+
+/**
+ * A server's connection (`plain`, 4-byte headers) and its client `framed`, whose frames have an
+ * 8-byte header with the length at offset 4: a message on one side is not one on the other,
+ * which is how a test plays a peer that frames wrongly.
+ */
+async function mismatchedPair(framing: {
+  maxPayload: number;
+  addHeader: boolean;
+}): Promise<{ framed: FdSocket; plain: FdSocket }> {
+  const path = socketPath();
+  const server = await FdServer.listen(path);
+  const framed = FdSocket.connectFramed(path, { headerSize: 8, lengthOffset: 4, ...framing });
+  const plain = await server.accept();
+  cleanup.push(framed, plain, server);
+  return { framed, plain };
 }
 
 function text(message: { data: Buffer }): string {
@@ -208,17 +225,50 @@ test("a message larger than the receiver's maxMessage fails the receiver with ER
   assert.is((await peer.receive()).data.length, 1024, 'exactly maxMessage is fine');
   const receiving = peer.receive();
   await client.send(Buffer.alloc(1025, 2));
-  await rejectsVring(receiving, 'ERR_VRING_PROTOCOL');
-  const reason = await peer.closed;
-  isVringError(reason, 'ERR_VRING_PROTOCOL');
+  const error = await rejectsVring(receiving, 'ERR_VRING_PROTOCOL');
+  assert.is(error.reason, 'oversized-message');
+  assert.is(await peer.closed, error, 'closed settles with the same error');
   // The failure is final: later operations report it.
   await rejectsVring(peer.receive(), 'ERR_VRING_PROTOCOL');
   await rejectsVring(peer.send(Buffer.from('x')), 'ERR_VRING_PROTOCOL');
 });
 
+test("a peer that sends more than 8 fds with one message fails the receiver with reason 'too-many-fds' and the fds are closed", async () => {
+  // The receiver's message spans both of the sender's frames, so it takes the fds of both, 8 + 1.
+  const { framed: sender, plain: receiver } = await mismatchedPair({
+    maxPayload: 0,
+    addHeader: false,
+  });
+  const e = new EventFd();
+  const before = openFdCount();
+  const first = Buffer.alloc(8);
+  first.writeUInt32LE(12, 0); // the receiver's length: the rest of this frame and all the next
+  const receiving = receiver.receive();
+  await sender.send(first, Array(8).fill(e.fd));
+  await sender.send(Buffer.alloc(8), [e.fd]);
+  const error = await rejectsVring(receiving, 'ERR_VRING_PROTOCOL');
+  assert.is(error.reason, 'too-many-fds');
+  assert.is(openFdCount(), before - 1, 'the 9 fds received are closed, and the failed socket');
+  e.close();
+});
+
+test("a peer that closes in the middle of a message fails the receiver with reason 'short-message'", async () => {
+  // The peer's whole message (4 bytes) is half of the receiver's 8-byte header.
+  const { framed: receiver, plain: peer } = await mismatchedPair({
+    maxPayload: 64,
+    addHeader: true,
+  });
+  const receiving = receiver.receive();
+  await peer.send(Buffer.alloc(0));
+  peer.close();
+  const error = await rejectsVring(receiving, 'ERR_VRING_PARTIAL_MESSAGE');
+  assert.is(error.reason, 'short-message');
+});
+
 test("a message larger than the sender's own maxMessage is refused with ERR_VRING_OVERSIZED_MESSAGE; the socket stays usable", async () => {
   const { client, peer } = await connectedPair({}, { maxMessage: 100 });
-  await rejectsVring(client.send(Buffer.alloc(101)), 'ERR_VRING_OVERSIZED_MESSAGE');
+  const error = await rejectsVring(client.send(Buffer.alloc(101)), 'ERR_VRING_OVERSIZED_MESSAGE');
+  assert.is(error.reason, undefined, 'a reason names bad input from the peer, not our own');
   await client.send(Buffer.alloc(100, 7));
   assert.is((await peer.receive()).data.length, 100);
 });
@@ -238,6 +288,7 @@ test('peer close: a pending receive rejects with ERR_VRING_PEER_DISCONNECTED and
   const receiving = peer.receive();
   client.close();
   const error = await rejectsVring(receiving, 'ERR_VRING_PEER_DISCONNECTED');
+  assert.is(error.reason, undefined, 'leaving between messages is no bad input');
   const reason = await peer.closed;
   assert.is(reason, error, 'closed settles with the same error');
   await rejectsVring(peer.receive(), 'ERR_VRING_PEER_DISCONNECTED');

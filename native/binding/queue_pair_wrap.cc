@@ -18,26 +18,20 @@ namespace vring::binding {
 namespace {
 
 QueuePairConfig ArgConfig(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsObject()) throw ToJsError(env, ErrorCode::kInvalidArgument, "config must be an object");
-  Napi::Object o = v.As<Napi::Object>();
+  Napi::Object o = ArgObject(env, v, "config");
   QueuePairConfig c;
   c.queue_size = ArgU32(env, o.Get("queueSize"), "queueSize");
   c.buffer_size = ArgU32(env, o.Get("bufferSize"), "bufferSize");
   c.max_message = ArgU32(env, o.Get("maxMessage"), "maxMessage");
-  c.event_idx = o.Get("eventIdx").ToBoolean().Value();
-  c.mergeable = o.Get("mergeable").ToBoolean().Value();
+  c.event_idx = ArgOptionalBool(env, o.Get("eventIdx"), "eventIdx", false);
+  c.mergeable = ArgOptionalBool(env, o.Get("mergeable"), "mergeable", false);
   return c;
 }
 
-int ArgOptionalFd(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (v.IsUndefined() || v.IsNull()) return -1;
-  return ArgFd(env, v, name);
-}
-
-RingAddresses ArgRing(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (!v.IsObject()) throw ToJsError(env, ErrorCode::kInvalidArgument, std::string(name) + " must be an object");
-  Napi::Object o = v.As<Napi::Object>();
-  return {ArgU64(env, o.Get("desc"), "desc"), ArgU64(env, o.Get("avail"), "avail"), ArgU64(env, o.Get("used"), "used")};
+RingAddresses ArgRing(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  Napi::Object o = ArgObject(env, v, name.c_str());
+  return {ArgU64(env, o.Get("desc"), (name + ".desc").c_str()), ArgU64(env, o.Get("avail"), (name + ".avail").c_str()),
+          ArgU64(env, o.Get("used"), (name + ".used").c_str())};
 }
 
 Napi::Object RingToJs(Napi::Env env, const RingAddresses& r) {
@@ -60,27 +54,27 @@ uint64_t BatchBytes(Napi::Env env, const uint32_t* lengths, uint32_t count, uint
 }  // namespace
 
 template <typename Pair>
-class PortWrap : public Napi::ObjectWrap<PortWrap<Pair>> {
+class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
  public:
-  using Base = Napi::ObjectWrap<PortWrap<Pair>>;
+  using Base = Napi::ObjectWrap<QueuePairWrap<Pair>>;
 
   static Napi::Function Define(Napi::Env env, const char* name) {
     std::vector<typename Base::PropertyDescriptor> props = {
-        Base::template InstanceMethod<&PortWrap::Send>("send"),
-        Base::template InstanceMethod<&PortWrap::Receive>("receive"),
-        Base::template InstanceMethod<&PortWrap::ArmReceive>("armReceive"),
-        Base::template InstanceMethod<&PortWrap::DisarmReceive>("disarmReceive"),
-        Base::template InstanceMethod<&PortWrap::ArmSend>("armSend"),
-        Base::template InstanceMethod<&PortWrap::DisarmSend>("disarmSend"),
-        Base::template InstanceMethod<&PortWrap::Stats>("stats"),
-        Base::template InstanceMethod<&PortWrap::Info>("info"),
-        Base::template InstanceMethod<&PortWrap::Close>("close"),
-        Base::template InstanceAccessor<&PortWrap::Broken>("broken"),
+        Base::template InstanceMethod<&QueuePairWrap::Send>("send"),
+        Base::template InstanceMethod<&QueuePairWrap::Receive>("receive"),
+        Base::template InstanceMethod<&QueuePairWrap::ArmReceive>("armReceive"),
+        Base::template InstanceMethod<&QueuePairWrap::DisarmReceive>("disarmReceive"),
+        Base::template InstanceMethod<&QueuePairWrap::ArmSend>("armSend"),
+        Base::template InstanceMethod<&QueuePairWrap::DisarmSend>("disarmSend"),
+        Base::template InstanceMethod<&QueuePairWrap::Stats>("stats"),
+        Base::template InstanceMethod<&QueuePairWrap::Info>("info"),
+        Base::template InstanceMethod<&QueuePairWrap::Close>("close"),
+        Base::template InstanceAccessor<&QueuePairWrap::Broken>("broken"),
     };
     return Base::DefineClass(env, name, props);
   }
 
-  explicit PortWrap(const Napi::CallbackInfo& info) : Base(info) {
+  explicit QueuePairWrap(const Napi::CallbackInfo& info) : Base(info) {
     Napi::Env env = info.Env();
     VRING_TRY
     Make(info);
@@ -162,8 +156,8 @@ class PortWrap : public Napi::ObjectWrap<PortWrap<Pair>> {
   Napi::Value ArmSend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     VRING_TRY
-    // armSend(nextMessageBytes)
-    const uint64_t next = info.Length() > 0 ? ArgU64(env, info[0], "nextMessageBytes") : 0;
+    // armSend(nextMessageBytes?)
+    const uint64_t next = ArgOptionalU64(env, info[0], "nextMessageBytes", 0);
     return Napi::Boolean::New(env, Open(env).ArmSend(next));
     VRING_CATCH(env)
   }
@@ -202,15 +196,15 @@ class PortWrap : public Napi::ObjectWrap<PortWrap<Pair>> {
 
 // new NativeDriverQueuePair(region, offset, guestBase, config, rxKickFd, txKickFd)
 template <>
-void PortWrap<DriverQueuePair>::Make(const Napi::CallbackInfo& info) {
+void QueuePairWrap<DriverQueuePair>::Make(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  SharedRegion& region = RegionWrap::FromValue(env, info[0]);
+  SharedRegion& region = RegionWrap::FromValue(env, info[0], "region");
   pair_.emplace(region.mapping(), ArgU64(env, info[1], "offset"), ArgU64(env, info[2], "guestBase"),
                 ArgConfig(env, info[3]), ArgOptionalFd(env, info[4], "rxKickFd"), ArgOptionalFd(env, info[5], "txKickFd"));
 }
 
 template <>
-Napi::Value PortWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info) {
+Napi::Value QueuePairWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DriverQueuePair& pair = Open(env);
   Napi::Object o = Napi::Object::New(env);
@@ -223,29 +217,24 @@ Napi::Value PortWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info) {
 // new NativeDeviceQueuePair(regions: {region, guestAddress, userAddress}[], rx, tx, config,
 //                           rxBase, txBase, rxCallFd, txCallFd)
 template <>
-void PortWrap<DeviceQueuePair>::Make(const Napi::CallbackInfo& info) {
+void QueuePairWrap<DeviceQueuePair>::Make(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Error(ErrorCode::kInvalidArgument, "regions must be an array");
-  Napi::Array regions = info[0].As<Napi::Array>();
+  Napi::Array regions = ArgArray(env, info[0], "regions");
   auto memory = std::make_shared<MemoryTable>();
   for (uint32_t i = 0; i < regions.Length(); ++i) {
-    Napi::Value entry = regions.Get(i);
-    if (!entry.IsObject()) throw Error(ErrorCode::kInvalidArgument, "each region entry must be an object");
-    Napi::Object o = entry.As<Napi::Object>();
-    SharedRegion& region = RegionWrap::FromValue(env, o.Get("region"));
-    memory->Add(ArgU64(env, o.Get("guestAddress"), "guestAddress"), ArgU64(env, o.Get("userAddress"), "userAddress"),
-                region.size(), region.mapping());
+    const std::string name = "regions[" + std::to_string(i) + "]";
+    Napi::Object o = ArgObject(env, regions.Get(i), name.c_str());
+    SharedRegion& region = RegionWrap::FromValue(env, o.Get("region"), name + ".region");
+    memory->Add(ArgU64(env, o.Get("guestAddress"), (name + ".guestAddress").c_str()),
+                ArgU64(env, o.Get("userAddress"), (name + ".userAddress").c_str()), region.size(), region.mapping());
   }
-  const uint64_t rx_base = ArgU64(env, info[4], "rxBase");
-  const uint64_t tx_base = ArgU64(env, info[5], "txBase");
-  if (rx_base > 0xffff || tx_base > 0xffff) throw Error(ErrorCode::kInvalidArgument, "ring bases are 16-bit");
   pair_.emplace(std::move(memory), ArgRing(env, info[1], "rx"), ArgRing(env, info[2], "tx"), ArgConfig(env, info[3]),
-                static_cast<uint16_t>(rx_base), static_cast<uint16_t>(tx_base), ArgOptionalFd(env, info[6], "rxCallFd"),
+                ArgU16(env, info[4], "rxBase"), ArgU16(env, info[5], "txBase"), ArgOptionalFd(env, info[6], "rxCallFd"),
                 ArgOptionalFd(env, info[7], "txCallFd"));
 }
 
 template <>
-Napi::Value PortWrap<DeviceQueuePair>::Info(const Napi::CallbackInfo& info) {
+Napi::Value QueuePairWrap<DeviceQueuePair>::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DeviceQueuePair& pair = Open(env);
   Napi::Object o = Napi::Object::New(env);
@@ -262,10 +251,10 @@ static Napi::Value QueuePairBytes(const Napi::CallbackInfo& info) {
   VRING_CATCH(env)
 }
 
-void InitPorts(Napi::Env env, Napi::Object exports) {
+void InitQueuePairs(Napi::Env env, Napi::Object exports) {
   exports.Set("queuePairBytes", Napi::Function::New(env, QueuePairBytes, "queuePairBytes"));
-  exports.Set("DriverQueuePair", PortWrap<DriverQueuePair>::Define(env, "NativeDriverQueuePair"));
-  exports.Set("DeviceQueuePair", PortWrap<DeviceQueuePair>::Define(env, "NativeDeviceQueuePair"));
+  exports.Set("DriverQueuePair", QueuePairWrap<DriverQueuePair>::Define(env, "NativeDriverQueuePair"));
+  exports.Set("DeviceQueuePair", QueuePairWrap<DeviceQueuePair>::Define(env, "NativeDeviceQueuePair"));
 }
 
 }  // namespace vring::binding
