@@ -7,6 +7,7 @@ import {
 } from '@vring/core';
 import { MessageCodec } from './message-codec.js';
 import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
+import { startsWithWholeMessage } from './wire/frame-header.js';
 import { type MessageSink, Reassembler } from './wire/reassembler.js';
 
 /** Options of a {@link Link}. @internal */
@@ -756,15 +757,7 @@ export class Link {
 
   /** A frame that starts with a whole message of the sync kind: the new session starts here. */
   #isSyncFrame(data: Uint8Array, start: number, end: number): boolean {
-    // The first record's kind is at 15, its flags at 16 (FIRST|LAST = 3, maybe MORE): see
-    // docs/wire-format.md.
-    if (
-      end - start < 30 ||
-      data[start + 15] !== this.#options.syncKind ||
-      (data[start + 16]! & 3) !== 3
-    ) {
-      return false;
-    }
+    if (!startsWithWholeMessage(data, start, end, this.#options.syncKind!)) return false;
     this.#synced = true;
     this.#reassembler.clear();
     return true;
