@@ -1,6 +1,6 @@
 import { type FramePort, VringError } from '@vring/core';
 import { Observable } from 'rxjs';
-import { Link } from './link.js';
+import { Link } from './link/link.js';
 import { MessageCodec } from './message-codec.js';
 import { Requester, type RequestOptions } from './rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from './rpc/responder.js';

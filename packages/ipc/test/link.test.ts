@@ -4,7 +4,7 @@ import { DeviceQueuePair, DriverQueuePair, MessageBatch } from '@vring/core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InProcessTransport } from '../src/bus/in-process-transport.js';
-import { Link } from '../src/link.js';
+import { Link } from '../src/link/link.js';
 
 test('resume() never delivers inside the caller: messages waiting in the ring come a turn later', async () => {
   const driver = DriverQueuePair.create({ notification: 'adaptive' });

@@ -7,7 +7,7 @@ import {
 } from '@vring/core';
 import type { Observable } from 'rxjs';
 import { Observable as RxObservable } from 'rxjs';
-import { Link } from '../link.js';
+import { Link } from '../link/link.js';
 import { MessageCodec } from '../message-codec.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';

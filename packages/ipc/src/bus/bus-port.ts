@@ -1,5 +1,5 @@
 import type { FramePort } from '@vring/core';
-import { Link } from '../link.js';
+import { Link } from '../link/link.js';
 import { Kind } from '../wire/message-kinds.js';
 
 /** Frames a port starts with, before the client's HELLO says what it takes. */

@@ -1,6 +1,6 @@
 import { VringError } from '@vring/core';
 import { Observable } from 'rxjs';
-import type { Link } from '../link.js';
+import type { Link } from '../link/link.js';
 import type { MessageCodec } from '../message-codec.js';
 import { CheckedTopics } from '../topic.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
