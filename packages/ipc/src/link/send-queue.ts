@@ -1,4 +1,4 @@
-import { type FramePort, type MessageBatch, VringError } from '@vring/core';
+import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vring/core';
 import { MessageCodec } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { POLL_MS, pollUntil } from './polling.js';
@@ -78,7 +78,7 @@ export abstract class SendQueue {
   #sending = false;
   #nextStream = 1;
   #aboveLowWater = false;
-  #drainWaiters: Array<() => void> = [];
+  readonly #drainWaiters = new WaiterQueue<void>();
   /** The group later sends of this tick join (see {@link SendGroup}). */
   #group: SendGroup | undefined;
   /** What a send calls to wake a sleeping reader (see {@link SendQueue.wakeOnSend}). */
@@ -234,7 +234,7 @@ export abstract class SendQueue {
     if ((this.#outgoing.length === 0 && this.#batched === 0) || this.#done) {
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    return this.#drainWaiters.wait();
   }
 
   /**
@@ -293,7 +293,7 @@ export abstract class SendQueue {
       o.reject?.(reason);
       o.group?.fail(reason);
     }
-    for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    this.#drainWaiters.resolveAll();
   }
 
   #stream(): number {
@@ -550,7 +550,7 @@ export abstract class SendQueue {
       this.#aboveLowWater = false;
       this.#options.onWritable?.();
     }
-    if (kept === 0) for (const resolve of this.#drainWaiters.splice(0)) resolve();
+    if (kept === 0 && this.#drainWaiters.size > 0) this.#drainWaiters.resolveAll();
   }
 }
 
