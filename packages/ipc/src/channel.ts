@@ -15,8 +15,8 @@ export interface ChannelOptions {
   /** Largest message body, encoded (default 64 MiB). Both ends should agree. */
   maxMessage?: number;
   /**
-   * Largest frame (default: the queue pair's `maxMessage`, capped at 64 KiB). 1514 keeps
-   * frames switchable by an Ethernet switch such as DPDK testpmd.
+   * Largest frame (default: the port's `maxMessage`, capped at 64 KiB). 1514 keeps frames
+   * switchable by an Ethernet switch such as DPDK testpmd.
    */
   maxFrame?: number;
   /**
@@ -32,8 +32,8 @@ export interface ChannelWaitOptions {
 }
 
 /**
- * A point-to-point channel of msgpack values over one queue pair end (either side of a
- * vring, a `VirtioUser`, or a vhost-user backend port). `send(value)` resolves when the
+ * A point-to-point channel of msgpack values over one {@link FramePort} (either end of a
+ * queue pair, a `VirtioUser`, or a vhost-user backend port). `send(value)` resolves when the
  * value is in the ring; values arrive in order as an AsyncIterable, an RxJS Observable, or
  * one at a time with `receive()`. Either side can also serve and call RPC names over it.
  *
@@ -133,9 +133,10 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
 
   /**
    * Asks the peer to answer a request for `name`.
-   * @throws VringError `ERR_VRING_NO_RESPONDERS` (the peer does not serve `name`),
-   * `ERR_VRING_TIMEOUT`, `ERR_VRING_ABORTED`, the channel's closing error, or the handler's
-   * own error code.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` (a malformed name, a timeout that is not
+   * positive, a value msgpack cannot encode), `ERR_VRING_NO_RESPONDERS` (the peer does not
+   * serve `name`), `ERR_VRING_TIMEOUT`, `ERR_VRING_ABORTED`, the channel's closing error, or
+   * the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
     return this.#requester.request<R>(name, value, options);
@@ -155,7 +156,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     return this.#link.drain();
   }
 
-  /** Closes the channel and the queue pair end under it. */
+  /** Closes the channel and the port under it. */
   close(): void {
     this.#link.close();
   }

@@ -205,8 +205,10 @@ export class BusClient implements AsyncDisposable {
 
   /**
    * Sends a request to one of the clients serving `name` and resolves with its reply.
-   * @throws VringError `ERR_VRING_NO_RESPONDERS` (nobody serves `name`), `ERR_VRING_TIMEOUT`,
-   * `ERR_VRING_ABORTED`, `ERR_VRING_PEER_DISCONNECTED`, or the handler's own error code.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` (a malformed name, a timeout that is not
+   * positive, a value msgpack cannot encode), `ERR_VRING_NO_RESPONDERS` (nobody serves
+   * `name`), `ERR_VRING_TIMEOUT`, `ERR_VRING_ABORTED`, `ERR_VRING_PEER_DISCONNECTED` (the bus
+   * or the responder went away), `ERR_VRING_CLOSED`, or the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
     return this.#requester.request<R>(name, value, options);
