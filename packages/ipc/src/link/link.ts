@@ -30,7 +30,8 @@ export interface LinkOptions extends SendQueueOptions {
  *
  * The sending half is the {@link SendQueue} this class extends, so that a send reaches the
  * code that places it without a call in between; reading is the {@link Reader}'s, and where
- * a session begins is the {@link SessionStart}'s.
+ * a session begins is the {@link SessionStart}'s. Keep-alive and closing stay here: every
+ * part depends on them, and an RPC owner turns keep-alive on and off with each request.
  */
 export class Link extends SendQueue implements ReaderLink {
   readonly closed: Promise<VringError | undefined>;

@@ -8,7 +8,10 @@ import { SendGroup } from './send-group.js';
 export interface SendQueueOptions {
   /** Largest frame, headers included. */
   maxFrame: number;
-  /** Encodes what {@link SendQueue.sendValue} and {@link SendQueue.postValue} send (default: a new one). */
+  /**
+   * Encodes what {@link SendQueue.sendValue} and {@link SendQueue.postValue} send (default:
+   * a new one).
+   */
   codec?: MessageCodec;
   /** Messages queued to send below which `onWritable` is called (default 256). */
   lowWaterMark?: number;
