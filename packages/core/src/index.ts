@@ -33,3 +33,4 @@ export {
   type VirtioUserEvent,
   type VirtioUserOptions,
 } from './vhost-user/virtio-user.js';
+/** @internal */ export { WaiterQueue } from './waiter-queue.js';

@@ -1,6 +1,7 @@
 import { type FramePort, VringError } from '@vring/core';
 import { Observable } from 'rxjs';
-import { Link } from './link.js';
+import { Inbox } from './inbox.js';
+import { Link } from './link/link.js';
 import { MessageCodec } from './message-codec.js';
 import { Requester, type RequestOptions } from './rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from './rpc/responder.js';
@@ -14,8 +15,8 @@ export interface ChannelOptions {
   /** Largest message body, encoded (default 64 MiB). Both ends should agree. */
   maxMessage?: number;
   /**
-   * Largest frame (default: the queue pair's `maxMessage`, capped at 64 KiB). 1514 keeps
-   * frames switchable by an Ethernet switch such as DPDK testpmd.
+   * Largest frame (default: the port's `maxMessage`, capped at 64 KiB). 1514 keeps frames
+   * switchable by an Ethernet switch such as DPDK testpmd.
    */
   maxFrame?: number;
   /**
@@ -30,16 +31,9 @@ export interface ChannelWaitOptions {
   signal?: AbortSignal;
 }
 
-interface Receiver<T> {
-  resolve(value: T): void;
-  reject(error: unknown): void;
-  /** Takes a value at each of its turns until removed (an Observable subscription), not one. */
-  readonly standing?: boolean;
-}
-
 /**
- * A point-to-point channel of msgpack values over one queue pair end (either side of a
- * vring, a `VirtioUser`, or a vhost-user backend port). `send(value)` resolves when the
+ * A point-to-point channel of msgpack values over one {@link FramePort} (either end of a
+ * queue pair, a `VirtioUser`, or a vhost-user backend port). `send(value)` resolves when the
  * value is in the ring; values arrive in order as an AsyncIterable, an RxJS Observable, or
  * one at a time with `receive()`. Either side can also serve and call RPC names over it.
  *
@@ -54,15 +48,17 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   readonly #codec = new MessageCodec();
   readonly #requester: Requester;
   readonly #responder: Responder;
-  readonly #highWaterMark: number;
-  #inbox: T[] = [];
-  #inboxHead = 0;
-  /** Reading is paused for the inbox: a flag, so no pause or resume call per value. */
-  #inboxFull = false;
-  #receivers: Array<Receiver<T>> = [];
+  readonly #inbox: Inbox<T>;
 
   constructor(end: FramePort, options: ChannelOptions = {}) {
-    this.#highWaterMark = options.highWaterMark ?? 1024;
+    this.#inbox = new Inbox<T>({
+      highWaterMark: options.highWaterMark ?? 1024,
+      onFull: (full) => {
+        if (full) this.#link.pause('inbox');
+        else this.#link.resume('inbox');
+      },
+      onDemand: () => this.#updateKeepAlive(),
+    });
     this.#link = new Link(end, {
       maxFrame: options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024),
       maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
@@ -77,7 +73,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     });
     this.closed = this.#link.closed.then((error) => {
       const reason = this.#link.closedError;
-      for (const r of this.#receivers.splice(0)) r.reject(reason);
+      this.#inbox.end(error);
       this.#requester.failAll(reason);
       this.#responder.stopAll(reason);
       return error;
@@ -93,53 +89,30 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     return this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, options.signal);
   }
 
-  /** Waits for the next value. */
+  /**
+   * Waits for the next value. After `close()`, once the values that had arrived are taken,
+   * rejects with the channel's closing error.
+   */
   receive(options: ChannelWaitOptions = {}): Promise<T> {
     const { signal } = options;
-    // An aborted wait takes nothing: a value handed to it would be lost.
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#inboxHead < this.#inbox.length) return Promise.resolve(this.#take());
-    if (this.#link.done) return Promise.reject(this.#link.closedError);
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => {
-        this.#receivers = this.#receivers.filter((r) => r !== receiver);
-        this.#updateKeepAlive();
-        reject(signal!.reason);
-      };
-      const receiver: Receiver<T> = {
-        resolve: (value) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(value);
-        },
-        reject: (error) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#receivers.push(receiver);
-      if (this.#receivers.length === 1) this.#updateKeepAlive();
-    });
+    const inbox = this.#inbox;
+    if (inbox.length > 0 && !signal?.aborted) return Promise.resolve(inbox.take());
+    return inbox.next(signal).then(this.#valueOrClosed);
   }
+
+  readonly #valueOrClosed = (result: IteratorResult<T, undefined>): T => {
+    if (result.done) throw this.#link.closedError;
+    return result.value;
+  };
 
   /**
    * Values as they arrive, until the channel closes. (A plain iterator, not an async
    * generator: one promise per value instead of three.)
    */
   [Symbol.asyncIterator](): AsyncIterator<T, undefined> {
-    const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
-    const endOnClose = (error: unknown) => {
-      if (error instanceof VringError && error.code === 'ERR_VRING_CLOSED') return done;
-      throw error;
-    };
     return {
-      next: (): Promise<IteratorResult<T, undefined>> => {
-        if (this.#inboxHead < this.#inbox.length) {
-          return Promise.resolve({ done: false, value: this.#take() });
-        }
-        return this.receive().then((value) => ({ done: false, value }), endOnClose);
-      },
-      return: async () => done,
+      next: () => this.#inbox.next(),
+      return: async () => ({ done: true, value: undefined }),
     };
   }
 
@@ -148,37 +121,8 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
    * subscriptions split the stream between them); unsubscribing stops taking.
    */
   messages(): Observable<T> {
-    return new Observable<T>((subscriber) => {
-      // Values are handed over as the reader decodes them: no promise per value.
-      const receiver: Receiver<T> = {
-        standing: true,
-        resolve: (value) => subscriber.next(value),
-        reject: (error) => {
-          if (error instanceof VringError && error.code === 'ERR_VRING_CLOSED') {
-            subscriber.complete();
-          } else {
-            subscriber.error(error);
-          }
-        },
-      };
-      // What arrived before anyone listened comes first, in order.
-      while (this.#inboxHead < this.#inbox.length && !subscriber.closed) {
-        subscriber.next(this.#take());
-      }
-      if (subscriber.closed) return;
-      if (this.#link.done) {
-        receiver.reject(this.#link.closedError);
-        return;
-      }
-      this.#receivers.push(receiver);
-      if (this.#receivers.length === 1) this.#updateKeepAlive();
-      return () => {
-        const i = this.#receivers.indexOf(receiver);
-        if (i === -1) return;
-        this.#receivers.splice(i, 1);
-        if (this.#receivers.length === 0) this.#updateKeepAlive();
-      };
-    });
+    // Values are handed over as the reader decodes them: no promise per value.
+    return new Observable<T>((subscriber) => this.#inbox.attach(subscriber));
   }
 
   /** Answers the peer's requests for `name` (see {@link RpcHandler}). */
@@ -189,9 +133,10 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
 
   /**
    * Asks the peer to answer a request for `name`.
-   * @throws VringError `ERR_VRING_NO_RESPONDERS` (the peer does not serve `name`),
-   * `ERR_VRING_TIMEOUT`, `ERR_VRING_ABORTED`, the channel's closing error, or the handler's
-   * own error code.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` (a malformed name, a timeout that is not
+   * positive, a value msgpack cannot encode), `ERR_VRING_NO_RESPONDERS` (the peer does not
+   * serve `name`), `ERR_VRING_TIMEOUT`, `ERR_VRING_ABORTED`, the channel's closing error, or
+   * the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
     return this.#requester.request<R>(name, value, options);
@@ -211,7 +156,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     return this.#link.drain();
   }
 
-  /** Closes the channel and the queue pair end under it. */
+  /** Closes the channel and the port under it. */
   close(): void {
     this.#link.close();
   }
@@ -226,24 +171,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   #onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        const value = this.#codec.decode(data, start, end, owned) as T;
-        const receiver = this.#receivers[0];
-        if (receiver) {
-          if (!receiver.standing) {
-            this.#receivers.shift();
-            if (this.#receivers.length === 0) this.#updateKeepAlive();
-          } else if (this.#receivers.length > 1) {
-            // Subscriptions take turns: the one served goes to the back of the line.
-            this.#receivers.push(this.#receivers.shift()!);
-          }
-          receiver.resolve(value);
-          return;
-        }
-        this.#inbox.push(value);
-        if (!this.#inboxFull && this.#inbox.length - this.#inboxHead >= this.#highWaterMark) {
-          this.#inboxFull = true;
-          this.#link.pause('inbox');
-        }
+        this.#inbox.push(this.#codec.decode(data, start, end, owned) as T);
         return;
       }
       case Kind.REQUEST:
@@ -262,23 +190,9 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     }
   }
 
-  #take(): T {
-    // msgpack can carry `undefined`, so the caller checks the length, not the value.
-    const value = this.#inbox[this.#inboxHead++] as T;
-    if (this.#inboxHead >= 1024 && this.#inboxHead * 2 >= this.#inbox.length) {
-      this.#inbox = this.#inbox.slice(this.#inboxHead);
-      this.#inboxHead = 0;
-    }
-    if (this.#inboxFull && this.#inbox.length - this.#inboxHead < this.#highWaterMark) {
-      this.#inboxFull = false;
-      this.#link.resume('inbox');
-    }
-    return value;
-  }
-
   #updateKeepAlive(): void {
     this.#link.keepAlive(
-      this.#receivers.length > 0 || this.#requester.pending > 0 || this.#responder.serving,
+      this.#inbox.consumers > 0 || this.#requester.pending > 0 || this.#responder.serving,
     );
   }
 }

@@ -5,14 +5,14 @@ const SMALL_BODY = 140;
 
 /**
  * msgpackr starts a new buffer (the size of the current one) rather than pack within this
- * many bytes of its end (pack.js): {@link MessageCodec.encodeInto} never lets it, since the
- * "current buffer" would be a whole send batch.
+ * many bytes of its end: {@link MessageCodec.encodeInto} never lets it, since the "current
+ * buffer" would be a whole send batch.
  */
 const PACKR_MIN_ROOM = 0x800 + 16;
 
 /**
- * msgpackr's output buffer and position are shared by every Packr of the module (pack.js
- * keeps them in module variables). After packing into a batch, the module is pointed here,
+ * msgpackr's output buffer and position are shared by every Packr of the module (it keeps
+ * them in module variables). After packing into a batch, the module is pointed here,
  * at the very end: the next pack of anyone starts a buffer of its own (of this size, 8 KiB
  * like msgpackr's first), so nobody else's result ever lands in a batch about to be reused,
  * and nobody's earlier result is overwritten (msgpackr never goes back to a buffer it left).
@@ -33,8 +33,8 @@ export class MessageCodec {
 
   /**
    * Encodes `value`. The result stays valid: msgpackr packs each value after the previous one
-   * in its buffer and starts a fresh buffer when that one is full, never overwriting a result
-   * (pack.js, `this.pack`), so a queued message needs no copy.
+   * in its buffer and starts a fresh buffer when that one is full, never overwriting a result,
+   * so a queued message needs no copy.
    */
   encode(value: unknown): Buffer {
     return this.#packr.pack(value);

@@ -1,5 +1,6 @@
 import { VringError } from '@vring/core';
 import { Observable } from 'rxjs';
+import { Inbox } from './inbox.js';
 
 /** One message delivered to a subscription. */
 export interface BusMessage<T = unknown> {
@@ -36,11 +37,6 @@ export interface SubscriptionOwner {
   unsubscribe(subscription: Subscription<unknown>): void;
 }
 
-interface Waiter<T> {
-  resolve(result: IteratorResult<BusMessage<T>, undefined>): void;
-  reject(error: unknown): void;
-}
-
 /**
  * Messages published on the topics that match a pattern, in publish order per publisher
  * and topic. Iterate it (`for await`), or turn it into an Observable with
@@ -57,16 +53,9 @@ export class Subscription<T = unknown>
   /** @internal */
   readonly id: number;
   readonly #owner: SubscriptionOwner;
-  readonly #highWaterMark: number;
-  readonly #highWaterBytes: number;
-  #queue: Array<BusMessage<T>> = [];
-  #sizes: number[] = [];
-  #head = 0;
-  #bytes = 0;
-  #full = false;
-  #dropped = 0;
-  #waiter: Waiter<T> | undefined;
-  #ended: VringError | undefined | null = null;
+  readonly #inbox: Inbox<BusMessage<T>>;
+  /** Messages the bus dropped for this subscription (those dropped here are the inbox's). */
+  #droppedAtBus = 0;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort: (() => void) | undefined;
 
@@ -76,13 +65,19 @@ export class Subscription<T = unknown>
     if (policy !== 'block' && policy !== 'drop') {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', `unknown policy ${String(policy)}`);
     }
-    this.#highWaterMark = positive(options.highWaterMark, 1024, 'highWaterMark');
-    this.#highWaterBytes = positive(options.highWaterBytes, 64 * 1024 * 1024, 'highWaterBytes');
+    this.#inbox = new Inbox<BusMessage<T>>({
+      highWaterMark: positive(options.highWaterMark, 1024, 'highWaterMark'),
+      highWaterBytes: positive(options.highWaterBytes, 64 * 1024 * 1024, 'highWaterBytes'),
+      policy,
+      onFull: (full) => owner.setFull(this as Subscription<unknown>, full),
+      onDemand: () => owner.waitingChanged(),
+    });
     this.id = id;
     this.pattern = pattern;
     this.policy = policy;
     this.#owner = owner;
     this.#signal = options.signal;
+    // Not a wait: the signal bounds the subscription's life, whoever is consuming it.
     if (this.#signal) {
       this.#onAbort = () => this.unsubscribe();
       this.#signal.addEventListener('abort', this.#onAbort, { once: true });
@@ -91,42 +86,34 @@ export class Subscription<T = unknown>
 
   /** Messages discarded by the `drop` policy (here and at the bus) so far. */
   get dropped(): number {
-    return this.#dropped;
+    return this.#droppedAtBus + this.#inbox.dropped;
   }
 
   /** Messages waiting to be taken. */
   get pending(): number {
-    return this.#queue.length - this.#head;
+    return this.#inbox.length;
   }
 
   /** Whether a consumer waits for the next message. @internal */
   get waiting(): boolean {
-    return this.#waiter !== undefined;
+    return this.#inbox.consumers > 0;
   }
 
   /** Whether the subscription still receives. */
   get active(): boolean {
-    return this.#ended === null;
+    return !this.#inbox.ended;
   }
 
-  /** The next message; `done` once unsubscribed (or the connection closed). */
+  /**
+   * The next message; `done` once unsubscribed (or the connection closed), after the
+   * messages that had arrived.
+   */
   next(): Promise<IteratorResult<BusMessage<T>, undefined>> {
-    if (this.#head < this.#queue.length)
-      return Promise.resolve({ done: false, value: this.#take() });
-    if (this.#ended !== null) {
-      return this.#ended
-        ? Promise.reject(this.#ended)
-        : Promise.resolve({ done: true, value: undefined });
+    const inbox = this.#inbox;
+    if (inbox.length === 0 && !inbox.ended && inbox.consumers > 0) {
+      return Promise.reject(oneConsumer());
     }
-    if (this.#waiter) {
-      return Promise.reject(
-        new VringError('ERR_VRING_INVALID_ARGUMENT', 'a subscription has one consumer at a time'),
-      );
-    }
-    return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
-      this.#owner.waitingChanged();
-    });
+    return inbox.next();
   }
 
   /** Leaving a `for await` loop unsubscribes. */
@@ -141,36 +128,27 @@ export class Subscription<T = unknown>
 
   /**
    * The messages as an Observable. It takes them from this subscription (one consumer at a
-   * time); unsubscribing from the Observable unsubscribes from the bus.
+   * time); unsubscribing from the Observable unsubscribes from the bus. Messages are handed
+   * over as they are read, no promise each: an observer that takes its time holds the
+   * reader, and with it the publishers (`block`), or has messages dropped (`drop`).
    */
   observe(): Observable<BusMessage<T>> {
     return new Observable<BusMessage<T>>((subscriber) => {
-      void (async () => {
-        for (;;) {
-          let result: IteratorResult<BusMessage<T>, undefined>;
-          try {
-            result = await this.next();
-          } catch (error) {
-            subscriber.error(error);
-            return;
-          }
-          if (result.done) {
-            subscriber.complete();
-            return;
-          }
-          // The Observable's consumer runs synchronously here, so a slow one slows the
-          // loop: the block policy still holds.
-          subscriber.next(result.value);
-          if (subscriber.closed) return;
-        }
-      })();
-      return () => this.unsubscribe();
+      if (this.#inbox.consumers > 0) {
+        subscriber.error(oneConsumer());
+        return;
+      }
+      const detach = this.#inbox.attach(subscriber);
+      return () => {
+        detach?.();
+        this.unsubscribe();
+      };
     });
   }
 
   /** Stops the subscription here and at the bus. Messages already queued are still yielded. */
   unsubscribe(): void {
-    if (this.#ended !== null) return;
+    if (this.#inbox.ended) return;
     this.#owner.unsubscribe(this as Subscription<unknown>);
     this.end(undefined);
   }
@@ -181,74 +159,24 @@ export class Subscription<T = unknown>
 
   /** Takes a delivered message. @internal */
   push(message: BusMessage<T>, bytes: number): void {
-    if (this.#ended !== null) return;
-    const waiter = this.#waiter;
-    if (waiter) {
-      this.#waiter = undefined;
-      this.#owner.waitingChanged();
-      waiter.resolve({ done: false, value: message });
-      return;
-    }
-    if (this.policy === 'drop' && this.#atLimit()) {
-      this.#dropped++;
-      return;
-    }
-    this.#queue.push(message);
-    this.#sizes.push(bytes);
-    this.#bytes += bytes;
-    if (this.policy === 'block' && !this.#full && this.#atLimit()) {
-      this.#full = true;
-      this.#owner.setFull(this as Subscription<unknown>, true);
-    }
+    this.#inbox.push(message, bytes);
   }
 
   /** Counts messages the bus dropped for this subscription. @internal */
   addDropped(count: number): void {
-    this.#dropped += count;
+    this.#droppedAtBus += count;
   }
 
   /** Ends the subscription: with an error, pending and later `next()` calls reject. @internal */
   end(error: VringError | undefined): void {
-    if (this.#ended !== null) return;
-    this.#ended = error;
+    if (this.#inbox.ended) return;
     if (this.#signal && this.#onAbort) this.#signal.removeEventListener('abort', this.#onAbort);
-    if (this.#full) {
-      this.#full = false;
-      this.#owner.setFull(this as Subscription<unknown>, false);
-    }
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    if (waiter) {
-      this.#owner.waitingChanged();
-      if (error) waiter.reject(error);
-      else waiter.resolve({ done: true, value: undefined });
-    }
+    this.#inbox.end(error);
   }
+}
 
-  #atLimit(divisor = 1): boolean {
-    return (
-      (this.#queue.length - this.#head) * divisor >= this.#highWaterMark ||
-      this.#bytes * divisor >= this.#highWaterBytes
-    );
-  }
-
-  #take(): BusMessage<T> {
-    const message = this.#queue[this.#head]!;
-    this.#bytes -= this.#sizes[this.#head]!;
-    this.#head++;
-    // Compact now and then rather than shift() per message.
-    if (this.#head >= 1024 && this.#head * 2 >= this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#sizes = this.#sizes.slice(this.#head);
-      this.#head = 0;
-    }
-    // Resume at half the limit, not just under it: one resume per many messages.
-    if (this.#full && !this.#atLimit(2)) {
-      this.#full = false;
-      this.#owner.setFull(this as Subscription<unknown>, false);
-    }
-    return message;
-  }
+function oneConsumer(): VringError {
+  return new VringError('ERR_VRING_INVALID_ARGUMENT', 'a subscription has one consumer at a time');
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {

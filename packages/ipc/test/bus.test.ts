@@ -288,6 +288,21 @@ test('an aborted signal unsubscribes', async () => {
   }
 });
 
+test('an aborted flush rejects with the reason; its answer reaches nobody and later flushes resolve', async () => {
+  const h = startBus();
+  try {
+    const client = await h.connect();
+    const abort = new AbortController();
+    const aborted = client.flush({ signal: abort.signal });
+    abort.abort(new VringError('ERR_VRING_ABORTED', 'no longer needed'));
+    assert.is((await rejection(aborted)).message, 'no longer needed');
+    await client.flush();
+    await client.flush({ signal: new AbortController().signal });
+  } finally {
+    await h.close();
+  }
+});
+
 test('connectBus waits for a bus that is not there yet, and can be aborted', async () => {
   const { connectBus } = await import('../src/index.js');
   const abort = new AbortController();

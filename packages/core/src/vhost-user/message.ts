@@ -780,8 +780,9 @@ export interface EncodedMessage {
  * Encodes a request for our front-end. The result is run through the same checks a receiver
  * applies, so we never send what we ourselves would refuse (a bad ring size or region is a
  * bug on our side, reported before it reaches a peer). The caller's fds are never closed.
- * @throws VringError `ERR_VRING_INVALID_ARGUMENT` with the check's reason when the message
- * would be rejected; RangeError/TypeError when a field does not fit its wire type.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a request this module does not encode,
+ * a field that does not fit its wire type, or a message a receiver would reject (then with
+ * the failed check's `reason`).
  */
 export function encodeRequest<R extends SupportedRequest>(
   request: R,

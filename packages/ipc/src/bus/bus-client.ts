@@ -4,10 +4,11 @@ import {
   VirtioUser,
   type VirtioUserEvent,
   VringError,
+  WaiterQueue,
 } from '@vring/core';
 import type { Observable } from 'rxjs';
 import { Observable as RxObservable } from 'rxjs';
-import { Link } from '../link.js';
+import { Link } from '../link/link.js';
 import { MessageCodec } from '../message-codec.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
@@ -103,9 +104,15 @@ export class BusClient implements AsyncDisposable {
   readonly #maxFrame: number;
   #nextSubscription = 1;
   #nextPing = 1;
-  #quietWaiters: Array<() => void> = [];
-  readonly #pings = new Map<number, { resolve(): void; reject(error: unknown): void }>();
-  #helloWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
+  /** drain() waits here for handlers and requests to finish. */
+  readonly #quietWaiters = new WaiterQueue<void>();
+  /**
+   * flush() calls waiting for their PONG, by ping id: the bus answers each PING, and a ping
+   * whose wait was aborted is still answered (to nobody).
+   */
+  readonly #pings = new Map<number, WaiterQueue<void>>();
+  /** Waiting for the bus to answer our HELLO is work in progress: the process stays up. */
+  readonly #helloWaiters = new WaiterQueue<void>(() => this.#updateKeepAlive());
   #sessions = 0;
   #closing = false;
 
@@ -198,8 +205,10 @@ export class BusClient implements AsyncDisposable {
 
   /**
    * Sends a request to one of the clients serving `name` and resolves with its reply.
-   * @throws VringError `ERR_VRING_NO_RESPONDERS` (nobody serves `name`), `ERR_VRING_TIMEOUT`,
-   * `ERR_VRING_ABORTED`, `ERR_VRING_PEER_DISCONNECTED`, or the handler's own error code.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` (a malformed name, a timeout that is not
+   * positive, a value msgpack cannot encode), `ERR_VRING_NO_RESPONDERS` (nobody serves
+   * `name`), `ERR_VRING_TIMEOUT`, `ERR_VRING_ABORTED`, `ERR_VRING_PEER_DISCONNECTED` (the bus
+   * or the responder went away), `ERR_VRING_CLOSED`, or the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
     return this.#requester.request<R>(name, value, options);
@@ -227,26 +236,14 @@ export class BusClient implements AsyncDisposable {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = this.#nextPing;
     this.#nextPing = (id % 0xffff_ffff) + 1;
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        this.#pings.delete(id);
-        this.#updateKeepAlive();
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pings.set(id, {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (error) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      });
+    const pong = new WaiterQueue<void>(() => {
+      if (pong.size === 0) this.#pings.delete(id);
       this.#updateKeepAlive();
-      this.#link.post(Kind.PING, this.#codec.encode([id]));
     });
+    this.#pings.set(id, pong);
+    const answered = pong.wait(signal);
+    this.#link.post(Kind.PING, this.#codec.encode([id]));
+    return answered;
   }
 
   /**
@@ -255,10 +252,9 @@ export class BusClient implements AsyncDisposable {
    */
   async drain(): Promise<void> {
     this.#responder.stopServing();
-    await new Promise<void>((resolve) => {
-      this.#quietWaiters.push(resolve);
-      this.#checkQuiet();
-    });
+    const quiet = this.#quietWaiters.wait();
+    this.#checkQuiet();
+    await quiet;
     await this.#link.drain();
     this.close();
     await this.closed;
@@ -277,20 +273,7 @@ export class BusClient implements AsyncDisposable {
   /** Resolves once the bus has answered; a client that does not get there is closed. @internal */
   ready(signal: AbortSignal | undefined): Promise<void> {
     if (this.#sessions > 0) return Promise.resolve();
-    const answered = new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(signal!.reason);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#helloWaiters.push({
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject,
-      });
-      // Waiting for the bus's answer is work in progress: the process must not exit under it.
-      this.#updateKeepAlive();
-    });
-    return answered.catch((error: unknown) => {
+    return this.#helloWaiters.wait(signal).catch((error: unknown) => {
       this.close();
       throw error;
     });
@@ -374,12 +357,7 @@ export class BusClient implements AsyncDisposable {
       }
       case Kind.PONG: {
         const [id] = this.#codec.decode(data, start, end, owned) as [number];
-        const ping = this.#pings.get(id);
-        if (ping) {
-          this.#pings.delete(id);
-          this.#updateKeepAlive();
-          ping.resolve();
-        }
+        this.#pings.get(id)?.resolveAll();
         return;
       }
       case Kind.HELLO: {
@@ -390,8 +368,7 @@ export class BusClient implements AsyncDisposable {
           });
         }
         this.#sessions++;
-        for (const w of this.#helloWaiters.splice(0)) w.resolve();
-        this.#updateKeepAlive();
+        this.#helloWaiters.resolveAll();
         return;
       }
       default:
@@ -415,7 +392,7 @@ export class BusClient implements AsyncDisposable {
       this.#requester.pending > 0 ||
       this.#responder.serving ||
       this.#pings.size > 0 ||
-      this.#helloWaiters.length > 0;
+      this.#helloWaiters.size > 0;
     if (!waiting) {
       for (const s of this.#subscriptions.values()) {
         if (s.waiting) {
@@ -429,16 +406,14 @@ export class BusClient implements AsyncDisposable {
 
   /** Resolves drain()'s wait once no handler runs and no request is out (or the link died). */
   #checkQuiet(): void {
-    if (this.#quietWaiters.length === 0) return;
+    if (this.#quietWaiters.size === 0) return;
     if (!this.#link.done && (this.#responder.active > 0 || this.#requester.pending > 0)) return;
-    for (const resolve of this.#quietWaiters.splice(0)) resolve();
+    this.#quietWaiters.resolveAll();
   }
 
   #failPings(error: VringError): void {
-    const pings = [...this.#pings.values()];
-    this.#pings.clear();
-    for (const p of pings) p.reject(error);
-    this.#updateKeepAlive();
+    // Each queue leaves the map as it empties.
+    for (const pong of [...this.#pings.values()]) pong.rejectAll(error);
   }
 
   #emit(event: BusClientEvent): void {
@@ -455,7 +430,7 @@ export class BusClient implements AsyncDisposable {
       : error;
     this.#requester.failAll(reason);
     this.#responder.stopAll(reason);
-    for (const w of this.#helloWaiters.splice(0)) w.reject(reason);
+    this.#helloWaiters.rejectAll(reason);
     this.#failPings(reason);
     this.#checkQuiet();
     const subscriptions = [...this.#subscriptions.values()];

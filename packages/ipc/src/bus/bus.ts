@@ -16,7 +16,7 @@ import {
   prefixCapacity,
 } from '../wire/msgpack-prefix.js';
 import { BusClient, type ConnectBusOptions, DEFAULT_MAX_FRAME } from './bus-client.js';
-import { BusPort } from './bus-port.js';
+import { BusMember } from './bus-member.js';
 import { InProcessTransport } from './in-process-transport.js';
 import { RouteTable } from './route-table.js';
 
@@ -56,9 +56,9 @@ export interface BusStats {
 }
 
 interface Call {
-  requester: BusPort;
+  requester: BusMember;
   requestId: number;
-  responder: BusPort;
+  responder: BusMember;
 }
 
 function malformed(what: string): VringError {
@@ -86,9 +86,9 @@ export class Bus implements AsyncDisposable {
   readonly #backend: VhostUserBackend;
   readonly #options: BusOptions;
   readonly #codec = new MessageCodec();
-  readonly #ports = new Set<BusPort>();
-  readonly #routes = new RouteTable<BusPort>();
-  readonly #servers = new Map<string, BusPort[]>();
+  readonly #members = new Set<BusMember>();
+  readonly #routes = new RouteTable<BusMember>();
+  readonly #servers = new Map<string, BusMember[]>();
   readonly #calls = new Map<number, Call>();
   readonly #highWaterMark: number;
   readonly #maxMessage: number;
@@ -121,7 +121,7 @@ export class Bus implements AsyncDisposable {
   }
 
   get stats(): BusStats {
-    return { clients: this.#ports.size, subscriptions: this.#routes.size, ...this.#stats };
+    return { clients: this.#members.size, subscriptions: this.#routes.size, ...this.#stats };
   }
 
   /**
@@ -150,10 +150,10 @@ export class Bus implements AsyncDisposable {
     if (this.#closing) return;
     this.#closing = true;
     this.#backend.close();
-    for (const port of this.#ports) {
-      if (port.link.transport instanceof InProcessTransport) port.link.close();
+    for (const member of this.#members) {
+      if (member.link.transport instanceof InProcessTransport) member.link.close();
     }
-    if (this.#ports.size === 0) this.#resolveClosed();
+    if (this.#members.size === 0) this.#resolveClosed();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -163,7 +163,7 @@ export class Bus implements AsyncDisposable {
 
   /** Makes a client of `transport`: `id` names it in errors and stats. */
   #attach(id: number, transport: FramePort): void {
-    const busPort = new BusPort(
+    const member = new BusMember(
       id,
       transport,
       this.#maxMessage,
@@ -171,15 +171,15 @@ export class Bus implements AsyncDisposable {
       (p, kind, body, owned) => this.#onMessage(p, kind, body, owned),
       (p) => this.#onWritable(p),
     );
-    this.#ports.add(busPort);
-    void busPort.link.closed.then((error) => {
+    this.#members.add(member);
+    void member.link.closed.then((error) => {
       if (error?.code === 'ERR_VRING_PROTOCOL' || error?.code === 'ERR_VRING_OVERSIZED_MESSAGE') {
         this.#stats.rejected++;
-        this.#report(error, busPort.id);
+        this.#report(error, member.id);
       }
-      this.#detach(busPort);
+      this.#detach(member);
     });
-    busPort.link.resume();
+    member.link.resume();
   }
 
   #report(error: VringError, client: number): void {
@@ -187,32 +187,32 @@ export class Bus implements AsyncDisposable {
     else process.stderr.write(`vring bus: client ${client} disconnected: ${error.message}\n`);
   }
 
-  #onMessage(port: BusPort, kind: number, body: Uint8Array, owned: boolean): void {
-    if (!port.greeted && kind !== Kind.HELLO) throw malformed('session: HELLO must come first');
+  #onMessage(member: BusMember, kind: number, body: Uint8Array, owned: boolean): void {
+    if (!member.greeted && kind !== Kind.HELLO) throw malformed('session: HELLO must come first');
     switch (kind) {
       case Kind.PUBLISH:
-        this.#publish(port, body, owned);
+        this.#publish(member, body, owned);
         return;
       case Kind.REQUEST:
-        this.#request(port, body, owned);
+        this.#request(member, body, owned);
         return;
       case Kind.REPLY:
-        this.#reply(port, body, owned);
+        this.#reply(member, body, owned);
         return;
       case Kind.CANCEL:
-        this.#cancel(port, this.#control(body, 1)[0]);
+        this.#cancel(member, this.#control(body, 1)[0]);
         return;
       case Kind.SUBSCRIBE: {
         const [sid, pattern, policy] = this.#control(body, 3);
         if (typeof sid !== 'number' || typeof pattern !== 'string') throw malformed('SUBSCRIBE');
         if (policy !== PolicyCode.block && policy !== PolicyCode.drop) throw malformed('policy');
-        this.#routes.add(port, sid, this.#pattern(pattern), policy === PolicyCode.drop);
+        this.#routes.add(member, sid, this.#pattern(pattern), policy === PolicyCode.drop);
         return;
       }
       case Kind.UNSUBSCRIBE: {
         const [sid] = this.#control(body, 1);
         if (typeof sid !== 'number') throw malformed('UNSUBSCRIBE');
-        this.#routes.remove(port, sid);
+        this.#routes.remove(member, sid);
         return;
       }
       case Kind.SERVE:
@@ -220,15 +220,15 @@ export class Bus implements AsyncDisposable {
         const [name] = this.#control(body, 1);
         if (typeof name !== 'string') throw malformed('SERVE');
         this.#name(name);
-        if (kind === Kind.SERVE) this.#serve(port, name);
-        else this.#unserve(port, name);
+        if (kind === Kind.SERVE) this.#serve(member, name);
+        else this.#unserve(member, name);
         return;
       }
       case Kind.PING: {
         // Messages from one client are handled in order: the answer says all before it were.
         const [id] = this.#control(body, 1);
         if (typeof id !== 'number') throw malformed('PING');
-        port.link.post(Kind.PONG, this.#codec.encode([id]));
+        member.link.post(Kind.PONG, this.#codec.encode([id]));
         return;
       }
       case Kind.HELLO: {
@@ -245,10 +245,10 @@ export class Bus implements AsyncDisposable {
         ) {
           throw malformed('HELLO: frame size');
         }
-        const frame = Math.min(maxFrame, port.link.transport.maxMessage);
-        port.link.setMaxFrame(frame);
-        port.greeted = true;
-        port.link.post(Kind.HELLO, this.#codec.encode([BUS_PROTOCOL_VERSION, frame]));
+        const frame = Math.min(maxFrame, member.link.transport.maxMessage);
+        member.link.setMaxFrame(frame);
+        member.greeted = true;
+        member.link.post(Kind.HELLO, this.#codec.encode([BUS_PROTOCOL_VERSION, frame]));
         return;
       }
       default:
@@ -287,7 +287,7 @@ export class Bus implements AsyncDisposable {
     }
   }
 
-  #publish(port: BusPort, body: Uint8Array, owned: boolean): void {
+  #publish(member: BusMember, body: Uint8Array, owned: boolean): void {
     const reader = new MsgpackPrefixReader(body);
     if (reader.arrayLength() !== 2) throw malformed('PUBLISH');
     const fieldsAt = reader.offset;
@@ -306,14 +306,14 @@ export class Bus implements AsyncDisposable {
     // subscriber's send batch (into a buffer of its own only for one that must queue).
     const fields = body.subarray(fieldsAt);
     for (const d of deliveries) {
-      const to = d.port;
+      const to = d.member;
       if (to.link.queued >= this.#highWaterMark) {
         if (!d.block) {
           this.#stats.dropped++;
           for (const sid of d.sids) to.drops.set(sid, (to.drops.get(sid) ?? 0) + 1);
           continue;
         }
-        this.#hold(port, to);
+        this.#hold(member, to);
       }
       this.#stats.delivered++;
       // A publish arrives with others of its batch more often than alone: deliveries of this
@@ -323,22 +323,22 @@ export class Bus implements AsyncDisposable {
     }
   }
 
-  #serve(port: BusPort, name: string): void {
-    if (port.serves.has(name)) return;
-    port.serves.add(name);
+  #serve(member: BusMember, name: string): void {
+    if (member.serves.has(name)) return;
+    member.serves.add(name);
     const servers = this.#servers.get(name);
-    if (servers) servers.push(port);
-    else this.#servers.set(name, [port]);
+    if (servers) servers.push(member);
+    else this.#servers.set(name, [member]);
   }
 
-  #unserve(port: BusPort, name: string): void {
-    if (!port.serves.delete(name)) return;
-    const servers = this.#servers.get(name)!.filter((p) => p !== port);
+  #unserve(member: BusMember, name: string): void {
+    if (!member.serves.delete(name)) return;
+    const servers = this.#servers.get(name)!.filter((p) => p !== member);
     if (servers.length > 0) this.#servers.set(name, servers);
     else this.#servers.delete(name);
   }
 
-  #request(port: BusPort, body: Uint8Array, owned: boolean): void {
+  #request(member: BusMember, body: Uint8Array, owned: boolean): void {
     const reader = new MsgpackPrefixReader(body);
     if (reader.arrayLength() !== 3) throw malformed('REQUEST');
     const requestId = reader.uint();
@@ -349,10 +349,10 @@ export class Bus implements AsyncDisposable {
     // the receiver.
     reader.skipValue(MAX_VALUE_DEPTH);
     reader.end();
-    if (port.requests.has(requestId)) throw malformed(`REQUEST: id ${requestId} is in flight`);
+    if (member.requests.has(requestId)) throw malformed(`REQUEST: id ${requestId} is in flight`);
     const servers = this.#servers.get(name);
     if (!servers) {
-      port.link.post(
+      member.link.post(
         Kind.REPLY,
         this.#codec.encode([
           requestId,
@@ -366,15 +366,15 @@ export class Bus implements AsyncDisposable {
     }
     const responder = servers[this.#roundRobin++ % servers.length]!;
     const callId = this.#newCallId();
-    this.#calls.set(callId, { requester: port, requestId, responder });
-    port.requests.set(requestId, callId);
+    this.#calls.set(callId, { requester: member, requestId, responder });
+    member.requests.set(requestId, callId);
     responder.answering.add(callId);
     this.#stats.requests++;
     const fields = body.subarray(fieldsAt);
-    this.#forward(port, responder, Kind.REQUEST, callId, fields, owned);
+    this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
   }
 
-  #reply(port: BusPort, body: Uint8Array, owned: boolean): void {
+  #reply(member: BusMember, body: Uint8Array, owned: boolean): void {
     const reader = new MsgpackPrefixReader(body);
     if (reader.arrayLength() !== 3) throw malformed('REPLY');
     const callId = reader.uint();
@@ -385,15 +385,15 @@ export class Bus implements AsyncDisposable {
     reader.end();
     const call = this.#calls.get(callId);
     // A reply to a call cancelled meanwhile is late, not wrong.
-    if (!call || call.responder !== port) return;
+    if (!call || call.responder !== member) return;
     if (status !== ReplyStatus.NEXT) this.#endCall(callId, call);
     const fields = body.subarray(fieldsAt);
-    this.#forward(port, call.requester, Kind.REPLY, call.requestId, fields, owned);
+    this.#forward(member, call.requester, Kind.REPLY, call.requestId, fields, owned);
   }
 
-  #cancel(port: BusPort, requestId: unknown): void {
+  #cancel(member: BusMember, requestId: unknown): void {
     if (typeof requestId !== 'number') throw malformed('CANCEL');
-    const callId = port.requests.get(requestId);
+    const callId = member.requests.get(requestId);
     const call = callId === undefined ? undefined : this.#calls.get(callId);
     if (!call || callId === undefined) return;
     this.#endCall(callId, call);
@@ -405,8 +405,8 @@ export class Bus implements AsyncDisposable {
    * holds `from` back (RPC never drops).
    */
   #forward(
-    from: BusPort,
-    to: BusPort,
+    from: BusMember,
+    to: BusMember,
     kind: number,
     id: number,
     fields: Uint8Array,
@@ -418,21 +418,21 @@ export class Bus implements AsyncDisposable {
   }
 
   /** Stops reading from `from` until `to` has drained its send queue. */
-  #hold(from: BusPort, to: BusPort): void {
+  #hold(from: BusMember, to: BusMember): void {
     if (from === to) return; // it would wait for itself; its own ring limits it
-    from.link.pause(`port ${to.id}`);
+    from.link.pause(`member ${to.id}`);
     to.blockedPublishers.add(from);
   }
 
-  #onWritable(port: BusPort): void {
-    // Cleared first: a publisher resumed here may be held again by this port at once.
-    const blocked = [...port.blockedPublishers];
-    port.blockedPublishers.clear();
-    for (const from of blocked) from.link.resume(`port ${port.id}`);
-    if (port.drops.size > 0) {
-      for (const [sid, count] of port.drops)
-        port.link.post(Kind.DROPPED, this.#codec.encode([sid, count]));
-      port.drops.clear();
+  #onWritable(member: BusMember): void {
+    // Cleared first: a publisher resumed here may be held again by this member at once.
+    const blocked = [...member.blockedPublishers];
+    member.blockedPublishers.clear();
+    for (const from of blocked) from.link.resume(`member ${member.id}`);
+    if (member.drops.size > 0) {
+      for (const [sid, count] of member.drops)
+        member.link.post(Kind.DROPPED, this.#codec.encode([sid, count]));
+      member.drops.clear();
     }
   }
 
@@ -450,17 +450,17 @@ export class Bus implements AsyncDisposable {
   }
 
   /** A client is gone: undo everything it took part in. */
-  #detach(port: BusPort): void {
-    this.#ports.delete(port);
-    this.#routes.removePort(port);
-    for (const name of [...port.serves]) this.#unserve(port, name);
-    for (const callId of [...port.requests.values()]) {
+  #detach(member: BusMember): void {
+    this.#members.delete(member);
+    this.#routes.removeMember(member);
+    for (const name of [...member.serves]) this.#unserve(member, name);
+    for (const callId of [...member.requests.values()]) {
       const call = this.#calls.get(callId);
       if (!call) continue;
       this.#endCall(callId, call);
       call.responder.link.post(Kind.CANCEL, this.#codec.encode([callId]), undefined, callId);
     }
-    for (const callId of [...port.answering]) {
+    for (const callId of [...member.answering]) {
       const call = this.#calls.get(callId);
       if (!call) continue;
       this.#endCall(callId, call);
@@ -475,8 +475,8 @@ export class Bus implements AsyncDisposable {
         call.requestId,
       );
     }
-    this.#onWritable(port);
-    for (const other of this.#ports) other.blockedPublishers.delete(port);
-    if (this.#closing && this.#ports.size === 0) this.#resolveClosed();
+    this.#onWritable(member);
+    for (const other of this.#members) other.blockedPublishers.delete(member);
+    if (this.#closing && this.#members.size === 0) this.#resolveClosed();
   }
 }

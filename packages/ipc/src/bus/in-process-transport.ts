@@ -1,4 +1,5 @@
-import { type FramePort, type MessageBatch, VringError } from '@vring/core';
+import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vring/core';
+import { Fifo } from '../fifo.js';
 
 /**
  * One end of a connection between a bus and a client in the same process: frames are handed
@@ -23,10 +24,12 @@ export class InProcessTransport implements FramePort {
   /** Frames are handed over in memory: nothing spins and nothing sleeps on an eventfd. */
   readonly notification = 'event';
   #peer!: InProcessTransport;
-  #inbox: Buffer[] = [];
-  #inboxHead = 0;
-  #receiveWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
-  #sendWaiters: Array<{ resolve(): void; reject(error: unknown): void }> = [];
+  /** Frames the peer sent, not yet received. */
+  readonly #inbox = new Fifo<Buffer>();
+  /** Receivers waiting for frames in this end's inbox. */
+  readonly #receivable = new WaiterQueue<void>();
+  /** Senders waiting for room in the peer's inbox. */
+  readonly #sendable = new WaiterQueue<void>();
   #failure: VringError | undefined;
   #done = false;
   #resolveClosed!: (error: VringError | undefined) => void;
@@ -60,7 +63,7 @@ export class InProcessTransport implements FramePort {
     let offset = 0;
     for (let i = 0; i < start; i++) offset += batch.lengths[i]!;
     let i = start;
-    for (; i < batch.count && peer.#queued < peer.capacity; i++) {
+    for (; i < batch.count && peer.#inbox.length < peer.capacity; i++) {
       const length = batch.lengths[i]!;
       if (length > peer.maxMessage) {
         throw new VringError(
@@ -72,7 +75,7 @@ export class InProcessTransport implements FramePort {
       peer.#inbox.push(Buffer.from(batch.data.subarray(offset, offset + length)));
       offset += length;
     }
-    if (i > start) settle(peer.#receiveWaiters);
+    if (i > start) wake(peer.#receivable);
     return i - start;
   }
 
@@ -88,16 +91,13 @@ export class InProcessTransport implements FramePort {
   #tryReceive(batch: MessageBatch): number {
     this.#check();
     batch.clear();
+    const inbox = this.#inbox;
     let n = 0;
-    while (this.#inboxHead < this.#inbox.length && batch.push(this.#inbox[this.#inboxHead]!)) {
-      this.#inbox[this.#inboxHead++] = EMPTY;
+    while (inbox.length > 0 && batch.push(inbox.peek()!)) {
+      inbox.shift();
       n++;
     }
-    if (this.#inboxHead === this.#inbox.length) {
-      this.#inbox = [];
-      this.#inboxHead = 0;
-    }
-    if (n > 0) settle(this.#peer.#sendWaiters);
+    if (n > 0) wake(this.#peer.#sendable);
     return n;
   }
 
@@ -108,14 +108,14 @@ export class InProcessTransport implements FramePort {
 
   #waitReceivable(): Promise<void> {
     if (this.#done) return Promise.reject(this.#closedError());
-    if (this.#queued > 0) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#receiveWaiters.push({ resolve, reject }));
+    if (this.#inbox.length > 0) return Promise.resolve();
+    return this.#receivable.wait();
   }
 
   waitSendable(): Promise<void> {
     if (this.#done) return Promise.reject(this.#closedError());
-    if (this.#peer.#queued < this.#peer.capacity) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#sendWaiters.push({ resolve, reject }));
+    if (this.#peer.#inbox.length < this.#peer.capacity) return Promise.resolve();
+    return this.#sendable.wait();
   }
 
   /** Nothing to keep alive: the other end is in this process, and so is whoever waits. */
@@ -134,10 +134,6 @@ export class InProcessTransport implements FramePort {
     this.#peer.#finish(new VringError('ERR_VRING_PEER_DISCONNECTED', 'the peer went away'));
   }
 
-  get #queued(): number {
-    return this.#inbox.length - this.#inboxHead;
-  }
-
   #check(): void {
     if (this.#done) throw this.#closedError();
   }
@@ -150,18 +146,15 @@ export class InProcessTransport implements FramePort {
     if (this.#done) return;
     this.#done = true;
     this.#failure = error;
-    this.#inbox = [];
-    this.#inboxHead = 0;
+    this.#inbox.clear();
     const reason = this.#closedError();
-    for (const w of this.#receiveWaiters.splice(0)) w.reject(reason);
-    for (const w of this.#sendWaiters.splice(0)) w.reject(reason);
+    this.#receivable.rejectAll(reason);
+    this.#sendable.rejectAll(reason);
     this.#resolveClosed(error);
   }
 }
 
-const EMPTY = Buffer.alloc(0);
-
-function settle(waiters: Array<{ resolve(): void }>): void {
-  if (waiters.length === 0) return;
-  for (const w of waiters.splice(0)) w.resolve();
+/** Wakes everyone waiting on `waiters` (checked first: resolving none still swaps arrays). */
+function wake(waiters: WaiterQueue<void>): void {
+  if (waiters.size > 0) waiters.resolveAll();
 }

@@ -2,16 +2,16 @@ import type { TopicPattern } from '../topic.js';
 import { MsgpackPrefixWriter, prefixCapacity } from '../wire/msgpack-prefix.js';
 
 /** One subscription as the bus holds it. */
-interface Entry<P> {
-  port: P;
+interface Entry<M> {
+  member: M;
   sid: number;
   pattern: TopicPattern;
   drop: boolean;
 }
 
 /** Where a message on a topic goes: one client, all of its matching subscriptions. */
-export interface Delivery<P> {
-  port: P;
+export interface Delivery<M> {
+  member: M;
   /** The subscription ids, as the DELIVER prefix `[sids, ` already encoded. */
   head: Uint8Array;
   sids: number[];
@@ -27,9 +27,9 @@ const CACHE_LIMIT = 4096;
  * every pattern once and the answer (with each client's DELIVER prefix) is cached until the
  * subscriptions change, so a publish costs one map lookup.
  */
-export class RouteTable<P> {
-  readonly #entries = new Map<P, Map<number, Entry<P>>>();
-  readonly #cache = new Map<string, Array<Delivery<P>>>();
+export class RouteTable<M> {
+  readonly #entries = new Map<M, Map<number, Entry<M>>>();
+  readonly #cache = new Map<string, Array<Delivery<M>>>();
   #count = 0;
 
   /** Subscriptions held. */
@@ -37,30 +37,30 @@ export class RouteTable<P> {
     return this.#count;
   }
 
-  add(port: P, sid: number, pattern: TopicPattern, drop: boolean): void {
-    let entries = this.#entries.get(port);
+  add(member: M, sid: number, pattern: TopicPattern, drop: boolean): void {
+    let entries = this.#entries.get(member);
     if (!entries) {
       entries = new Map();
-      this.#entries.set(port, entries);
+      this.#entries.set(member, entries);
     }
     if (!entries.has(sid)) this.#count++;
     // The same id again replaces the subscription (a client resubscribing after a restart).
-    entries.set(sid, { port, sid, pattern, drop });
+    entries.set(sid, { member, sid, pattern, drop });
     this.#cache.clear();
   }
 
-  remove(port: P, sid: number): void {
-    if (this.#entries.get(port)?.delete(sid)) {
+  remove(member: M, sid: number): void {
+    if (this.#entries.get(member)?.delete(sid)) {
       this.#count--;
       this.#cache.clear();
     }
   }
 
-  removePort(port: P): void {
-    const entries = this.#entries.get(port);
+  removeMember(member: M): void {
+    const entries = this.#entries.get(member);
     if (!entries) return;
     this.#count -= entries.size;
-    this.#entries.delete(port);
+    this.#entries.delete(member);
     this.#cache.clear();
   }
 
@@ -68,16 +68,16 @@ export class RouteTable<P> {
    * Where a message on `topic` goes, if the topic has been looked up since the
    * subscriptions last changed (so it was checked then).
    */
-  cached(topic: string): ReadonlyArray<Delivery<P>> | undefined {
+  cached(topic: string): ReadonlyArray<Delivery<M>> | undefined {
     return this.#cache.get(topic);
   }
 
   /** Where a message on `topic` goes (empty when nobody listens). */
-  lookup(topic: string): ReadonlyArray<Delivery<P>> {
+  lookup(topic: string): ReadonlyArray<Delivery<M>> {
     const cached = this.#cache.get(topic);
     if (cached) return cached;
-    const deliveries: Array<Delivery<P>> = [];
-    for (const [port, entries] of this.#entries) {
+    const deliveries: Array<Delivery<M>> = [];
+    for (const [member, entries] of this.#entries) {
       const sids: number[] = [];
       let block = false;
       for (const e of entries.values()) {
@@ -90,7 +90,7 @@ export class RouteTable<P> {
       const writer = new MsgpackPrefixWriter(prefixCapacity(sids.length + 1));
       writer.arrayHeader(3).arrayHeader(sids.length);
       for (const sid of sids) writer.uint(sid);
-      deliveries.push({ port, head: writer.finish(), sids, block });
+      deliveries.push({ member, head: writer.finish(), sids, block });
     }
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
     this.#cache.set(topic, deliveries);

@@ -1,3 +1,5 @@
+import { Fifo } from '../fifo.js';
+
 /** One pending timeout; `cancel()` it when the work finishes first. */
 export interface Deadline {
   cancel(): void;
@@ -30,7 +32,7 @@ class Entry implements Deadline {
  * the requests in flight. The timer never keeps the process alive.
  */
 export class Deadlines {
-  readonly #queues = new Map<number, Queue>();
+  readonly #queues = new Map<number, Fifo<Entry>>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
 
@@ -38,10 +40,10 @@ export class Deadlines {
   add(ms: number, onExpire: (() => void) | { expire(): void }): Deadline {
     let queue = this.#queues.get(ms);
     if (!queue) {
-      queue = new Queue();
+      queue = new Fifo();
       this.#queues.set(ms, queue);
     }
-    queue.dropFinished();
+    while (queue.peek()?.done) queue.shift();
     const entry = new Entry(performance.now() + ms, onExpire);
     queue.push(entry);
     if (entry.at < this.#timerAt) this.#schedule(entry.at);
@@ -75,37 +77,6 @@ export class Deadlines {
     for (const e of expired) {
       e.done = true;
       e.onExpire();
-    }
-  }
-}
-
-/** A FIFO of entries with an index for its front (no O(n) shift). */
-class Queue {
-  #items: Entry[] = [];
-  #head = 0;
-
-  push(entry: Entry): void {
-    this.#items.push(entry);
-  }
-
-  peek(): Entry | undefined {
-    return this.#items[this.#head];
-  }
-
-  shift(): void {
-    this.#head++;
-    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-  }
-
-  /** Drops finished entries at the front. */
-  dropFinished(): void {
-    while (this.#items[this.#head]?.done) this.shift();
-    if (this.#head === this.#items.length && this.#head > 0) {
-      this.#items = [];
-      this.#head = 0;
     }
   }
 }

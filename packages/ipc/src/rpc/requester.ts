@@ -1,6 +1,6 @@
 import { VringError } from '@vring/core';
 import { Observable } from 'rxjs';
-import type { Link } from '../link.js';
+import type { Link } from '../link/link.js';
 import type { MessageCodec } from '../message-codec.js';
 import { CheckedTopics } from '../topic.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
@@ -30,7 +30,9 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 
 /**
  * One 'abort' listener per signal, however many requests share it: a signal passed to
- * thousands of requests would otherwise trip Node's MaxListenersExceededWarning.
+ * thousands of requests would otherwise trip Node's MaxListenersExceededWarning. (Not a
+ * WaiterQueue wait: a request waits for its reply by id, and aborting it also cancels the
+ * work at the responder.)
  */
 const abortWatchers = new WeakMap<AbortSignal, Set<() => void>>();
 

@@ -1,6 +1,6 @@
 import { VringError } from '@vring/core';
 import { isObservable, type Observable, type Subscription as RxSubscription } from 'rxjs';
-import type { Link } from '../link.js';
+import type { Link } from '../link/link.js';
 import type { MessageCodec } from '../message-codec.js';
 import { checkTopic } from '../topic.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';

@@ -92,6 +92,25 @@ export function writeFrameHeader(
 }
 
 /**
+ * Whether the frame `data[start, end)` begins with a whole message (FIRST and LAST) of
+ * `kind`: read from the first record's header without checking the rest of the frame, for a
+ * receiver looking for where a session starts among frames it will otherwise drop.
+ */
+export function startsWithWholeMessage(
+  data: Uint8Array,
+  start: number,
+  end: number,
+  kind: number,
+): boolean {
+  const record = start + ETHERNET_HEADER_BYTES;
+  return (
+    end - start >= FRAME_HEADER_BYTES &&
+    data[record + 1] === kind &&
+    (data[record + 2]! & (FLAG_FIRST | FLAG_LAST)) === (FLAG_FIRST | FLAG_LAST)
+  );
+}
+
+/**
  * Checks a frame's Ethernet header; returns where its first record starts.
  * @throws VringError `ERR_VRING_PROTOCOL` (`frame-too-short`, `not-vring-ethertype`).
  */

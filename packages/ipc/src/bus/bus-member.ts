@@ -1,15 +1,15 @@
 import type { FramePort } from '@vring/core';
-import { Link } from '../link.js';
+import { Link } from '../link/link.js';
 import { Kind } from '../wire/message-kinds.js';
 
-/** Frames a port starts with, before the client's HELLO says what it takes. */
+/** Frames a member is sent before its HELLO says what it takes. */
 const INITIAL_MAX_FRAME = 1514;
 
 /**
  * One client attached to the bus: its link and what the bus must undo when it goes
  * (subscriptions live in the route table). @internal
  */
-export class BusPort {
+export class BusMember {
   readonly id: number;
   readonly link: Link;
   /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
@@ -20,8 +20,8 @@ export class BusPort {
   readonly requests = new Map<number, number>();
   /** Calls routed to this client for an answer. */
   readonly answering = new Set<number>();
-  /** Ports whose reading is paused until this port's send queue drains. */
-  readonly blockedPublishers = new Set<BusPort>();
+  /** Members whose reading is paused until this member's send queue drains. */
+  readonly blockedPublishers = new Set<BusMember>();
   /** Messages dropped per `drop` subscription since the client was last told. */
   readonly drops = new Map<number, number>();
 
@@ -30,8 +30,8 @@ export class BusPort {
     port: FramePort,
     maxMessage: number,
     lowWaterMark: number,
-    onMessage: (port: BusPort, kind: number, body: Uint8Array, owned: boolean) => void,
-    onWritable: (port: BusPort) => void,
+    onMessage: (member: BusMember, kind: number, body: Uint8Array, owned: boolean) => void,
+    onWritable: (member: BusMember) => void,
   ) {
     this.id = id;
     this.link = new Link(port, {

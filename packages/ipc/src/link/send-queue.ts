@@ -1,32 +1,18 @@
-import {
-  type FramePolling,
-  type FramePort,
-  MessageBatch,
-  type NotificationMode,
-  VringError,
-} from '@vring/core';
-import { MessageCodec } from './message-codec.js';
-import { Fragmenter, OutgoingMessage } from './wire/fragmenter.js';
-import { type MessageSink, Reassembler } from './wire/reassembler.js';
+import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vring/core';
+import { MessageCodec } from '../message-codec.js';
+import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
+import { POLL_MS, pollUntil } from './polling.js';
+import { SendGroup } from './send-group.js';
 
-/** Options of a {@link Link}. @internal */
-export interface LinkOptions {
+/** Options of a {@link SendQueue}. @internal */
+export interface SendQueueOptions {
   /** Largest frame, headers included. */
   maxFrame: number;
-  /** Largest message body accepted from the peer. */
-  maxMessage: number;
-  /** Encodes what {@link Link.sendValue} and {@link Link.postValue} send (default: a new one). */
+  /**
+   * Encodes what {@link SendQueue.sendValue} and {@link SendQueue.postValue} send (default:
+   * a new one).
+   */
   codec?: MessageCodec;
-  /**
-   * Takes each complete message, whose body is `data[start, end)`: valid only during the
-   * call unless `owned` (see {@link MessageSink}).
-   */
-  onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void;
-  /**
-   * A session starts with a whole message of this kind: frames before it (left in the ring
-   * by a previous peer, or the tail of a message the previous peer began) are dropped.
-   */
-  syncKind?: number;
   /** Messages queued to send below which `onWritable` is called (default 256). */
   lowWaterMark?: number;
   /** Called when the send queue shrinks to `lowWaterMark` after being above it. */
@@ -63,67 +49,24 @@ class Outgoing extends OutgoingMessage {
 }
 
 /**
- * Sends issued in one tick share one promise, which resolves once the last of them is in
- * the ring: one promise and no closures per message, where a stream of small sends used
- * to allocate three each.
- */
-class SendGroup {
-  readonly promise: Promise<void>;
-  pending = 0;
-  #resolve!: () => void;
-  #reject!: (error: unknown) => void;
-
-  constructor() {
-    this.promise = new Promise<void>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-  }
-
-  sent(count = 1): void {
-    this.pending -= count;
-    if (this.pending === 0) this.#resolve();
-  }
-
-  fail(error: unknown): void {
-    this.#reject(error);
-  }
-}
-
-/**
  * Frames per message per turn: a message longer than this shares each batch with the
  * messages queued behind it, so a 64 MiB publish does not hold up small ones.
  */
 const FRAMES_PER_TURN = 16;
 
 /**
- * How long the reader polls an empty ring before it sleeps, per notification mode: in
- * `adaptive`, the transport's usual spin budget; in `event`, a few microseconds, enough for
- * the application to answer what it was just given without an arm/sleep/wake cycle; `poll`
- * never sleeps. The reader polls in JavaScript, yielding to promise work between checks, and
- * never lets the transport spin natively: a native spin holds the thread, so a reply the
- * application is building (or a peer in the same process) would wait for it.
+ * The sending half of a {@link Link}: messages cut into frames and written into the ring,
+ * concurrent sends batched into one native crossing, ordering per lane with interleaving
+ * across lanes, and the queue's own flow control (`drain`, `onWritable`). The first message
+ * of a turn goes straight into the ring; the rest of the turn joins the send batch, and a
+ * message that cannot join it waits in the queue for the pump. @internal
  */
-const POLL_MS: Record<NotificationMode, number> = { event: 0.005, adaptive: 0.05, poll: Infinity };
-
-/** A polling reader lets timers and I/O run this often (what the native poll mode does). */
-const LOOP_TURN_MS = 0.01;
-
-/**
- * Messages (kind + body) over a transport: fragmentation and reassembly, batching of
- * concurrent sends into one native crossing, ordering per lane with interleaving across
- * lanes, and flow control in both directions (the owner pauses reading; the send queue
- * reports when it drains). Channel and the bus are built on it. @internal
- */
-export class Link {
-  readonly closed: Promise<VringError | undefined>;
+export abstract class SendQueue {
   readonly transport: FramePort;
-  readonly #options: LinkOptions;
   readonly #codec: MessageCodec;
   #fragmenter: Fragmenter;
-  readonly #reassembler: Reassembler;
   readonly #sendBatch: MessageBatch;
-  readonly #receiveBatch: MessageBatch;
+  readonly #options: SendQueueOptions;
   readonly #lowWaterMark: number;
   /** Messages that could not go straight into the send batch, in send order. */
   #outgoing: Outgoing[] = [];
@@ -137,56 +80,35 @@ export class Link {
   /** The send batch is going into the ring (waiting for room): nothing may join it. */
   #sending = false;
   #nextStream = 1;
-  #reading = false;
-  readonly #pausedBy = new Set<string>();
-  #synced: boolean;
   #aboveLowWater = false;
-  #drainWaiters: Array<() => void> = [];
-  #wanted = false;
+  readonly #drainWaiters = new WaiterQueue<void>();
   /** The group later sends of this tick join (see {@link SendGroup}). */
   #group: SendGroup | undefined;
-  /** The reader's pending sleep (one at a time) and what ends it early. */
-  #sleeping: Promise<void> | undefined;
+  /** What a send calls to wake a sleeping reader (see {@link SendQueue.wakeOnSend}). */
   #wake: (() => void) | undefined;
-  #keepAlive: boolean | undefined;
   /**
    * A message went straight into the ring in this turn, or the owner asked to batch (see
-   * {@link Link.#appended}): later ones wait for the batch.
+   * {@link SendQueue.#appended}): later ones wait for the batch.
    */
   #wroteThisTurn = false;
   #failure: VringError | undefined;
   #done = false;
-  #resolveClosed!: (error: VringError | undefined) => void;
 
-  constructor(transport: FramePort, options: LinkOptions) {
+  /**
+   * `batch` is where messages are cut into frames before they go into the ring.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a `maxFrame` beyond the transport's.
+   */
+  constructor(transport: FramePort, options: SendQueueOptions, batch: MessageBatch) {
     this.transport = transport;
-    this.#options = options;
     this.#codec = options.codec ?? new MessageCodec();
-    if (options.maxFrame > transport.maxMessage) {
-      throw new VringError(
-        'ERR_VRING_INVALID_ARGUMENT',
-        `maxFrame ${options.maxFrame} exceeds the transport's maxMessage ${transport.maxMessage}`,
-      );
-    }
-    this.#fragmenter = new Fragmenter({ maxFrame: options.maxFrame });
-    // A frame can carry several messages: those after one that closed the link are dropped.
-    const sink: MessageSink = (kind, data, start, end, owned) => {
-      if (!this.#done) options.onMessage(kind, data, start, end, owned);
-    };
-    this.#reassembler = new Reassembler(sink, { maxMessage: options.maxMessage });
+    this.#fragmenter = this.#fragmenterFor(options.maxFrame);
+    this.#sendBatch = batch;
+    this.#options = options;
     this.#lowWaterMark = options.lowWaterMark ?? 256;
-    this.#synced = options.syncKind === undefined;
-    const batchBytes = Math.max(256 * 1024, transport.maxMessage);
-    this.#sendBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
-    this.#receiveBatch = new MessageBatch({ bytes: batchBytes, messages: 1024 });
-    this.closed = new Promise((resolve) => {
-      this.#resolveClosed = resolve;
-    });
-    void transport.closed.then((error) =>
-      this.#fail(error ?? new VringError('ERR_VRING_CLOSED', 'connection is closed')),
-    );
-    this.#applyKeepAlive();
   }
+
+  /** Ends the link with `error`: the queue cannot go on (the transport failed under it). */
+  protected abstract fail(error: VringError): void;
 
   /** Whether the link has closed or failed. */
   get done(): boolean {
@@ -203,19 +125,28 @@ export class Link {
     return this.#failure ?? new VringError('ERR_VRING_CLOSED', 'connection is closed');
   }
 
+  /** What closed the link: undefined after a plain close. */
+  protected get failure(): VringError | undefined {
+    return this.#failure;
+  }
+
   /**
    * Changes the frame size for messages not yet begun: what a peer announces it can take
    * when a session starts.
    * @throws VringError `ERR_VRING_INVALID_ARGUMENT` beyond the transport's limit.
    */
   setMaxFrame(maxFrame: number): void {
+    this.#fragmenter = this.#fragmenterFor(maxFrame);
+  }
+
+  #fragmenterFor(maxFrame: number): Fragmenter {
     if (maxFrame > this.transport.maxMessage) {
       throw new VringError(
         'ERR_VRING_INVALID_ARGUMENT',
         `maxFrame ${maxFrame} exceeds the transport's maxMessage ${this.transport.maxMessage}`,
       );
     }
-    this.#fragmenter = new Fragmenter({ maxFrame });
+    return new Fragmenter({ maxFrame });
   }
 
   /** Sends a message; resolves when its last frame is in the ring. */
@@ -234,9 +165,10 @@ export class Link {
       return this.#group!.promise;
     }
     if (signal.aborted) return Promise.reject(signal.reason);
+    // Not a WaiterQueue wait: aborting withdraws the message only while none of it is in the
+    // ring (half a message would break the stream); once begun, the send runs to its end.
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
-        // Only a message not begun can be withdrawn: half a message would break the stream.
         const i = this.#outgoing.indexOf(entry);
         if (i === -1 || entry.offset > 0) return;
         this.#outgoing.splice(i, 1);
@@ -273,7 +205,7 @@ export class Link {
   }
 
   /**
-   * Sends `value` encoded by the codec (see {@link Link.send}). A value msgpack cannot
+   * Sends `value` encoded by the codec (see {@link SendQueue.send}). A value msgpack cannot
    * encode rejects with `ERR_VRING_INVALID_ARGUMENT`.
    */
   sendValue(kind: number, value: unknown, lane?: Lane, signal?: AbortSignal): Promise<void> {
@@ -291,7 +223,7 @@ export class Link {
   }
 
   /**
-   * Sends `value` encoded by the codec, with nobody waiting (see {@link Link.post}).
+   * Sends `value` encoded by the codec, with nobody waiting (see {@link SendQueue.post}).
    * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a value msgpack cannot encode.
    */
   postValue(kind: number, value: unknown, lane?: Lane): void {
@@ -305,45 +237,37 @@ export class Link {
     if ((this.#outgoing.length === 0 && this.#batched === 0) || this.#done) {
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
-  }
-
-  /** Starts reading, or resumes after `pause(reason)` once no other reason holds it. */
-  resume(reason = ''): void {
-    this.#pausedBy.delete(reason);
-    if (this.#reading || this.#done || this.#pausedBy.size > 0) return;
-    this.#reading = true;
-    // Never inside the caller: a router resuming a port must not have that port's messages
-    // routed (and the port paused again) in the middle of its own bookkeeping.
-    RESOLVED.then(this.#startReading);
-  }
-
-  readonly #startReading = (): void => {
-    void this.#read();
-  };
-
-  /**
-   * Stops reading, for `reason`, after the batch in hand: the peer then fills the ring and
-   * waits. Messages of that batch are still delivered.
-   */
-  pause(reason = ''): void {
-    this.#pausedBy.add(reason);
+    return this.#drainWaiters.wait();
   }
 
   /**
-   * Starts a new session with a new peer behind the same transport: the reassembler forgets
-   * messages in flight, incoming frames are dropped until the peer's first message of
-   * `syncKind`, and outgoing messages half written restart from their first frame after
-   * `preamble`, which goes before everything queued.
+   * Messages sent for the rest of this turn wait for the batch instead of going straight
+   * into the ring: for a router about to send many, one native crossing (and at most one
+   * wakeup of the peer) instead of one for the first message and one for the rest.
    */
-  restart(preamble: ReadonlyArray<{ kind: number; body: Uint8Array }>): void {
-    if (this.#done) return;
-    if (this.#options.syncKind !== undefined) this.#synced = false;
+  deferToBatch(): void {
+    if (this.#wroteThisTurn) return;
+    this.#wroteThisTurn = true;
+    RESOLVED.then(this.#endTurn);
+  }
+
+  /**
+   * Until called again, every send calls `wake`: a reader asleep on an empty ring goes back
+   * to polling, since whoever sends expects an answer. Undefined stops it.
+   */
+  wakeOnSend(wake: (() => void) | undefined): void {
+    this.#wake = wake;
+  }
+
+  /**
+   * A new peer behind the same transport: messages half written start again from their
+   * first frame, after `preamble`, which goes before everything queued.
+   */
+  protected rewind(preamble: ReadonlyArray<{ kind: number; body: Uint8Array }>): void {
     // Messages already in the send batch go first, to a peer that drops them until it has
     // synced (in flight when the session ended: at most once); the preamble must start a
     // frame of its own, where the peer looks for it.
     this.#fragmenter.closeFrame();
-    this.#reassembler.clear();
     for (const o of this.#outgoing) {
       o.offset = 0;
       o.done = false;
@@ -357,30 +281,22 @@ export class Link {
   }
 
   /**
-   * Whether pending waits keep the process alive: the owner says so while it expects
-   * traffic (a consumer waits, a request is out, a handler serves).
+   * Stops sending for good: queued messages fail with `error` (or `ERR_VRING_CLOSED`, for
+   * which `failure` stays undefined) and drain waits end.
    */
-  keepAlive(wanted: boolean): void {
-    this.#wanted = wanted;
-    this.#applyKeepAlive();
-  }
-
-  /**
-   * Only the owner's interest decides: a send waiting for ring space keeps the process
-   * alive by itself (the transport holds it), and the queue ahead of it is a microtask away.
-   */
-  #applyKeepAlive(): void {
-    const on = this.#wanted;
-    if (this.#keepAlive === on || this.#done) return;
-    this.#keepAlive = on;
-    if (on) this.transport.ref();
-    else this.transport.unref();
-  }
-
-  /** Closes the link and its transport; queued messages fail with `error` or ERR_VRING_CLOSED. */
-  close(error?: VringError): void {
-    this.#fail(error ?? new VringError('ERR_VRING_CLOSED', 'connection is closed'));
-    this.transport.close();
+  protected stop(error: VringError): void {
+    this.#done = true;
+    this.#failure = error.code === 'ERR_VRING_CLOSED' ? undefined : error;
+    const reason = this.closedError;
+    this.#batchGroup?.fail(reason);
+    this.#batchGroup = undefined;
+    this.#batched = 0;
+    this.#batchedSends = 0;
+    for (const o of this.#outgoing.splice(0)) {
+      o.reject?.(reason);
+      o.group?.fail(reason);
+    }
+    this.#drainWaiters.resolveAll();
   }
 
   #stream(): number {
@@ -500,17 +416,6 @@ export class Link {
     return group;
   }
 
-  /**
-   * Messages sent for the rest of this turn wait for the batch instead of going straight
-   * into the ring: for a router about to send many, one native crossing (and at most one
-   * wakeup of the peer) instead of one for the first message and one for the rest.
-   */
-  deferToBatch(): void {
-    if (this.#wroteThisTurn) return;
-    this.#wroteThisTurn = true;
-    RESOLVED.then(this.#endTurn);
-  }
-
   // Scheduled with `RESOLVED.then`, not queueMicrotask: Node's queueMicrotask allocates an
   // AsyncResource and a bound function per call (~80 ns against ~35 ns), and these run once
   // or twice per request/response turn.
@@ -563,7 +468,7 @@ export class Link {
         if (this.#outgoing.length === 0) break;
       }
     } catch (error) {
-      this.#fail(
+      this.fail(
         error instanceof VringError ? error : new VringError('ERR_VRING_CLOSED', String(error)),
       );
     } finally {
@@ -596,7 +501,7 @@ export class Link {
       return sent === batch.count;
     };
     while (sent < batch.count && !this.#done) {
-      if (await this.#pollUntil(attempt, pollMs, () => this.#done)) return;
+      if (await pollUntil(attempt, pollMs, () => this.#done)) return;
       // The size matters: a frame may need several of the peer's receive buffers.
       await transport.waitSendable({ bytes: batch.lengths[sent]! });
       attempt();
@@ -648,148 +553,7 @@ export class Link {
       this.#aboveLowWater = false;
       this.#options.onWritable?.();
     }
-    if (kept === 0) for (const resolve of this.#drainWaiters.splice(0)) resolve();
-  }
-
-  async #read(): Promise<void> {
-    const transport = this.transport;
-    const batch = this.#receiveBatch;
-    const polling = transport.polling;
-    const pollMs = POLL_MS[transport.notification];
-    try {
-      while (!this.#done && this.#pausedBy.size === 0) {
-        if (!polling) {
-          await transport.receive(batch);
-        } else if (polling.tryReceive(batch) > 0) {
-          // Frames at once: handled in this turn.
-        } else if (!(await this.#poll(polling, batch, pollMs))) {
-          if (this.#done || this.#pausedBy.size > 0) break;
-          await this.#sleep(polling);
-          continue;
-        }
-        // By index rather than the batch's iterator: no generator step per frame.
-        const { data, lengths } = batch;
-        const count = batch.count;
-        for (let i = 0, offset = 0; i < count; i++) {
-          const start = offset;
-          offset += lengths[i]!;
-          if (this.#done) return;
-          if (!this.#synced && !this.#isSyncFrame(data, start, offset)) continue;
-          this.#reassembler.push(data, start, offset);
-        }
-        // Whoever these messages resumed (the caller of a request, a consumer) runs before
-        // the ring is checked again: a reply's caller then goes on now, not after a check
-        // that most likely finds nothing.
-        if (polling) await undefined;
-      }
-    } catch (error) {
-      // A peer that sends garbage is cut off: nothing after a bad frame can be trusted.
-      const failure =
-        error instanceof VringError
-          ? error
-          : new VringError('ERR_VRING_PROTOCOL', String(error), { cause: error });
-      this.close(failure);
-    } finally {
-      this.#reading = false;
-    }
-  }
-
-  /**
-   * Sleeps until frames arrive, or until this link sends something: whoever sends expects an
-   * answer, so the reader goes back to polling (the reply of a request/response turn is then
-   * caught by the poll instead of costing a wakeup).
-   */
-  async #sleep(polling: FramePolling): Promise<void> {
-    if (!this.#sleeping) {
-      const sleeping = polling.waitReceivable().finally(() => {
-        if (this.#sleeping === sleeping) this.#sleeping = undefined;
-      });
-      // A wait left behind when a send woke the reader fails quietly; the next poll reports.
-      sleeping.catch(() => {});
-      this.#sleeping = sleeping;
-    }
-    await Promise.race([
-      this.#sleeping,
-      new Promise<void>((resolve) => {
-        this.#wake = resolve;
-      }),
-    ]);
-    this.#wake = undefined;
-  }
-
-  /**
-   * Polls the ring for up to `ms`, yielding to promise work between checks (a native check
-   * costs about three microtask turns, so every fourth turn). Returns whether `batch` got
-   * frames; false when the time is up or reading should stop.
-   */
-  #poll(polling: FramePolling, batch: MessageBatch, ms: number): Promise<boolean> {
-    return this.#pollUntil(
-      () => polling.tryReceive(batch) > 0,
-      ms,
-      () => this.#done || this.#pausedBy.size > 0 || (ms === Infinity && !this.#wanted),
-    );
-  }
-
-  /**
-   * Calls `attempt` every fourth microtask turn until it succeeds (true), `ms` have passed
-   * or `stop()` says so (false). Promise work runs between attempts; timers and I/O every
-   * {@link LOOP_TURN_MS}.
-   */
-  async #pollUntil(attempt: () => boolean, ms: number, stop: () => boolean): Promise<boolean> {
-    let now = performance.now();
-    const until = now + ms;
-    let turn = now + LOOP_TURN_MS;
-    for (let i = 1; ; i++) {
-      await undefined;
-      if (i % 4 !== 0) continue;
-      if (attempt()) return true;
-      if (i % 16 !== 0) continue;
-      if (stop()) return false;
-      now = performance.now();
-      if (now > until) return false;
-      if (now > turn) {
-        await new Promise((resolve) => setImmediate(resolve));
-        turn = performance.now() + LOOP_TURN_MS;
-      }
-    }
-  }
-
-  /** A frame that starts with a whole message of the sync kind: the new session starts here. */
-  #isSyncFrame(data: Uint8Array, start: number, end: number): boolean {
-    // The first record's kind is at 15, its flags at 16 (FIRST|LAST = 3, maybe MORE): see
-    // docs/wire-format.md.
-    if (
-      end - start < 30 ||
-      data[start + 15] !== this.#options.syncKind ||
-      (data[start + 16]! & 3) !== 3
-    ) {
-      return false;
-    }
-    this.#synced = true;
-    this.#reassembler.clear();
-    return true;
-  }
-
-  #fail(error: VringError): void {
-    if (this.#done) return;
-    // V8 keeps the receivers of an error's stack frames (this link, its reassembler, its
-    // batches) until the stack is formatted: format it now, so whoever keeps the error
-    // (an onError log, a closed promise) does not keep the link's memory.
-    void error.stack;
-    this.#done = true;
-    this.#failure = error.code === 'ERR_VRING_CLOSED' ? undefined : error;
-    this.#reassembler.clear();
-    const reason = this.closedError;
-    this.#batchGroup?.fail(reason);
-    this.#batchGroup = undefined;
-    this.#batched = 0;
-    this.#batchedSends = 0;
-    for (const o of this.#outgoing.splice(0)) {
-      o.reject?.(reason);
-      o.group?.fail(reason);
-    }
-    for (const resolve of this.#drainWaiters.splice(0)) resolve();
-    this.#resolveClosed(this.#failure);
+    if (kept === 0 && this.#drainWaiters.size > 0) this.#drainWaiters.resolveAll();
   }
 }
 

@@ -1,0 +1,154 @@
+import { type FramePolling, type FramePort, type MessageBatch, VringError } from '@vring/core';
+import type { Reassembler } from '../wire/reassembler.js';
+import { POLL_MS, pollUntil } from './polling.js';
+import type { SessionStart } from './session.js';
+
+/** What the reader needs of its link. @internal */
+export interface ReaderLink {
+  readonly transport: FramePort;
+  /** The link has closed: reading stops, and frames left in hand are not delivered. */
+  readonly done: boolean;
+  /** The owner expects traffic: in `poll` mode the reader then polls on and never sleeps. */
+  readonly wanted: boolean;
+  /** Has every send call `wake` until called again (undefined stops it). */
+  wakeOnSend(wake: (() => void) | undefined): void;
+  /** Ends the link: the peer sent something that cannot be read. */
+  close(error: VringError): void;
+}
+
+const RESOLVED = Promise.resolve();
+
+/**
+ * The receiving half of a {@link Link}: takes frames from the transport, polling an empty
+ * ring for a while before it sleeps, and hands them to the reassembler, which delivers the
+ * messages. The owner pauses it (for any number of reasons at once) to hold the peer back:
+ * the peer then fills the ring and waits. @internal
+ */
+export class Reader {
+  readonly #link: ReaderLink;
+  readonly #batch: MessageBatch;
+  readonly #reassembler: Reassembler;
+  readonly #session: SessionStart;
+  #reading = false;
+  readonly #pausedBy = new Set<string>();
+  /** The pending sleep (one at a time): a send may end the reader's wait before it does. */
+  #sleeping: Promise<void> | undefined;
+
+  constructor(
+    link: ReaderLink,
+    batch: MessageBatch,
+    reassembler: Reassembler,
+    session: SessionStart,
+  ) {
+    this.#link = link;
+    this.#batch = batch;
+    this.#reassembler = reassembler;
+    this.#session = session;
+  }
+
+  /** Starts reading, or resumes after `pause(reason)` once no other reason holds it. */
+  resume(reason = ''): void {
+    this.#pausedBy.delete(reason);
+    if (this.#reading || this.#link.done || this.#pausedBy.size > 0) return;
+    this.#reading = true;
+    // Never inside the caller: a router resuming a member must not have that member's
+    // messages routed (and the member paused again) in the middle of its own bookkeeping.
+    RESOLVED.then(this.#startReading);
+  }
+
+  /**
+   * Stops reading, for `reason`, after the batch in hand: the peer then fills the ring and
+   * waits. Messages of that batch are still delivered.
+   */
+  pause(reason = ''): void {
+    this.#pausedBy.add(reason);
+  }
+
+  readonly #startReading = (): void => {
+    void this.#read();
+  };
+
+  async #read(): Promise<void> {
+    const link = this.#link;
+    const transport = link.transport;
+    const batch = this.#batch;
+    const session = this.#session;
+    const reassembler = this.#reassembler;
+    const polling = transport.polling;
+    const pollMs = POLL_MS[transport.notification];
+    try {
+      while (!link.done && this.#pausedBy.size === 0) {
+        if (!polling) {
+          await transport.receive(batch);
+        } else if (polling.tryReceive(batch) > 0) {
+          // Frames at once: handled in this turn.
+        } else if (!(await this.#poll(polling, pollMs))) {
+          if (link.done || this.#pausedBy.size > 0) break;
+          await this.#sleep(polling);
+          continue;
+        }
+        // By index rather than the batch's iterator: no generator step per frame.
+        const { data, lengths } = batch;
+        const count = batch.count;
+        for (let i = 0, offset = 0; i < count; i++) {
+          const start = offset;
+          offset += lengths[i]!;
+          if (link.done) return;
+          if (!session.synced && !session.begins(data, start, offset)) continue;
+          reassembler.push(data, start, offset);
+        }
+        // Whoever these messages resumed (the caller of a request, a consumer) runs before
+        // the ring is checked again: a reply's caller then goes on now, not after a check
+        // that most likely finds nothing.
+        if (polling) await undefined;
+      }
+    } catch (error) {
+      // A peer that sends garbage is cut off: nothing after a bad frame can be trusted.
+      const failure =
+        error instanceof VringError
+          ? error
+          : new VringError('ERR_VRING_PROTOCOL', String(error), { cause: error });
+      link.close(failure);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /**
+   * Sleeps until frames arrive, or until the link sends something: whoever sends expects an
+   * answer, so the reader goes back to polling (the reply of a request/response turn is then
+   * caught by the poll instead of costing a wakeup).
+   */
+  async #sleep(polling: FramePolling): Promise<void> {
+    if (!this.#sleeping) {
+      const sleeping = polling.waitReceivable().finally(() => {
+        if (this.#sleeping === sleeping) this.#sleeping = undefined;
+      });
+      // A wait left behind when a send woke the reader fails quietly; the next poll reports.
+      sleeping.catch(() => {});
+      this.#sleeping = sleeping;
+    }
+    const link = this.#link;
+    await Promise.race([
+      this.#sleeping,
+      new Promise<void>((resolve) => {
+        link.wakeOnSend(resolve);
+      }),
+    ]);
+    link.wakeOnSend(undefined);
+  }
+
+  /**
+   * Polls the ring for up to `ms`. Returns whether the batch got frames; false when the
+   * time is up or reading should stop (in `poll` mode, also once the owner expects nothing).
+   */
+  #poll(polling: FramePolling, ms: number): Promise<boolean> {
+    const link = this.#link;
+    const batch = this.#batch;
+    return pollUntil(
+      () => polling.tryReceive(batch) > 0,
+      ms,
+      () => link.done || this.#pausedBy.size > 0 || (ms === Infinity && !link.wanted),
+    );
+  }
+}
