@@ -19,24 +19,32 @@ export class WaiterQueue<T> {
 
   /** Parks a caller. An aborted `signal` rejects it with the signal's reason and removes it. */
   wait(signal?: AbortSignal): Promise<T> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (!signal) {
+      // The common case on the data path (a reader parked on an empty inbox): the promise's
+      // own resolvers are the waiter, with no closures for an abort that cannot come.
+      return new Promise<T>((resolve, reject) => {
+        this.#waiters.push({ resolve, reject });
+        this.#onChange();
+      });
+    }
+    if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => {
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
         this.#onChange();
-        reject(signal!.reason);
+        reject(signal.reason);
       };
       const waiter = {
         resolve: (value: T) => {
-          signal?.removeEventListener('abort', onAbort);
+          signal.removeEventListener('abort', onAbort);
           resolve(value);
         },
         reject: (error: unknown) => {
-          signal?.removeEventListener('abort', onAbort);
+          signal.removeEventListener('abort', onAbort);
           reject(error);
         },
       };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      signal.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
       this.#onChange();
     });
