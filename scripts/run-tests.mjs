@@ -1,5 +1,6 @@
-// Runs every uvu test file of every package, each in its own Node process (tests fork
-// children and watch process exits, so isolation matters), and prints one summary line.
+// Runs every uvu test file of every package and of the benchmarks, each in its own Node
+// process (tests fork children and watch process exits, so isolation matters), and prints
+// one summary line.
 // Usage: node scripts/run-tests.mjs [--asan] [filter-substring]
 // --asan loads packages/core/build/vring-asan.node (pnpm build:native:asan) with the ASan and
 // UBSan runtimes preloaded, in every test process and every child it forks.
@@ -22,8 +23,12 @@ if (asan) {
   sanitizerEnv.VRING_NATIVE_PATH = join(root, 'packages', 'core', 'build', 'vring-asan.node');
 }
 const files = [];
-for (const pkg of readdirSync(join(root, 'packages'))) {
-  const dir = join(root, 'packages', pkg, 'test');
+// Every package's tests, and the benchmarks' own (their helpers, e.g. the socket frame reader).
+const testDirs = [
+  ...readdirSync(join(root, 'packages')).map((pkg) => join(root, 'packages', pkg, 'test')),
+  join(root, 'benchmarks', 'test'),
+];
+for (const dir of testDirs) {
   let entries = [];
   try {
     entries = readdirSync(dir);
