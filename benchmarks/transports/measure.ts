@@ -3,6 +3,20 @@
 import { isMainThread } from 'node:worker_threads';
 import { build } from 'hdr-histogram-js';
 
+/** Bytes a burst (below) stays within. */
+const BURST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * How many messages of `size` bytes make one burst: at most `max`, at most about 4 MiB of
+ * them, and at least one. A sender reads the clock once per burst (reading it per message
+ * costs as much as a 64 B send; reading it once per 64 messages of 16 MiB would overshoot a
+ * measured stretch by seconds). Adapters whose flow control is their own use it as their
+ * window of messages in flight.
+ */
+export function perBurst(size: number, max: number): number {
+  return Math.max(1, Math.min(max, Math.floor(BURST_BYTES / Math.max(1, size))));
+}
+
 /** Writes one JSON result line on stdout, where the runner reads it. */
 export function report(value: object): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);

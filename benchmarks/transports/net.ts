@@ -9,7 +9,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { Packr, Unpackr } from 'msgpackr';
 import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
 import { FrameReader, frame } from './frame-reader.js';
-import { CpuMeter, pingFor, report, reportIdle, reportReady } from './measure.js';
+import { CpuMeter, perBurst, pingFor, report, reportIdle, reportReady } from './measure.js';
 import { type Payload, packerOptions } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
 import { type Endpoint, runValueScenario } from './value-scenarios.js';
@@ -42,8 +42,9 @@ function onFrames(socket: Socket, handler: (payload: Buffer) => void): void {
 
 async function writeFor(socket: Socket, message: Buffer, seconds: number): Promise<void> {
   const until = performance.now() + seconds * 1000;
+  const burst = perBurst(message.length, 256);
   while (performance.now() < until) {
-    for (let i = 0; i < 256; i++) {
+    for (let i = 0; i < burst; i++) {
       if (!socket.write(message)) await once(socket, 'drain');
     }
   }

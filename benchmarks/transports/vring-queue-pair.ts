@@ -2,7 +2,7 @@
 // MessageBatches (one native crossing per batch), in each notification mode. This is the
 // floor under every vring layer above (Channel, Bus, RPC).
 import { MessageBatch, type NotificationMode, type QueuePairEnd } from '@vring/core';
-import { CpuMeter, pingFor, report, reportIdle } from './measure.js';
+import { CpuMeter, perBurst, pingFor, report, reportIdle } from './measure.js';
 import type { PeerArgs, Transport } from './transport.js';
 import { openQueuePair } from './vring-connect.js';
 
@@ -19,8 +19,9 @@ function fullBatch(size: number): MessageBatch {
 
 async function sendBatchesFor(end: QueuePairEnd, batch: MessageBatch, seconds: number) {
   const until = performance.now() + seconds * 1000;
+  const burst = perBurst(batch.byteLength, 16);
   while (performance.now() < until) {
-    for (let i = 0; i < 16; i++) await end.sendBatch(batch);
+    for (let i = 0; i < burst; i++) await end.sendBatch(batch);
   }
 }
 
