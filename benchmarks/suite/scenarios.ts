@@ -73,7 +73,7 @@ export const scenarios: ScenarioSpec[] = [
   {
     name: 'oneway',
     title: 'one-way throughput',
-    sizes: [64, 1024, 64 * 1024, 1024 * 1024],
+    sizes: [64, 1024, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024],
     quickSizes: [64, 64 * 1024],
     peers: 2,
     concurrency: [1],
@@ -97,7 +97,7 @@ export const scenarios: ScenarioSpec[] = [
   {
     name: 'fanout',
     title: 'pub/sub fan-out 1 → 3 (messages delivered per second, all subscribers)',
-    sizes: [64, 1024],
+    sizes: [64, 1024, 64 * 1024, 1024 * 1024],
     quickSizes: [64],
     peers: 4,
     concurrency: [1],
