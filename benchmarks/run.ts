@@ -1,6 +1,6 @@
 // `pnpm bench`: every transport side by side on this machine, in one run (see README.md).
 //
-//   pnpm bench                   full suite, 3 runs per case (about 15 minutes on 2 cores)
+//   pnpm bench                   full suite, 3 runs per case (about 20 minutes on 2 cores)
 //   pnpm bench --quick           smoke run, under a minute
 //   pnpm bench --help            the options that select scenarios, sizes and transports
 //

@@ -1,5 +1,6 @@
-// Runs every uvu test file of every package, each in its own Node process (tests fork
-// children and watch process exits, so isolation matters), and prints one summary line.
+// Runs every uvu test file of every package and of the benchmarks, each in its own Node
+// process (tests fork children and watch process exits, so isolation matters), and prints
+// one summary line.
 // Usage: node scripts/run-tests.mjs [--asan] [filter-substring]
 // Test files are named <subject>.test.ts for a subject's main tests and
 // <subject>.<aspect>.test.ts for one aspect of it (e.g. vhost-user-backend.hostile-rings.test.ts,
@@ -25,8 +26,12 @@ if (asan) {
   sanitizerEnv.VRING_NATIVE_PATH = join(root, 'packages', 'core', 'build', 'vring-asan.node');
 }
 const files = [];
-for (const pkg of readdirSync(join(root, 'packages'))) {
-  const dir = join(root, 'packages', pkg, 'test');
+// Every package's tests, and the benchmarks' own (their helpers, e.g. the socket frame reader).
+const testDirs = [
+  ...readdirSync(join(root, 'packages')).map((pkg) => join(root, 'packages', pkg, 'test')),
+  join(root, 'benchmarks', 'test'),
+];
+for (const dir of testDirs) {
   let entries = [];
   try {
     entries = readdirSync(dir);

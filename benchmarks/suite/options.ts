@@ -17,8 +17,8 @@ export interface Options {
 export const usage = `pnpm bench [options]
 
   --quick                    smoke run (< 1 minute): fewer sizes, short cases, one run each
-  --scenario=oneway,pingpong scenarios: oneway, pingpong, echo, idle
-  --size=64,1k,64k,1m        message sizes among each scenario's own (k = KiB, m = MiB)
+  --scenario=oneway,pingpong scenarios: oneway, pingpong, echo, idle, fanout, rpc
+  --size=64,1k,64k,1m,16m    message sizes among each scenario's own (k = KiB, m = MiB)
   --transport=net,vring-event transports (the net baselines are always added for the ratios)
   --only=text                only cases whose name contains text, e.g. --only="pingpong 64 B"
   --runs=N                   runs per case (default 3; --quick 1)
@@ -36,7 +36,7 @@ function list(argv: readonly string[], name: string): string[] | undefined {
 
 export function parseSize(text: string): number {
   const match = /^(\d+)\s*(b|k|kib|kb|m|mib|mb)?$/i.exec(text);
-  if (!match) throw new Error(`not a size: ${text} (try 64, 1k, 64k, 1m)`);
+  if (!match) throw new Error(`not a size: ${text} (try 64, 1k, 64k, 1m, 16m)`);
   const unit = (match[2] ?? 'b').toLowerCase()[0];
   return Number(match[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1);
 }

@@ -51,10 +51,13 @@ function idleBySide(r: CaseResult): string {
     .join(', ');
 }
 
-function cpu(r: CaseResult): string {
-  const sides = Object.entries(r.cpuPerMessage).sort(([a], [b]) => a.localeCompare(b));
+/** "side value, side value", medians, sides in name order; `scale` multiplies each value. */
+function bySide(values: Record<string, Spread>, keep: (side: string) => boolean, scale = 1) {
+  const sides = Object.entries(values)
+    .filter(([side]) => keep(side))
+    .sort(([a], [b]) => a.localeCompare(b));
   if (sides.length === 0) return '–';
-  return sides.map(([side, s]) => `${side} ${formatNumber(s.median)}`).join(', ');
+  return sides.map(([side, s]) => `${side} ${formatNumber(s.median * scale)}`).join(', ');
 }
 
 function groupTitle(c: Case): string {
@@ -80,6 +83,7 @@ export function tables(results: CaseResult[]): Table[] {
       for (const m of rest) header.push(`${m.label}${m.unit === m.label ? '' : ` ${m.unit}`}`);
       if (r.case.scenario !== 'idle') {
         header.push(r.case.scenario === 'pingpong' ? '× net p50 / p99' : '× net');
+        if (spec.receivers) header.push('GC % receiving');
         header.push(r.case.scenario === 'pingpong' ? 'CPU µs per round trip' : 'CPU µs per msg');
       } else {
         header.push('CPU % by side');
@@ -106,7 +110,8 @@ export function tables(results: CaseResult[]): Table[] {
           ? `${ratio(r, 'p50')} / ${ratio(r, 'p99')}`
           : ratio(r, head!.key),
       );
-      row.push(cpu(r));
+      if (spec.receivers) row.push(bySide(r.gcShare, spec.receivers, 100));
+      row.push(bySide(r.cpuPerMessage, () => true));
     }
     table.rows.push(row);
   }

@@ -32,7 +32,18 @@ export interface ScenarioSpec {
   metrics: Metric[];
   /** What CPU time is divided by for "µs per message": messages, round trips, requests. */
   perMessage(r: Result): number | undefined;
+  /**
+   * Throughput scenarios: the sides (as they name themselves in `cpu.<side>`) that receive
+   * the messages counted, whose GC share the tables show beside the throughput.
+   */
+  receivers?(side: string): boolean;
 }
+
+/** Every side but the one that only sends. */
+const allBut =
+  (sender: string) =>
+  (side: string): boolean =>
+    side !== sender;
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 const sum = (v: unknown): number | undefined =>
@@ -73,7 +84,7 @@ export const scenarios: ScenarioSpec[] = [
   {
     name: 'oneway',
     title: 'one-way throughput',
-    sizes: [64, 1024, 64 * 1024, 1024 * 1024],
+    sizes: [64, 1024, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024],
     quickSizes: [64, 64 * 1024],
     peers: 2,
     concurrency: [1],
@@ -81,6 +92,8 @@ export const scenarios: ScenarioSpec[] = [
     warmupSeconds: { full: 0.5, quick: 0.05 },
     metrics: throughput,
     perMessage: (r) => num(r.messages),
+    // The receiver (a codec loop is its own receiver).
+    receivers: allBut('sender'),
   },
   {
     name: 'pingpong',
@@ -97,7 +110,7 @@ export const scenarios: ScenarioSpec[] = [
   {
     name: 'fanout',
     title: 'pub/sub fan-out 1 → 3 (messages delivered per second, all subscribers)',
-    sizes: [64, 1024],
+    sizes: [64, 1024, 64 * 1024, 1024 * 1024],
     quickSizes: [64],
     peers: 4,
     concurrency: [1],
@@ -118,6 +131,8 @@ export const scenarios: ScenarioSpec[] = [
       },
     ],
     perMessage: (r) => sum(r.delivered),
+    // The subscribers.
+    receivers: allBut('publisher'),
   },
   {
     name: 'rpc',
@@ -134,6 +149,8 @@ export const scenarios: ScenarioSpec[] = [
       ...latency.slice(0, 2),
     ],
     perMessage: (r) => num(r.requests),
+    // Both sides receive: the server requests, the client replies.
+    receivers: () => true,
   },
   {
     name: 'echo',
@@ -146,6 +163,8 @@ export const scenarios: ScenarioSpec[] = [
     warmupSeconds: { full: 0.5, quick: 0.05 },
     metrics: throughput,
     perMessage: (r) => num(r.messages),
+    // Both sides receive: the server frames, the client their echoes.
+    receivers: () => true,
   },
   {
     name: 'idle',

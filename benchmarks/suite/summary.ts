@@ -20,6 +20,11 @@ export interface CaseResult {
   figures: Record<string, Spread>;
   /** Side → CPU µs per message (or round trip), median and range. */
   cpuPerMessage: Record<string, Spread>;
+  /**
+   * Side → share of the measured stretch's wall time that side spent in GC pauses (0..1),
+   * median and range: each peer's `gc.<side>.share`.
+   */
+  gcShare: Record<string, Spread>;
   /** Metric key → times better than the baseline (higher throughput or lower latency). */
   ratios: Record<string, number>;
 }
@@ -50,7 +55,18 @@ export function summarize(c: Case, runs: Result[]): CaseResult {
     const s = spread(values);
     if (s) cpuPerMessage[side] = s;
   }
-  return { case: c, runs, figures, cpuPerMessage, ratios: {} };
+  const gcShare: Record<string, Spread> = {};
+  const gcSides = new Set(runs.flatMap((r) => Object.keys((r.gc ?? {}) as object)));
+  for (const side of gcSides) {
+    const s = spread(
+      runs.flatMap((r) => {
+        const share = (r.gc as Record<string, { share?: number }> | undefined)?.[side]?.share;
+        return share === undefined ? [] : [share];
+      }),
+    );
+    if (s) gcShare[side] = s;
+  }
+  return { case: c, runs, figures, cpuPerMessage, gcShare, ratios: {} };
 }
 
 /** Fills in every result's ratios to its baseline's medians. */

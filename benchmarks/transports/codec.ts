@@ -1,7 +1,7 @@
 // Codec-only loops: msgpackr on the standard value with no transport at all. No transport
 // can beat these: they are the ceilings, in one process, on one core.
 import { Packr, Unpackr } from 'msgpackr';
-import { CpuMeter, report } from './measure.js';
+import { CpuMeter, perBurst, report } from './measure.js';
 import { packerOptions, payload } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
 
@@ -10,8 +10,9 @@ async function loop(args: PeerArgs, unpack: boolean): Promise<void> {
   const unpackr = new Unpackr(packerOptions);
   const value = payload(args.size);
   let sink = 0;
+  const count = perBurst(args.size, 64);
   const burst = () => {
-    for (let i = 0; i < 64; i++) {
+    for (let i = 0; i < count; i++) {
       const packed = packr.pack(value);
       sink += unpack ? (unpackr.unpack(packed) as { id: number }).id : packed.length;
     }
@@ -21,7 +22,7 @@ async function loop(args: PeerArgs, unpack: boolean): Promise<void> {
     const until = performance.now() + seconds * 1000;
     while (performance.now() < until) {
       burst();
-      messages += 64;
+      messages += count;
     }
     return messages;
   };

@@ -11,18 +11,18 @@
 // RPC: the connecting peer is the client, the listener the server. The client keeps
 // `concurrency` requests in flight for the measured time; a WARM and an END request mark the
 // measured stretch for the server's CPU meter.
-import { CpuMeter, LatencyRecorder, report } from './measure.js';
+import { CpuMeter, LatencyRecorder, perBurst, report } from './measure.js';
 import { END, marker, type Payload, payload, WARM } from './payload.js';
 import type { PeerArgs } from './transport.js';
 
 /** Publishes one value; a returned promise asks the caller to wait (backpressure). */
 export type Publish = (value: Payload) => Promise<void> | undefined;
 
-async function publishFor(publish: Publish, value: Payload, seconds: number): Promise<void> {
+async function publishFor(publish: Publish, value: Payload, size: number, seconds: number) {
   const until = performance.now() + seconds * 1000;
+  const burst = perBurst(size, 64);
   while (performance.now() < until) {
-    // The clock is read once per burst, as in value-scenarios.ts.
-    for (let i = 0; i < 64; i++) {
+    for (let i = 0; i < burst; i++) {
       const wait = publish(value);
       if (wait) await wait;
     }
@@ -39,11 +39,11 @@ export async function publishFanout(
   allDone: Promise<unknown>,
 ): Promise<void> {
   const value = payload(args.size);
-  await publishFor(publish, value, args.warmupSeconds);
+  await publishFor(publish, value, args.size, args.warmupSeconds);
   await publish(marker(WARM));
   const cpu = new CpuMeter();
   const started = performance.now();
-  await publishFor(publish, value, args.seconds);
+  await publishFor(publish, value, args.size, args.seconds);
   await publish(marker(END));
   await allDone;
   const seconds = (performance.now() - started) / 1000;

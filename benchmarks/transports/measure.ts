@@ -1,7 +1,22 @@
 // What the benchmark peers measure, and how they report it to the runner: one JSON object
 // per stdout line, which the runner merges into the case's result.
+import { type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
 import { build } from 'hdr-histogram-js';
+
+/** Bytes a burst (below) stays within. */
+const BURST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * How many messages of `size` bytes make one burst: at most `max`, at most about 4 MiB of
+ * them, and at least one. A sender reads the clock once per burst (reading it per message
+ * costs as much as a 64 B send; reading it once per 64 messages of 16 MiB would overshoot a
+ * measured stretch by seconds). Adapters whose flow control is their own use it as their
+ * window of messages in flight.
+ */
+export function perBurst(size: number, max: number): number {
+  return Math.max(1, Math.min(max, Math.floor(BURST_BYTES / Math.max(1, size))));
+}
 
 /** Writes one JSON result line on stdout, where the runner reads it. */
 export function report(value: object): void {
@@ -14,14 +29,84 @@ export function reportReady(): void {
 }
 
 /**
+ * GC pauses of this thread within one measured stretch: V8's 'gc' performance entries
+ * (scavenges, mark-compact pauses) that started between `start` and `end`.
+ */
+interface GcWindow {
+  side: string | undefined;
+  start: number;
+  end: number;
+  ms: number;
+  count: number;
+}
+
+/** The stretches being measured, and those measured but not yet reported (see reportGc). */
+const gcWindows = new Set<GcWindow>();
+let gcObserver: PerformanceObserver | undefined;
+
+function countGc(entries: readonly PerformanceEntry[]): void {
+  for (const entry of entries) {
+    for (const w of gcWindows) {
+      if (entry.startTime < w.start || entry.startTime >= w.end) continue;
+      w.ms += entry.duration;
+      w.count++;
+    }
+  }
+}
+
+/** A new stretch from now; one observer per process, started with the first. */
+function openGcWindow(): GcWindow | undefined {
+  // A worker thread's GC is its own isolate's, and it reports no CPU either (see below).
+  if (!isMainThread) return undefined;
+  if (!gcObserver) {
+    // An entry comes a turn of the event loop after its collection; the peers collect tens
+    // of times a second, and the cost of an entry is lost in the noise even at ~1,800.
+    gcObserver = new PerformanceObserver((list) => countGc(list.getEntries()));
+    gcObserver.observe({ entryTypes: ['gc'] });
+  }
+  const w = {
+    side: undefined,
+    start: performance.now(),
+    end: Number.POSITIVE_INFINITY,
+    ms: 0,
+    count: 0,
+  };
+  gcWindows.add(w);
+  return w;
+}
+
+/**
+ * Reports each measured stretch's GC as `gc.<side>`: `share` (GC pause time over the
+ * stretch's wall time), `ms` and `count`. Called once the peer is done and a turn of the
+ * event loop has passed, so the entries of collections at the very end of a stretch have
+ * arrived (V8 hands them over after the collection, never during it).
+ */
+export function reportGc(): void {
+  if (gcObserver) countGc(gcObserver.takeRecords());
+  for (const w of gcWindows) {
+    if (w.side === undefined) continue;
+    gcWindows.delete(w);
+    const share = w.end > w.start ? w.ms / (w.end - w.start) : 0;
+    report({ gc: { [w.side]: { share, ms: w.ms, count: w.count } } });
+  }
+}
+
+/**
  * CPU time of this process over a measured stretch. `report` adds it to the result as
- * `cpu.<side>` in µs, so the runner can divide it by the messages moved, per side.
+ * `cpu.<side>` in µs, so the runner can divide it by the messages moved, per side, and
+ * closes the stretch's GC window, which reportGc reports as `gc.<side>`.
  */
 export class CpuMeter {
   #start = process.cpuUsage();
+  #gc = openGcWindow();
 
   restart(): void {
     this.#start = process.cpuUsage();
+    if (this.#gc) {
+      this.#gc.start = performance.now();
+      this.#gc.ms = 0;
+      this.#gc.count = 0;
+    }
   }
 
   micros(): number {
@@ -33,6 +118,10 @@ export class CpuMeter {
     // A worker thread's cpuUsage is the whole process's: the main thread reports it once.
     if (!isMainThread) return;
     report({ cpu: { [side]: this.micros() } });
+    if (this.#gc) {
+      this.#gc.end = performance.now();
+      this.#gc.side = side;
+    }
   }
 }
 

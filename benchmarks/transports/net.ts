@@ -1,43 +1,18 @@
 // Node `net` over a Unix domain socket, each message a frame with a 4-byte little-endian
 // length prefix, written with one `socket.write` per message (the natural Node way),
-// honouring backpressure. Two transports: raw Buffers (`net`), and the standard msgpack
-// value packed with msgpackr (`net-msgpack`). They are the baselines every ratio is taken
-// against.
+// honouring backpressure, and read as a competent socket user reads it (frame-reader.ts:
+// each byte copied at most once). Two transports: raw Buffers (`net`), and the standard
+// msgpack value packed with msgpackr (`net-msgpack`). They are the baselines every ratio is
+// taken against.
 import { once } from 'node:events';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { Packr, Unpackr } from 'msgpackr';
 import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
-import { CpuMeter, pingFor, report, reportIdle, reportReady } from './measure.js';
+import { FrameReader, frame } from './frame-reader.js';
+import { CpuMeter, perBurst, pingFor, report, reportIdle, reportReady } from './measure.js';
 import { type Payload, packerOptions } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
 import { type Endpoint, runValueScenario } from './value-scenarios.js';
-
-/** Splits a byte stream into frames, calling `onFrame` with each payload. */
-class FrameReader {
-  #pending: Buffer | undefined;
-
-  constructor(private readonly onFrame: (payload: Buffer) => void) {}
-
-  push(chunk: Buffer): void {
-    let data = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
-    let offset = 0;
-    while (data.length - offset >= 4) {
-      const length = data.readUInt32LE(offset);
-      if (data.length - offset - 4 < length) break;
-      this.onFrame(data.subarray(offset + 4, offset + 4 + length));
-      offset += 4 + length;
-    }
-    data = data.subarray(offset);
-    this.#pending = data.length > 0 ? Buffer.from(data) : undefined;
-  }
-}
-
-function frame(body: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(4 + body.length);
-  b.writeUInt32LE(body.length, 0);
-  b.set(body, 4);
-  return b;
-}
 
 async function open(args: PeerArgs): Promise<Socket> {
   if (args.role === 'listen') {
@@ -67,8 +42,9 @@ function onFrames(socket: Socket, handler: (payload: Buffer) => void): void {
 
 async function writeFor(socket: Socket, message: Buffer, seconds: number): Promise<void> {
   const until = performance.now() + seconds * 1000;
+  const burst = perBurst(message.length, 256);
   while (performance.now() < until) {
-    for (let i = 0; i < 256; i++) {
+    for (let i = 0; i < burst; i++) {
       if (!socket.write(message)) await once(socket, 'drain');
     }
   }

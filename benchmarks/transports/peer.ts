@@ -1,5 +1,6 @@
 // Entry point of a benchmark peer process: `node --import tsx peer.ts '<PeerArgs JSON>'`.
 import { createInterface } from 'node:readline';
+import { reportGc } from './measure.js';
 import { loadTransport } from './registry.js';
 import { fromArgv, START_ON_STDIN } from './transport.js';
 
@@ -14,6 +15,8 @@ if (process.env[START_ON_STDIN]) {
 await transport.run(args);
 // A peer exits as soon as its side is done, even if a library keeps a handle open: every
 // transport returns only once its last message is delivered, and stdout is a pipe, written
-// synchronously on Linux, so no result line is lost.
+// synchronously on Linux, so no result line is lost. The turn of the event loop first also
+// brings in the entries of the last collections of the measured stretch.
 await new Promise((resolve) => setImmediate(resolve));
+reportGc();
 process.exit(0);

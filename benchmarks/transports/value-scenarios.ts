@@ -6,7 +6,7 @@
 // side restarts its counters and CPU meter there) and an END marker when done; the
 // listening side answers END with END and waits for the connecting side to hang up, so the
 // last message is never lost to an early exit.
-import { CpuMeter, pingFor, report, reportIdle } from './measure.js';
+import { CpuMeter, perBurst, pingFor, report, reportIdle } from './measure.js';
 import { END, marker, type Payload, payload, WARM } from './payload.js';
 import type { PeerArgs } from './transport.js';
 
@@ -32,7 +32,7 @@ export interface Endpoint {
  * so a slow receiver (JSON-parsing a 1 MiB Buffer) never has gigabytes queued for it.
  */
 export function sendWindow(size: number, max: number): number {
-  return Math.max(1, Math.min(max, Math.floor((4 * 1024 * 1024) / Math.max(1, size))));
+  return perBurst(size, max);
 }
 
 /**
@@ -62,11 +62,11 @@ export function windowed(
 }
 
 /** Sends `value` for `seconds`, honouring backpressure. */
-async function pump(endpoint: Endpoint, value: Payload, seconds: number): Promise<void> {
+async function pump(endpoint: Endpoint, value: Payload, size: number, seconds: number) {
   const until = performance.now() + seconds * 1000;
+  const burst = perBurst(size, 64);
   while (performance.now() < until) {
-    // The clock is read once per burst: reading it per message costs as much as a 64 B send.
-    for (let i = 0; i < 64; i++) {
+    for (let i = 0; i < burst; i++) {
       const wait = endpoint.send(value);
       if (wait) await wait;
     }
@@ -104,10 +104,10 @@ async function finish(endpoint: Endpoint): Promise<void> {
 async function sendOneWay(endpoint: Endpoint, args: PeerArgs): Promise<void> {
   const next = replies(endpoint);
   const value = payload(args.size);
-  await pump(endpoint, value, args.warmupSeconds);
+  await pump(endpoint, value, args.size, args.warmupSeconds);
   await endpoint.send(marker(WARM));
   const cpu = new CpuMeter();
-  await pump(endpoint, value, args.seconds);
+  await pump(endpoint, value, args.size, args.seconds);
   const ended = next();
   await endpoint.send(marker(END));
   cpu.report('sender');

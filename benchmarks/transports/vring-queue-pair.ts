@@ -2,7 +2,7 @@
 // MessageBatches (one native crossing per batch), in each notification mode. This is the
 // floor under every vring layer above (Channel, Bus, RPC).
 import { MessageBatch, type NotificationMode, type QueuePairEnd } from '@vring/core';
-import { CpuMeter, pingFor, report, reportIdle } from './measure.js';
+import { CpuMeter, perBurst, pingFor, report, reportIdle } from './measure.js';
 import type { PeerArgs, Transport } from './transport.js';
 import { openQueuePair } from './vring-connect.js';
 
@@ -19,8 +19,9 @@ function fullBatch(size: number): MessageBatch {
 
 async function sendBatchesFor(end: QueuePairEnd, batch: MessageBatch, seconds: number) {
   const until = performance.now() + seconds * 1000;
+  const burst = perBurst(batch.byteLength, 16);
   while (performance.now() < until) {
-    for (let i = 0; i < 16; i++) await end.sendBatch(batch);
+    for (let i = 0; i < burst; i++) await end.sendBatch(batch);
   }
 }
 
@@ -95,10 +96,24 @@ async function pong(end: QueuePairEnd, size: number): Promise<void> {
   }
 }
 
+/** Descriptors per queue (openQueuePair's default). */
+const QUEUE_SIZE = 1024;
+
+/**
+ * The rings for messages of `size`: 1024 buffers of 2 KiB, which hold two messages of up
+ * to 1 MiB; larger buffers where two messages would not fit (16 MiB: 32 KiB buffers, 32 MiB
+ * a ring), so the sender can fill one while the receiver drains the other.
+ */
+function geometry(size: number) {
+  return {
+    queueSize: QUEUE_SIZE,
+    maxMessage: Math.max(65536, size),
+    bufferSize: Math.max(2048, Math.ceil((2 * size) / QUEUE_SIZE / 8) * 8),
+  };
+}
+
 async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const { end, socket, close } = await openQueuePair(args, mode, {
-    maxMessage: Math.max(65536, args.size),
-  });
+  const { end, socket, close } = await openQueuePair(args, mode, geometry(args.size));
   const connect = args.role === 'connect';
   switch (args.scenario) {
     case 'oneway':
