@@ -23,11 +23,8 @@ export {
 } from './queue-pair-end.js';
 export { type MapRegionOptions, SharedRegion } from './shared-region.js';
 export { VhostUserBackend, type VhostUserBackendOptions } from './vhost-user/backend.js';
-export {
-  VhostUserPort,
-  type VhostUserPortOptions,
-  type VhostUserPortStats,
-} from './vhost-user/backend-port.js';
+export type { VhostUserPortOptions } from './vhost-user/backend-options.js';
+export { VhostUserPort, type VhostUserPortStats } from './vhost-user/backend-port.js';
 export {
   VirtioUser,
   type VirtioUserEvent,

@@ -9,7 +9,8 @@
 import { VringError } from '../errors.js';
 import { FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
-import { resolvePortOptions, VhostUserPort, type VhostUserPortOptions } from './backend-port.js';
+import { resolvePortOptions, type VhostUserPortOptions } from './backend-options.js';
+import { VhostUserPort } from './backend-port.js';
 
 /** Options of {@link VhostUserBackend}. @public */
 export interface VhostUserBackendOptions extends VhostUserPortOptions {
