@@ -69,21 +69,6 @@ function closeRingFds(ring: RingSetup): void {
   closeFds([ring.kickFd, ring.callFd].filter((fd) => fd !== undefined));
 }
 
-/** The reject reason for a framing error the socket binding caught before decoding. */
-function framingReason(error: VringError): string {
-  if (error.reason) return error.reason;
-  switch (error.code) {
-    case 'ERR_VRING_PARTIAL_MESSAGE':
-      return 'short-message';
-    case 'ERR_VRING_FDS_TRUNCATED':
-      return 'too-many-fds';
-    case 'ERR_VRING_PROTOCOL':
-      return 'oversized-message';
-    default:
-      return 'bad-frame';
-  }
-}
-
 /** What a {@link VhostUserSession} tells the port it serves. @internal */
 export interface SessionHandlers {
   /** The rings are complete: `pair` carries the data path until {@link stopped}. */
@@ -148,11 +133,13 @@ export class VhostUserSession {
 
   async #serve(): Promise<void> {
     // The socket settles `closed` with an error for framing problems the binding catches
-    // itself (short header at EOF, a size beyond the limit, truncated fds).
+    // itself (short header at EOF, a size beyond the limit, truncated fds); the binding names
+    // the problem in `reason` (`short-message`, `oversized-message`, `too-many-fds`, …).
     void this.#socket.closed.then((error) => {
       if (this.#done) return;
       if (error && error.code !== 'ERR_VRING_PEER_DISCONNECTED') {
-        this.#end(protocolError(framingReason(error), `control channel: ${error.message}`, error));
+        const reason = error.reason ?? 'bad-frame';
+        this.#end(protocolError(reason, `control channel: ${error.message}`, error));
       } else {
         this.#end(undefined);
       }
