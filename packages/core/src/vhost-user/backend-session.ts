@@ -139,7 +139,7 @@ export class VhostUserSession {
       if (this.#done) return;
       if (error && error.code !== 'ERR_VRING_PEER_DISCONNECTED') {
         const reason = error.reason ?? 'bad-frame';
-        this.#end(protocolError(reason, `control channel: ${error.message}`, error));
+        this.#end(protocolError(reason, `control connection: ${error.message}`, error));
       } else {
         this.#end(undefined);
       }

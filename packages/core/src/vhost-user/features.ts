@@ -20,7 +20,7 @@ const bit = (n: number): bigint => 1n << BigInt(n);
 export const VIRTIO_NET_F_CSUM = bit(0);
 /** Driver handles packets with partial checksum (RX checksum offload). */
 export const VIRTIO_NET_F_GUEST_CSUM = bit(1);
-/** Control channel offloads reconfiguration. */
+/** Offloads can be reconfigured through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_GUEST_OFFLOADS = bit(2);
 /** Device reports a maximum MTU. */
 export const VIRTIO_NET_F_MTU = bit(3);
@@ -50,9 +50,9 @@ export const VIRTIO_NET_F_MRG_RXBUF = bit(15);
 export const VIRTIO_NET_F_STATUS = bit(16);
 /** Control virtqueue is available. */
 export const VIRTIO_NET_F_CTRL_VQ = bit(17);
-/** Control channel RX mode support. */
+/** RX mode (promiscuous, all-multicast) set through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_RX = bit(18);
-/** Control channel VLAN filtering. */
+/** VLAN filtering set through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_VLAN = bit(19);
 /** Extra RX mode control support. */
 export const VIRTIO_NET_F_CTRL_RX_EXTRA = bit(20);
@@ -60,7 +60,7 @@ export const VIRTIO_NET_F_CTRL_RX_EXTRA = bit(20);
 export const VIRTIO_NET_F_GUEST_ANNOUNCE = bit(21);
 /** Device supports multiqueue with automatic receive steering. */
 export const VIRTIO_NET_F_MQ = bit(22);
-/** Set MAC address through the control channel. */
+/** Set MAC address through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_MAC_ADDR = bit(23);
 
 // ---- transport / ring feature bits (24–40) ----
@@ -112,7 +112,7 @@ export const VHOST_USER_PROTOCOL_F_RARP = bit(2);
 export const VHOST_USER_PROTOCOL_F_REPLY_ACK = bit(3);
 /** NET_SET_MTU. */
 export const VHOST_USER_PROTOCOL_F_NET_MTU = bit(4);
-/** SET_BACKEND_REQ_FD: a back-end → front-end channel. */
+/** SET_BACKEND_REQ_FD: a socket for requests from the back-end to the front-end. */
 export const VHOST_USER_PROTOCOL_F_BACKEND_REQ = bit(5);
 /** SET_VRING_ENDIAN. */
 export const VHOST_USER_PROTOCOL_F_CROSS_ENDIAN = bit(6);
@@ -304,7 +304,7 @@ export function requireFeatures(negotiated: bigint, required: bigint, kind: Feat
 /**
  * Checks dependencies inside a protocol feature word: the spec says a back-end should close
  * the connection when INBAND_NOTIFICATIONS arrives without BACKEND_REQ and REPLY_ACK, because
- * in-band calls need a back-end channel with acknowledgements to be reliable.
+ * in-band calls need that back-end request socket, with acknowledgements, to be reliable.
  * @throws VringError `ERR_VRING_PROTOCOL` with reason `protocol-feature-dependency`.
  *
  */

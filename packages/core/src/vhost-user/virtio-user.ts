@@ -26,7 +26,7 @@ import {
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
 } from './features.js';
-import { FrontendChannel } from './frontend-channel.js';
+import { FrontendConnection } from './frontend-connection.js';
 import {
   configureDevice,
   type DeviceSetup,
@@ -195,7 +195,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
    */
   readonly closed: Promise<VringError | undefined>;
 
-  readonly #port: DriverQueuePair;
+  readonly #queuePair: DriverQueuePair;
   readonly #source: ConnectionSource;
   #negotiated: NegotiatedFeatures;
   readonly #options: VirtioUserOptions;
@@ -209,7 +209,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     path: string,
     options: VirtioUserOptions,
     source: ConnectionSource,
-    port: DriverQueuePair,
+    queuePair: DriverQueuePair,
     socket: FdSocket,
     negotiated: NegotiatedFeatures,
   ) {
@@ -217,13 +217,13 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     this.server = options.server ?? false;
     this.#options = options;
     this.#source = source;
-    this.#port = port;
+    this.#queuePair = queuePair;
     this.#socket = socket;
     this.#negotiated = negotiated;
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    port.closed.then((error) => {
+    queuePair.closed.then((error) => {
       if (error) this.#fail(error);
     });
     void this.#supervise(socket);
@@ -256,20 +256,20 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
       ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
       ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n);
     const signal = options.signal ?? new AbortController().signal;
-    let port: DriverQueuePair | undefined;
+    let queuePair: DriverQueuePair | undefined;
     let fixed: bigint | undefined;
     try {
       for (;;) {
         const socket = await source.next(signal, true);
         try {
-          const channel = new FrontendChannel(socket, timeouts, signal);
-          const negotiated = await negotiateFeatures(channel, {
+          const connection = new FrontendConnection(socket, timeouts, signal);
+          const negotiated = await negotiateFeatures(connection, {
             wanted,
             required: VIRTIO_F_VERSION_1,
             fixed,
           });
           fixed = negotiated.features;
-          port ??= DriverQueuePair.createForVhostUser({
+          queuePair ??= DriverQueuePair.createForVhostUser({
             queueSize: options.queueSize,
             bufferSize: options.bufferSize,
             maxMessage: options.maxMessage ?? 9216,
@@ -280,8 +280,8 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
             // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
             // cannot express for an object built from optional inputs.
           } as Parameters<typeof DriverQueuePair.createForVhostUser>[0]);
-          await configureDevice(channel, negotiated, deviceSetup(port));
-          const user = new VirtioUser(path, options, source, port, socket, negotiated);
+          await configureDevice(connection, negotiated, deviceSetup(queuePair));
+          const user = new VirtioUser(path, options, source, queuePair, socket, negotiated);
           user.#emit({ type: 'connected', ...negotiated, connection: 1 });
           return user;
         } catch (error) {
@@ -291,7 +291,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
         }
       }
     } catch (error) {
-      port?.close();
+      queuePair?.close();
       source.close();
       throw error;
     }
@@ -319,17 +319,17 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
 
   /** Largest frame, in bytes. */
   get maxMessage(): number {
-    return this.#port.maxMessage;
+    return this.#queuePair.maxMessage;
   }
 
   /** Data-path counters since open. */
   get stats(): QueuePairStats {
-    return this.#port.stats;
+    return this.#queuePair.stats;
   }
 
   /** The notification policy in force. */
   get notification(): NotificationMode {
-    return this.#port.notification;
+    return this.#queuePair.notification;
   }
 
   /** The back-end is another process (or thread): never in this one's event loop. */
@@ -342,53 +342,53 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
 
   /** See {@link QueuePairEnd.trySend}. */
   trySend(batch: MessageBatch, start = 0): number {
-    return this.#port.trySend(batch, start);
+    return this.#queuePair.trySend(batch, start);
   }
 
   /** See {@link QueuePairEnd.tryReceive}. */
   tryReceive(batch: MessageBatch): number {
-    return this.#port.tryReceive(batch);
+    return this.#queuePair.tryReceive(batch);
   }
 
   /** Sends every frame of `batch`, waiting for ring space (also across a reconnect). */
   sendBatch(batch: MessageBatch, options?: WaitOptions): Promise<void> {
-    return this.#port.sendBatch(batch, options);
+    return this.#queuePair.sendBatch(batch, options);
   }
 
   /** Sends one frame or several, in order. */
   send(frames: Uint8Array | readonly Uint8Array[], options?: WaitOptions): Promise<void> {
-    return this.#port.send(frames, options);
+    return this.#queuePair.send(frames, options);
   }
 
   /** Waits for at least one frame and fills `batch` (see {@link QueuePairEnd.receive}). */
   receive(batch?: MessageBatch, options?: WaitOptions): Promise<MessageBatch> {
-    return this.#port.receive(batch, options);
+    return this.#queuePair.receive(batch, options);
   }
 
   /** Resolves once frames are waiting. */
   waitReceivable(options?: WaitOptions): Promise<void> {
-    return this.#port.waitReceivable(options);
+    return this.#queuePair.waitReceivable(options);
   }
 
   /** Resolves once the transmit ring may have space again. */
   waitSendable(options?: WaitSendableOptions): Promise<void> {
-    return this.#port.waitSendable(options);
+    return this.#queuePair.waitSendable(options);
   }
 
   /** Yields each received frame as its own Buffer until the VirtioUser closes. */
   [Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
-    return this.#port[Symbol.asyncIterator]();
+    return this.#queuePair[Symbol.asyncIterator]();
   }
 
   /** Let pending waits keep the process alive (the default). */
   ref(): this {
-    this.#port.ref();
+    this.#queuePair.ref();
     return this;
   }
 
   /** Let the process exit even while a send or receive waits. */
   unref(): this {
-    this.#port.unref();
+    this.#queuePair.unref();
     return this;
   }
 
@@ -440,13 +440,13 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
           return;
         }
         try {
-          const channel = new FrontendChannel(next, timeouts, signal);
-          const negotiated = await negotiateFeatures(channel, {
+          const connection = new FrontendConnection(next, timeouts, signal);
+          const negotiated = await negotiateFeatures(connection, {
             wanted: this.#negotiated.features,
             required: VIRTIO_F_VERSION_1,
             fixed: this.#negotiated.features,
           });
-          await configureDevice(channel, negotiated, deviceSetup(this.#port));
+          await configureDevice(connection, negotiated, deviceSetup(this.#queuePair));
           if (this.#done) {
             next.close();
             return;
@@ -485,8 +485,8 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     this.#socket?.close();
     this.#socket = undefined;
     this.#source.close();
-    if (error) this.#port.destroy(error);
-    else this.#port.close();
+    if (error) this.#queuePair.destroy(error);
+    else this.#queuePair.close();
     this.#resolveClosed(error);
   }
 }
@@ -498,10 +498,10 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
  * interop/04; other back-ends take the base as given). The old back-end is gone when this
  * runs, so the index is stable.
  */
-function deviceSetup(port: DriverQueuePair): DeviceSetup {
-  const { descriptor } = port.share();
-  const { kick, call } = port.vringFds();
-  const region = port.region;
+function deviceSetup(queuePair: DriverQueuePair): DeviceSetup {
+  const { descriptor } = queuePair.share();
+  const { kick, call } = queuePair.vringFds();
+  const region = queuePair.region;
   const base = region.address;
   const rings = [descriptor.rx, descriptor.tx];
   return {

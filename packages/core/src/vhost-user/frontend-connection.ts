@@ -17,8 +17,8 @@ import {
   VhostUserRequest,
 } from './message.js';
 
-/** Deadlines of a {@link FrontendChannel}. @internal */
-export interface FrontendChannelTimeouts {
+/** Deadlines of a {@link FrontendConnection}. @internal */
+export interface FrontendConnectionTimeouts {
   /** How long to wait for an ordinary reply, in ms. */
   replyMs: number;
   /**
@@ -34,16 +34,16 @@ export interface FrontendChannelTimeouts {
  * would be taken for the next request's — so the caller must close it.
  * @internal
  */
-export class FrontendChannel {
+export class FrontendConnection {
   /** Whether PROTOCOL_F_REPLY_ACK was negotiated: then every request without a body asks for an ack. */
   replyAck = false;
   readonly #socket: FdSocket;
-  readonly #timeouts: FrontendChannelTimeouts;
+  readonly #timeouts: FrontendConnectionTimeouts;
 
   readonly #signal: AbortSignal | undefined;
 
   /** `signal` abandons a pending reply wait (e.g. the caller gave up on the handshake). */
-  constructor(socket: FdSocket, timeouts: FrontendChannelTimeouts, signal?: AbortSignal) {
+  constructor(socket: FdSocket, timeouts: FrontendConnectionTimeouts, signal?: AbortSignal) {
     this.#socket = socket;
     this.#timeouts = timeouts;
     this.#signal = signal;
