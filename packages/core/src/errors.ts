@@ -83,3 +83,18 @@ export class VringError extends Error {
     return 'VringError';
   }
 }
+
+/**
+ * An option that must be a positive number (a delay, a timeout): `value`, or `fallback` when
+ * it is not given.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` naming the option when it is not a
+ * positive finite number.
+ * @internal
+ */
+export function positiveOption(value: number | undefined, fallback: number, name: string): number {
+  const v = value ?? fallback;
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be a positive number`);
+  }
+  return v;
+}

@@ -21,6 +21,7 @@ export {
   type WaitOptions,
   type WaitSendableOptions,
 } from './queue-pair-end.js';
+export type { ReconnectOptions } from './reconnect-backoff.js';
 export { type MapRegionOptions, SharedRegion } from './shared-region.js';
 export { VhostUserBackend, type VhostUserBackendOptions } from './vhost-user/backend.js';
 export type { VhostUserPortOptions } from './vhost-user/backend-options.js';

@@ -5,9 +5,8 @@
  *
  * @packageDocumentation
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverQueuePair } from '../driver-queue-pair.js';
-import { VringError } from '../errors.js';
+import { positiveOption, VringError } from '../errors.js';
 import { FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
 import type { FramePolling, FramePort } from '../frame-port.js';
@@ -20,6 +19,7 @@ import {
   type WaitOptions,
   type WaitSendableOptions,
 } from '../queue-pair-end.js';
+import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VIRTIO_F_VERSION_1,
@@ -34,8 +34,12 @@ import {
   negotiateFeatures,
 } from './frontend-handshake.js';
 
-/** Options of {@link VirtioUser.open}. @public */
-export interface VirtioUserOptions {
+/**
+ * Options of {@link VirtioUser.open}. In client mode, `retryInitialMs` and `retryMaxMs` (see
+ * {@link ReconnectOptions}) pace the attempts to reach a back-end that is not listening yet.
+ * @public
+ */
+export interface VirtioUserOptions extends ReconnectOptions {
   /**
    * Listen at the path and let the back-end connect (DPDK virtio_user's `server=1`; the
    * back-end runs with `client=1`). Default false: connect to the back-end's socket,
@@ -63,10 +67,6 @@ export interface VirtioUserOptions {
    * region answers only after faulting all of it in.
    */
   memoryTableTimeoutMs?: number;
-  /** First retry delay of client mode, in ms (default 20); doubles up to `retryMaxMs`. */
-  retryInitialMs?: number;
-  /** Longest delay between connection attempts, in ms (default 1000, DPDK's own period). */
-  retryMaxMs?: number;
   /** Aborts {@link VirtioUser.open} while it waits for a back-end. */
   signal?: AbortSignal;
   /** Told about connections, handshakes and disconnects (for logs). */
@@ -99,28 +99,18 @@ function isFatal(error: unknown): boolean {
   return !(error instanceof VringError) || FATAL_CODES.has(error.code);
 }
 
-function positive(value: number | undefined, fallback: number, name: string): number {
-  const v = value ?? fallback;
-  if (!Number.isFinite(v) || v <= 0) {
-    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be a positive number`);
-  }
-  return v;
-}
-
 /**
  * Where control connections come from: a listening socket (server mode) or connect()
- * retried with exponential backoff (client mode).
+ * retried with backoff (client mode).
  */
 class ConnectionSource {
   readonly #path: string;
   readonly #server: FdServer | undefined;
-  readonly #initialMs: number;
-  readonly #maxMs: number;
+  readonly #backoff: ReconnectBackoff;
 
-  constructor(path: string, server: boolean, initialMs: number, maxMs: number) {
+  constructor(path: string, server: boolean, backoff: ReconnectBackoff) {
     this.#path = path;
-    this.#initialMs = initialMs;
-    this.#maxMs = maxMs;
+    this.#backoff = backoff;
     this.#server = server ? FdServer.listenFramed(path, VHOST_USER_FRAMING) : undefined;
   }
 
@@ -130,7 +120,7 @@ class ConnectionSource {
    */
   async next(signal: AbortSignal, keepAlive: boolean): Promise<FdSocket> {
     if (this.#server) return this.#server.accept({ signal });
-    let delay = this.#initialMs;
+    this.#backoff.reset();
     for (;;) {
       signal.throwIfAborted();
       try {
@@ -140,12 +130,7 @@ class ConnectionSource {
         // may be restarting, so keep trying; anything else is a bug worth surfacing.
         if (!(error instanceof VringError) || error.code !== 'ERR_VRING_SYSTEM') throw error;
       }
-      // timers/promises rejects with its own AbortError; callers expect the signal's reason,
-      // as from every other abortable wait in vring.
-      await sleep(delay, undefined, { signal, ref: keepAlive }).catch((error: unknown) => {
-        throw signal.aborted ? signal.reason : error;
-      });
-      delay = Math.min(delay * 2, this.#maxMs);
+      await this.#backoff.wait(signal, keepAlive);
     }
   }
 
@@ -242,14 +227,13 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     // Checked before any connection: a bad option must not cost a back-end a handshake.
     notificationPolicy(options);
     const timeouts = {
-      replyMs: positive(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
-      memoryTableMs: positive(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
+      replyMs: positiveOption(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
+      memoryTableMs: positiveOption(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
     };
     const source = new ConnectionSource(
       path,
       options.server ?? false,
-      positive(options.retryInitialMs, 20, 'retryInitialMs'),
-      positive(options.retryMaxMs, 1000, 'retryMaxMs'),
+      new ReconnectBackoff(options),
     );
     const wanted =
       SUPPORTED_FEATURES &
