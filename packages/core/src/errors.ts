@@ -33,7 +33,13 @@ export interface VringErrorOptions extends ErrorOptions {
   errno?: number | undefined;
   /** The system call that failed, when the OS refused an operation. */
   syscall?: string | undefined;
-  /** For `ERR_VRING_BAD_RING`: which check the peer's ring data failed (e.g. `descriptor-loop`). */
+  /**
+   * Why something was rejected, as a stable machine-readable word to match on (the message
+   * is for people): the check a peer's ring data failed (`ERR_VRING_BAD_RING`, e.g.
+   * `descriptor-loop`), what was wrong with a frame or message a peer sent
+   * (`ERR_VRING_PROTOCOL`, e.g. `short-message`, `unknown-request`), or why a request was
+   * refused (e.g. `nack`, `features-changed`). Undefined where the code says it all.
+   */
   reason?: string | undefined;
   /** Extra data an RPC handler attached to its error (see {@link VringError.remote}). */
   data?: unknown;
@@ -41,7 +47,8 @@ export interface VringErrorOptions extends ErrorOptions {
 
 /**
  * The one error class vring throws. Every failure has a stable `code`; failures the OS
- * reported also carry `errno` and `syscall`.
+ * reported also carry `errno` and `syscall`, and rejections (a bad ring, a bad frame from a
+ * peer, a refused request) a stable `reason`.
  *
  * @public
  */
@@ -51,8 +58,11 @@ export class VringError extends Error {
    * threw in another process, whatever code the handler gave it (`remote` is true then).
    */
   readonly code: VringErrorCode | (string & {});
+  /** OS error number, when the OS refused an operation. */
   readonly errno: number | undefined;
+  /** The system call that failed, when the OS refused an operation. */
   readonly syscall: string | undefined;
+  /** Why something was rejected, when there is more to say than the code (see {@link VringErrorOptions.reason}). */
   readonly reason: string | undefined;
   /** Extra data an RPC handler attached to its error. */
   readonly data: unknown;

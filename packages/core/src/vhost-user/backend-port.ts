@@ -34,9 +34,11 @@ import { VhostUserSession } from './backend-session.js';
 export interface VhostUserPortStats {
   /** Frames the front-end transmitted that this port received. */
   framesReceived: number;
+  /** Bytes of those frames (without the net header). */
   bytesReceived: number;
   /** Frames written into the front-end's receive buffers. */
   framesSent: number;
+  /** Bytes of those frames (without the net header). */
   bytesSent: number;
   /** Frames not delivered because a non-mergeable receive buffer was too small. */
   dropped: number;

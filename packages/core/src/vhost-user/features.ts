@@ -78,7 +78,6 @@ export const VIRTIO_RING_F_EVENT_IDX = bit(29);
 /**
  * vhost-user reuses virtio bit 30: offered by a back-end that understands
  * GET/SET_PROTOCOL_FEATURES; when negotiated, rings start disabled until SET_VRING_ENABLE.
- *
  */
 export const VHOST_USER_F_PROTOCOL_FEATURES = bit(30);
 /** VIRTIO 1.x (little-endian rings, 12-byte net header). */
@@ -239,7 +238,6 @@ function namesOf(word: bigint, names: ReadonlyMap<bigint, string>): string[] {
 /**
  * Names of the bits set in a feature word, lowest bit first; bits without a name come out
  * as `bitN`, so nothing the peer sent is hidden from a log line.
- *
  */
 export function featureNames(word: bigint, kind: FeatureWord = 'virtio'): string[] {
   return namesOf(
@@ -250,16 +248,15 @@ export function featureNames(word: bigint, kind: FeatureWord = 'virtio'): string
 
 /**
  * A feature word for error messages and logs: `0x950008000 [MRG_RXBUF|INDIRECT_DESC|…]`.
- *
  */
 export function describeFeatures(word: bigint, kind: FeatureWord = 'virtio'): string {
   return `0x${word.toString(16)} [${featureNames(word, kind).join('|')}]`;
 }
 
 /**
- * Negotiation by intersection: the bits both sides want. Used by the front-end to choose what
- * to SET from what the back-end offered, and by the back-end to clamp what it would accept.
- *
+ * Negotiation by intersection: the bits both sides want. The front-end uses it to choose what
+ * to SET from what the back-end offered; the back-end does not clamp what it receives but
+ * refuses un-offered bits (see {@link checkAccepted}).
  */
 export function negotiate(offered: bigint, wanted: bigint): bigint {
   return offered & wanted & MASK_64;
@@ -270,7 +267,6 @@ export function negotiate(offered: bigint, wanted: bigint): bigint {
  * setting a bit that was not offered is a protocol violation, not something to clamp
  * silently, because the peer would then drive the rings in a mode we never agreed to.
  * @throws VringError `ERR_VRING_PROTOCOL` with reason `unoffered-features`.
- *
  */
 export function checkAccepted(offered: bigint, accepted: bigint, kind: FeatureWord): void {
   const extra = accepted & ~offered;
@@ -288,7 +284,6 @@ export function checkAccepted(offered: bigint, accepted: bigint, kind: FeatureWo
  * VERSION_1). A missing bit is not a malformed message — the peer is simply incapable — so it
  * gets its own code the application can match on.
  * @throws VringError `ERR_VRING_FEATURE_MISMATCH` with reason `missing-required-features`.
- *
  */
 export function requireFeatures(negotiated: bigint, required: bigint, kind: FeatureWord): void {
   const missing = required & ~negotiated;
@@ -306,7 +301,6 @@ export function requireFeatures(negotiated: bigint, required: bigint, kind: Feat
  * the connection when INBAND_NOTIFICATIONS arrives without BACKEND_REQ and REPLY_ACK, because
  * in-band calls need that back-end request socket, with acknowledgements, to be reliable.
  * @throws VringError `ERR_VRING_PROTOCOL` with reason `protocol-feature-dependency`.
- *
  */
 export function checkProtocolFeatureDependencies(word: bigint): void {
   const needs = VHOST_USER_PROTOCOL_F_BACKEND_REQ | VHOST_USER_PROTOCOL_F_REPLY_ACK;
