@@ -263,9 +263,10 @@ export function negotiate(offered: bigint, wanted: bigint): bigint {
 }
 
 /**
- * Checks a feature word a peer SET against what we offered (protocol-anchors §6.3 item 14):
- * setting a bit that was not offered is a protocol violation, not something to clamp
- * silently, because the peer would then drive the rings in a mode we never agreed to.
+ * Checks a feature word a peer SET against what we offered: setting a bit that was not
+ * offered is a protocol violation, not something to clamp silently, because the peer would
+ * then drive the rings in a mode we never agreed to (see
+ * docs/architecture.md#what-a-peer-may-never-do-to-us).
  * @throws VringError `ERR_VRING_PROTOCOL` with reason `unoffered-features`.
  */
 export function checkAccepted(offered: bigint, accepted: bigint, kind: FeatureWord): void {

@@ -23,7 +23,8 @@ export interface FrontendConnectionTimeouts {
   replyMs: number;
   /**
    * How long to wait for the SET_MEM_TABLE ack, in ms. A back-end that mlocks our region
-   * (testpmd without `--no-mlockall`) takes seconds to answer (protocol-anchors §1.8).
+   * (testpmd without `--no-mlockall`) faults in every page of it before it answers, which
+   * takes seconds for a large region.
    */
   memoryTableMs: number;
 }

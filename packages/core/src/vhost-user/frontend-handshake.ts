@@ -1,8 +1,8 @@
 /**
- * The front-end handshake in the DPDK 22.11 dialect (protocol-anchors §7, recordings
- * interop/05 and 06): SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, SET_FEATURES,
- * SET_STATUS 0xB, SET_MEM_TABLE, per vring NUM/BASE/ADDR/CALL/KICK, SET_VRING_ENABLE,
- * SET_STATUS 0xF. It is split in two because the rings can only be laid out once the
+ * The front-end handshake, in the order DPDK 22.11's virtio_user sends it, so a back-end
+ * that accepts DPDK accepts us: SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES,
+ * SET_FEATURES, SET_STATUS 0xB, SET_MEM_TABLE, per vring NUM/BASE/ADDR/CALL/KICK,
+ * SET_VRING_ENABLE, SET_STATUS 0xF. It is split in two because the rings can only be laid out once the
  * features are known (mergeable buffers and EVENT_IDX change how the driver uses them).
  *
  * @packageDocumentation

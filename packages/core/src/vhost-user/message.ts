@@ -558,8 +558,8 @@ function readPayload(
       } else if (request === VhostUserRequest.SET_VRING_ENABLE) {
         if (state.num > 1) reject('bad-enable-value', `${name}: enable value ${state.num}`);
       }
-      // GET_VRING_BASE: `num` is reserved but DPDK's virtio_user sends garbage there
-      // (protocol-anchors §6.3 item 15), so it is deliberately not checked.
+      // GET_VRING_BASE: `num` is reserved, but DPDK's virtio_user sends arbitrary values
+      // there; refusing them would refuse DPDK, so it is deliberately not checked.
       return state;
     }
     case 'addr':

@@ -140,9 +140,10 @@ class ConnectionSource {
 }
 
 /**
- * A virtio-net front-end over vhost-user (DESIGN §5): queue 0 receives, queue 1 transmits,
- * frames carry a 12-byte `virtio_net_hdr_v1` (added and stripped here), mergeable receive
- * buffers and EVENT_IDX are used when the back-end offers them.
+ * A virtio-net front-end over vhost-user: queue 0 receives, queue 1 transmits, frames carry
+ * a 12-byte `virtio_net_hdr_v1` (added and stripped here), mergeable receive buffers and
+ * EVENT_IDX are used when the back-end offers them (see
+ * docs/architecture.md#vhost-user-roles).
  *
  * It speaks DPDK 22.11's dialect and survives its back-end: when the connection drops it
  * keeps the rings, the memory and the application's handle, reconnects (client mode
@@ -478,9 +479,9 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
 /**
  * The rings as the device must see them now. The base of each split vring is the device's
  * own used index read from our memory: everything before it was consumed and returned, so
- * a new back-end resumes exactly there (DPDK resynchronises from used->idx anyway, see
- * interop/04; other back-ends take the base as given). The old back-end is gone when this
- * runs, so the index is stable.
+ * a new back-end resumes exactly there (DPDK's back-end resynchronises from used->idx
+ * anyway; other back-ends take the base as given). The old back-end is gone when this runs,
+ * so the index is stable.
  */
 function deviceSetup(queuePair: DriverQueuePair): DeviceSetup {
   const { descriptor } = queuePair.share();
