@@ -133,11 +133,11 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
     // Fast path while live: the pair's own promise, no extra hops through an async function.
     if (pair && !this.#done) {
       return pair.receive(batch, options).catch((error: unknown) => {
-        if (pair === this.#pair || this.#done) throw this.#failure ?? error;
-        return this.#receiveAcrossRestarts(batch, options);
+        this.#throwUnlessRestarted(pair, error);
+        return this.#acrossRestarts(options, (live) => live.receive(batch, options));
       });
     }
-    return this.#receiveAcrossRestarts(batch, options);
+    return this.#acrossRestarts(options, (live) => live.receive(batch, options));
   }
 
   /**
@@ -150,22 +150,14 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
     try {
       return pair.tryReceive(batch);
     } catch (error) {
-      if (pair === this.#pair || this.#done) throw this.#failure ?? error;
+      this.#throwUnlessRestarted(pair, error);
       return 0;
     }
   }
 
   /** Resolves once frames are waiting (across ring restarts); rejects once the port is closed. */
-  async waitReceivable(options: WaitOptions = {}): Promise<void> {
-    for (;;) {
-      const pair = await this.#whenLive(options);
-      try {
-        await pair.waitReceivable(options);
-        return;
-      } catch (error) {
-        if (pair === this.#pair || this.#done) throw this.#failure ?? error;
-      }
-    }
+  waitReceivable(options: WaitOptions = {}): Promise<void> {
+    return this.#acrossRestarts(options, (pair) => pair.waitReceivable(options));
   }
 
   /**
@@ -179,7 +171,7 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
     try {
       return pair.trySend(batch, start);
     } catch (error) {
-      if (pair === this.#pair || this.#done) throw this.#failure ?? error;
+      this.#throwUnlessRestarted(pair, error);
       return 0;
     }
   }
@@ -188,16 +180,8 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
    * Resolves once the front-end may have receive buffers again (across ring restarts): for a
    * frame of `bytes` when given, which may need several buffers.
    */
-  async waitSendable(options: WaitSendableOptions = {}): Promise<void> {
-    for (;;) {
-      const pair = await this.#whenLive(options);
-      try {
-        await pair.waitSendable(options);
-        return;
-      } catch (error) {
-        if (pair === this.#pair || this.#done) throw this.#failure ?? error;
-      }
-    }
+  waitSendable(options: WaitSendableOptions = {}): Promise<void> {
+    return this.#acrossRestarts(options, (pair) => pair.waitSendable(options));
   }
 
   /** The notification policy of the port's data path. */
@@ -227,17 +211,30 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
     return this;
   }
 
-  async #receiveAcrossRestarts(batch: MessageBatch, options: WaitOptions): Promise<MessageBatch> {
+  /**
+   * Runs a wait on the live pair; when the rings are stopped under it (GET_VRING_BASE, a new
+   * memory table), runs it again on the pair the replayed handshake brings back.
+   */
+  async #acrossRestarts<T>(
+    options: WaitOptions,
+    wait: (pair: DeviceQueuePair) => Promise<T>,
+  ): Promise<T> {
     for (;;) {
       const pair = await this.#whenLive(options);
       try {
-        return await pair.receive(batch, options);
+        return await wait(pair);
       } catch (error) {
-        if (pair === this.#pair || this.#done) throw this.#failure ?? error;
-        // The rings were stopped under us (GET_VRING_BASE, a new memory table): wait for the
-        // replayed handshake to bring them back.
+        this.#throwUnlessRestarted(pair, error);
       }
     }
+  }
+
+  /**
+   * Rethrows an error of `pair` unless the session stopped that pair to restart the rings: an
+   * error of the pair still live (or of a closed port) is the port's.
+   */
+  #throwUnlessRestarted(pair: DeviceQueuePair, error: unknown): void {
+    if (pair === this.#pair || this.#done) throw this.#failure ?? error;
   }
 
   /**
@@ -256,7 +253,7 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
 
   #sendOn(pair: DeviceQueuePair, sending: Promise<void>): Promise<void> {
     return sending.catch((error: unknown) => {
-      if (pair === this.#pair || this.#done) throw this.#failure ?? error;
+      this.#throwUnlessRestarted(pair, error);
       // Stopped mid-batch: the front-end is resetting its rings; what was unsent is discarded
       // (its receive buffers are gone with them).
     });
