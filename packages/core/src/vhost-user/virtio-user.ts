@@ -26,7 +26,7 @@ import {
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
 } from './features.js';
-import { FrontendConnection } from './frontend-connection.js';
+import { FrontendConnection, type FrontendConnectionTimeouts } from './frontend-connection.js';
 import {
   configureDevice,
   type DeviceSetup,
@@ -97,6 +97,14 @@ const FATAL_CODES = new Set([
 
 function isFatal(error: unknown): boolean {
   return !(error instanceof VringError) || FATAL_CODES.has(error.code);
+}
+
+/** The deadlines of control replies `options` ask for, checked. */
+function replyTimeouts(options: VirtioUserOptions): FrontendConnectionTimeouts {
+  return {
+    replyMs: positiveOption(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
+    memoryTableMs: positiveOption(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
+  };
 }
 
 /**
@@ -227,10 +235,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   static async open(path: string, options: VirtioUserOptions = {}): Promise<VirtioUser> {
     // Checked before any connection: a bad option must not cost a back-end a handshake.
     notificationPolicy(options);
-    const timeouts = {
-      replyMs: positiveOption(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
-      memoryTableMs: positiveOption(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
-    };
+    const timeouts = replyTimeouts(options);
     const source = new ConnectionSource(
       path,
       options.server ?? false,
@@ -402,10 +407,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   /** Waits for each connection to end, then gets and sets up the next one. */
   async #supervise(socket: FdSocket): Promise<void> {
     const signal = this.#abort.signal;
-    const timeouts = {
-      replyMs: this.#options.replyTimeoutMs ?? 10_000,
-      memoryTableMs: this.#options.memoryTableTimeoutMs ?? 60_000,
-    };
+    const timeouts = replyTimeouts(this.#options);
     for (;;) {
       const error = await socket.closed;
       socket.close();
