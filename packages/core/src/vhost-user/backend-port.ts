@@ -281,7 +281,7 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
 
   /** Yields each received frame as its own Buffer (a copy) until the port closes. */
   async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
-    const batch = new MessageBatch({ bytes: Math.max(this.#options.maxFrame, 256 * 1024) });
+    const batch = this.createBatch();
     for (;;) {
       try {
         await this.receive(batch);
