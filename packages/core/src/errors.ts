@@ -34,10 +34,12 @@ export interface VringErrorOptions extends ErrorOptions {
   /** The system call that failed, when the OS refused an operation. */
   syscall?: string | undefined;
   /**
-   * When the peer sent something vring rejects: which check it failed, in stable kebab-case.
-   * A ring (`ERR_VRING_BAD_RING`, e.g. `descriptor-loop`) or a socket message: `short-message`
-   * (the peer left mid-message), `too-many-fds` (more than 8 with one message),
-   * `oversized-message` (a length above the receiver's limit).
+   * Why something was rejected, as a stable kebab-case word to match on (the message is for
+   * people): the check a peer's ring data failed (`ERR_VRING_BAD_RING`, e.g.
+   * `descriptor-loop`); what was wrong with a frame or message a peer sent (e.g.
+   * `short-message`: the peer left mid-message, `too-many-fds`: more than 8 with one message,
+   * `oversized-message`: a length above the receiver's limit, `unknown-request`); or why a
+   * request was refused (e.g. `nack`, `features-changed`). Undefined where the code says it all.
    */
   reason?: string | undefined;
   /** Extra data an RPC handler attached to its error (see {@link VringError.remote}). */
@@ -46,7 +48,8 @@ export interface VringErrorOptions extends ErrorOptions {
 
 /**
  * The one error class vring throws. Every failure has a stable `code`; failures the OS
- * reported also carry `errno` and `syscall`.
+ * reported also carry `errno` and `syscall`, and rejections (a bad ring, a bad frame from a
+ * peer, a refused request) a stable `reason`.
  *
  * @public
  */
@@ -56,8 +59,11 @@ export class VringError extends Error {
    * threw in another process, whatever code the handler gave it (`remote` is true then).
    */
   readonly code: VringErrorCode | (string & {});
+  /** OS error number, when the OS refused an operation. */
   readonly errno: number | undefined;
+  /** The system call that failed, when the OS refused an operation. */
   readonly syscall: string | undefined;
+  /** Why something was rejected, when there is more to say than the code (see {@link VringErrorOptions.reason}). */
   readonly reason: string | undefined;
   /** Extra data an RPC handler attached to its error. */
   readonly data: unknown;
@@ -87,4 +93,19 @@ export class VringError extends Error {
   override get name(): string {
     return 'VringError';
   }
+}
+
+/**
+ * An option that must be a positive number (a delay, a timeout): `value`, or `fallback` when
+ * it is not given.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` naming the option when it is not a
+ * positive finite number.
+ * @internal
+ */
+export function positiveOption(value: number | undefined, fallback: number, name: string): number {
+  const v = value ?? fallback;
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be a positive number`);
+  }
+  return v;
 }

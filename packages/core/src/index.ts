@@ -1,6 +1,8 @@
 /**
  * @vring/core: shared memory regions, virtio split virtqueues, eventfds wired into the
- * event loop, and fd-passing Unix sockets: the engine under vring's IPC.
+ * event loop, fd-passing Unix sockets, and vhost-user on top of them (the `VirtioUser`
+ * front-end and the `VhostUserBackend` back-end): the engine under vring's IPC. Every
+ * transport implements {@link FramePort}.
  *
  * @packageDocumentation
  */
@@ -21,13 +23,14 @@ export {
   type WaitOptions,
   type WaitSendableOptions,
 } from './queue-pair-end.js';
+export type { ReconnectOptions } from './reconnect-backoff.js';
 export { type MapRegionOptions, SharedRegion } from './shared-region.js';
 export { VhostUserBackend, type VhostUserBackendOptions } from './vhost-user/backend.js';
 export {
-  VhostUserPort,
+  BACKEND_DEFAULT_FEATURES,
   type VhostUserPortOptions,
-  type VhostUserPortStats,
-} from './vhost-user/backend-port.js';
+} from './vhost-user/backend-options.js';
+export { VhostUserPort, type VhostUserPortStats } from './vhost-user/backend-port.js';
 export {
   VirtioUser,
   type VirtioUserEvent,

@@ -117,8 +117,8 @@ test('client mode: connects with backoff to a listening front-end, and again aft
   const ports: VhostUserPort[] = [];
   const backend = new VhostUserBackend(path, {
     client: true,
-    retryDelay: 10,
-    maxRetryDelay: 50,
+    retryInitialMs: 10,
+    retryMaxMs: 50,
     onPort: (port) => {
       ports.push(port);
       void echoPort(port);
@@ -181,7 +181,7 @@ test('our VirtioUser front-end against the backend, in both socket modes', async
     };
     // Server-mode VirtioUser listens first; the backend then connects as a client.
     const opening = VirtioUser.open(path, { server: serverMode });
-    const backend = new VhostUserBackend(path, { client: serverMode, retryDelay: 10, onPort });
+    const backend = new VhostUserBackend(path, { client: serverMode, retryInitialMs: 10, onPort });
     const frontend = await opening;
     const sent = Array.from({ length: 300 }, (_, i) => frame(i, 60 + ((i * 97) % 1455)));
     const sending = frontend.send(sent);

@@ -6,16 +6,19 @@
  *
  * @packageDocumentation
  */
-import { VringError } from '../errors.js';
+import type { VringError } from '../errors.js';
 import { FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
-import { resolvePortOptions, VhostUserPort, type VhostUserPortOptions } from './backend-port.js';
+import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js';
+import { resolvePortOptions, type VhostUserPortOptions } from './backend-options.js';
+import { VhostUserPort } from './backend-port.js';
 
 /** Options of {@link VhostUserBackend}. @public */
-export interface VhostUserBackendOptions extends VhostUserPortOptions {
+export interface VhostUserBackendOptions extends VhostUserPortOptions, ReconnectOptions {
   /**
    * Connect to a front-end listening at the path (DPDK `server=1`) instead of listening;
-   * retries with backoff until it connects, and again after each disconnect.
+   * retries with backoff (`retryInitialMs`, `retryMaxMs`) until it connects, and again after
+   * each disconnect.
    */
   client?: boolean | undefined;
   /** Called with every new port (a front-end connected). */
@@ -25,10 +28,6 @@ export interface VhostUserBackendOptions extends VhostUserPortOptions {
    * …) that closed a port. Default: one line on stderr.
    */
   onError?: ((error: VringError, port: VhostUserPort) => void) | undefined;
-  /** Client mode: first retry delay in ms (default 100), doubled up to `maxRetryDelay`. */
-  retryDelay?: number | undefined;
-  /** Client mode: longest retry delay in ms (default 2000). */
-  maxRetryDelay?: number | undefined;
 }
 
 function logError(error: VringError, port: VhostUserPort): void {
@@ -62,29 +61,25 @@ export class VhostUserBackend implements AsyncDisposable {
   readonly #server: FdServer | undefined;
   #nextId = 1;
   #closed = false;
-  #retryTimer: NodeJS.Timeout | undefined;
-  #delay: number;
+  readonly #backoff: ReconnectBackoff;
+  /** Aborts a client-mode wait between connection attempts when the backend closes. */
+  readonly #stopRetrying = new AbortController();
 
   /**
    * Starts serving at `path`: listens (a stale socket file is replaced) or, with
    * `client: true`, starts connecting.
-   * @throws VringError `ERR_VRING_SYSTEM` when the path cannot be listened on.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a bad option, `ERR_VRING_SYSTEM` when
+   * the path cannot be listened on.
    */
   constructor(path: string, options: VhostUserBackendOptions = {}) {
     this.path = path;
     this.client = options.client ?? false;
     resolvePortOptions(options); // fail here, not on every connection
-    for (const name of ['retryDelay', 'maxRetryDelay'] as const) {
-      const value = options[name];
-      if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
-        throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be a positive number`);
-      }
-    }
+    this.#backoff = new ReconnectBackoff(options);
     this.#options = options;
-    this.#delay = options.retryDelay ?? 100;
     if (this.client) {
       this.#server = undefined;
-      this.#connect();
+      void this.#connect();
     } else {
       this.#server = FdServer.listenFramed(path, VHOST_USER_FRAMING);
       void this.#acceptLoop(this.#server);
@@ -100,7 +95,7 @@ export class VhostUserBackend implements AsyncDisposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#retryTimer);
+    this.#stopRetrying.abort();
     this.#server?.close();
     for (const port of [...this.#ports]) port.close();
   }
@@ -131,27 +126,29 @@ export class VhostUserBackend implements AsyncDisposable {
       this.#ports.delete(port);
       if (this.client && !this.#closed) {
         // Like DPDK's client-mode back-end: a front-end that went away may come back.
-        this.#delay = this.#options.retryDelay ?? 100;
-        this.#connect();
+        void this.#connect();
       }
     });
     this.#options.onPort?.(port);
     return port;
   }
 
-  #connect(): void {
-    if (this.#closed) return;
-    try {
-      this.#adopt(FdSocket.connectFramed(this.path, VHOST_USER_FRAMING));
-      return;
-    } catch {
-      // Nobody listens yet (ENOENT / ECONNREFUSED): retry with backoff.
+  /** Client mode: connects, retrying with backoff until a front-end listens or we close. */
+  async #connect(): Promise<void> {
+    this.#backoff.reset();
+    for (;;) {
+      if (this.#closed) return;
+      try {
+        this.#adopt(FdSocket.connectFramed(this.path, VHOST_USER_FRAMING));
+        return;
+      } catch {
+        // Nobody listens yet (ENOENT / ECONNREFUSED): retry with backoff.
+      }
+      try {
+        await this.#backoff.wait(this.#stopRetrying.signal, true);
+      } catch {
+        return; // closed while waiting
+      }
     }
-    const delay = this.#delay;
-    this.#delay = Math.min(delay * 2, this.#options.maxRetryDelay ?? 2000);
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      this.#connect();
-    }, delay);
   }
 }

@@ -20,7 +20,7 @@ const bit = (n: number): bigint => 1n << BigInt(n);
 export const VIRTIO_NET_F_CSUM = bit(0);
 /** Driver handles packets with partial checksum (RX checksum offload). */
 export const VIRTIO_NET_F_GUEST_CSUM = bit(1);
-/** Control channel offloads reconfiguration. */
+/** Offloads can be reconfigured through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_GUEST_OFFLOADS = bit(2);
 /** Device reports a maximum MTU. */
 export const VIRTIO_NET_F_MTU = bit(3);
@@ -50,9 +50,9 @@ export const VIRTIO_NET_F_MRG_RXBUF = bit(15);
 export const VIRTIO_NET_F_STATUS = bit(16);
 /** Control virtqueue is available. */
 export const VIRTIO_NET_F_CTRL_VQ = bit(17);
-/** Control channel RX mode support. */
+/** RX mode (promiscuous, all-multicast) set through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_RX = bit(18);
-/** Control channel VLAN filtering. */
+/** VLAN filtering set through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_VLAN = bit(19);
 /** Extra RX mode control support. */
 export const VIRTIO_NET_F_CTRL_RX_EXTRA = bit(20);
@@ -60,7 +60,7 @@ export const VIRTIO_NET_F_CTRL_RX_EXTRA = bit(20);
 export const VIRTIO_NET_F_GUEST_ANNOUNCE = bit(21);
 /** Device supports multiqueue with automatic receive steering. */
 export const VIRTIO_NET_F_MQ = bit(22);
-/** Set MAC address through the control channel. */
+/** Set MAC address through the control virtqueue. */
 export const VIRTIO_NET_F_CTRL_MAC_ADDR = bit(23);
 
 // ---- transport / ring feature bits (24–40) ----
@@ -78,7 +78,6 @@ export const VIRTIO_RING_F_EVENT_IDX = bit(29);
 /**
  * vhost-user reuses virtio bit 30: offered by a back-end that understands
  * GET/SET_PROTOCOL_FEATURES; when negotiated, rings start disabled until SET_VRING_ENABLE.
- *
  */
 export const VHOST_USER_F_PROTOCOL_FEATURES = bit(30);
 /** VIRTIO 1.x (little-endian rings, 12-byte net header). */
@@ -112,7 +111,7 @@ export const VHOST_USER_PROTOCOL_F_RARP = bit(2);
 export const VHOST_USER_PROTOCOL_F_REPLY_ACK = bit(3);
 /** NET_SET_MTU. */
 export const VHOST_USER_PROTOCOL_F_NET_MTU = bit(4);
-/** SET_BACKEND_REQ_FD: a back-end → front-end channel. */
+/** SET_BACKEND_REQ_FD: a socket for requests from the back-end to the front-end. */
 export const VHOST_USER_PROTOCOL_F_BACKEND_REQ = bit(5);
 /** SET_VRING_ENDIAN. */
 export const VHOST_USER_PROTOCOL_F_CROSS_ENDIAN = bit(6);
@@ -239,7 +238,6 @@ function namesOf(word: bigint, names: ReadonlyMap<bigint, string>): string[] {
 /**
  * Names of the bits set in a feature word, lowest bit first; bits without a name come out
  * as `bitN`, so nothing the peer sent is hidden from a log line.
- *
  */
 export function featureNames(word: bigint, kind: FeatureWord = 'virtio'): string[] {
   return namesOf(
@@ -250,27 +248,26 @@ export function featureNames(word: bigint, kind: FeatureWord = 'virtio'): string
 
 /**
  * A feature word for error messages and logs: `0x950008000 [MRG_RXBUF|INDIRECT_DESC|…]`.
- *
  */
 export function describeFeatures(word: bigint, kind: FeatureWord = 'virtio'): string {
   return `0x${word.toString(16)} [${featureNames(word, kind).join('|')}]`;
 }
 
 /**
- * Negotiation by intersection: the bits both sides want. Used by the front-end to choose what
- * to SET from what the back-end offered, and by the back-end to clamp what it would accept.
- *
+ * Negotiation by intersection: the bits both sides want. The front-end uses it to choose what
+ * to SET from what the back-end offered; the back-end does not clamp what it receives but
+ * refuses un-offered bits (see {@link checkAccepted}).
  */
 export function negotiate(offered: bigint, wanted: bigint): bigint {
   return offered & wanted & MASK_64;
 }
 
 /**
- * Checks a feature word a peer SET against what we offered (protocol-anchors §6.3 item 14):
- * setting a bit that was not offered is a protocol violation, not something to clamp
- * silently, because the peer would then drive the rings in a mode we never agreed to.
+ * Checks a feature word a peer SET against what we offered: setting a bit that was not
+ * offered is a protocol violation, not something to clamp silently, because the peer would
+ * then drive the rings in a mode we never agreed to (see
+ * docs/architecture.md#what-a-peer-may-never-do-to-us).
  * @throws VringError `ERR_VRING_PROTOCOL` with reason `unoffered-features`.
- *
  */
 export function checkAccepted(offered: bigint, accepted: bigint, kind: FeatureWord): void {
   const extra = accepted & ~offered;
@@ -288,7 +285,6 @@ export function checkAccepted(offered: bigint, accepted: bigint, kind: FeatureWo
  * VERSION_1). A missing bit is not a malformed message — the peer is simply incapable — so it
  * gets its own code the application can match on.
  * @throws VringError `ERR_VRING_FEATURE_MISMATCH` with reason `missing-required-features`.
- *
  */
 export function requireFeatures(negotiated: bigint, required: bigint, kind: FeatureWord): void {
   const missing = required & ~negotiated;
@@ -304,9 +300,8 @@ export function requireFeatures(negotiated: bigint, required: bigint, kind: Feat
 /**
  * Checks dependencies inside a protocol feature word: the spec says a back-end should close
  * the connection when INBAND_NOTIFICATIONS arrives without BACKEND_REQ and REPLY_ACK, because
- * in-band calls need a back-end channel with acknowledgements to be reliable.
+ * in-band calls need that back-end request socket, with acknowledgements, to be reliable.
  * @throws VringError `ERR_VRING_PROTOCOL` with reason `protocol-feature-dependency`.
- *
  */
 export function checkProtocolFeatureDependencies(word: bigint): void {
   const needs = VHOST_USER_PROTOCOL_F_BACKEND_REQ | VHOST_USER_PROTOCOL_F_REPLY_ACK;

@@ -1,8 +1,8 @@
 /**
- * The front-end handshake in the DPDK 22.11 dialect (protocol-anchors §7, recordings
- * interop/05 and 06): SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, SET_FEATURES,
- * SET_STATUS 0xB, SET_MEM_TABLE, per vring NUM/BASE/ADDR/CALL/KICK, SET_VRING_ENABLE,
- * SET_STATUS 0xF. It is split in two because the rings can only be laid out once the
+ * The front-end handshake, in the order DPDK 22.11's virtio_user sends it, so a back-end
+ * that accepts DPDK accepts us: SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES,
+ * SET_FEATURES, SET_STATUS 0xB, SET_MEM_TABLE, per vring NUM/BASE/ADDR/CALL/KICK,
+ * SET_VRING_ENABLE, SET_STATUS 0xF. It is split in two because the rings can only be laid out once the
  * features are known (mergeable buffers and EVENT_IDX change how the driver uses them).
  *
  * @packageDocumentation
@@ -21,7 +21,7 @@ import {
   VIRTIO_STATUS_DRIVER_OK,
   VIRTIO_STATUS_FEATURES_OK,
 } from './features.js';
-import type { FrontendChannel } from './frontend-channel.js';
+import type { FrontendConnection } from './frontend-connection.js';
 import { VhostUserRequest as R } from './message.js';
 
 /**
@@ -79,21 +79,21 @@ export interface DeviceSetup {
 /**
  * SET_OWNER, feature and protocol-feature negotiation by intersection, SET_FEATURES and —
  * with PROTOCOL_F_STATUS — SET_STATUS FEATURES_OK read back with GET_STATUS (the virtio
- * driver's check that the device accepted the features). Turns on REPLY_ACK in `channel`
+ * driver's check that the device accepted the features). Turns on REPLY_ACK on `connection`
  * when negotiated, so every later request is acknowledged.
  * @throws VringError `ERR_VRING_FEATURE_MISMATCH` when a required (or, on reconnect, fixed)
  * bit is not offered or the device refuses FEATURES_OK; protocol and timeout errors of the
- * channel.
+ * connection.
  * @internal
  */
 export async function negotiateFeatures(
-  channel: FrontendChannel,
+  connection: FrontendConnection,
   request: FeatureRequest,
 ): Promise<NegotiatedFeatures> {
   // SET_OWNER on every connection, including replays: a restarted back-end is a new
   // session, and DPDK treats it as a no-op anyway.
-  await channel.command(R.SET_OWNER, undefined);
-  const offered = await channel.query(R.GET_FEATURES, undefined);
+  await connection.command(R.SET_OWNER, undefined);
+  const offered = await connection.query(R.GET_FEATURES, undefined);
   let features: bigint;
   if (request.fixed !== undefined) {
     const missing = request.fixed & ~offered;
@@ -111,16 +111,16 @@ export async function negotiateFeatures(
   }
   let protocolFeatures = 0n;
   if ((features & VHOST_USER_F_PROTOCOL_FEATURES) !== 0n) {
-    const offeredProtocol = await channel.query(R.GET_PROTOCOL_FEATURES, undefined);
+    const offeredProtocol = await connection.query(R.GET_PROTOCOL_FEATURES, undefined);
     protocolFeatures = negotiate(offeredProtocol, WANTED_PROTOCOL_FEATURES);
-    await channel.command(R.SET_PROTOCOL_FEATURES, protocolFeatures);
+    await connection.command(R.SET_PROTOCOL_FEATURES, protocolFeatures);
     // Only now may NEED_REPLY be set (vhost-user spec, REPLY_ACK).
-    channel.replyAck = (protocolFeatures & VHOST_USER_PROTOCOL_F_REPLY_ACK) !== 0n;
+    connection.replyAck = (protocolFeatures & VHOST_USER_PROTOCOL_F_REPLY_ACK) !== 0n;
   }
-  await channel.command(R.SET_FEATURES, features);
+  await connection.command(R.SET_FEATURES, features);
   if ((protocolFeatures & VHOST_USER_PROTOCOL_F_STATUS) !== 0n) {
-    await channel.command(R.SET_STATUS, STATUS_FEATURES_OK);
-    const status = await channel.query(R.GET_STATUS, undefined);
+    await connection.command(R.SET_STATUS, STATUS_FEATURES_OK);
+    const status = await connection.query(R.GET_STATUS, undefined);
     if ((status & VIRTIO_STATUS_FEATURES_OK) === 0n) {
       throw new VringError(
         'ERR_VRING_FEATURE_MISMATCH',
@@ -140,12 +140,12 @@ export async function negotiateFeatures(
  * @internal
  */
 export async function configureDevice(
-  channel: FrontendChannel,
+  connection: FrontendConnection,
   negotiated: NegotiatedFeatures,
   device: DeviceSetup,
 ): Promise<void> {
   const { region } = device;
-  await channel.command(R.SET_MEM_TABLE, {
+  await connection.command(R.SET_MEM_TABLE, {
     regions: [
       {
         guestPhysAddr: region.address,
@@ -157,9 +157,9 @@ export async function configureDevice(
     ],
   });
   for (const ring of device.vrings) {
-    await channel.command(R.SET_VRING_NUM, { index: ring.index, num: ring.size });
-    await channel.command(R.SET_VRING_BASE, { index: ring.index, num: ring.base });
-    await channel.command(R.SET_VRING_ADDR, {
+    await connection.command(R.SET_VRING_NUM, { index: ring.index, num: ring.size });
+    await connection.command(R.SET_VRING_BASE, { index: ring.index, num: ring.base });
+    await connection.command(R.SET_VRING_ADDR, {
       index: ring.index,
       flags: 0,
       descUser: ring.desc,
@@ -167,15 +167,15 @@ export async function configureDevice(
       availUser: ring.avail,
       log: 0n,
     });
-    await channel.command(R.SET_VRING_CALL, { index: ring.index, fd: ring.callFd });
-    await channel.command(R.SET_VRING_KICK, { index: ring.index, fd: ring.kickFd });
+    await connection.command(R.SET_VRING_CALL, { index: ring.index, fd: ring.callFd });
+    await connection.command(R.SET_VRING_KICK, { index: ring.index, fd: ring.kickFd });
   }
   if ((negotiated.features & VHOST_USER_F_PROTOCOL_FEATURES) !== 0n) {
     for (const ring of device.vrings) {
-      await channel.command(R.SET_VRING_ENABLE, { index: ring.index, num: 1 });
+      await connection.command(R.SET_VRING_ENABLE, { index: ring.index, num: 1 });
     }
   }
   if ((negotiated.protocolFeatures & VHOST_USER_PROTOCOL_F_STATUS) !== 0n) {
-    await channel.command(R.SET_STATUS, STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+    await connection.command(R.SET_STATUS, STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
   }
 }

@@ -332,8 +332,17 @@ const KNOWN_FLAGS = VHOST_USER_VERSION_MASK | VHOST_USER_FLAG_REPLY | VHOST_USER
 const VRING_FILE_RESERVED = ~(VHOST_USER_VRING_INDEX_MASK | VHOST_USER_VRING_NOFD_MASK);
 const LITTLE_ENDIAN = endianness() === 'LE';
 
+/**
+ * The error that rejects what a vhost-user peer sent or asked for: `ERR_VRING_PROTOCOL` with
+ * the machine-readable `reason` callers match on.
+ * @internal
+ */
+export function protocolError(reason: string, message: string, cause?: unknown): VringError {
+  return new VringError('ERR_VRING_PROTOCOL', message, { reason, cause });
+}
+
 function reject(reason: VhostUserRejectReason, message: string): never {
-  throw new VringError('ERR_VRING_PROTOCOL', message, { reason });
+  throw protocolError(reason, message);
 }
 
 function isSupported(request: number): request is SupportedRequest {
@@ -549,8 +558,8 @@ function readPayload(
       } else if (request === VhostUserRequest.SET_VRING_ENABLE) {
         if (state.num > 1) reject('bad-enable-value', `${name}: enable value ${state.num}`);
       }
-      // GET_VRING_BASE: `num` is reserved but DPDK's virtio_user sends garbage there
-      // (protocol-anchors §6.3 item 15), so it is deliberately not checked.
+      // GET_VRING_BASE: `num` is reserved, but DPDK's virtio_user sends arbitrary values
+      // there; refusing them would refuse DPDK, so it is deliberately not checked.
       return state;
     }
     case 'addr':

@@ -5,9 +5,8 @@
  *
  * @packageDocumentation
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverQueuePair } from '../driver-queue-pair.js';
-import { VringError } from '../errors.js';
+import { positiveOption, VringError } from '../errors.js';
 import { FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
 import type { FramePolling, FramePort } from '../frame-port.js';
@@ -20,13 +19,14 @@ import {
   type WaitOptions,
   type WaitSendableOptions,
 } from '../queue-pair-end.js';
+import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
 } from './features.js';
-import { FrontendChannel } from './frontend-channel.js';
+import { FrontendConnection, type FrontendConnectionTimeouts } from './frontend-connection.js';
 import {
   configureDevice,
   type DeviceSetup,
@@ -34,8 +34,12 @@ import {
   negotiateFeatures,
 } from './frontend-handshake.js';
 
-/** Options of {@link VirtioUser.open}. @public */
-export interface VirtioUserOptions {
+/**
+ * Options of {@link VirtioUser.open}. In client mode, `retryInitialMs` and `retryMaxMs` (see
+ * {@link ReconnectOptions}) pace the attempts to reach a back-end that is not listening yet.
+ * @public
+ */
+export interface VirtioUserOptions extends ReconnectOptions {
   /**
    * Listen at the path and let the back-end connect (DPDK virtio_user's `server=1`; the
    * back-end runs with `client=1`). Default false: connect to the back-end's socket,
@@ -63,10 +67,6 @@ export interface VirtioUserOptions {
    * region answers only after faulting all of it in.
    */
   memoryTableTimeoutMs?: number;
-  /** First retry delay of client mode, in ms (default 20); doubles up to `retryMaxMs`. */
-  retryInitialMs?: number;
-  /** Longest delay between connection attempts, in ms (default 1000, DPDK's own period). */
-  retryMaxMs?: number;
   /** Aborts {@link VirtioUser.open} while it waits for a back-end. */
   signal?: AbortSignal;
   /** Told about connections, handshakes and disconnects (for logs). */
@@ -99,28 +99,26 @@ function isFatal(error: unknown): boolean {
   return !(error instanceof VringError) || FATAL_CODES.has(error.code);
 }
 
-function positive(value: number | undefined, fallback: number, name: string): number {
-  const v = value ?? fallback;
-  if (!Number.isFinite(v) || v <= 0) {
-    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${name} must be a positive number`);
-  }
-  return v;
+/** The deadlines of control replies `options` ask for, checked. */
+function replyTimeouts(options: VirtioUserOptions): FrontendConnectionTimeouts {
+  return {
+    replyMs: positiveOption(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
+    memoryTableMs: positiveOption(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
+  };
 }
 
 /**
  * Where control connections come from: a listening socket (server mode) or connect()
- * retried with exponential backoff (client mode).
+ * retried with backoff (client mode).
  */
 class ConnectionSource {
   readonly #path: string;
   readonly #server: FdServer | undefined;
-  readonly #initialMs: number;
-  readonly #maxMs: number;
+  readonly #backoff: ReconnectBackoff;
 
-  constructor(path: string, server: boolean, initialMs: number, maxMs: number) {
+  constructor(path: string, server: boolean, backoff: ReconnectBackoff) {
     this.#path = path;
-    this.#initialMs = initialMs;
-    this.#maxMs = maxMs;
+    this.#backoff = backoff;
     this.#server = server ? FdServer.listenFramed(path, VHOST_USER_FRAMING) : undefined;
   }
 
@@ -130,7 +128,7 @@ class ConnectionSource {
    */
   async next(signal: AbortSignal, keepAlive: boolean): Promise<FdSocket> {
     if (this.#server) return this.#server.accept({ signal });
-    let delay = this.#initialMs;
+    this.#backoff.reset();
     for (;;) {
       signal.throwIfAborted();
       try {
@@ -140,12 +138,7 @@ class ConnectionSource {
         // may be restarting, so keep trying; anything else is a bug worth surfacing.
         if (!(error instanceof VringError) || error.code !== 'ERR_VRING_SYSTEM') throw error;
       }
-      // timers/promises rejects with its own AbortError; callers expect the signal's reason,
-      // as from every other abortable wait in vring.
-      await sleep(delay, undefined, { signal, ref: keepAlive }).catch((error: unknown) => {
-        throw signal.aborted ? signal.reason : error;
-      });
-      delay = Math.min(delay * 2, this.#maxMs);
+      await this.#backoff.wait(signal, keepAlive);
     }
   }
 
@@ -155,9 +148,10 @@ class ConnectionSource {
 }
 
 /**
- * A virtio-net front-end over vhost-user (DESIGN §5): queue 0 receives, queue 1 transmits,
- * frames carry a 12-byte `virtio_net_hdr_v1` (added and stripped here), mergeable receive
- * buffers and EVENT_IDX are used when the back-end offers them.
+ * A virtio-net front-end over vhost-user: queue 0 receives, queue 1 transmits, frames carry
+ * a 12-byte `virtio_net_hdr_v1` (added and stripped here), mergeable receive buffers and
+ * EVENT_IDX are used when the back-end offers them (see
+ * docs/architecture.md#vhost-user-roles).
  *
  * It speaks DPDK 22.11's dialect and survives its back-end: when the connection drops it
  * keeps the rings, the memory and the application's handle, reconnects (client mode
@@ -195,7 +189,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
    */
   readonly closed: Promise<VringError | undefined>;
 
-  readonly #port: DriverQueuePair;
+  readonly #queuePair: DriverQueuePair;
   readonly #source: ConnectionSource;
   #negotiated: NegotiatedFeatures;
   readonly #options: VirtioUserOptions;
@@ -209,7 +203,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     path: string,
     options: VirtioUserOptions,
     source: ConnectionSource,
-    port: DriverQueuePair,
+    queuePair: DriverQueuePair,
     socket: FdSocket,
     negotiated: NegotiatedFeatures,
   ) {
@@ -217,13 +211,13 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     this.server = options.server ?? false;
     this.#options = options;
     this.#source = source;
-    this.#port = port;
+    this.#queuePair = queuePair;
     this.#socket = socket;
     this.#negotiated = negotiated;
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    port.closed.then((error) => {
+    queuePair.closed.then((error) => {
       if (error) this.#fail(error);
     });
     void this.#supervise(socket);
@@ -241,35 +235,31 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   static async open(path: string, options: VirtioUserOptions = {}): Promise<VirtioUser> {
     // Checked before any connection: a bad option must not cost a back-end a handshake.
     notificationPolicy(options);
-    const timeouts = {
-      replyMs: positive(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
-      memoryTableMs: positive(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
-    };
+    const timeouts = replyTimeouts(options);
     const source = new ConnectionSource(
       path,
       options.server ?? false,
-      positive(options.retryInitialMs, 20, 'retryInitialMs'),
-      positive(options.retryMaxMs, 1000, 'retryMaxMs'),
+      new ReconnectBackoff(options),
     );
     const wanted =
       SUPPORTED_FEATURES &
       ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
       ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n);
     const signal = options.signal ?? new AbortController().signal;
-    let port: DriverQueuePair | undefined;
+    let queuePair: DriverQueuePair | undefined;
     let fixed: bigint | undefined;
     try {
       for (;;) {
         const socket = await source.next(signal, true);
         try {
-          const channel = new FrontendChannel(socket, timeouts, signal);
-          const negotiated = await negotiateFeatures(channel, {
+          const connection = new FrontendConnection(socket, timeouts, signal);
+          const negotiated = await negotiateFeatures(connection, {
             wanted,
             required: VIRTIO_F_VERSION_1,
             fixed,
           });
           fixed = negotiated.features;
-          port ??= DriverQueuePair.createForVhostUser({
+          queuePair ??= DriverQueuePair.createForVhostUser({
             queueSize: options.queueSize,
             bufferSize: options.bufferSize,
             maxMessage: options.maxMessage ?? 9216,
@@ -280,8 +270,8 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
             // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
             // cannot express for an object built from optional inputs.
           } as Parameters<typeof DriverQueuePair.createForVhostUser>[0]);
-          await configureDevice(channel, negotiated, deviceSetup(port));
-          const user = new VirtioUser(path, options, source, port, socket, negotiated);
+          await configureDevice(connection, negotiated, deviceSetup(queuePair));
+          const user = new VirtioUser(path, options, source, queuePair, socket, negotiated);
           user.#emit({ type: 'connected', ...negotiated, connection: 1 });
           return user;
         } catch (error) {
@@ -291,7 +281,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
         }
       }
     } catch (error) {
-      port?.close();
+      queuePair?.close();
       source.close();
       throw error;
     }
@@ -319,17 +309,17 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
 
   /** Largest frame, in bytes. */
   get maxMessage(): number {
-    return this.#port.maxMessage;
+    return this.#queuePair.maxMessage;
   }
 
   /** Data-path counters since open. */
   get stats(): QueuePairStats {
-    return this.#port.stats;
+    return this.#queuePair.stats;
   }
 
   /** The notification policy in force. */
   get notification(): NotificationMode {
-    return this.#port.notification;
+    return this.#queuePair.notification;
   }
 
   /** The back-end is another process (or thread): never in this one's event loop. */
@@ -342,53 +332,53 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
 
   /** See {@link QueuePairEnd.trySend}. */
   trySend(batch: MessageBatch, start = 0): number {
-    return this.#port.trySend(batch, start);
+    return this.#queuePair.trySend(batch, start);
   }
 
   /** See {@link QueuePairEnd.tryReceive}. */
   tryReceive(batch: MessageBatch): number {
-    return this.#port.tryReceive(batch);
+    return this.#queuePair.tryReceive(batch);
   }
 
   /** Sends every frame of `batch`, waiting for ring space (also across a reconnect). */
   sendBatch(batch: MessageBatch, options?: WaitOptions): Promise<void> {
-    return this.#port.sendBatch(batch, options);
+    return this.#queuePair.sendBatch(batch, options);
   }
 
   /** Sends one frame or several, in order. */
   send(frames: Uint8Array | readonly Uint8Array[], options?: WaitOptions): Promise<void> {
-    return this.#port.send(frames, options);
+    return this.#queuePair.send(frames, options);
   }
 
   /** Waits for at least one frame and fills `batch` (see {@link QueuePairEnd.receive}). */
   receive(batch?: MessageBatch, options?: WaitOptions): Promise<MessageBatch> {
-    return this.#port.receive(batch, options);
+    return this.#queuePair.receive(batch, options);
   }
 
   /** Resolves once frames are waiting. */
   waitReceivable(options?: WaitOptions): Promise<void> {
-    return this.#port.waitReceivable(options);
+    return this.#queuePair.waitReceivable(options);
   }
 
   /** Resolves once the transmit ring may have space again. */
   waitSendable(options?: WaitSendableOptions): Promise<void> {
-    return this.#port.waitSendable(options);
+    return this.#queuePair.waitSendable(options);
   }
 
   /** Yields each received frame as its own Buffer until the VirtioUser closes. */
   [Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
-    return this.#port[Symbol.asyncIterator]();
+    return this.#queuePair[Symbol.asyncIterator]();
   }
 
   /** Let pending waits keep the process alive (the default). */
   ref(): this {
-    this.#port.ref();
+    this.#queuePair.ref();
     return this;
   }
 
   /** Let the process exit even while a send or receive waits. */
   unref(): this {
-    this.#port.unref();
+    this.#queuePair.unref();
     return this;
   }
 
@@ -417,10 +407,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   /** Waits for each connection to end, then gets and sets up the next one. */
   async #supervise(socket: FdSocket): Promise<void> {
     const signal = this.#abort.signal;
-    const timeouts = {
-      replyMs: this.#options.replyTimeoutMs ?? 10_000,
-      memoryTableMs: this.#options.memoryTableTimeoutMs ?? 60_000,
-    };
+    const timeouts = replyTimeouts(this.#options);
     for (;;) {
       const error = await socket.closed;
       socket.close();
@@ -440,13 +427,13 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
           return;
         }
         try {
-          const channel = new FrontendChannel(next, timeouts, signal);
-          const negotiated = await negotiateFeatures(channel, {
+          const connection = new FrontendConnection(next, timeouts, signal);
+          const negotiated = await negotiateFeatures(connection, {
             wanted: this.#negotiated.features,
             required: VIRTIO_F_VERSION_1,
             fixed: this.#negotiated.features,
           });
-          await configureDevice(channel, negotiated, deviceSetup(this.#port));
+          await configureDevice(connection, negotiated, deviceSetup(this.#queuePair));
           if (this.#done) {
             next.close();
             return;
@@ -485,8 +472,8 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     this.#socket?.close();
     this.#socket = undefined;
     this.#source.close();
-    if (error) this.#port.destroy(error);
-    else this.#port.close();
+    if (error) this.#queuePair.destroy(error);
+    else this.#queuePair.close();
     this.#resolveClosed(error);
   }
 }
@@ -494,14 +481,14 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
 /**
  * The rings as the device must see them now. The base of each split vring is the device's
  * own used index read from our memory: everything before it was consumed and returned, so
- * a new back-end resumes exactly there (DPDK resynchronises from used->idx anyway, see
- * interop/04; other back-ends take the base as given). The old back-end is gone when this
- * runs, so the index is stable.
+ * a new back-end resumes exactly there (DPDK's back-end resynchronises from used->idx
+ * anyway; other back-ends take the base as given). The old back-end is gone when this runs,
+ * so the index is stable.
  */
-function deviceSetup(port: DriverQueuePair): DeviceSetup {
-  const { descriptor } = port.share();
-  const { kick, call } = port.vringFds();
-  const region = port.region;
+function deviceSetup(queuePair: DriverQueuePair): DeviceSetup {
+  const { descriptor } = queuePair.share();
+  const { kick, call } = queuePair.vringFds();
+  const region = queuePair.region;
   const base = region.address;
   const rings = [descriptor.rx, descriptor.tx];
   return {

@@ -17,13 +17,14 @@ import {
   VhostUserRequest,
 } from './message.js';
 
-/** Deadlines of a {@link FrontendChannel}. @internal */
-export interface FrontendChannelTimeouts {
+/** Deadlines of a {@link FrontendConnection}. @internal */
+export interface FrontendConnectionTimeouts {
   /** How long to wait for an ordinary reply, in ms. */
   replyMs: number;
   /**
    * How long to wait for the SET_MEM_TABLE ack, in ms. A back-end that mlocks our region
-   * (testpmd without `--no-mlockall`) takes seconds to answer (protocol-anchors §1.8).
+   * (testpmd without `--no-mlockall`) faults in every page of it before it answers, which
+   * takes seconds for a large region.
    */
   memoryTableMs: number;
 }
@@ -34,16 +35,16 @@ export interface FrontendChannelTimeouts {
  * would be taken for the next request's — so the caller must close it.
  * @internal
  */
-export class FrontendChannel {
+export class FrontendConnection {
   /** Whether PROTOCOL_F_REPLY_ACK was negotiated: then every request without a body asks for an ack. */
   replyAck = false;
   readonly #socket: FdSocket;
-  readonly #timeouts: FrontendChannelTimeouts;
+  readonly #timeouts: FrontendConnectionTimeouts;
 
   readonly #signal: AbortSignal | undefined;
 
   /** `signal` abandons a pending reply wait (e.g. the caller gave up on the handshake). */
-  constructor(socket: FdSocket, timeouts: FrontendChannelTimeouts, signal?: AbortSignal) {
+  constructor(socket: FdSocket, timeouts: FrontendConnectionTimeouts, signal?: AbortSignal) {
     this.#socket = socket;
     this.#timeouts = timeouts;
     this.#signal = signal;

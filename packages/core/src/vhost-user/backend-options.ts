@@ -1,0 +1,104 @@
+/**
+ * What a vhost-user back-end offers each front-end, and the options that shape a
+ * `VhostUserPort`: checked once when the backend is created, so a bad option fails its
+ * constructor instead of every connection.
+ *
+ * @packageDocumentation
+ */
+import { VringError } from '../errors.js';
+import { type EndpointOptions, notificationPolicy } from '../queue-pair-end.js';
+import {
+  VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_MQ,
+  VHOST_USER_PROTOCOL_F_REPLY_ACK,
+  VHOST_USER_PROTOCOL_F_STATUS,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+} from './features.js';
+
+/**
+ * Virtio features a back-end offers unless {@link VhostUserPortOptions.features} says
+ * otherwise: what DPDK's virtio_user and our own front-end use (VERSION_1, MRG_RXBUF,
+ * INDIRECT_DESC, EVENT_IDX) plus PROTOCOL_FEATURES. No offloads: frames are delivered exactly
+ * as sent. Clear bits of it to offer less, e.g. `BACKEND_DEFAULT_FEATURES & ~(1n << 29n)`
+ * for a back-end without EVENT_IDX.
+ * @public
+ */
+export const BACKEND_DEFAULT_FEATURES =
+  VIRTIO_F_VERSION_1 |
+  VIRTIO_NET_F_MRG_RXBUF |
+  VIRTIO_RING_F_INDIRECT_DESC |
+  VIRTIO_RING_F_EVENT_IDX |
+  VHOST_USER_F_PROTOCOL_FEATURES;
+
+/**
+ * Protocol features a back-end offers (not configurable): REPLY_ACK and STATUS, which DPDK
+ * 22.11's front-end asks for, and MQ, so GET_QUEUE_NUM can tell a front-end there is one
+ * queue pair.
+ * @internal
+ */
+export const BACKEND_PROTOCOL_FEATURES =
+  VHOST_USER_PROTOCOL_F_MQ | VHOST_USER_PROTOCOL_F_REPLY_ACK | VHOST_USER_PROTOCOL_F_STATUS;
+
+/** Largest Ethernet frame (without the net header) a port moves by default. */
+const DEFAULT_MAX_FRAME = 65535;
+
+/** Options of each `VhostUserPort` a `VhostUserBackend` serves. @public */
+export interface VhostUserPortOptions {
+  /**
+   * Virtio features to offer (default {@link BACKEND_DEFAULT_FEATURES}). VERSION_1 and
+   * PROTOCOL_FEATURES are always added: the data path needs the 12-byte VERSION_1 net header,
+   * and rings get SET_VRING_ENABLE semantics through PROTOCOL_FEATURES.
+   */
+  features?: bigint | undefined;
+  /** Largest frame in bytes, without the 12-byte net header (default 65535). */
+  maxFrame?: number | undefined;
+  /**
+   * Refuse memory regions not sealed against shrinking (default false: DPDK's memory is an
+   * unsealed memfd). Sealed regions cannot SIGBUS us through a peer's `ftruncate`.
+   */
+  requireSealedMemory?: boolean | undefined;
+  /** Notification policy of the data path (see {@link EndpointOptions}). */
+  notification?: EndpointOptions['notification'] | undefined;
+  /** Spin budget of the data path in µs. */
+  spinMicros?: number | undefined;
+}
+
+/** {@link VhostUserPortOptions} checked, with every default filled in. @internal */
+export interface ResolvedPortOptions {
+  /** What GET_FEATURES answers. */
+  readonly features: bigint;
+  readonly maxFrame: number;
+  readonly requireSealedMemory: boolean;
+  /** Options of each DeviceQueuePair the port runs. */
+  readonly endpoint: EndpointOptions;
+}
+
+/**
+ * Checks port options and fills in defaults; the backend calls it once up front so a bad
+ * option fails its constructor instead of every connection.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a bad `maxFrame` or notification policy.
+ * @internal
+ */
+export function resolvePortOptions(options: VhostUserPortOptions): ResolvedPortOptions {
+  const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+  if (!Number.isInteger(maxFrame) || maxFrame < 1 || maxFrame > 1 << 30) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'maxFrame must be an integer in [1, 2^30]');
+  }
+  const endpoint: EndpointOptions = {
+    ...(options.notification ? { notification: options.notification } : {}),
+    ...(options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {}),
+  };
+  notificationPolicy(endpoint);
+  return {
+    features:
+      (options.features ?? BACKEND_DEFAULT_FEATURES) |
+      VIRTIO_F_VERSION_1 |
+      VHOST_USER_F_PROTOCOL_FEATURES,
+    maxFrame,
+    requireSealedMemory: options.requireSealedMemory ?? false,
+    endpoint,
+  };
+}
