@@ -6,7 +6,11 @@
  * @packageDocumentation
  */
 import { VringError } from '../errors.js';
-import { type EndpointOptions, notificationPolicy } from '../queue-pair-end.js';
+import {
+  type EndpointOptions,
+  type NotificationMode,
+  notificationPolicy,
+} from '../queue-pair-end.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_PROTOCOL_F_MQ,
@@ -72,8 +76,8 @@ export interface ResolvedPortOptions {
   readonly features: bigint;
   readonly maxFrame: number;
   readonly requireSealedMemory: boolean;
-  /** Options of each DeviceQueuePair the port runs. */
-  readonly endpoint: EndpointOptions;
+  /** Options of each DeviceQueuePair the port runs, with the notification mode resolved. */
+  readonly endpoint: EndpointOptions & { readonly notification: NotificationMode };
 }
 
 /**
@@ -87,11 +91,14 @@ export function resolvePortOptions(options: VhostUserPortOptions): ResolvedPortO
   if (!Number.isInteger(maxFrame) || maxFrame < 1 || maxFrame > 1 << 30) {
     throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'maxFrame must be an integer in [1, 2^30]');
   }
-  const endpoint: EndpointOptions = {
+  // The mode is resolved here, once: what the port reports (and a Link above it polls for)
+  // is then what its device queue pairs do, default included.
+  const spin = options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {};
+  const { mode } = notificationPolicy({
     ...(options.notification ? { notification: options.notification } : {}),
-    ...(options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {}),
-  };
-  notificationPolicy(endpoint);
+    ...spin,
+  });
+  const endpoint = { notification: mode, ...spin };
   return {
     features:
       (options.features ?? BACKEND_DEFAULT_FEATURES) |

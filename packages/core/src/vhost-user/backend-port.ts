@@ -186,7 +186,7 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
 
   /** The notification policy of the port's data path. */
   get notification(): NotificationMode {
-    return this.#options.endpoint.notification ?? 'event';
+    return this.#options.endpoint.notification;
   }
 
   /** The front end is another process (or thread): never in this one's event loop. */

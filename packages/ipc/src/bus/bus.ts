@@ -113,7 +113,7 @@ export class Bus implements AsyncDisposable {
       this.#resolveClosed = resolve;
     });
     this.#backend = new VhostUserBackend(path, {
-      ...(options.notification && { notification: options.notification }),
+      notification: options.notification ?? 'event',
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
       onPort: (port) => this.#attach(port.id, port),
       onError: (error, port) => this.#report(error, port.id),
