@@ -7,8 +7,7 @@
 //
 //   pnpm example:rpc          # or: node --import tsx examples/rpc.ts
 import { fileURLToPath } from 'node:url';
-import type { VringError } from '@vring/core';
-import { type BusClient, connectBus } from '@vring/ipc';
+import { type BusClient, connectBus, type VringError } from '@vring/ipc';
 import { runServerAndClient, sleep } from './support/processes.js';
 
 interface User {

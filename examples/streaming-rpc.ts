@@ -7,8 +7,7 @@
 //
 //   pnpm example:streaming          # or: node --import tsx examples/streaming-rpc.ts
 import { fileURLToPath } from 'node:url';
-import type { VringError } from '@vring/core';
-import { connectBus } from '@vring/ipc';
+import { connectBus, type VringError } from '@vring/ipc';
 import { finalize, interval, lastValueFrom, map, take, tap, toArray } from 'rxjs';
 import { runServerAndClient, sleep } from './support/processes.js';
 

@@ -1,6 +1,7 @@
 import {
   type FramePort,
   type NotificationMode,
+  type ReconnectOptions,
   VirtioUser,
   type VirtioUserEvent,
   VringError,
@@ -22,8 +23,11 @@ import { CheckedTopics, TopicPattern } from '../topic.js';
 import { BUS_PROTOCOL_VERSION, Kind, PolicyCode } from '../wire/message-kinds.js';
 
 /** Options of {@link connectBus}. */
-export interface ConnectBusOptions {
-  /** Aborts the wait for the bus (a bus that is not there yet is retried until then). */
+export interface ConnectBusOptions extends ReconnectOptions {
+  /**
+   * Aborts the wait for the bus (a bus that is not there yet is retried until then, with
+   * the delays of `retryInitialMs` and `retryMaxMs`).
+   */
   signal?: AbortSignal;
   /**
    * Notification policy of this client's rings (default `event`): `adaptive` or `poll`
@@ -74,6 +78,8 @@ export async function connectBus(
     ...(options.notification && { notification: options.notification }),
     ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
     ...(options.queueSize !== undefined && { queueSize: options.queueSize }),
+    ...(options.retryInitialMs !== undefined && { retryInitialMs: options.retryInitialMs }),
+    ...(options.retryMaxMs !== undefined && { retryMaxMs: options.retryMaxMs }),
     maxMessage: maxFrame,
     onEvent: (event) => client?.onDeviceEvent(event),
   });
