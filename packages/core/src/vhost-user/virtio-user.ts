@@ -6,17 +6,16 @@
  * @packageDocumentation
  */
 import { DriverQueuePair } from '../driver-queue-pair.js';
+import { type NotificationMode, notificationPolicy } from '../endpoint-options.js';
 import { positiveOption, VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
 import type { FramePolling, FramePort } from '../frame-port.js';
 import type { MessageBatch } from '../message-batch.js';
-import {
-  type NotificationMode,
-  notificationPolicy,
-  type QueuePairEnd,
-  type QueuePairStats,
-  type WaitOptions,
-  type WaitSendableOptions,
+import type {
+  QueuePairEnd,
+  QueuePairStats,
+  WaitOptions,
+  WaitSendableOptions,
 } from '../queue-pair-end.js';
 import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js';
 import { ConnectionSource } from './connection-source.js';
