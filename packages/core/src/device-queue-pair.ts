@@ -1,13 +1,9 @@
+import { type EndpointOptions, notificationPolicy } from './endpoint-options.js';
 import { VringError } from './errors.js';
 import { EventFd } from './event-fd.js';
 import { native } from './native.js';
 import { parseQueuePairDescriptor, type QueuePairDescriptor } from './queue-pair-descriptor.js';
-import {
-  type EndpointOptions,
-  type NativeQueuePairEnd,
-  notificationPolicy,
-  QueuePairEnd,
-} from './queue-pair-end.js';
+import { type NativeQueuePairEnd, QueuePairEnd } from './queue-pair-end.js';
 import { SharedRegion } from './shared-region.js';
 
 interface NativeDeviceClass {

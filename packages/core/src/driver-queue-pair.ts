@@ -1,13 +1,9 @@
+import { type EndpointOptions, notificationPolicy } from './endpoint-options.js';
 import { EventFd } from './event-fd.js';
 import { native } from './native.js';
 import type { QueuePairDescriptor } from './queue-pair-descriptor.js';
 import { toHex } from './queue-pair-descriptor.js';
-import {
-  type EndpointOptions,
-  type NativeQueuePairEnd,
-  notificationPolicy,
-  QueuePairEnd,
-} from './queue-pair-end.js';
+import { type NativeQueuePairEnd, QueuePairEnd } from './queue-pair-end.js';
 import { SharedRegion } from './shared-region.js';
 
 /** Geometry of a queue pair, chosen by the driver. @public */

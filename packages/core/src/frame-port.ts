@@ -1,6 +1,7 @@
+import type { NotificationMode } from './endpoint-options.js';
 import type { VringError } from './errors.js';
 import type { MessageBatch } from './message-batch.js';
-import type { NotificationMode, WaitOptions, WaitSendableOptions } from './queue-pair-end.js';
+import type { WaitOptions, WaitSendableOptions } from './queue-pair-end.js';
 
 /**
  * A port: one end of a connection that carries whole frames (up to {@link maxMessage}

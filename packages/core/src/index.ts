@@ -8,6 +8,7 @@
  */
 export { DeviceQueuePair } from './device-queue-pair.js';
 export { DriverQueuePair, type QueuePairOptions } from './driver-queue-pair.js';
+export type { EndpointOptions, NotificationMode } from './endpoint-options.js';
 export { VringError, type VringErrorCode, type VringErrorOptions } from './errors.js';
 export { EventFd } from './event-fd.js';
 export { FdServer } from './fd-server.js';
@@ -16,8 +17,6 @@ export type { FramePolling, FramePort } from './frame-port.js';
 export { MessageBatch, type MessageBatchOptions } from './message-batch.js';
 export type { QueuePairDescriptor, RingAddressesDescriptor } from './queue-pair-descriptor.js';
 export {
-  type EndpointOptions,
-  type NotificationMode,
   QueuePairEnd,
   type QueuePairStats,
   type WaitOptions,

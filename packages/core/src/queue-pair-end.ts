@@ -1,4 +1,9 @@
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
+import {
+  type EndpointOptions,
+  type NotificationMode,
+  notificationPolicy,
+} from './endpoint-options.js';
 import { VringError } from './errors.js';
 import type { EventFd } from './event-fd.js';
 import type { FramePolling, FramePort } from './frame-port.js';
@@ -26,56 +31,6 @@ const dropped = new FinalizationRegistry<EndResources>(release);
 // Ends with a pending wait are kept reachable, like a socket being read: an awaited
 // receive() must not vanish with its end because the caller kept no reference.
 const waiting = new Set<QueuePairEnd>();
-
-/**
- * Validates the notification options; factories call it before they build anything, so a
- * bad option leaks nothing.
- * @internal
- */
-export function notificationPolicy(options: EndpointOptions): {
-  mode: NotificationMode;
-  spinNs: number;
-} {
-  const mode = options.notification ?? 'adaptive';
-  if (!['event', 'adaptive', 'poll'].includes(mode)) {
-    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `unknown notification mode ${String(mode)}`);
-  }
-  // Poll mode spins in slices too: a long native spin would stall everything else this
-  // process does (its own sends, timers) until the slice ends.
-  const spinMicros = options.spinMicros ?? 50;
-  if (typeof spinMicros !== 'number' || !(spinMicros >= 0) || !Number.isFinite(spinMicros)) {
-    throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'spinMicros must be a finite number >= 0');
-  }
-  return { mode, spinNs: mode === 'event' ? 0 : Math.round(spinMicros * 1000) };
-}
-
-/**
- * How an end learns that its peer moved data.
- *
- * - `event`: sleep on an eventfd until the peer signals; zero CPU while idle, but every
- *   wakeup costs a cross-core wakeup (~25 µs on small VMs).
- * - `adaptive` (default): after activity, spin on the ring for `spinMicros` before sleeping
- *   on the eventfd: near-polling latency under load, zero CPU when idle.
- * - `poll`: never sleep; spin on the ring in slices of `spinMicros`, yielding to the event
- *   loop between slices. Lowest latency, one core busy. The peer never has to signal.
- *
- * @public
- */
-export type NotificationMode = 'event' | 'adaptive' | 'poll';
-
-/** Options shared by both ends of a queue pair. @public */
-export interface EndpointOptions {
-  /** Default `adaptive`. */
-  notification?: NotificationMode;
-  /** Spin budget in µs: before sleeping (`adaptive`, default 50) or per event-loop turn (`poll`, default 50). */
-  spinMicros?: number;
-  /**
-   * Something whose `closed` promise settles when the peer goes away, typically the
-   * {@link FdSocket} the queue pair was set up over. Waits then fail with
-   * `ERR_VRING_PEER_DISCONNECTED` instead of waiting forever.
-   */
-  lifeline?: { readonly closed: PromiseLike<unknown> };
-}
 
 /** Counters of one end. @public */
 export interface QueuePairStats {

@@ -19,7 +19,7 @@ import {
   type ReplyPayload,
   type RequestPayloads,
   type SupportedRequest,
-} from '../src/vhost-user/message.js';
+} from '../src/vhost-user/message-layout.js';
 import { type EchoBackend, echoBackend, frame, roundTrip } from './fixtures/echo-backend.js';
 import {
   createDriver,

@@ -18,7 +18,7 @@ import { SharedRegion } from '../src/shared-region.js';
 import { VhostUserBackend } from '../src/vhost-user/backend.js';
 import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
 import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../src/vhost-user/features.js';
-import { VhostUserRequest as R } from '../src/vhost-user/message.js';
+import { VhostUserRequest as R } from '../src/vhost-user/message-layout.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
 import { type EchoBackend, echoBackend, frame, roundTrip } from './fixtures/echo-backend.js';
 import {

@@ -19,15 +19,16 @@ import {
 import {
   closeFds,
   decodeRequest,
-  encodeAck,
-  encodeReply,
+  type VhostUserRequestMessage,
+} from '../src/vhost-user/message-decoder.js';
+import { encodeAck, encodeReply } from '../src/vhost-user/message-encoder.js';
+import {
   type MemoryTable,
   VhostUserRequest as R,
   requestName,
-  type VhostUserRequestMessage,
   type VringAddress,
   type VringState,
-} from '../src/vhost-user/message.js';
+} from '../src/vhost-user/message-layout.js';
 import { VirtioUser, type VirtioUserEvent } from '../src/vhost-user/virtio-user.js';
 import { isVringError, openFdCount, rejectsVring } from './fixtures/vring-assert.js';
 

@@ -31,15 +31,15 @@ import {
   decodeHeader,
   decodeReply,
   decodeRequest,
-  encodeAck,
-  encodeReply,
-  encodeRequest,
+  type VhostUserRejectReason,
+  type VhostUserRequestMessage,
+} from '../src/vhost-user/message-decoder.js';
+import { encodeAck, encodeReply, encodeRequest } from '../src/vhost-user/message-encoder.js';
+import {
   VhostUserRequest as R,
   type RequestPayloads,
   type SupportedRequest,
-  type VhostUserRejectReason,
-  type VhostUserRequestMessage,
-} from '../src/vhost-user/message.js';
+} from '../src/vhost-user/message-layout.js';
 import { isVringError, throwsVring } from './fixtures/vring-assert.js';
 
 // ---- helpers ----

@@ -5,12 +5,13 @@
  *
  * @packageDocumentation
  */
-import { VringError } from '../errors.js';
+
 import {
   type EndpointOptions,
   type NotificationMode,
   notificationPolicy,
-} from '../queue-pair-end.js';
+} from '../endpoint-options.js';
+import { VringError } from '../errors.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_PROTOCOL_F_MQ,

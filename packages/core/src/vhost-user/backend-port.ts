@@ -12,16 +12,12 @@
  * @packageDocumentation
  */
 import type { DeviceQueuePair } from '../device-queue-pair.js';
+import type { NotificationMode } from '../endpoint-options.js';
 import { VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
 import type { FramePolling, FramePort } from '../frame-port.js';
 import { MessageBatch } from '../message-batch.js';
-import type {
-  NotificationMode,
-  QueuePairStats,
-  WaitOptions,
-  WaitSendableOptions,
-} from '../queue-pair-end.js';
+import type { QueuePairStats, WaitOptions, WaitSendableOptions } from '../queue-pair-end.js';
 import { WaiterQueue } from '../waiter-queue.js';
 import {
   type ResolvedPortOptions,

@@ -5,7 +5,7 @@
  * RESET_OWNER and SET/GET_STATUS, and starts a {@link DeviceQueuePair} whenever the rings
  * are complete, stopping it whenever the front-end changes them.
  *
- * Every control message is decoded and validated by `message.ts` before it is acted on;
+ * Every control message is decoded and validated by `message-decoder.ts` before it is acted on;
  * anything invalid ends the session with a reason, and every fd and mapping it held is
  * released.
  *
@@ -31,13 +31,11 @@ import { MappedMemory } from './mapped-memory.js';
 import {
   closeFds,
   decodeRequest,
-  encodeAck,
-  encodeReply,
   protocolError,
-  VhostUserRequest as R,
-  VHOST_VRING_F_LOG,
   type VhostUserRequestMessage,
-} from './message.js';
+} from './message-decoder.js';
+import { encodeAck, encodeReply } from './message-encoder.js';
+import { VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
 
 /** One queue pair: vrings 0 (receive) and 1 (transmit). */
 const VRINGS = 2;

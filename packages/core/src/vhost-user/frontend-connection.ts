@@ -7,15 +7,15 @@
  */
 import { VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
+import { decodeReply } from './message-decoder.js';
+import { encodeRequest } from './message-encoder.js';
 import {
-  decodeReply,
-  encodeRequest,
   type ReplyBodies,
   type RequestPayloads,
   requestName,
   type SupportedRequest,
   VhostUserRequest,
-} from './message.js';
+} from './message-layout.js';
 
 /** Deadlines of a {@link FrontendConnection}. @internal */
 export interface FrontendConnectionTimeouts {

@@ -22,7 +22,7 @@ import {
   VIRTIO_STATUS_FEATURES_OK,
 } from './features.js';
 import type { FrontendConnection } from './frontend-connection.js';
-import { VhostUserRequest as R } from './message.js';
+import { VhostUserRequest as R } from './message-layout.js';
 
 /**
  * Protocol features we ask for: the set DPDK's virtio_user asks for. MQ is harmless with one

@@ -7,7 +7,8 @@
  */
 import type { VringError } from '../errors.js';
 import { SharedRegion } from '../shared-region.js';
-import { type MemoryTable, protocolError } from './message.js';
+import { protocolError } from './message-decoder.js';
+import type { MemoryTable } from './message-layout.js';
 
 /** One mapped region of a memory table. @internal */
 export interface MappedRegion {

@@ -6,20 +6,19 @@
  * @packageDocumentation
  */
 import { DriverQueuePair } from '../driver-queue-pair.js';
+import { type NotificationMode, notificationPolicy } from '../endpoint-options.js';
 import { positiveOption, VringError } from '../errors.js';
-import { FdServer } from '../fd-server.js';
-import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
+import type { FdSocket } from '../fd-socket.js';
 import type { FramePolling, FramePort } from '../frame-port.js';
 import type { MessageBatch } from '../message-batch.js';
-import {
-  type NotificationMode,
-  notificationPolicy,
-  type QueuePairEnd,
-  type QueuePairStats,
-  type WaitOptions,
-  type WaitSendableOptions,
+import type {
+  QueuePairEnd,
+  QueuePairStats,
+  WaitOptions,
+  WaitSendableOptions,
 } from '../queue-pair-end.js';
 import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js';
+import { ConnectionSource } from './connection-source.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VIRTIO_F_VERSION_1,
@@ -105,46 +104,6 @@ function replyTimeouts(options: VirtioUserOptions): FrontendConnectionTimeouts {
     replyMs: positiveOption(options.replyTimeoutMs, 10_000, 'replyTimeoutMs'),
     memoryTableMs: positiveOption(options.memoryTableTimeoutMs, 60_000, 'memoryTableTimeoutMs'),
   };
-}
-
-/**
- * Where control connections come from: a listening socket (server mode) or connect()
- * retried with backoff (client mode).
- */
-class ConnectionSource {
-  readonly #path: string;
-  readonly #server: FdServer | undefined;
-  readonly #backoff: ReconnectBackoff;
-
-  constructor(path: string, server: boolean, backoff: ReconnectBackoff) {
-    this.#path = path;
-    this.#backoff = backoff;
-    this.#server = server ? FdServer.listenFramed(path, VHOST_USER_FRAMING) : undefined;
-  }
-
-  /**
-   * The next connection. `keepAlive` false lets the process exit while a client waits to
-   * retry (a listening server keeps it alive while it accepts: FdServer has no other mode).
-   */
-  async next(signal: AbortSignal, keepAlive: boolean): Promise<FdSocket> {
-    if (this.#server) return this.#server.accept({ signal });
-    this.#backoff.reset();
-    for (;;) {
-      signal.throwIfAborted();
-      try {
-        return FdSocket.connectFramed(this.#path, VHOST_USER_FRAMING);
-      } catch (error) {
-        // Nobody listening yet (ENOENT, ECONNREFUSED) or any other OS refusal: the back-end
-        // may be restarting, so keep trying; anything else is a bug worth surfacing.
-        if (!(error instanceof VringError) || error.code !== 'ERR_VRING_SYSTEM') throw error;
-      }
-      await this.#backoff.wait(signal, keepAlive);
-    }
-  }
-
-  close(): void {
-    this.#server?.close();
-  }
 }
 
 /**
