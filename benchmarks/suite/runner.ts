@@ -93,7 +93,8 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
     () => {
       for (const p of peers) p.child.kill('SIGKILL');
     },
-    (base.seconds + base.warmupSeconds) * 1000 + 30_000,
+    // Start-up is most of it: thirty-odd Node processes on two cores take a while.
+    (base.seconds + base.warmupSeconds) * 1000 + 30_000 + 1000 * c.peers,
   );
   try {
     if (c.layout.processes === 'single') {
@@ -130,6 +131,7 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
         `a peer failed (${how}): ${stderr.join(' ').replace(/\s+/g, ' ').trim().slice(-400)}`,
       );
     }
+    spec.reduce?.(result);
     return result;
   } finally {
     clearTimeout(timeout);

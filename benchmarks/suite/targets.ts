@@ -10,12 +10,15 @@ interface Target {
   check(find: Finder): { figure: string; met: boolean } | undefined;
 }
 
-/** The case of a run, at concurrency 1 unless told (RPC runs at 1 and 64). */
+/**
+ * The case of a run, at concurrency 1 (RPC runs at 1 and 64) and a fan-out to 3 subscribers
+ * unless told.
+ */
 type Finder = (
   scenario: string,
   size: number,
   transport: string,
-  concurrency?: number,
+  dimensions?: { concurrency?: number; subscribers?: number },
 ) => CaseResult | undefined;
 
 const x = (v: number) => `${v.toFixed(2)}×`;
@@ -159,13 +162,14 @@ const targets: Target[] = [
 
 /** The targets this run can speak to; undefined when it has the cases of none of them. */
 export function targetTable(results: CaseResult[]): Table | undefined {
-  const find: Finder = (scenario, size, transport, concurrency = 1) =>
+  const find: Finder = (scenario, size, transport, dimensions = {}) =>
     results.find(
       (r) =>
         r.case.scenario === scenario &&
         r.case.size === size &&
         r.case.transport === transport &&
-        r.case.concurrency === concurrency &&
+        r.case.concurrency === (dimensions.concurrency ?? 1) &&
+        r.case.subscribers === (scenario === 'fanout' ? (dimensions.subscribers ?? 3) : 0) &&
         !r.error &&
         !r.unavailable,
     );

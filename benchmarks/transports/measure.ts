@@ -2,7 +2,7 @@
 // per stdout line, which the runner merges into the case's result.
 import { type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
-import { build } from 'hdr-histogram-js';
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
 
 /** Bytes a burst (below) stays within. */
 const BURST_BYTES = 4 * 1024 * 1024;
@@ -125,17 +125,32 @@ export class CpuMeter {
   }
 }
 
+const histogramShape = {
+  lowestDiscernibleValue: 100,
+  highestTrackableValue: 10_000_000_000,
+  numberOfSignificantValueDigits: 3,
+} as const;
+
+type Histogram = ReturnType<typeof build>;
+
+function percentiles(h: Histogram) {
+  const us = (q: number) => h.getValueAtPercentile(q) / 1000;
+  return {
+    p50: us(50),
+    p99: us(99),
+    p999: us(99.9),
+    max: h.maxValue / 1000,
+    count: h.totalCount,
+  };
+}
+
 /**
  * Round-trip times in an HdrHistogram (3 significant digits, 100 ns to 10 s): constant
  * memory and time per sample however long the run, exact enough for p99.9, and the same
  * percentile definition as every other HdrHistogram user.
  */
 export class LatencyRecorder {
-  readonly #histogram = build({
-    lowestDiscernibleValue: 100,
-    highestTrackableValue: 10_000_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  readonly #histogram = build(histogramShape);
 
   /** Records one round trip of `nanos` nanoseconds. */
   record(nanos: number): void {
@@ -144,16 +159,35 @@ export class LatencyRecorder {
 
   /** p50, p99, p99.9 and max in µs, and the sample count. */
   summary(): { p50: number; p99: number; p999: number; max: number; count: number } {
-    const h = this.#histogram;
-    const us = (q: number) => h.getValueAtPercentile(q) / 1000;
-    return {
-      p50: us(50),
-      p99: us(99),
-      p999: us(99.9),
-      max: h.maxValue / 1000,
-      count: h.totalCount,
-    };
+    return percentiles(this.#histogram);
   }
+
+  /** The whole histogram as text, for another process to merge (see `mergedLatency`). */
+  encode(): string {
+    return encodeIntoCompressedBase64(this.#histogram);
+  }
+}
+
+/**
+ * The percentiles of several processes' samples taken together (a fan-out's subscribers):
+ * their encoded histograms added up, so a p99 is the p99 of every delivery, not a mean of
+ * per-process p99s.
+ */
+export function mergedLatency(encoded: readonly string[]): ReturnType<typeof percentiles> {
+  const total = build(histogramShape);
+  for (const text of encoded) total.add(decodeFromCompressedBase64(text));
+  return percentiles(total);
+}
+
+/**
+ * CLOCK_MONOTONIC in ms: one clock for every process of the machine (unlike
+ * `performance.now()`, whose origin is each process's start), so a time stamped by a
+ * publisher can be subtracted from a subscriber's. Never an integer, so a msgpack float64
+ * it stays (an integral value would pack shorter and change the message size).
+ */
+export function monotonicMs(): number {
+  const ms = Number(process.hrtime.bigint()) / 1e6;
+  return Number.isInteger(ms) ? ms + 1e-6 : ms;
 }
 
 /**

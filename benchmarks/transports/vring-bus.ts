@@ -8,28 +8,15 @@
 // ring each way (client ↔ bus), the server's hop in memory.
 import type { NotificationMode } from '@vring/core';
 import { type Bus, connectBus, createBus } from '@vring/ipc';
-import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
+import { Acks, atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
 import { reportReady } from './measure.js';
 import type { Payload } from './payload.js';
 import type { PeerArgs, Transport } from './transport.js';
 import { sendWindow, windowed } from './value-scenarios.js';
 
 const DATA = 'bench.data';
-/** Subscribers tell the publisher they are subscribed ('ready') and finished ('done'). */
+/** Subscribers acknowledge on it: once subscribed, then each SYNC and END marker. */
 const CONTROL = 'bench.control';
-
-/** Resolves once `count` control messages `what` have arrived on `messages`. */
-async function countControl(
-  messages: AsyncIterator<{ value: unknown }>,
-  what: string,
-  count: number,
-): Promise<void> {
-  for (let seen = 0; seen < count; ) {
-    const next = await messages.next();
-    if (next.done) throw new Error(`bus closed while waiting for ${what}`);
-    if (next.value.value === what) seen++;
-  }
-}
 
 /** Resolves once the listener's own client is the only one left on `bus`. */
 async function othersGone(bus: Bus): Promise<void> {
@@ -39,13 +26,20 @@ async function othersGone(bus: Bus): Promise<void> {
 async function publisher(args: PeerArgs, mode: NotificationMode): Promise<void> {
   const bus = createBus(args.path, { notification: mode });
   const client = await bus.connect();
+  const acks = new Acks(args.peers - 1);
   const control = client.subscribe<string>(CONTROL, { policy: 'block' });
+  void (async () => {
+    try {
+      for await (const _ack of control) acks.add();
+    } catch {
+      // Closed under the loop at the end of the run.
+    }
+  })();
   await client.flush();
   reportReady();
-  const subscribers = args.peers - 1;
-  await countControl(control, 'ready', subscribers);
+  await acks.next(); // every subscriber is subscribed
   const publish = windowed((value) => client.publish(DATA, value), sendWindow(args.size, 64));
-  await publishFanout(publish, args, countControl(control, 'done', subscribers));
+  await publishFanout(publish, args, acks);
   await atMost(othersGone(bus), 1000);
   client.close();
   bus.close();
@@ -55,12 +49,12 @@ async function subscriber(args: PeerArgs, mode: NotificationMode): Promise<void>
   const client = await connectBus(args.path, { notification: mode });
   const subscription = client.subscribe<Payload>(DATA, { policy: 'block' });
   await client.flush();
-  await client.publish(CONTROL, 'ready');
-  const counter = new FanoutCounter(args.index);
+  const ack = () => client.publish(CONTROL, 'ack');
+  await ack();
+  const counter = new FanoutCounter(args.index, ack);
   for await (const { value } of subscription) {
     if (counter.onValue(value)) break;
   }
-  await client.publish(CONTROL, 'done');
   await client.drain();
 }
 
