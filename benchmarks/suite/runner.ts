@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { pinnedChild, type RunningBroker, startBroker } from '../transports/brokers.js';
 import { type PeerArgs, START_ON_STDIN, toArgv } from '../transports/transport.js';
 import type { Case } from './cases.js';
 import { canPin } from './machine.js';
@@ -33,7 +34,7 @@ const peerNodeFlags = (process.env.VRING_BENCH_PEER_FLAGS ?? '').split(' ').filt
 
 function spawnPeer(args: PeerArgs, cores: string, startOnStdin: boolean): Peer {
   const node = [process.execPath, ...peerNodeFlags, '--import', 'tsx', peerScript, ...toArgv(args)];
-  const argv = canPin ? ['taskset', '-c', cores, ...node] : node;
+  const argv = pinnedChild(node, canPin ? cores : undefined);
   // benchmarks/tsconfig.json has no `paths`: @vring/* load from their built dist, as users
   // get them, not from the sources tsx would otherwise transform on the fly.
   const env: NodeJS.ProcessEnv = { ...process.env, TSX_TSCONFIG_PATH: peerTsconfig };
@@ -70,6 +71,9 @@ function coreOf(index: number): string {
   return String(index % 2 === 1 ? 0 : 1);
 }
 
+/** A broker's core: 0, beside the first connecting peer, while the listener has core 1. */
+const BROKER_CORE = '0';
+
 let runNumber = 0;
 
 export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
@@ -88,6 +92,7 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
     pinned: canPin,
   };
   const peers: Peer[] = [];
+  let broker: RunningBroker | undefined;
   const result: Result = {};
   const timeout = setTimeout(
     () => {
@@ -100,6 +105,11 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
     if (c.layout.processes === 'single') {
       peers.push(spawnPeer(base, c.layout.cores, false));
     } else {
+      if (c.layout.broker) {
+        broker = await startBroker(c.layout.broker, base.path, canPin ? BROKER_CORE : undefined);
+        base.broker = broker.address;
+        base.brokerPid = broker.pid;
+      }
       peers.push(spawnPeer(base, coreOf(0), false));
       for (let index = 1; index < c.peers; index++) {
         peers.push(spawnPeer({ ...base, role: 'connect', index }, coreOf(index), true));
@@ -136,5 +146,6 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
   } finally {
     clearTimeout(timeout);
     for (const p of peers) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    await broker?.stop();
   }
 }

@@ -22,7 +22,14 @@
 // RPC: the connecting peer is the client, the listener the server. The client keeps
 // `concurrency` requests in flight for the measured time; a WARM and an END request mark the
 // measured stretch for the server's CPU meter.
-import { CpuMeter, LatencyRecorder, monotonicMs, perBurst, report } from './measure.js';
+import {
+  CpuMeter,
+  LatencyRecorder,
+  monotonicMs,
+  ProcessCpuMeter,
+  perBurst,
+  report,
+} from './measure.js';
 import { END, marker, type Payload, payload, SYNC, WARM } from './payload.js';
 import type { PeerArgs } from './transport.js';
 
@@ -86,7 +93,8 @@ export class Acks {
 
 /**
  * The publisher's side (steps 1 to 6 above); `acks` counts the subscribers'
- * acknowledgements. Reports `seconds` and its CPU as `cpu.publisher`.
+ * acknowledgements. Reports `seconds` and its CPU as `cpu.publisher` (and the broker's, if
+ * the case has one, as `cpu.broker`).
  */
 export async function publishFanout(publish: Publish, args: PeerArgs, acks: Acks): Promise<void> {
   const value = payload(args.size);
@@ -96,12 +104,14 @@ export async function publishFanout(publish: Publish, args: PeerArgs, acks: Acks
   await publishPaced(publish, value, Math.min(1, args.seconds));
   await publish(marker(WARM));
   const cpu = new CpuMeter();
+  const broker = args.brokerPid === undefined ? undefined : new ProcessCpuMeter(args.brokerPid);
   const started = performance.now();
   await publishFor(publish, value, args.size, args.seconds);
   await publish(marker(END));
   await acks.next();
   const seconds = (performance.now() - started) / 1000;
   cpu.report('publisher');
+  broker?.report('broker');
   report({ seconds });
 }
 
@@ -209,19 +219,27 @@ export async function rpcClient(call: Call, args: PeerArgs): Promise<void> {
 
 /**
  * The server's echo handler: it returns the request, restarts the CPU meter on WARM, and
- * reports `cpu.server` and resolves `ended` on END.
+ * reports `cpu.server` (and `cpu.broker`, the process of `brokerPid`, if the case has a
+ * broker) and resolves `ended` on END.
  */
-export function echoServer(): { handle(value: Payload): Payload; ended: Promise<void> } {
+export function echoServer(brokerPid?: number): {
+  handle(value: Payload): Payload;
+  ended: Promise<void>;
+} {
   const cpu = new CpuMeter();
+  const broker = brokerPid === undefined ? undefined : new ProcessCpuMeter(brokerPid);
   let resolve!: () => void;
   const ended = new Promise<void>((r) => {
     resolve = r;
   });
   return {
     handle(value) {
-      if (value.id === WARM) cpu.restart();
-      else if (value.id === END) {
+      if (value.id === WARM) {
+        cpu.restart();
+        broker?.restart();
+      } else if (value.id === END) {
         cpu.report('server');
+        broker?.report('broker');
         resolve();
       }
       return value;

@@ -1,5 +1,6 @@
 // What the benchmark peers measure, and how they report it to the runner: one JSON object
 // per stdout line, which the runner merges into the case's result.
+import { readFileSync } from 'node:fs';
 import { type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
@@ -142,6 +143,43 @@ function percentiles(h: Histogram) {
     max: h.maxValue / 1000,
     count: h.totalCount,
   };
+}
+
+/**
+ * CPU time of another process over a measured stretch: a broker's, read by the peer that
+ * marks the stretch (the publisher, the RPC server) from /proc/<pid>/stat, every thread of
+ * it included. Its unit is the clock tick (USER_HZ, 100 a second on Linux whatever the
+ * kernel's HZ), so it is good to 10 ms: enough for a broker busy through the stretch.
+ */
+export class ProcessCpuMeter {
+  readonly #pid: number;
+  #start: number | undefined;
+
+  constructor(pid: number) {
+    this.#pid = pid;
+    this.#start = this.#micros();
+  }
+
+  #micros(): number | undefined {
+    try {
+      const stat = readFileSync(`/proc/${this.#pid}/stat`, 'utf8');
+      // After "pid (comm) ": state is field 3, utime 14 and stime 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+    } catch {
+      return undefined; // not Linux, or the process is gone
+    }
+  }
+
+  restart(): void {
+    this.#start = this.#micros();
+  }
+
+  report(side: string): void {
+    const now = this.#micros();
+    if (now !== undefined && this.#start !== undefined)
+      report({ cpu: { [side]: now - this.#start } });
+  }
 }
 
 /**
