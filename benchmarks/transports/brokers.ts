@@ -28,6 +28,8 @@ export interface RunningBroker {
   /** Where the peers connect: the bus's socket path, or `nats://127.0.0.1:PORT`. */
   address: string;
   pid: number;
+  /** Settles when it exits, with how it went ("exit code 1: <its last line on stderr>"). */
+  exited: Promise<string>;
   /** Stops it (SIGTERM, then SIGKILL after a grace time) and waits for it to exit. */
   stop(): Promise<void>;
 }
@@ -176,10 +178,11 @@ async function startOnce(
   const command = pinnedChild(argv, cores);
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   alive.add(child);
-  const stderr: string[] = [];
+  // Its last line on stderr says why it stopped (nats-server logs its start-up there too).
+  let lastLine = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    stderr.push(s);
-    if (stderr.length > 20) stderr.shift();
+    const lines = s.split('\n').filter((l) => l.trim() !== '');
+    if (lines.length > 0) lastLine = lines.at(-1)!.trim().slice(0, 300);
   });
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<false>((resolve) => {
@@ -188,8 +191,7 @@ async function startOnce(
   try {
     const started = once(child, 'spawn').then(() => ready(child));
     if (!(await Promise.race([started, timedOut]))) {
-      const why = stderr.join('').replace(/\s+/g, ' ').trim().slice(-300);
-      throw new Error(`${broker.kind} did not start${why ? `: ${why}` : ''}`);
+      throw new Error(`${broker.kind} did not start${lastLine ? `: ${lastLine}` : ''}`);
     }
   } catch (error) {
     await stop(child);
@@ -199,7 +201,12 @@ async function startOnce(
   }
   // What it prints from here on is not read; flowing, its pipes never fill up.
   child.stdout!.resume();
-  return { address, pid: child.pid!, stop: () => stop(child) };
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    // Killed, it said nothing about it; exiting, its last line is the reason.
+    if (signal) return signal;
+    return `exit code ${code}${lastLine ? `: ${lastLine}` : ''}`;
+  });
+  return { address, pid: child.pid!, exited, stop: () => stop(child) };
 }
 
 /**
