@@ -34,19 +34,28 @@ export interface RunningBroker {
   stop(): Promise<void>;
 }
 
-/** The `nats-server` binary: on PATH, or where Debian's package puts it (/usr/sbin). */
-export function natsServerPath(): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin'];
-  for (const dir of dirs.filter(Boolean)) {
-    const file = join(dir, 'nats-server');
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
+const executable = (file: string) => {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
   }
-  return undefined;
+};
+
+/**
+ * The `nats-server` binary: $VRING_BENCH_NATS_SERVER if set (a server built or downloaded
+ * elsewhere), else on PATH or where Debian's package puts it (/usr/sbin, not on every
+ * user's PATH).
+ */
+export function natsServerPath(): string | undefined {
+  const chosen = process.env.VRING_BENCH_NATS_SERVER;
+  if (chosen) return executable(chosen) ? chosen : undefined;
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin'];
+  return dirs
+    .filter(Boolean)
+    .map((dir) => join(dir, 'nats-server'))
+    .find(executable);
 }
 
 export const NATS_SERVER_MISSING = 'nats-server not installed (apt-get install nats-server)';

@@ -26,6 +26,7 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'channel-rpc-adaptive': async () =>
     (await import('./vring-channel-rpc.js')).vringChannelRpc('adaptive'),
   'channel-rpc-poll': async () => (await import('./vring-channel-rpc.js')).vringChannelRpc('poll'),
+  nats: async () => (await import('./nats.js')).nats,
   'vhost-user-event': async () => (await import('./vhost-user.js')).vhostUser('event'),
   'vhost-user-adaptive': async () => (await import('./vhost-user.js')).vhostUser('adaptive'),
   'vhost-user-poll': async () => (await import('./vhost-user.js')).vhostUser('poll'),
