@@ -2,7 +2,7 @@
 import type { Scenario } from '../transports/transport.js';
 
 export interface Options {
-  /** Smoke run: short cases, fewer sizes, one run each; the whole run stays under a minute. */
+  /** Smoke run: short cases, fewer sizes, one run each; about a minute and a half. */
   quick: boolean;
   /** Only the cases whose name contains this text. */
   only: string;
@@ -18,7 +18,7 @@ export interface Options {
 
 export const usage = `pnpm bench [options]
 
-  --quick                    smoke run (< 1 minute): fewer sizes, short cases, one run each
+  --quick                    smoke run (~1.5 minutes): fewer sizes, short cases, one run each
   --scenario=oneway,pingpong scenarios: oneway, pingpong, echo, idle, fanout, rpc
   --size=64,1k,64k,1m,16m    message sizes among each scenario's own (k = KiB, m = MiB)
   --transport=net,vring-event transports (the net baselines are always added for the ratios)
