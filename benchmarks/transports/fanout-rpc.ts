@@ -6,7 +6,9 @@
 //
 // 1. warm-up: the publisher publishes flat out, unmeasured;
 // 2. SYNC: every subscriber acknowledges it, so the warm-up's backlog is gone everywhere;
-// 3. latency: one message about every millisecond (a `setTimeout(1)` loop), each stamped
+// 3. latency: one message about every millisecond (a `setTimeout` loop; above 16 KiB
+//    fewer, at most 16 MiB a second, so that large messages do not saturate the stretch
+//    meant to be unloaded: 250 a second at 64 KiB, 16 at 1 MiB), each stamped
 //    with its publish time (`ts`, CLOCK_MONOTONIC, which all processes share); each
 //    subscriber records every delivery's latency, publish call to handler, in a histogram
 //    it reports whole (`delivery.s<index>`), so the suite takes percentiles over every
@@ -47,16 +49,23 @@ async function publishFor(publish: Publish, value: Payload, size: number, second
   }
 }
 
-/** One message about every millisecond for `seconds`, each stamped with its publish time. */
-async function publishPaced(publish: Publish, value: Payload, seconds: number) {
+/** Publisher bytes a second the paced stretch stays within (large messages go slower). */
+const PACED_BYTES_PER_SECOND = 16 * 1024 * 1024;
+
+/**
+ * One message about every millisecond (at most 16 MiB a second) for `seconds`, each
+ * stamped with its publish time.
+ */
+async function publishPaced(publish: Publish, value: Payload, size: number, seconds: number) {
   const until = performance.now() + seconds * 1000;
+  const interval = Math.max(1, Math.round((size / PACED_BYTES_PER_SECOND) * 1000));
   const stamped = { ...value };
   while (performance.now() < until) {
     // Every transport packs the value within publish(), so the object can be stamped anew.
     stamped.ts = monotonicMs();
     const wait = publish(stamped);
     if (wait) await wait;
-    await new Promise((resolve) => setTimeout(resolve, 1));
+    await new Promise((resolve) => setTimeout(resolve, interval));
   }
 }
 
@@ -101,7 +110,7 @@ export async function publishFanout(publish: Publish, args: PeerArgs, acks: Acks
   await publishFor(publish, value, args.size, args.warmupSeconds);
   await publish(marker(SYNC));
   await acks.next();
-  await publishPaced(publish, value, Math.min(1, args.seconds));
+  await publishPaced(publish, value, args.size, Math.min(1, args.seconds));
   await publish(marker(WARM));
   const cpu = new CpuMeter();
   const broker = args.brokerPid === undefined ? undefined : new ProcessCpuMeter(args.brokerPid);
