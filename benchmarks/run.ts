@@ -1,7 +1,7 @@
 // `pnpm bench`: every transport side by side on this machine, in one run (see README.md).
 //
-//   pnpm bench                   full suite, 3 runs per case (about 20 minutes on 2 cores)
-//   pnpm bench --quick           smoke run, under a minute
+//   pnpm bench                   full suite, 3 runs per case (about 30 minutes on 2 cores)
+//   pnpm bench --quick           smoke run, about a minute and a half
 //   pnpm bench --help            the options that select scenarios, sizes and transports
 //
 // Each side of a case is its own process, pinned with taskset. Results: a table on stdout,
@@ -61,13 +61,16 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  const estimate = (s: ReturnType<typeof scenario>) =>
-    (options.quick
-      ? s.seconds.quick + s.warmupSeconds.quick
-      : s.seconds.full + s.warmupSeconds.full) + 0.8;
-  const steps = cases.flatMap(
-    (c) => Array(options.runs).fill(estimate(scenario(c.scenario))) as number[],
-  );
+  // Measured time, plus start-up: about 0.8 s for two processes, 0.2 s more per further one.
+  const estimate = (c: (typeof cases)[number]) => {
+    const s = scenario(c.scenario);
+    const seconds = options.quick ? s.seconds.quick : s.seconds.full;
+    const warmup = options.quick ? s.warmupSeconds.quick : s.warmupSeconds.full;
+    // A fan-out also has its paced latency stretch (fanout-rpc.ts), at most a second.
+    const paced = c.scenario === 'fanout' ? Math.min(1, seconds) : 0;
+    return seconds + warmup + paced + 0.8 + 0.2 * Math.max(0, c.peers - 2);
+  };
+  const steps = cases.flatMap((c) => Array(options.runs).fill(estimate(c)) as number[]);
   const progress = new Progress(steps);
   const dir = mkdtempSync(join(tmpdir(), 'vring-bench-'));
   const results: CaseResult[] = [];

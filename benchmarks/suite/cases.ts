@@ -10,6 +10,8 @@ export interface Case {
   scenario: Scenario;
   size: number;
   concurrency: number;
+  /** Fan-out: the N of 1 → N (`peers` is N + 1); 0 in other scenarios. */
+  subscribers: number;
   transport: string;
   label: string;
   payload: Transport['payload'];
@@ -31,12 +33,39 @@ export function baselineOf(t: Pick<Transport, 'payload'>): string {
   return t.payload === 'raw' ? 'net' : 'net-msgpack';
 }
 
-function caseName(spec: ScenarioSpec, size: number, concurrency: number, transport: string) {
+function caseName(
+  spec: ScenarioSpec,
+  size: number,
+  concurrency: number,
+  subscribers: number,
+  transport: string,
+) {
   const parts: string[] = [spec.name];
   if (spec.name !== 'idle') parts.push(sizeLabel(size));
   if (spec.concurrency.length > 1) parts.push(`c${concurrency}`);
+  if (spec.subscribers) parts.push(`n${subscribers}`);
   parts.push(transport);
   return parts.join(' ');
+}
+
+/** The fan-out's subscriber counts at `size` (0 alone for the other scenarios). */
+function subscriberCounts(spec: ScenarioSpec, size: number, options: Options): number[] {
+  const s = spec.subscribers;
+  if (!s) return [0];
+  const counts = options.subscribers ?? (options.quick ? s.quick : s.counts);
+  // Large messages to many subscribers only when asked for by size and count both.
+  if (size <= s.allCountsUpTo || (options.sizes && options.subscribers)) return counts;
+  return counts.slice(0, 1);
+}
+
+/** Whether two cases differ only in their transport (a case and its baseline). */
+export function sameDimensions(a: Case, b: Case): boolean {
+  return (
+    a.scenario === b.scenario &&
+    a.size === b.size &&
+    a.concurrency === b.concurrency &&
+    a.subscribers === b.subscribers
+  );
 }
 
 export function buildCases(transports: readonly Transport[], options: Options): Case[] {
@@ -53,29 +82,37 @@ export function buildCases(transports: readonly Transport[], options: Options): 
           : options.quick
             ? spec.quickSizes
             : spec.sizes;
-    for (const size of sizes) {
-      for (const concurrency of spec.concurrency) {
-        for (const t of transports) {
-          if (!t.scenarios.includes(spec.name)) continue;
-          if (options.quick && spec.quickTransports && !spec.quickTransports.includes(t.name)) {
-            continue;
-          }
-          const baseline = byName.get(baselineOf(t))?.scenarios.includes(spec.name)
-            ? baselineOf(t)
-            : undefined;
-          all.push({
-            name: caseName(spec, size, concurrency, t.name),
-            scenario: spec.name,
-            size,
-            concurrency,
-            transport: t.name,
-            label: t.label,
-            payload: t.payload,
-            layout: t.layout,
-            peers: spec.peers,
-            baseline: baseline === t.name ? undefined : baseline,
-          });
+    const combinations = sizes.flatMap((size) =>
+      spec.concurrency.flatMap((concurrency) =>
+        subscriberCounts(spec, size, options).map((subscribers) => ({
+          size,
+          concurrency,
+          subscribers,
+        })),
+      ),
+    );
+    for (const { size, concurrency, subscribers } of combinations) {
+      for (const t of transports) {
+        if (!t.scenarios.includes(spec.name)) continue;
+        if (options.quick && spec.quickTransports && !spec.quickTransports.includes(t.name)) {
+          continue;
         }
+        const baseline = byName.get(baselineOf(t))?.scenarios.includes(spec.name)
+          ? baselineOf(t)
+          : undefined;
+        all.push({
+          name: caseName(spec, size, concurrency, subscribers, t.name),
+          scenario: spec.name,
+          size,
+          concurrency,
+          subscribers,
+          transport: t.name,
+          label: t.label,
+          payload: t.payload,
+          layout: t.layout,
+          peers: spec.subscribers ? subscribers + 1 : spec.peers,
+          baseline: baseline === t.name ? undefined : baseline,
+        });
       }
     }
   }
@@ -86,13 +123,7 @@ export function buildCases(transports: readonly Transport[], options: Options): 
   const keep = new Set<Case>();
   for (const c of all.filter(wanted)) {
     keep.add(c);
-    const base = all.find(
-      (b) =>
-        b.transport === c.baseline &&
-        b.scenario === c.scenario &&
-        b.size === c.size &&
-        b.concurrency === c.concurrency,
-    );
+    const base = all.find((b) => b.transport === c.baseline && sameDimensions(b, c));
     if (base) keep.add(base);
   }
   return all.filter((c) => keep.has(c));

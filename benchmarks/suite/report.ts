@@ -51,13 +51,39 @@ function idleBySide(r: CaseResult): string {
     .join(', ');
 }
 
-/** "side value, side value", medians, sides in name order; `scale` multiplies each value. */
-function bySide(values: Record<string, Spread>, keep: (side: string) => boolean, scale = 1) {
+/** A fan-out's subscribers name themselves s1, s2, …; past three they share one entry. */
+const subscriber = /^s(\d+)$/;
+const MAX_SUBSCRIBERS_SHOWN = 3;
+
+/**
+ * "side value, side value", medians, sides in name order; `scale` multiplies each value.
+ * More than three subscribers show as one entry, "s1–s30 Σ value" (`many: 'sum'`, for CPU
+ * per delivery, whose shares add up) or "s1–s30 max value" (`'max'`, for GC shares).
+ */
+function bySide(
+  values: Record<string, Spread>,
+  keep: (side: string) => boolean,
+  many: 'sum' | 'max',
+  scale = 1,
+) {
+  const index = (side: string) => Number(subscriber.exec(side)?.[1] ?? 0);
   const sides = Object.entries(values)
     .filter(([side]) => keep(side))
-    .sort(([a], [b]) => a.localeCompare(b));
+    .sort(([a], [b]) => index(a) - index(b) || a.localeCompare(b));
   if (sides.length === 0) return '–';
-  return sides.map(([side, s]) => `${side} ${formatNumber(s.median * scale)}`).join(', ');
+  const subscribers = sides.filter(([side]) => subscriber.test(side));
+  const shown =
+    subscribers.length > MAX_SUBSCRIBERS_SHOWN
+      ? sides.filter((s) => !subscribers.includes(s))
+      : sides;
+  const parts = shown.map(([side, s]) => `${side} ${formatNumber(s.median * scale)}`);
+  if (shown !== sides) {
+    const medians = subscribers.map(([, s]) => s.median * scale);
+    const value = many === 'sum' ? medians.reduce((a, b) => a + b, 0) : Math.max(...medians);
+    const range = `${subscribers[0]![0]}–${subscribers.at(-1)![0]}`;
+    parts.push(`${range} ${many === 'sum' ? 'Σ' : 'max'} ${formatNumber(value)}`);
+  }
+  return parts.join(', ');
 }
 
 function groupTitle(c: Case): string {
@@ -65,6 +91,7 @@ function groupTitle(c: Case): string {
   const parts = [spec.title];
   if (c.scenario !== 'idle') parts.push(sizeLabel(c.size));
   if (spec.concurrency.length > 1) parts.push(`concurrency ${c.concurrency}`);
+  if (spec.subscribers) parts.push(`1 → ${c.subscribers}`);
   return parts.join(', ');
 }
 
@@ -110,8 +137,8 @@ export function tables(results: CaseResult[]): Table[] {
           ? `${ratio(r, 'p50')} / ${ratio(r, 'p99')}`
           : ratio(r, head!.key),
       );
-      if (spec.receivers) row.push(bySide(r.gcShare, spec.receivers, 100));
-      row.push(bySide(r.cpuPerMessage, () => true));
+      if (spec.receivers) row.push(bySide(r.gcShare, spec.receivers, 'max', 100));
+      row.push(bySide(r.cpuPerMessage, () => true, 'sum'));
     }
     table.rows.push(row);
   }

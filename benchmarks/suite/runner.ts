@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { pinnedChild, type RunningBroker, startBroker } from '../transports/brokers.js';
 import { type PeerArgs, START_ON_STDIN, toArgv } from '../transports/transport.js';
 import type { Case } from './cases.js';
 import { canPin } from './machine.js';
@@ -33,7 +34,7 @@ const peerNodeFlags = (process.env.VRING_BENCH_PEER_FLAGS ?? '').split(' ').filt
 
 function spawnPeer(args: PeerArgs, cores: string, startOnStdin: boolean): Peer {
   const node = [process.execPath, ...peerNodeFlags, '--import', 'tsx', peerScript, ...toArgv(args)];
-  const argv = canPin ? ['taskset', '-c', cores, ...node] : node;
+  const argv = pinnedChild(node, canPin ? cores : undefined);
   // benchmarks/tsconfig.json has no `paths`: @vring/* load from their built dist, as users
   // get them, not from the sources tsx would otherwise transform on the fly.
   const env: NodeJS.ProcessEnv = { ...process.env, TSX_TSCONFIG_PATH: peerTsconfig };
@@ -70,6 +71,18 @@ function coreOf(index: number): string {
   return String(index % 2 === 1 ? 0 : 1);
 }
 
+/** A broker's core: 0, beside the first connecting peer, while the listener has core 1. */
+const BROKER_CORE = '0';
+
+/** The end of a peer's stderr: the error line of a Node crash, the stack left out. */
+function tail(peer: Peer): string {
+  const lines = peer.stderr
+    .join('')
+    .split('\n')
+    .filter((l) => !/^\s+at /.test(l));
+  return lines.join(' ').replace(/\s+/g, ' ').trim().slice(-400);
+}
+
 let runNumber = 0;
 
 export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
@@ -88,20 +101,45 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
     pinned: canPin,
   };
   const peers: Peer[] = [];
+  let broker: RunningBroker | undefined;
   const result: Result = {};
-  const timeout = setTimeout(
-    () => {
-      for (const p of peers) p.child.kill('SIGKILL');
-    },
-    (base.seconds + base.warmupSeconds) * 1000 + 30_000,
-  );
+  // The first thing to go wrong ends the run at once (no peer waits for a dead one until
+  // the timeout): a peer that fails, the broker's exit, the timeout.
+  let failure: string | undefined;
+  let failedPeer: Peer | undefined;
+  const stopPeers = () => {
+    for (const p of peers) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  };
+  const fail = (why: string) => {
+    failure ??= why;
+    stopPeers();
+  };
+  // Start-up is most of it: thirty-odd Node processes on two cores take a while.
+  const limit = (base.seconds + base.warmupSeconds) * 1000 + 30_000 + 1000 * c.peers;
+  const timeout = setTimeout(() => fail(`timed out after ${Math.round(limit / 1000)} s`), limit);
   try {
     if (c.layout.processes === 'single') {
       peers.push(spawnPeer(base, c.layout.cores, false));
     } else {
+      if (c.layout.broker) {
+        broker = await startBroker(c.layout.broker, base.path, canPin ? BROKER_CORE : undefined);
+        base.broker = broker.address;
+        base.brokerPid = broker.pid;
+        const kind = c.layout.broker.kind;
+        void broker.exited.then((how) => {
+          if (peers.some((p) => p.child.exitCode === null)) fail(`${kind} exited (${how})`);
+        });
+      }
       peers.push(spawnPeer(base, coreOf(0), false));
       for (let index = 1; index < c.peers; index++) {
         peers.push(spawnPeer({ ...base, role: 'connect', index }, coreOf(index), true));
+      }
+      for (const p of peers) {
+        p.child.once('exit', (code) => {
+          if (code === 0) return;
+          failedPeer ??= p;
+          stopPeers();
+        });
       }
       // Connecting peers load while the listener does; they connect once it listens.
       const ready = await peers[0]!.lines.next();
@@ -118,21 +156,17 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
       ...peers.map((p) => collect(p.lines)),
       ...peers.map((p) => (p.child.exitCode === null ? once(p.child, 'exit') : Promise.resolve())),
     ]);
-    const failed = peers.find((p) => p.child.exitCode !== 0);
+    if (failure) throw new Error(failure);
+    const failed = failedPeer ?? peers.find((p) => p.child.exitCode !== 0);
     if (failed) {
       const how = failed.child.signalCode ?? `exit code ${failed.child.exitCode}`;
-      // The error line of a Node crash is the most telling one; the stack is left out.
-      const stderr = failed.stderr
-        .join('')
-        .split('\n')
-        .filter((l) => !/^\s+at /.test(l));
-      throw new Error(
-        `a peer failed (${how}): ${stderr.join(' ').replace(/\s+/g, ' ').trim().slice(-400)}`,
-      );
+      throw new Error(`a peer failed (${how}): ${tail(failed)}`);
     }
+    spec.reduce?.(result);
     return result;
   } finally {
     clearTimeout(timeout);
     for (const p of peers) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    await broker?.stop();
   }
 }

@@ -1,6 +1,7 @@
 // The scenarios of the suite: what each measures, at which sizes, for how long, and how its
 // figures are read from the peers' results. A scenario with no transport yet (fan-out, RPC)
 // produces no case until a transport lists it.
+import { mergedLatency } from '../transports/measure.js';
 import type { Scenario } from '../transports/transport.js';
 
 /** What the peers reported for one run, merged (see runner.ts). */
@@ -22,6 +23,14 @@ export interface ScenarioSpec {
   quickSizes: number[];
   /** Processes in a two-sided case: the listener, then `peers - 1` connecting peers. */
   peers: number;
+  /**
+   * Fan-out: the N of 1 → N, one case per count (their processes are N + 1, not `peers`).
+   * Sizes above `allCountsUpTo` run at the first count only, unless both `--size` and
+   * `--subscribers` name them: every further size at 10 and 30 subscribers adds minutes to
+   * a full run (thirty-odd processes start for each run), and 1 MiB to 30 subscribers is
+   * 30 MiB a message on two cores.
+   */
+  subscribers?: { counts: number[]; quick: number[]; allCountsUpTo: number };
   /** Calls in flight; one case per value. */
   concurrency: number[];
   seconds: { full: number; quick: number };
@@ -37,6 +46,11 @@ export interface ScenarioSpec {
    * the messages counted, whose GC share the tables show beside the throughput.
    */
   receivers?(side: string): boolean;
+  /**
+   * Turns what the peers of one run reported into what the result keeps, before anything
+   * reads it (a fan-out's per-subscriber histograms into the percentiles of all deliveries).
+   */
+  reduce?(r: Result): void;
 }
 
 /** Every side but the one that only sends. */
@@ -109,10 +123,12 @@ export const scenarios: ScenarioSpec[] = [
   },
   {
     name: 'fanout',
-    title: 'pub/sub fan-out 1 → 3 (messages delivered per second, all subscribers)',
+    title:
+      'pub/sub fan-out (messages delivered per second, all subscribers; latency from publish to delivery)',
     sizes: [64, 1024, 64 * 1024, 1024 * 1024],
     quickSizes: [64],
     peers: 4,
+    subscribers: { counts: [3, 10, 30], quick: [3], allCountsUpTo: 64 },
     concurrency: [1],
     seconds: { full: 1.5, quick: 0.2 },
     warmupSeconds: { full: 0.5, quick: 0.05 },
@@ -129,7 +145,25 @@ export const scenarios: ScenarioSpec[] = [
           return n !== undefined && s ? n / s : undefined;
         },
       },
+      // Every delivery's latency, publish call to the subscriber's handler, all subscribers
+      // together: the publisher runs flat out, so it includes the time spent queued.
+      ...(['p50', 'p99'] as const).map(
+        (key): Metric => ({
+          key,
+          label: key,
+          unit: 'µs',
+          better: 'lower',
+          read: (r) => num((r.delivery as Record<string, unknown> | undefined)?.[key]),
+        }),
+      ),
     ],
+    // Each subscriber reports { delivery: { <its name>: <encoded histogram> } }: kept are
+    // the percentiles of all of them together (a p99 over every delivery).
+    reduce: (r) => {
+      if (r.delivery && typeof r.delivery === 'object') {
+        r.delivery = mergedLatency(Object.values(r.delivery as Record<string, string>));
+      }
+    },
     perMessage: (r) => sum(r.delivered),
     // The subscribers.
     receivers: allBut('publisher'),

@@ -1,7 +1,7 @@
 // From several runs of a case to the figures the tables and the chart show: the median of
 // the runs with their spread (min–max), CPU per message per side, and ratios to the case's
 // baseline from the same run.
-import type { Case } from './cases.js';
+import { type Case, sameDimensions } from './cases.js';
 import { type Result, scenario } from './scenarios.js';
 
 export interface Spread {
@@ -73,13 +73,7 @@ export function summarize(c: Case, runs: Result[]): CaseResult {
 export function addRatios(results: CaseResult[]): void {
   for (const r of results) {
     const c = r.case;
-    const base = results.find(
-      (b) =>
-        b.case.transport === c.baseline &&
-        b.case.scenario === c.scenario &&
-        b.case.size === c.size &&
-        b.case.concurrency === c.concurrency,
-    );
+    const base = results.find((b) => b.case.transport === c.baseline && sameDimensions(b.case, c));
     if (!base) continue;
     for (const metric of scenario(c.scenario).metrics) {
       const ours = r.figures[metric.key]?.median;

@@ -1,6 +1,7 @@
-// The product's targets (issue 5's, and @vring/ipc's from issue 4), checked against a run:
-// where each figure stands. Only reported, never enforced (CI runs the suite as a smoke test,
-// without thresholds).
+// The product's targets (issue 5's, @vring/ipc's from issue 4, and the RPC and pub/sub
+// figures against a socket and against NATS), checked against a run: where each figure
+// stands. Only reported, never enforced (CI runs the suite as a smoke test, without
+// thresholds).
 import type { Table } from './report.js';
 import type { CaseResult } from './summary.js';
 
@@ -10,16 +11,21 @@ interface Target {
   check(find: Finder): { figure: string; met: boolean } | undefined;
 }
 
-/** The case of a run, at concurrency 1 unless told (RPC runs at 1 and 64). */
+/**
+ * The case of a run, at concurrency 1 (RPC runs at 1 and 64) and a fan-out to 3 subscribers
+ * unless told.
+ */
 type Finder = (
   scenario: string,
   size: number,
   transport: string,
-  concurrency?: number,
+  dimensions?: { concurrency?: number; subscribers?: number },
 ) => CaseResult | undefined;
 
 const x = (v: number) => `${v.toFixed(2)}×`;
 const us = (v: number) => `${v.toFixed(2)} µs`;
+
+type Dimensions = Parameters<Finder>[3];
 
 /** The best of several transports for one figure (e.g. the fastest vring mode). */
 function best(
@@ -29,10 +35,11 @@ function best(
   transports: string[],
   read: (r: CaseResult) => number | undefined,
   lowerIsBetter = false,
+  dimensions?: Dimensions,
 ): { transport: string; value: number } | undefined {
   let winner: { transport: string; value: number } | undefined;
   for (const t of transports) {
-    const r = find(scenario, size, t);
+    const r = find(scenario, size, t, dimensions);
     const value = r ? read(r) : undefined;
     if (value === undefined) continue;
     if (!winner || (lowerIsBetter ? value < winner.value : value > winner.value)) {
@@ -41,6 +48,82 @@ function best(
   }
   return winner;
 }
+
+/**
+ * The best of `transports` against `other` on one 64 B figure of the same case, as a
+ * multiple of the other's: for a latency (`lowerIsBetter`), ours over theirs.
+ */
+function against(
+  find: Finder,
+  scenario: string,
+  dimensions: Dimensions,
+  transports: string[],
+  other: string,
+  key: string,
+  lowerIsBetter = false,
+): { transport: string; ratio: number } | undefined {
+  const theirs = find(scenario, 64, other, dimensions)?.figures[key]?.median;
+  const read = (r: CaseResult) => r.figures[key]?.median;
+  const ours = best(find, scenario, 64, transports, read, lowerIsBetter, dimensions);
+  if (!theirs || !ours) return undefined;
+  return { transport: ours.transport, ratio: ours.value / theirs };
+}
+
+/** "6.10× NATS (bus-standalone-event)", met at `min` times or more. */
+function atLeast(
+  r: { transport: string; ratio: number } | undefined,
+  min: number,
+  whose: string,
+): { figure: string; met: boolean } | undefined {
+  return r && { figure: `${x(r.ratio)} ${whose} (${r.transport})`, met: r.ratio >= min };
+}
+
+const standalone = ['bus-standalone-event', 'bus-standalone-adaptive', 'bus-standalone-poll'];
+
+/** The RPC and pub/sub targets against a socket and against NATS. */
+const brokerTargets: Target[] = [
+  {
+    name: 'standalone Bus RPC 64 B, concurrency 1: p50 ≤ 0.5× the socket RPC',
+    check: (find) => {
+      const r = against(find, 'rpc', {}, standalone, 'net-msgpack', 'p50', true);
+      return r && { figure: `${x(r.ratio)} net's p50 (${r.transport})`, met: r.ratio <= 0.5 };
+    },
+  },
+  {
+    name: 'standalone Bus RPC 64 B, concurrency 1: ≥ 5× NATS req/s',
+    check: (find) => atLeast(against(find, 'rpc', {}, standalone, 'nats', 'rps'), 5, 'NATS'),
+  },
+  {
+    name: 'standalone Bus RPC 64 B, concurrency 64: ≥ 2× the socket RPC req/s',
+    check: (find) =>
+      atLeast(
+        against(find, 'rpc', { concurrency: 64 }, standalone, 'net-msgpack', 'rps'),
+        2,
+        'net',
+      ),
+  },
+  {
+    name: 'standalone Bus RPC 64 B, concurrency 64: ≥ 5× NATS req/s',
+    check: (find) =>
+      atLeast(against(find, 'rpc', { concurrency: 64 }, standalone, 'nats', 'rps'), 5, 'NATS'),
+  },
+  {
+    name: 'standalone Bus fan-out 1 → 3, 64 B: ≥ 3× the socket fan-out',
+    check: (find) =>
+      atLeast(against(find, 'fanout', {}, standalone, 'net-msgpack', 'delivered'), 3, 'net'),
+  },
+  ...[3, 10, 30].map(
+    (n): Target => ({
+      name: `standalone Bus fan-out 1 → ${n}, 64 B: ≥ 3× NATS`,
+      check: (find) =>
+        atLeast(
+          against(find, 'fanout', { subscribers: n }, standalone, 'nats', 'delivered'),
+          3,
+          'NATS',
+        ),
+    }),
+  ),
+];
 
 const channels = ['channel-event', 'channel-adaptive', 'channel-poll'];
 const rawRings = ['vring-event', 'vring-adaptive', 'vring-poll'];
@@ -128,7 +211,7 @@ const targets: Target[] = [
   {
     name: 'ipc: RPC round trip 64 B, poll/adaptive: p50 ≤ 5 µs',
     check: (find) => {
-      const transports = ['channel-rpc-adaptive', 'bus-adaptive'];
+      const transports = ['channel-rpc-adaptive', 'channel-rpc-poll', 'bus-adaptive', 'bus-poll'];
       const b = best(find, 'rpc', 64, transports, (r) => r.figures.p50?.median, true);
       return b && { figure: `${us(b.value)} (${b.transport})`, met: b.value <= 5 };
     },
@@ -159,24 +242,25 @@ const targets: Target[] = [
 
 /** The targets this run can speak to; undefined when it has the cases of none of them. */
 export function targetTable(results: CaseResult[]): Table | undefined {
-  const find: Finder = (scenario, size, transport, concurrency = 1) =>
+  const find: Finder = (scenario, size, transport, dimensions = {}) =>
     results.find(
       (r) =>
         r.case.scenario === scenario &&
         r.case.size === size &&
         r.case.transport === transport &&
-        r.case.concurrency === concurrency &&
+        r.case.concurrency === (dimensions.concurrency ?? 1) &&
+        r.case.subscribers === (scenario === 'fanout' ? (dimensions.subscribers ?? 3) : 0) &&
         !r.error &&
         !r.unavailable,
     );
-  const rows = targets.map((t) => {
+  const rows = [...targets, ...brokerTargets].map((t) => {
     const outcome = t.check(find);
     if (!outcome) return [t.name, 'not in this run', '–'];
     return [t.name, outcome.figure, outcome.met ? 'met' : 'missed'];
   });
   if (rows.every((r) => r[2] === '–')) return undefined;
   return {
-    title: 'targets of issues 4 and 5 (reported, not enforced)',
+    title: 'targets of issues 4 and 5, and against sockets and NATS (reported, not enforced)',
     header: ['target', 'this run', 'status'],
     rows,
   };

@@ -1,8 +1,9 @@
 // What the benchmark peers measure, and how they report it to the runner: one JSON object
 // per stdout line, which the runner merges into the case's result.
+import { readFileSync } from 'node:fs';
 import { type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
-import { build } from 'hdr-histogram-js';
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
 
 /** Bytes a burst (below) stays within. */
 const BURST_BYTES = 4 * 1024 * 1024;
@@ -125,17 +126,69 @@ export class CpuMeter {
   }
 }
 
+const histogramShape = {
+  lowestDiscernibleValue: 100,
+  highestTrackableValue: 10_000_000_000,
+  numberOfSignificantValueDigits: 3,
+} as const;
+
+type Histogram = ReturnType<typeof build>;
+
+function percentiles(h: Histogram) {
+  const us = (q: number) => h.getValueAtPercentile(q) / 1000;
+  return {
+    p50: us(50),
+    p99: us(99),
+    p999: us(99.9),
+    max: h.maxValue / 1000,
+    count: h.totalCount,
+  };
+}
+
+/**
+ * CPU time of another process over a measured stretch: a broker's, read by the peer that
+ * marks the stretch (the publisher, the RPC server) from /proc/<pid>/stat, every thread of
+ * it included. Its unit is the clock tick (USER_HZ, 100 a second on Linux whatever the
+ * kernel's HZ), so it is good to 10 ms: enough for a broker busy through the stretch.
+ */
+export class ProcessCpuMeter {
+  readonly #pid: number;
+  #start: number | undefined;
+
+  constructor(pid: number) {
+    this.#pid = pid;
+    this.#start = this.#micros();
+  }
+
+  #micros(): number | undefined {
+    try {
+      const stat = readFileSync(`/proc/${this.#pid}/stat`, 'utf8');
+      // After "pid (comm) ": state is field 3, utime 14 and stime 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+    } catch {
+      return undefined; // not Linux, or the process is gone
+    }
+  }
+
+  restart(): void {
+    this.#start = this.#micros();
+  }
+
+  report(side: string): void {
+    const now = this.#micros();
+    if (now !== undefined && this.#start !== undefined)
+      report({ cpu: { [side]: now - this.#start } });
+  }
+}
+
 /**
  * Round-trip times in an HdrHistogram (3 significant digits, 100 ns to 10 s): constant
  * memory and time per sample however long the run, exact enough for p99.9, and the same
  * percentile definition as every other HdrHistogram user.
  */
 export class LatencyRecorder {
-  readonly #histogram = build({
-    lowestDiscernibleValue: 100,
-    highestTrackableValue: 10_000_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  readonly #histogram = build(histogramShape);
 
   /** Records one round trip of `nanos` nanoseconds. */
   record(nanos: number): void {
@@ -144,16 +197,35 @@ export class LatencyRecorder {
 
   /** p50, p99, p99.9 and max in µs, and the sample count. */
   summary(): { p50: number; p99: number; p999: number; max: number; count: number } {
-    const h = this.#histogram;
-    const us = (q: number) => h.getValueAtPercentile(q) / 1000;
-    return {
-      p50: us(50),
-      p99: us(99),
-      p999: us(99.9),
-      max: h.maxValue / 1000,
-      count: h.totalCount,
-    };
+    return percentiles(this.#histogram);
   }
+
+  /** The whole histogram as text, for another process to merge (see `mergedLatency`). */
+  encode(): string {
+    return encodeIntoCompressedBase64(this.#histogram);
+  }
+}
+
+/**
+ * The percentiles of several processes' samples taken together (a fan-out's subscribers):
+ * their encoded histograms added up, so a p99 is the p99 of every delivery, not a mean of
+ * per-process p99s.
+ */
+export function mergedLatency(encoded: readonly string[]): ReturnType<typeof percentiles> {
+  const total = build(histogramShape);
+  for (const text of encoded) total.add(decodeFromCompressedBase64(text));
+  return percentiles(total);
+}
+
+/**
+ * CLOCK_MONOTONIC in ms: one clock for every process of the machine (unlike
+ * `performance.now()`, whose origin is each process's start), so a time stamped by a
+ * publisher can be subtracted from a subscriber's. Never an integer, so a msgpack float64
+ * it stays (an integral value would pack shorter and change the message size).
+ */
+export function monotonicMs(): number {
+  const ms = Number(process.hrtime.bigint()) / 1e6;
+  return Number.isInteger(ms) ? ms + 1e-6 : ms;
 }
 
 /**

@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { Packr, Unpackr } from 'msgpackr';
-import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
+import { Acks, atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
 import { FrameReader, frame } from './frame-reader.js';
 import { CpuMeter, perBurst, pingFor, report, reportIdle, reportReady } from './measure.js';
 import { type Payload, packerOptions } from './payload.js';
@@ -231,10 +231,9 @@ async function netPublisher(args: PeerArgs): Promise<void> {
     sockets.push(socket);
   }
   server.close();
-  // Each subscriber writes one frame, once it has counted END.
-  const allDone = Promise.all(
-    sockets.map((socket) => new Promise<void>((resolve) => onFrames(socket, () => resolve()))),
-  );
+  // Each subscriber acknowledges a marker with a frame.
+  const acks = new Acks(subscribers);
+  for (const socket of sockets) onFrames(socket, () => acks.add());
   const packr = new Packr(packerOptions);
   const publish = (value: Payload) => {
     const message = frame(packr.pack(value));
@@ -246,7 +245,7 @@ async function netPublisher(args: PeerArgs): Promise<void> {
     }
     return drained && Promise.all(drained).then(() => {});
   };
-  await publishFanout(publish, args, allDone);
+  await publishFanout(publish, args, acks);
   await atMost(Promise.all(sockets.map((socket) => once(socket, 'close'))), 1000);
   for (const socket of sockets) socket.destroy();
 }
@@ -255,12 +254,12 @@ async function netSubscriber(args: PeerArgs): Promise<void> {
   const socket = createConnection(args.path);
   await once(socket, 'connect');
   const unpackr = new Unpackr(packerOptions);
-  const counter = new FanoutCounter(args.index);
+  const counter = new FanoutCounter(args.index, () => socket.write(END_FRAME));
   onFrames(socket, (body) => {
     counter.onValue(unpackr.unpack(body) as Payload);
   });
   await counter.ended;
-  socket.end(END_FRAME);
+  socket.end();
   await once(socket, 'close');
 }
 

@@ -4,9 +4,13 @@ import { Packr } from 'msgpackr';
 
 /** The value a msgpack transport sends: a record with a binary body, like a sensor sample. */
 export interface Payload {
-  /** 1_000_000 (a uint32, 5 bytes packed) in every data message; -1 ends a run, -2 the warm-up. */
+  /** 1_000_000 (a uint32, 5 bytes packed) in every data message; negative in a marker. */
   id: number;
-  /** Sender's clock (ms), a float64 as a real message would carry. */
+  /**
+   * Sender's clock (ms), a float64 as a real message would carry; a fan-out publisher
+   * stamps the messages whose latency is measured with their publish time (`monotonicMs()`,
+   * also a float64).
+   */
   ts: number;
   data: Buffer;
 }
@@ -33,10 +37,14 @@ export function payload(size: number): Payload {
   return { id, ts, data: Buffer.alloc(Math.max(0, dataBytes), 0xab) };
 }
 
-/** Marker values: the sender's last message, and the end of its warm-up. */
+/**
+ * Marker values: the sender's last message, the end of its warm-up, and (fan-out) a point
+ * every receiver acknowledges.
+ */
 export const END = -1;
 export const WARM = -2;
+export const SYNC = -3;
 
-export function marker(id: typeof END | typeof WARM): Payload {
+export function marker(id: typeof END | typeof WARM | typeof SYNC): Payload {
   return { id, ts: 0, data: Buffer.alloc(0) };
 }

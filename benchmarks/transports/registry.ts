@@ -12,10 +12,21 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'channel-event': async () => (await import('./vring-channel.js')).vringChannel('event'),
   'channel-adaptive': async () => (await import('./vring-channel.js')).vringChannel('adaptive'),
   'channel-poll': async () => (await import('./vring-channel.js')).vringChannel('poll'),
-  'bus-event': async () => (await import('./vring-bus.js')).vringBus('event'),
-  'bus-adaptive': async () => (await import('./vring-bus.js')).vringBus('adaptive'),
+  'bus-event': async () => (await import('./vring-bus.js')).vringBus('event', 'hosted'),
+  'bus-adaptive': async () => (await import('./vring-bus.js')).vringBus('adaptive', 'hosted'),
+  'bus-poll': async () => (await import('./vring-bus.js')).vringBus('poll', 'hosted'),
+  'bus-standalone-event': async () =>
+    (await import('./vring-bus.js')).vringBus('event', 'standalone'),
+  'bus-standalone-adaptive': async () =>
+    (await import('./vring-bus.js')).vringBus('adaptive', 'standalone'),
+  'bus-standalone-poll': async () =>
+    (await import('./vring-bus.js')).vringBus('poll', 'standalone'),
+  'channel-rpc-event': async () =>
+    (await import('./vring-channel-rpc.js')).vringChannelRpc('event'),
   'channel-rpc-adaptive': async () =>
     (await import('./vring-channel-rpc.js')).vringChannelRpc('adaptive'),
+  'channel-rpc-poll': async () => (await import('./vring-channel-rpc.js')).vringChannelRpc('poll'),
+  nats: async () => (await import('./nats.js')).nats,
   'vhost-user-event': async () => (await import('./vhost-user.js')).vhostUser('event'),
   'vhost-user-adaptive': async () => (await import('./vhost-user.js')).vhostUser('adaptive'),
   'vhost-user-poll': async () => (await import('./vhost-user.js')).vhostUser('poll'),

@@ -2,6 +2,7 @@
 // to run and where) and the peer processes (which move the messages and measure).
 //
 // Adding a transport is one file exporting a `Transport` and one line in registry.ts.
+import type { Broker } from './brokers.js';
 
 /**
  * What a case measures. `fanout` (1 publisher, `peers - 1` subscribers) and `rpc`
@@ -34,6 +35,10 @@ export interface PeerArgs {
   concurrency: number;
   /** Whether the runner pins processes: a transport that starts its own peer pins it too. */
   pinned: boolean;
+  /** Where the case's broker listens (see `broker` in the layout), if it has one. */
+  broker?: string;
+  /** The broker's process, whose CPU the publisher or server reports as `cpu.broker`. */
+  brokerPid?: number;
 }
 
 export interface Transport {
@@ -44,11 +49,12 @@ export interface Transport {
   /** `raw`: Buffers as they are; `msgpack`: the standard value (payload.ts), encoded. */
   readonly payload: 'raw' | 'msgpack';
   /**
-   * `pair`: the runner starts one process per side (listener on core 1, connectors on
-   * core 0). `single`: the runner starts one process that does the whole case (a codec
+   * `pair`: the runner starts one process per side (listener on core 1, connectors from
+   * core 0, alternating), and first, if there is one, the `broker` they all connect to
+   * (on core 0). `single`: the runner starts one process that does the whole case (a codec
    * loop, worker threads, a parent that forks its child), pinned to `cores`.
    */
-  readonly layout: { processes: 'pair' } | { processes: 'single'; cores: string };
+  readonly layout: { processes: 'pair'; broker?: Broker } | { processes: 'single'; cores: string };
   readonly scenarios: readonly Scenario[];
   /** Why this transport cannot run on this machine, checked by the runner before any case. */
   unavailable?(): Promise<string | undefined>;
@@ -69,3 +75,8 @@ export function fromArgv(argv: readonly string[]): PeerArgs {
  * listener (start-up overlaps) and connect when the runner writes a line on their stdin.
  */
 export const START_ON_STDIN = 'VRING_BENCH_START_ON_STDIN';
+
+/** A notification mode in a row label, marked "(default)" when it is the API's default. */
+export function modeLabel(mode: string, defaultMode: string): string {
+  return mode === defaultMode ? `${mode} (default)` : mode;
+}

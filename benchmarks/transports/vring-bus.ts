@@ -1,107 +1,158 @@
 // The @vring/ipc Bus, in each notification mode: pub/sub fan-out and RPC as an application
-// using the bus gets them, codec, framing and routing included.
+// using the bus gets them, codec, framing and routing included. Two topologies:
 //
-// The bus is hosted by the listener: it is `createBus` in the publisher's (fan-out) or the
-// server's (RPC) process, which talks to it through its in-process client (`bus.connect()`),
-// as a process that embeds the bus would. Fan-out: 4 processes (publisher + bus, 3
-// subscribers). RPC: 2 processes (client; bus + echo server), each request crossing one
-// ring each way (client ↔ bus), the server's hop in memory.
+// - hosted: the bus is `createBus` in the publisher's (fan-out) or the server's (RPC)
+//   process, which talks to it through its in-process client (`bus.connect()`), as a
+//   process that embeds the bus would. Fan-out 1 → N: N + 1 processes. RPC: 2 processes
+//   (client; bus + echo server), each request crossing one ring each way (client ↔ bus),
+//   the server's hop in memory.
+// - standalone: the bus is a process of its own, `vring bus --socket P --notification M`
+//   (the @vring/ipc command, started by the runner as the case's broker), and the
+//   publisher / server attaches to it with `connectBus` like everyone else, as a broker
+//   is used. Fan-out: N + 2 processes. RPC: 3 processes, each request crossing four rings
+//   (client → bus → server and back).
+//
+// The bus and every client run in the same notification mode.
 import type { NotificationMode } from '@vring/core';
-import { type Bus, connectBus, createBus } from '@vring/ipc';
-import { atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
+import { type Bus, type BusClient, connectBus, createBus } from '@vring/ipc';
+import { Acks, atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
 import { reportReady } from './measure.js';
 import type { Payload } from './payload.js';
-import type { PeerArgs, Transport } from './transport.js';
+import { modeLabel, type PeerArgs, type Transport } from './transport.js';
 import { sendWindow, windowed } from './value-scenarios.js';
 
-const DATA = 'bench.data';
-/** Subscribers tell the publisher they are subscribed ('ready') and finished ('done'). */
-const CONTROL = 'bench.control';
+type Topology = 'hosted' | 'standalone';
 
-/** Resolves once `count` control messages `what` have arrived on `messages`. */
-async function countControl(
-  messages: AsyncIterator<{ value: unknown }>,
-  what: string,
-  count: number,
-): Promise<void> {
-  for (let seen = 0; seen < count; ) {
-    const next = await messages.next();
-    if (next.done) throw new Error(`bus closed while waiting for ${what}`);
-    if (next.value.value === what) seen++;
-  }
-}
+const DATA = 'bench.data';
+/** Subscribers acknowledge on it: once subscribed, then each SYNC and END marker. */
+const CONTROL = 'bench.control';
 
 /** Resolves once the listener's own client is the only one left on `bus`. */
 async function othersGone(bus: Bus): Promise<void> {
   while (bus.stats.clients > 1) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
-async function publisher(args: PeerArgs, mode: NotificationMode): Promise<void> {
+/** Where the bus is: the broker's socket when standalone, the run's own path when hosted. */
+const busPath = (args: PeerArgs) => args.broker ?? args.path;
+
+/**
+ * The listener's client. Hosted, the bus is created here and `close` waits for the other
+ * clients to leave first (the bus goes with this process); standalone, `close` waits for
+ * `lastWord` (what tells that the others have all they need), at most a second.
+ */
+async function listenerClient(
+  args: PeerArgs,
+  mode: NotificationMode,
+  topology: Topology,
+): Promise<{ client: BusClient; close(lastWord: Promise<unknown>): Promise<void> }> {
+  if (topology === 'standalone') {
+    const client = await connectBus(busPath(args), { notification: mode });
+    return {
+      client,
+      async close(lastWord) {
+        await atMost(lastWord, 1000);
+        client.close();
+      },
+    };
+  }
   const bus = createBus(args.path, { notification: mode });
   const client = await bus.connect();
-  const control = client.subscribe<string>(CONTROL, { policy: 'block' });
+  return {
+    client,
+    async close() {
+      await atMost(othersGone(bus), 1000);
+      client.close();
+      bus.close();
+    },
+  };
+}
+
+/** Counts every message on `subscription` as an acknowledgement. */
+function countAcks(subscription: AsyncIterable<unknown>, acks: Acks): void {
+  void (async () => {
+    try {
+      for await (const _ack of subscription) acks.add();
+    } catch {
+      // Closed under the loop at the end of the run.
+    }
+  })();
+}
+
+async function publisher(args: PeerArgs, mode: NotificationMode, topology: Topology) {
+  const { client, close } = await listenerClient(args, mode, topology);
+  const acks = new Acks(args.peers - 1);
+  countAcks(client.subscribe<string>(CONTROL, { policy: 'block' }), acks);
   await client.flush();
   reportReady();
-  const subscribers = args.peers - 1;
-  await countControl(control, 'ready', subscribers);
+  await acks.next(); // every subscriber is subscribed
   const publish = windowed((value) => client.publish(DATA, value), sendWindow(args.size, 64));
-  await publishFanout(publish, args, countControl(control, 'done', subscribers));
-  await atMost(othersGone(bus), 1000);
-  client.close();
-  bus.close();
+  await publishFanout(publish, args, acks);
+  // Every subscriber has acknowledged END: nothing is left to deliver.
+  await close(Promise.resolve());
 }
 
 async function subscriber(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const client = await connectBus(args.path, { notification: mode });
+  const client = await connectBus(busPath(args), { notification: mode });
   const subscription = client.subscribe<Payload>(DATA, { policy: 'block' });
   await client.flush();
-  await client.publish(CONTROL, 'ready');
-  const counter = new FanoutCounter(args.index);
+  const ack = () => client.publish(CONTROL, 'ack');
+  await ack();
+  const counter = new FanoutCounter(args.index, ack);
   for await (const { value } of subscription) {
     if (counter.onValue(value)) break;
   }
-  await client.publish(CONTROL, 'done');
   await client.drain();
 }
 
-async function server(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const bus = createBus(args.path, { notification: mode });
-  const client = await bus.connect();
-  const echo = echoServer();
+async function server(args: PeerArgs, mode: NotificationMode, topology: Topology) {
+  const { client, close } = await listenerClient(args, mode, topology);
+  const echo = echoServer(args.brokerPid);
   client.serve<Payload, Payload>('echo', echo.handle);
+  // The client says "bye" once it has its last reply.
+  const bye = client.subscribe<string>(CONTROL, { policy: 'block' });
   await client.flush(); // the bus knows who serves `echo` before any request comes
   reportReady();
   await echo.ended;
-  await atMost(othersGone(bus), 1000);
-  client.close();
-  bus.close();
+  await close(bye[Symbol.asyncIterator]().next());
 }
 
 async function caller(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const client = await connectBus(args.path, { notification: mode });
+  const client = await connectBus(busPath(args), { notification: mode });
   await rpcClient((value) => client.request('echo', value), args);
+  await client.publish(CONTROL, 'bye');
+  await client.drain();
   client.close();
 }
 
-async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
+async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): Promise<void> {
   const listen = args.role === 'listen';
   switch (args.scenario) {
     case 'fanout':
-      return listen ? publisher(args, mode) : subscriber(args, mode);
+      return listen ? publisher(args, mode, topology) : subscriber(args, mode);
     case 'rpc':
-      return listen ? server(args, mode) : caller(args, mode);
+      return listen ? server(args, mode, topology) : caller(args, mode);
     default:
       throw new Error(`bus: no ${args.scenario} scenario`);
   }
 }
 
-export function vringBus(mode: NotificationMode): Transport {
+/**
+ * The Bus in notification `mode`, `hosted` or `standalone` (see above). Poll mode runs RPC
+ * only: a fan-out's N + 1 processes each spinning a core of the two would measure the
+ * scheduler.
+ */
+export function vringBus(mode: NotificationMode, topology: Topology): Transport {
+  // createBus and `vring bus` default to event (connectBus documents the same).
+  const what = topology === 'hosted' ? 'hosted by publisher / server' : 'standalone `vring bus`';
   return {
-    name: `bus-${mode}`,
-    label: `vring Bus (hosted by publisher / server), ${mode}`,
+    name: topology === 'hosted' ? `bus-${mode}` : `bus-standalone-${mode}`,
+    label: `vring Bus (${what}), ${modeLabel(mode, 'event')}`,
     payload: 'msgpack',
-    layout: { processes: 'pair' },
-    scenarios: ['fanout', 'rpc'],
-    run: (args) => run(args, mode),
+    layout:
+      topology === 'hosted'
+        ? { processes: 'pair' }
+        : { processes: 'pair', broker: { kind: 'vring-bus', notification: mode } },
+    scenarios: mode === 'poll' ? ['rpc'] : ['fanout', 'rpc'],
+    run: (args) => run(args, mode, topology),
   };
 }

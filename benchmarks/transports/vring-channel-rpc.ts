@@ -5,7 +5,7 @@ import type { NotificationMode } from '@vring/core';
 import { Channel } from '@vring/ipc';
 import { atMost, echoServer, rpcClient } from './fanout-rpc.js';
 import type { Payload } from './payload.js';
-import type { PeerArgs, Transport } from './transport.js';
+import { modeLabel, type PeerArgs, type Transport } from './transport.js';
 import { openQueuePair } from './vring-connect.js';
 
 async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
@@ -28,7 +28,8 @@ async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
 export function vringChannelRpc(mode: NotificationMode): Transport {
   return {
     name: `channel-rpc-${mode}`,
-    label: `vring Channel RPC (point-to-point), ${mode}`,
+    // The queue pair's default mode (EndpointOptions.notification) is adaptive.
+    label: `vring Channel RPC (point-to-point), ${modeLabel(mode, 'adaptive')}`,
     payload: 'msgpack',
     layout: { processes: 'pair' },
     scenarios: ['rpc'],
