@@ -30,8 +30,9 @@ export interface ConnectBusOptions extends ReconnectOptions {
    */
   signal?: AbortSignal;
   /**
-   * Notification policy of this client's rings (default `event`): `adaptive` or `poll`
-   * trade CPU for latency (see `NotificationMode` in @vring/core).
+   * Notification policy of this client's rings (default `adaptive`, the queue pairs'
+   * default: it spins for a reply only after traffic, and costs nothing when idle). `event`
+   * never spins; `poll` never sleeps (see `NotificationMode` in @vring/core).
    */
   notification?: NotificationMode;
   /** Spin budget in µs for `adaptive` / `poll`. */
