@@ -99,6 +99,7 @@ DeviceQueuePair::DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, cons
                                  uint16_t tx_base, int rx_call_fd, int tx_call_fd)
     : memory_(std::move(memory)),
       config_(config),
+      publish_slice_(PublishSliceBytes(config)),
       rx_(TranslateRing(*memory_, rx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, rx_base),
       tx_(TranslateRing(*memory_, tx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, tx_base),
       rx_call_(AdoptCopy(rx_call_fd)),
@@ -114,12 +115,18 @@ void DeviceQueuePair::Call(std::optional<EventFd>& fd) {
   ++stats_.notifications_sent;
 }
 
+void DeviceQueuePair::PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call) {
+  queue.PublishUsed();
+  if (queue.NeedCall()) Call(call);
+}
+
 uint32_t DeviceQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count) {
   if (out_capacity < config_.max_message) {
     throw Error(ErrorCode::kInvalidArgument, "receive buffer must hold at least maxMessage bytes");
   }
   uint32_t count = 0;
   uint64_t filled = 0;
+  uint64_t returned = 0;  // bytes of the chains pushed to the used ring since the last publication
   while (count < max_count && tx_.Pop(&chain_)) {
     if (chain_.readable_bytes < kNetHeaderSize) {
       tx_.MarkBroken("shorter-than-header", "transmitted chain of " + std::to_string(chain_.readable_bytes) +
@@ -147,10 +154,16 @@ uint32_t DeviceQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t*
     tx_.PushUsed(chain_.head, 0);
     lengths[count++] = static_cast<uint32_t>(payload);
     filled += payload;
+    // Return the copied chains while the rest of the batch is still being copied, so the
+    // driver can refill them meanwhile (see PublishSliceBytes).
+    returned += chain_.readable_bytes;
+    if (returned >= publish_slice_) {
+      PublishUsed(tx_, tx_call_);
+      returned = 0;
+    }
   }
   if (count > 0) {
-    tx_.PublishUsed();
-    if (tx_.NeedCall()) Call(tx_call_);
+    PublishUsed(tx_, tx_call_);
     stats_.messages_received += count;
     stats_.bytes_received += filled;
   }
@@ -162,6 +175,7 @@ uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
   ScatterWriter writer(chains_);
   const uint8_t* src = data;
   uint64_t bytes = 0;
+  uint64_t unpublished = 0;  // bytes (headers included) in used entries not yet published
   uint32_t delivered = 0;
   uint32_t i = 0;
   for (; i < count; ++i) {
@@ -204,10 +218,15 @@ uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
     src += len;
     bytes += len;
     ++delivered;
+    // Whole messages only: the driver takes a message's buffers once all of them are used.
+    unpublished += total;
+    if (unpublished >= publish_slice_) {
+      PublishUsed(rx_, rx_call_);
+      unpublished = 0;
+    }
   }
   if (delivered > 0) {
-    rx_.PublishUsed();
-    if (rx_.NeedCall()) Call(rx_call_);
+    PublishUsed(rx_, rx_call_);
     stats_.messages_sent += delivered;
     stats_.bytes_sent += bytes;
   }

@@ -55,9 +55,12 @@ class DeviceQueuePair {
 
  private:
   void Call(std::optional<EventFd>& fd);
+  // Publishes the used entries pushed on `queue` and calls the driver if it asked.
+  void PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call);
 
   std::shared_ptr<const MemoryTable> memory_;
   QueuePairConfig config_;
+  uint64_t publish_slice_;  // PublishSliceBytes(config_)
   DeviceQueue rx_;
   DeviceQueue tx_;
   std::optional<EventFd> rx_call_;

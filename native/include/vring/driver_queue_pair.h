@@ -69,6 +69,8 @@ class DriverQueuePair {
   }
   uint8_t* At(uint64_t offset) const { return mapping_->data() + offset_ + offset; }
   void Kick(std::optional<EventFd>& fd);
+  // Publishes what was queued on `queue` and kicks the device if it asked.
+  void Publish(DriverQueue& queue, std::optional<EventFd>& kick);
   void ReclaimTransmitted();
   void PostReceiveBuffer();
 
@@ -77,6 +79,7 @@ class DriverQueuePair {
   uint64_t guest_base_;
   QueuePairConfig config_;
   QueuePairLayout layout_;
+  uint64_t publish_slice_;  // PublishSliceBytes(config_)
   DriverQueue rx_;
   DriverQueue tx_;
   std::optional<EventFd> rx_kick_;
