@@ -238,19 +238,24 @@ bool DeviceQueuePair::WaitReceivable(uint64_t budget_ns) {
   return SpinUntil(budget_ns, [&] { return tx_.AvailPending() > 0; });
 }
 
-bool DeviceQueuePair::WaitSendable(uint64_t budget_ns) {
+uint32_t DeviceQueuePair::BuffersNeeded(uint64_t next_message) const {
+  if (!config_.mergeable) return 1;
+  return BuffersForMessage(std::min<uint64_t>(next_message, config_.max_message), config_.buffer_size);
+}
+
+bool DeviceQueuePair::WaitSendable(uint64_t budget_ns, uint64_t next_message) {
   // Resume once an eighth of the ring is free again, not at the first buffer: refilling one
-  // slot at a time makes both sides fight over the same cache lines per message.
-  const uint32_t enough = std::max<uint32_t>(1, rx_.size() / 8);
+  // slot at a time makes both sides fight over the same cache lines per message. And never
+  // before the next message fits: Send would take the posted chains, find too few, put them
+  // back and return nothing, and the caller would spin through that at full speed, reading
+  // descriptors the driver is writing, until the driver posted enough.
+  const uint32_t enough = std::min<uint32_t>(
+      rx_.size(), std::max<uint32_t>({1, rx_.size() / 8, BuffersNeeded(next_message)}));
   return SpinUntil(budget_ns, [&] { return rx_.AvailPendingFresh() >= enough; });
 }
 
 bool DeviceQueuePair::ArmSend(uint64_t next_message) {
-  const uint32_t needed =
-      config_.mergeable ? BuffersForMessage(std::min<uint64_t>(next_message, config_.max_message),
-                                            config_.buffer_size)
-                        : 1;
-  return rx_.EnableNotificationsDelayed(needed);
+  return rx_.EnableNotificationsDelayed(BuffersNeeded(next_message));
 }
 
 }  // namespace vring

@@ -210,11 +210,18 @@ bool DriverQueuePair::WaitReceivable(uint64_t budget_ns) {
   return SpinUntil(budget_ns, [&] { return rx_.UsedPending() > 0; });
 }
 
-bool DriverQueuePair::WaitSendable(uint64_t budget_ns) {
-  // Resume once a quarter of what is in flight has completed (see DeviceQueuePair).
-  const uint32_t enough = std::max<uint32_t>(1, tx_.outstanding() / 4);
-  return SpinUntil(budget_ns,
-                   [&] { return tx_.UsedPendingFresh() >= enough || tx_.num_free() == tx_.size(); });
+bool DriverQueuePair::WaitSendable(uint64_t budget_ns, uint64_t next_message) {
+  const uint32_t needed =
+      BuffersForMessage(std::min<uint64_t>(next_message, config_.max_message), config_.buffer_size);
+  return SpinUntil(budget_ns, [&] {
+    if (tx_.num_free() >= needed) return true;
+    // Resume once a quarter of what is in flight has completed (see DeviceQueuePair), and
+    // only if that frees room for the next message: "some room" is not enough for a large
+    // one, and the caller would go round Send and back here without sending anything.
+    if (tx_.UsedPendingFresh() < std::max<uint32_t>(1, tx_.outstanding() / 4)) return false;
+    ReclaimTransmitted();
+    return tx_.num_free() >= needed;
+  });
 }
 
 bool DriverQueuePair::ArmSend(uint64_t /*next_message*/) {

@@ -46,9 +46,10 @@ class DriverQueuePair {
   // `out_capacity`, at least max_message) and their lengths into `lengths`.
   uint32_t Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count);
 
-  // Spin (up to budget_ns) until Receive/Send would make progress.
+  // Spin (up to budget_ns) until Receive/Send would make progress. `next_message` is the
+  // size of the message waiting to go (0: unknown, any message).
   bool WaitReceivable(uint64_t budget_ns);
-  bool WaitSendable(uint64_t budget_ns);
+  bool WaitSendable(uint64_t budget_ns, uint64_t next_message = 0);
 
   // Ask for a notification (on our call eventfd) when messages arrive / ring space frees.
   // True means "already so": do not sleep.
