@@ -110,14 +110,19 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     BatchBytes(env, lengths, count, data.size - offset);
     const uint8_t* at = data.data + offset;
     uint32_t sent = 0;
-    const uint64_t deadline = spin_ns ? MonotonicNanos() + spin_ns : 0;
+    uint64_t deadline = spin_ns ? MonotonicNanos() + spin_ns : 0;
     for (;;) {
       const uint32_t n = pair.Send(at, lengths + sent, count - sent);
       at += BatchBytes(env, lengths + sent, n, UINT64_MAX);
       sent += n;
       if (sent == count || spin_ns == 0) break;
       const uint64_t now = MonotonicNanos();
-      if (now >= deadline || !pair.WaitSendable(deadline - now)) break;
+      // The budget is for waiting on the peer, not for copying: a batch of large messages
+      // copies for longer than a slice, and cutting the call short there sent the caller
+      // back through the event loop (poll) or to sleep (adaptive) although the peer was
+      // freeing room all along.
+      if (n > 0) deadline = now + spin_ns;
+      if (now >= deadline || !pair.WaitSendable(deadline - now, lengths[sent])) break;
     }
     return Napi::Number::New(env, sent);
     VRING_CATCH(env)

@@ -99,6 +99,7 @@ DeviceQueuePair::DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, cons
                                  uint16_t tx_base, int rx_call_fd, int tx_call_fd)
     : memory_(std::move(memory)),
       config_(config),
+      publish_slice_(PublishSliceBytes(config)),
       rx_(TranslateRing(*memory_, rx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, rx_base),
       tx_(TranslateRing(*memory_, tx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, tx_base),
       rx_call_(AdoptCopy(rx_call_fd)),
@@ -114,12 +115,18 @@ void DeviceQueuePair::Call(std::optional<EventFd>& fd) {
   ++stats_.notifications_sent;
 }
 
+void DeviceQueuePair::PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call) {
+  queue.PublishUsed();
+  if (queue.NeedCall()) Call(call);
+}
+
 uint32_t DeviceQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count) {
   if (out_capacity < config_.max_message) {
     throw Error(ErrorCode::kInvalidArgument, "receive buffer must hold at least maxMessage bytes");
   }
   uint32_t count = 0;
   uint64_t filled = 0;
+  uint64_t returned = 0;  // bytes of the chains pushed to the used ring since the last publication
   while (count < max_count && tx_.Pop(&chain_)) {
     if (chain_.readable_bytes < kNetHeaderSize) {
       tx_.MarkBroken("shorter-than-header", "transmitted chain of " + std::to_string(chain_.readable_bytes) +
@@ -147,10 +154,16 @@ uint32_t DeviceQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t*
     tx_.PushUsed(chain_.head, 0);
     lengths[count++] = static_cast<uint32_t>(payload);
     filled += payload;
+    // Return the copied chains while the rest of the batch is still being copied, so the
+    // driver can refill them meanwhile (see PublishSliceBytes).
+    returned += chain_.readable_bytes;
+    if (returned >= publish_slice_) {
+      PublishUsed(tx_, tx_call_);
+      returned = 0;
+    }
   }
   if (count > 0) {
-    tx_.PublishUsed();
-    if (tx_.NeedCall()) Call(tx_call_);
+    PublishUsed(tx_, tx_call_);
     stats_.messages_received += count;
     stats_.bytes_received += filled;
   }
@@ -162,6 +175,7 @@ uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
   ScatterWriter writer(chains_);
   const uint8_t* src = data;
   uint64_t bytes = 0;
+  uint64_t unpublished = 0;  // bytes (headers included) in used entries not yet published
   uint32_t delivered = 0;
   uint32_t i = 0;
   for (; i < count; ++i) {
@@ -204,10 +218,15 @@ uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
     src += len;
     bytes += len;
     ++delivered;
+    // Whole messages only: the driver takes a message's buffers once all of them are used.
+    unpublished += total;
+    if (unpublished >= publish_slice_) {
+      PublishUsed(rx_, rx_call_);
+      unpublished = 0;
+    }
   }
   if (delivered > 0) {
-    rx_.PublishUsed();
-    if (rx_.NeedCall()) Call(rx_call_);
+    PublishUsed(rx_, rx_call_);
     stats_.messages_sent += delivered;
     stats_.bytes_sent += bytes;
   }
@@ -219,19 +238,24 @@ bool DeviceQueuePair::WaitReceivable(uint64_t budget_ns) {
   return SpinUntil(budget_ns, [&] { return tx_.AvailPending() > 0; });
 }
 
-bool DeviceQueuePair::WaitSendable(uint64_t budget_ns) {
+uint32_t DeviceQueuePair::BuffersNeeded(uint64_t next_message) const {
+  if (!config_.mergeable) return 1;
+  return BuffersForMessage(std::min<uint64_t>(next_message, config_.max_message), config_.buffer_size);
+}
+
+bool DeviceQueuePair::WaitSendable(uint64_t budget_ns, uint64_t next_message) {
   // Resume once an eighth of the ring is free again, not at the first buffer: refilling one
-  // slot at a time makes both sides fight over the same cache lines per message.
-  const uint32_t enough = std::max<uint32_t>(1, rx_.size() / 8);
+  // slot at a time makes both sides fight over the same cache lines per message. And never
+  // before the next message fits: Send would take the posted chains, find too few, put them
+  // back and return nothing, and the caller would spin through that at full speed, reading
+  // descriptors the driver is writing, until the driver posted enough.
+  const uint32_t enough = std::min<uint32_t>(
+      rx_.size(), std::max<uint32_t>({1, rx_.size() / 8, BuffersNeeded(next_message)}));
   return SpinUntil(budget_ns, [&] { return rx_.AvailPendingFresh() >= enough; });
 }
 
 bool DeviceQueuePair::ArmSend(uint64_t next_message) {
-  const uint32_t needed =
-      config_.mergeable ? BuffersForMessage(std::min<uint64_t>(next_message, config_.max_message),
-                                            config_.buffer_size)
-                        : 1;
-  return rx_.EnableNotificationsDelayed(needed);
+  return rx_.EnableNotificationsDelayed(BuffersNeeded(next_message));
 }
 
 }  // namespace vring

@@ -47,6 +47,7 @@ DriverQueuePair::DriverQueuePair(std::shared_ptr<Mapping> mapping, uint64_t offs
       guest_base_(guest_base),
       config_(config),
       layout_(CheckedLayout(mapping_, offset, config)),
+      publish_slice_(PublishSliceBytes(config)),
       rx_(RingAt(mapping_->data() + offset, layout_.rx, config.queue_size), config.event_idx),
       tx_(RingAt(mapping_->data() + offset, layout_.tx, config.queue_size), config.event_idx),
       rx_kick_(AdoptCopy(rx_kick_fd)),
@@ -73,6 +74,11 @@ void DriverQueuePair::PostReceiveBuffer() {
   });
 }
 
+void DriverQueuePair::Publish(DriverQueue& queue, std::optional<EventFd>& kick) {
+  queue.Publish();
+  if (queue.NeedKick()) Kick(kick);
+}
+
 void DriverQueuePair::ReclaimTransmitted() {
   UsedChain used;
   while (tx_.PopUsed(&used)) {
@@ -93,6 +99,7 @@ uint32_t DriverQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
   const uint64_t buffers_addr = guest_base_ + offset_ + layout_.tx_buffers;
   const uint8_t* src = data;
   uint64_t bytes = 0;
+  uint64_t unpublished = 0;  // bytes (headers included) in chains added since the last Publish
   uint32_t sent = 0;
   for (; sent < count; ++sent) {
     const uint32_t len = lengths[sent];
@@ -115,10 +122,14 @@ uint32_t DriverQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
     });
     src += len;
     bytes += len;
+    unpublished += total;
+    if (unpublished >= publish_slice_) {
+      Publish(tx_, tx_kick_);
+      unpublished = 0;
+    }
   }
   if (sent > 0) {
-    tx_.Publish();
-    if (tx_.NeedKick()) Kick(tx_kick_);
+    Publish(tx_, tx_kick_);
     stats_.messages_sent += sent;
     stats_.bytes_sent += bytes;
   }
@@ -133,6 +144,7 @@ uint32_t DriverQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t*
   uint32_t pending = rx_.UsedPending();
   uint32_t count = 0;
   uint64_t filled = 0;
+  uint64_t reposted = 0;  // bytes of the buffers posted again since the last Publish
   while (count < max_count && pending > 0) {
     const UsedChain first = rx_.PeekUsed(0);
     if (first.len < kNetHeaderSize) {
@@ -179,10 +191,15 @@ uint32_t DriverQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t*
     lengths[count++] = static_cast<uint32_t>(total);
     filled += total;
     pending -= num_buffers;
+    // Hand the emptied buffers back while the rest of the batch is still being copied.
+    reposted += total + kNetHeaderSize;
+    if (reposted >= publish_slice_) {
+      Publish(rx_, rx_kick_);
+      reposted = 0;
+    }
   }
   if (count > 0) {
-    rx_.Publish();
-    if (rx_.NeedKick()) Kick(rx_kick_);
+    Publish(rx_, rx_kick_);
     stats_.messages_received += count;
     stats_.bytes_received += filled;
   }
@@ -193,11 +210,18 @@ bool DriverQueuePair::WaitReceivable(uint64_t budget_ns) {
   return SpinUntil(budget_ns, [&] { return rx_.UsedPending() > 0; });
 }
 
-bool DriverQueuePair::WaitSendable(uint64_t budget_ns) {
-  // Resume once a quarter of what is in flight has completed (see DeviceQueuePair).
-  const uint32_t enough = std::max<uint32_t>(1, tx_.outstanding() / 4);
-  return SpinUntil(budget_ns,
-                   [&] { return tx_.UsedPendingFresh() >= enough || tx_.num_free() == tx_.size(); });
+bool DriverQueuePair::WaitSendable(uint64_t budget_ns, uint64_t next_message) {
+  const uint32_t needed =
+      BuffersForMessage(std::min<uint64_t>(next_message, config_.max_message), config_.buffer_size);
+  return SpinUntil(budget_ns, [&] {
+    if (tx_.num_free() >= needed) return true;
+    // Resume once a quarter of what is in flight has completed (see DeviceQueuePair), and
+    // only if that frees room for the next message: "some room" is not enough for a large
+    // one, and the caller would go round Send and back here without sending anything.
+    if (tx_.UsedPendingFresh() < std::max<uint32_t>(1, tx_.outstanding() / 4)) return false;
+    ReclaimTransmitted();
+    return tx_.num_free() >= needed;
+  });
 }
 
 bool DriverQueuePair::ArmSend(uint64_t /*next_message*/) {

@@ -1,5 +1,6 @@
 #include "vring/spin_wait.h"
 
+#include <sched.h>
 #include <time.h>
 
 namespace vring {
@@ -9,5 +10,7 @@ uint64_t MonotonicNanos() {
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+void YieldCpu() { ::sched_yield(); }
 
 }  // namespace vring

@@ -467,6 +467,59 @@ TEST(queue_pair_device_never_starts_a_message_it_cannot_finish) {
   EXPECT(r2.Is(0, 1000, 4));
 }
 
+namespace {
+
+// The end of the two tests below: `sender` cannot place an 8000-byte message (seed 99) yet;
+// once `receiver` has taken `more` messages it can, and the message arrives after the `left`
+// messages of 100 bytes still queued (seeds `first` on).
+template <typename Sender, typename Receiver>
+void ExpectBigMessageGoesOnceRoomIsMade(Sender& sender, Receiver& receiver, uint32_t more, uint32_t left,
+                                        uint32_t first) {
+  Batch big;
+  big.Add(8000, 99);
+  EXPECT_EQ(sender.Send(big.ptr(), big.lengths.data(), 1), 0u);
+  EXPECT_EQ(ReceiveFrom(receiver, more, 1 << 20).count, more);
+  EXPECT(sender.WaitSendable(0, 8000));
+  EXPECT_EQ(sender.Send(big.ptr(), big.lengths.data(), 1), 1u);
+  const Received rest = ReceiveFrom(receiver, left, 1 << 20);
+  EXPECT_EQ(rest.count, left);
+  EXPECT(rest.Is(0, 100, first) && rest.Is(left - 1, 100, first + left - 1));
+  const Received last = ReceiveFrom(receiver, 64, 1 << 20);
+  EXPECT_EQ(last.count, 1u);
+  EXPECT(last.Is(0, 8000, 99));
+}
+
+}  // namespace
+
+TEST(queue_pair_device_waits_for_buffers_for_the_next_message_not_just_any) {
+  // 64 receive buffers of 256 bytes; a message of 8000 bytes takes 32 of them. Reporting
+  // "sendable" when Send cannot place the next message made a polling sender spin through
+  // Send (take chains, find too few, put them back) at full speed until the driver caught up.
+  Pair p(Config(64, 256, 8192));
+  Batch small;
+  for (uint32_t i = 0; i < 64; ++i) small.Add(100, i);  // one buffer each
+  EXPECT_EQ(p.dev->Send(small.ptr(), small.lengths.data(), 64), 64u);
+  EXPECT(!p.dev->WaitSendable(0));
+  EXPECT_EQ(ReceiveFrom(*p.drv, 16, 1 << 20).count, 16u);  // 16 buffers posted again
+  EXPECT(p.dev->WaitSendable(0));
+  EXPECT(p.dev->WaitSendable(0, 100));
+  EXPECT(!p.dev->WaitSendable(0, 8000));
+  ExpectBigMessageGoesOnceRoomIsMade(*p.dev, *p.drv, 16, 32, 32);  // 32 posted
+}
+
+TEST(queue_pair_driver_waits_for_room_for_the_next_message_not_just_any) {
+  Pair p(Config(64, 256, 8192));
+  Batch small;
+  for (uint32_t i = 0; i < 60; ++i) small.Add(100, i);  // 60 descriptors, 4 free
+  EXPECT_EQ(p.drv->Send(small.ptr(), small.lengths.data(), 60), 60u);
+  EXPECT(p.drv->WaitSendable(0));  // a small message fits
+  EXPECT(!p.drv->WaitSendable(0, 8000));  // 32 descriptors
+  // A quarter of what is in flight completes, but 4 + 20 free descriptors are still too few.
+  EXPECT_EQ(ReceiveFrom(*p.dev, 20, 1 << 20).count, 20u);
+  EXPECT(!p.drv->WaitSendable(0, 8000));
+  ExpectBigMessageGoesOnceRoomIsMade(*p.drv, *p.dev, 10, 30, 30);  // 34 free once reclaimed
+}
+
 TEST(queue_pair_receive_honours_max_count_and_capacity_and_keeps_the_rest) {
   Pair p(Config(64, 256, 1024));
   Batch b;
@@ -614,6 +667,36 @@ TEST(queue_pair_driver_armed_for_send_space_is_called_when_half_the_ring_complet
   r = ReceiveFrom(*p.dev, 1, 1 << 20);
   EXPECT_EQ(r.count, 1u);
   EXPECT_EQ(tx_call.Drain(), 1u);
+}
+
+TEST(queue_pair_large_batches_are_handed_over_in_slices_both_ways) {
+  // Without EVENT_IDX an end that asked for notifications gets one per publication, so the
+  // counts show how often each side published. A quarter of this ring is 16 KiB: 8 messages
+  // of 8000 bytes (8012 with the header, 32 buffers each, the whole ring) go out in three
+  // slices (3 + 3 + 2 messages), so the peer can copy the first while the rest goes in.
+  EventFd rx_kick = EventFd::Create(), tx_kick = EventFd::Create();
+  EventFd rx_call = EventFd::Create(), tx_call = EventFd::Create();
+  Fds fds{rx_kick.fd(), tx_kick.fd(), rx_call.fd(), tx_call.fd()};
+  Pair p(Config(256, 256, 8192, /*event_idx=*/false), fds);
+  Batch b;
+  for (uint32_t i = 0; i < 8; ++i) b.Add(8000, i);
+
+  EXPECT_EQ(p.drv->Send(b.ptr(), b.lengths.data(), 8), 8u);
+  EXPECT_EQ(tx_kick.Drain(), 3u);
+  EXPECT(!p.drv->ArmSend(8000));  // asks for a call on every completion publication
+  Received r = ReceiveFrom(*p.dev, 64, 1 << 20);
+  EXPECT_EQ(r.count, 8u);
+  for (uint32_t i = 0; i < 8; ++i) EXPECT(r.Is(i, 8000, i));
+  EXPECT_EQ(tx_call.Drain(), 3u);
+
+  EXPECT_EQ(p.dev->Send(b.ptr(), b.lengths.data(), 8), 8u);
+  EXPECT_EQ(rx_call.Drain(), 3u);
+  EXPECT(!p.dev->ArmSend(8000));  // asks for a kick on every receive buffer publication
+  Received back = ReceiveFrom(*p.drv, 64, 1 << 20);
+  EXPECT_EQ(back.count, 8u);
+  for (uint32_t i = 0; i < 8; ++i) EXPECT(back.Is(i, 8000, i));
+  EXPECT_EQ(rx_kick.Drain(), 3u);
+  EXPECT(!p.drv->broken() && !p.dev->broken());
 }
 
 TEST(queue_pair_stats_count_messages_and_payload_bytes_each_way) {

@@ -38,7 +38,9 @@ class DeviceQueuePair {
   uint32_t Send(const uint8_t* data, const uint32_t* lengths, uint32_t count);
 
   bool WaitReceivable(uint64_t budget_ns);
-  bool WaitSendable(uint64_t budget_ns);
+  // Spins until the driver has posted receive buffers for a message of `next_message` bytes
+  // (0: unknown, any message), and at least an eighth of the ring.
+  bool WaitSendable(uint64_t budget_ns, uint64_t next_message = 0);
 
   // Ask for a kick when the driver transmits / posts receive buffers. True = already so.
   bool ArmReceive() { return tx_.EnableNotifications(); }
@@ -55,9 +57,14 @@ class DeviceQueuePair {
 
  private:
   void Call(std::optional<EventFd>& fd);
+  // Receive buffers a message of `next_message` bytes takes (0: any message, one buffer).
+  uint32_t BuffersNeeded(uint64_t next_message) const;
+  // Publishes the used entries pushed on `queue` and calls the driver if it asked.
+  void PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call);
 
   std::shared_ptr<const MemoryTable> memory_;
   QueuePairConfig config_;
+  uint64_t publish_slice_;  // PublishSliceBytes(config_)
   DeviceQueue rx_;
   DeviceQueue tx_;
   std::optional<EventFd> rx_call_;

@@ -46,9 +46,10 @@ class DriverQueuePair {
   // `out_capacity`, at least max_message) and their lengths into `lengths`.
   uint32_t Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count);
 
-  // Spin (up to budget_ns) until Receive/Send would make progress.
+  // Spin (up to budget_ns) until Receive/Send would make progress. `next_message` is the
+  // size of the message waiting to go (0: unknown, any message).
   bool WaitReceivable(uint64_t budget_ns);
-  bool WaitSendable(uint64_t budget_ns);
+  bool WaitSendable(uint64_t budget_ns, uint64_t next_message = 0);
 
   // Ask for a notification (on our call eventfd) when messages arrive / ring space frees.
   // True means "already so": do not sleep.
@@ -69,6 +70,8 @@ class DriverQueuePair {
   }
   uint8_t* At(uint64_t offset) const { return mapping_->data() + offset_ + offset; }
   void Kick(std::optional<EventFd>& fd);
+  // Publishes what was queued on `queue` and kicks the device if it asked.
+  void Publish(DriverQueue& queue, std::optional<EventFd>& kick);
   void ReclaimTransmitted();
   void PostReceiveBuffer();
 
@@ -77,6 +80,7 @@ class DriverQueuePair {
   uint64_t guest_base_;
   QueuePairConfig config_;
   QueuePairLayout layout_;
+  uint64_t publish_slice_;  // PublishSliceBytes(config_)
   DriverQueue rx_;
   DriverQueue tx_;
   std::optional<EventFd> rx_kick_;

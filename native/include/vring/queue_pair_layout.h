@@ -32,6 +32,20 @@ struct QueuePairLayout {
 // Checks `config` (throws kInvalidArgument with the reason) and computes its layout.
 QueuePairLayout ComputeQueuePairLayout(const QueuePairConfig& config);
 
+// Within one batch call, a side publishes its ring index (and checks whether to notify)
+// each time it has moved a slice of this many bytes, not only at the end of the call: a
+// quarter of the ring's buffer space, at most 256 KiB. Small messages still publish about
+// once per batch, which keeps the index line from bouncing per message; a large batch is
+// handed over slice by slice, so the peer copies one slice out while this side copies the
+// next one in. Published once at the end, the two copies of a large batch ran one after the
+// other: the receiver found nothing until the whole batch was in, and the sender found no
+// room until the receiver had copied all of it out (and a poll-mode sender waiting for that
+// outlasted its spin slice, so it went round the event loop on every batch).
+inline uint64_t PublishSliceBytes(const QueuePairConfig& c) {
+  const uint64_t quarter_ring = uint64_t{c.queue_size} * c.buffer_size / 4;
+  return quarter_ring < 256 * 1024 ? quarter_ring : 256 * 1024;
+}
+
 // Descriptors a message of `payload` bytes occupies once the net header is prepended.
 inline uint32_t BuffersForMessage(uint64_t payload, uint32_t buffer_size) {
   return static_cast<uint32_t>((payload + 12 + buffer_size - 1) / buffer_size);
