@@ -85,7 +85,9 @@ function assertCommandHelp(command: Command, text: string): void {
         ? 'default: off'
         : option.required
           ? 'required'
-          : `default: ${option.default}`;
+          : option.default === undefined
+            ? 'default: none'
+            : `default: ${option.default}`;
     assert.ok(row.includes(said), `--${name} says "${said}":\n${text}`);
   }
   assert.match(text, /-h, --help/);
