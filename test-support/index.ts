@@ -2,8 +2,8 @@
 // temporary files and sockets, child processes started from a fixture script, rejections
 // and garbage collection. Nothing here knows about rings or the bus; the assertions that do
 // stay with their package's fixtures.
-import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, type StdioOptions, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { setImmediate as nextLoopTurn, setTimeout as sleep } from 'node:timers/promises';
@@ -190,11 +190,69 @@ export function spawnScript(
   args: readonly string[] = [],
   options: ChildOptions = {},
 ): Child {
-  const path = typeof script === 'string' ? script : fileURLToPath(script);
+  const path = scriptPath(script);
   return spawnChild(process.execPath, [...process.execArgv, path, ...args], {
     name: basename(path),
     ...options,
   });
+}
+
+function scriptPath(script: string | URL): string {
+  return typeof script === 'string' ? script : fileURLToPath(script);
+}
+
+// ---- a second user ----
+
+/** The unprivileged user tests run peers as: `nobody`/`nogroup` on Debian. */
+export const OTHER_UID = 65534;
+export const OTHER_GID = 65534;
+
+/**
+ * Why peers cannot run as {@link OTHER_UID} here (undefined when they can): that takes root
+ * and util-linux's `setpriv`.
+ */
+export function otherUserUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'running as another uid needs root (this is not root)';
+  const probe = spawnSync('setpriv', ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) return 'setpriv (util-linux) is not installed';
+  return undefined;
+}
+
+/**
+ * A temporary directory that another user can traverse but not list or write (mode 0711):
+ * where a socket for a peer of another uid lives. Removed when this process exits.
+ */
+export function traversableTempDir(): string {
+  const made = mkdtempSync(join(tmpdir(), 'vring-shared-'));
+  chmodSync(made, 0o711);
+  process.once('exit', () => rmSync(made, { recursive: true, force: true }));
+  return made;
+}
+
+/**
+ * Starts the TypeScript file `script` like {@link spawnScript}, as {@link OTHER_UID} and
+ * {@link OTHER_GID} with no supplementary groups (`setpriv`; check
+ * {@link otherUserUnavailable} first). Its pid is Node's: setpriv execs it.
+ */
+export function spawnScriptAsOtherUser(
+  script: string | URL,
+  args: readonly string[] = [],
+  options: ChildOptions = {},
+): Child {
+  const path = scriptPath(script);
+  return spawnChild(
+    'setpriv',
+    [
+      `--reuid=${OTHER_UID}`,
+      `--regid=${OTHER_GID}`,
+      '--clear-groups',
+      process.execPath,
+      ...process.execArgv,
+      path,
+      ...args,
+    ],
+    { name: basename(path), ...options },
+  );
 }
 
 // ---- promises and the heap ----
