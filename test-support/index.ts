@@ -2,8 +2,8 @@
 // temporary files and sockets, child processes started from a fixture script, rejections
 // and garbage collection. Nothing here knows about rings or the bus; the assertions that do
 // stay with their package's fixtures.
-import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, type StdioOptions, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { setImmediate as nextLoopTurn, setTimeout as sleep } from 'node:timers/promises';
@@ -190,11 +190,160 @@ export function spawnScript(
   args: readonly string[] = [],
   options: ChildOptions = {},
 ): Child {
-  const path = typeof script === 'string' ? script : fileURLToPath(script);
-  return spawnChild(process.execPath, [...process.execArgv, path, ...args], {
-    name: basename(path),
-    ...options,
+  const [node, ...rest] = scriptCommand(script, args);
+  return spawnChild(node!, rest, { name: basename(scriptPath(script)), ...options });
+}
+
+function scriptPath(script: string | URL): string {
+  return typeof script === 'string' ? script : fileURLToPath(script);
+}
+
+// ---- a second user ----
+
+/** The unprivileged user tests run peers as: `nobody`/`nogroup` on Debian. */
+export const OTHER_UID = 65534;
+export const OTHER_GID = 65534;
+
+/**
+ * Why peers cannot run as {@link OTHER_UID} here (undefined when they can): that takes root
+ * and util-linux's `setpriv`.
+ */
+export function otherUserUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'running as another uid needs root (this is not root)';
+  const probe = spawnSync('setpriv', ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) return 'setpriv (util-linux) is not installed';
+  // The other user must reach node, tsx and this checkout: not so in a clone under a
+  // directory only root can enter (e.g. /root).
+  const thisFile = fileURLToPath(import.meta.url);
+  const reach = spawnSync(
+    'setpriv',
+    [
+      `--reuid=${OTHER_UID}`,
+      `--regid=${OTHER_GID}`,
+      '--clear-groups',
+      process.execPath,
+      ...process.execArgv,
+      '-e',
+      `require('node:fs').accessSync(${JSON.stringify(thisFile)}, require('node:fs').constants.R_OK)`,
+    ],
+    { encoding: 'utf8' },
+  );
+  if (reach.status !== 0) {
+    const why = reach.stderr.split('\n').find((line) => /Error|EACCES|denied/.test(line));
+    return `uid ${OTHER_UID} cannot run node on this checkout (${why?.trim() ?? `exit ${reach.status}`}); put it where other users can read it`;
+  }
+  return undefined;
+}
+
+/**
+ * A temporary directory that another user can traverse but not list or write (mode 0711):
+ * where a socket for a peer of another uid lives. Removed when this process exits.
+ */
+export function traversableTempDir(): string {
+  const made = mkdtempSync(join(tmpdir(), 'vring-shared-'));
+  chmodSync(made, 0o711);
+  process.once('exit', () => rmSync(made, { recursive: true, force: true }));
+  return made;
+}
+
+/**
+ * Starts the TypeScript file `script` like {@link spawnScript}, as {@link OTHER_UID} and
+ * {@link OTHER_GID} with no supplementary groups (`setpriv`; check
+ * {@link otherUserUnavailable} first). Its pid is Node's: setpriv execs it.
+ */
+export function spawnScriptAsOtherUser(
+  script: string | URL,
+  args: readonly string[] = [],
+  options: ChildOptions = {},
+): Child {
+  return spawnChild(
+    'setpriv',
+    [
+      `--reuid=${OTHER_UID}`,
+      `--regid=${OTHER_GID}`,
+      '--clear-groups',
+      ...scriptCommand(script, args),
+    ],
+    { name: basename(scriptPath(script)), ...options },
+  );
+}
+
+// ---- a container without Docker ----
+
+/** The hostname of {@link spawnInContainer}'s namespaces. */
+export const CONTAINER_HOSTNAME = 'vring-container';
+
+const CONTAINER_NAMESPACES = [
+  '--pid',
+  '--fork',
+  '--kill-child',
+  '--mount',
+  '--net',
+  '--ipc',
+  '--uts',
+];
+
+/**
+ * Why {@link spawnInContainer} cannot run here (undefined when it can): it takes root,
+ * setpriv, and unshare allowed to create PID, mount, network, IPC and UTS namespaces.
+ */
+export function containerUnavailable(): string | undefined {
+  const other = otherUserUnavailable();
+  if (other) return other;
+  const probe = spawnSync('unshare', [...CONTAINER_NAMESPACES, '--mount-proc', 'true'], {
+    encoding: 'utf8',
   });
+  if (probe.error) return `unshare (util-linux) cannot run: ${probe.error.message}`;
+  if (probe.status !== 0) return `unshare cannot create the namespaces: ${probe.stderr.trim()}`;
+  return undefined;
+}
+
+/**
+ * Runs `command` as a container would: in its own PID (it is pid 1), mount, network, IPC
+ * and UTS namespaces, as {@link OTHER_UID} without capabilities, with fresh `/tmp`, `/run`
+ * and `/dev/shm`. The only thing it shares with the host is `hostSocket`, bind-mounted at
+ * `containerSocket` (under `/run`). Check {@link containerUnavailable} first.
+ */
+export function spawnInContainer(
+  hostSocket: string,
+  containerSocket: string,
+  command: readonly string[],
+  options: ChildOptions = {},
+): Child {
+  // Runs as root inside the namespaces, then drops to nobody for the command. The host's
+  // socket is bind-mounted before /tmp (where it may live) is covered by a fresh tmpfs.
+  const enter = [
+    'set -e',
+    `hostname ${CONTAINER_HOSTNAME}`,
+    'mount -t tmpfs -o mode=0755 tmpfs /run',
+    'mkdir -p "$(dirname "$2")"',
+    'touch "$2"',
+    'mount --bind "$1" "$2"',
+    'mount -t tmpfs -o mode=1777 tmpfs /tmp',
+    'mount -t tmpfs -o mode=1777 tmpfs /dev/shm',
+    'shift 2',
+    `exec setpriv --reuid=${OTHER_UID} --regid=${OTHER_GID} --clear-groups --no-new-privs "$@"`,
+  ].join('\n');
+  return spawnChild(
+    'unshare',
+    [
+      ...CONTAINER_NAMESPACES,
+      '--mount-proc',
+      'sh',
+      '-c',
+      enter,
+      'enter',
+      hostSocket,
+      containerSocket,
+      ...command,
+    ],
+    { name: basename(command[command.length - 1] ?? 'container'), ...options },
+  );
+}
+
+/** The command that runs the TypeScript file `script` in Node with this process's flags. */
+export function scriptCommand(script: string | URL, args: readonly string[] = []): string[] {
+  return [process.execPath, ...process.execArgv, scriptPath(script), ...args];
 }
 
 // ---- promises and the heap ----

@@ -38,6 +38,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
                        {
                            InstanceAccessor<&ConnectionWrap::GetClosed>("closed"),
                            InstanceAccessor<&ConnectionWrap::GetQueued>("queuedSends"),
+                           InstanceAccessor<&ConnectionWrap::GetPeerCredentials>("peerCredentials"),
                            InstanceMethod<&ConnectionWrap::Start>("start"),
                            InstanceMethod<&ConnectionWrap::Pause>("pause"),
                            InstanceMethod<&ConnectionWrap::Resume>("resume"),
@@ -73,6 +74,25 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
 
   Napi::Value GetClosed(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), !fd_.valid());
+  }
+
+  // { pid, uid, gid, groups }: read from the kernel on each call (once per connection in
+  // practice: the listener's access check, or a front-end's check of its back-end).
+  Napi::Value GetPeerCredentials(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    VRING_TRY
+    const vring::PeerCredentials peer = vring::GetPeerCredentials(fd_.get());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("pid", Napi::Number::New(env, peer.pid));
+    out.Set("uid", Napi::Number::New(env, peer.uid));
+    out.Set("gid", Napi::Number::New(env, peer.gid));
+    Napi::Array groups = Napi::Array::New(env, peer.groups.size());
+    for (size_t i = 0; i < peer.groups.size(); ++i)
+      groups.Set(static_cast<uint32_t>(i), Napi::Number::New(env, peer.groups[i]));
+    out.Set("groups", groups);
+    return out;
+    VRING_CATCH(env)
   }
 
   Napi::Value GetQueued(const Napi::CallbackInfo& info) {

@@ -32,15 +32,16 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
                        });
   }
 
-  // new UnixListener(path, backlog, connectionOptions)
+  // new UnixListener(path, backlog, connectionOptions, mode?)
   explicit ListenerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ListenerWrap>(info) {
     Napi::Env env = info.Env();
     path_ = ArgString(env, info[0], "path");
     const uint32_t backlog = ArgOptionalU32(env, info[1], "backlog", 128);
     config_ = ArgConnectionConfig(env, info[2]);
+    const uint32_t mode = ArgOptionalU32(env, info[3], "mode", vring::kDefaultSocketMode);
     VRING_TRY
     fd_ = vring::ListenUnix(path_, static_cast<int>(backlog < 0x7fffffff ? backlog : 0x7fffffff),
-                            &file_id_);
+                            &file_id_, static_cast<mode_t>(mode));
     VRING_CATCH(env)
   }
 

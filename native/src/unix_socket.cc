@@ -1,5 +1,6 @@
 #include "vring/unix_socket.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -77,6 +78,28 @@ int ProbeConnect(const UnixAddress& a) {
   }
 }
 
+// Gives the socket file that bind() just created exactly `mode`, and returns its identity.
+// Called before listen(): until then a connect() is refused, so the window in which the file
+// has the umask's mode admits nobody. fchmodat(AT_SYMLINK_NOFOLLOW) never follows a symlink
+// that someone who can write the directory swapped in for our file (such a person could
+// replace the socket anyway, which is why the directory itself must be trusted).
+SocketFileId RestrictSocketFile(const std::string& path, mode_t mode) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0)
+    ThrowSystemError("lstat", "cannot inspect the socket file '" + path + "' just bound");
+  if (!S_ISSOCK(st.st_mode))
+    throw Error(ErrorCode::kSystem,
+                "the socket file '" + path + "' was replaced by something else right after bind",
+                EEXIST, "lstat");
+  const SocketFileId id{st.st_dev, st.st_ino, true};
+  if (::fchmodat(AT_FDCWD, path.c_str(), mode, AT_SYMLINK_NOFOLLOW) != 0) {
+    const int err = errno;
+    UnlinkSocketFile(path, id);
+    ThrowSystemError(err, "fchmodat", "cannot set the mode of socket file '" + path + "'");
+  }
+  return id;
+}
+
 [[noreturn]] void ThrowAddressInUse(const std::string& path, const std::string& why) {
   throw Error(ErrorCode::kSystem, "cannot listen on '" + DisplayName(path) + "': " + why,
               EADDRINUSE, "bind");
@@ -84,15 +107,16 @@ int ProbeConnect(const UnixAddress& a) {
 
 }  // namespace
 
-UniqueFd ListenUnix(const std::string& path, int backlog, SocketFileId* created) {
+UniqueFd ListenUnix(const std::string& path, int backlog, SocketFileId* created, mode_t mode) {
   if (backlog < 0) throw Error(ErrorCode::kInvalidArgument, "listen backlog must be >= 0");
+  if ((mode & ~static_cast<mode_t>(0777)) != 0)
+    throw Error(ErrorCode::kInvalidArgument, "socket mode must be permission bits only (0..0777)");
   const UnixAddress a = MakeAddress(path);
   for (int attempt = 0;; ++attempt) {
     UniqueFd fd = NewStreamSocket();
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&a.addr), a.len) == 0) {
       SocketFileId id;
-      struct stat st;
-      if (!a.abstract && ::stat(path.c_str(), &st) == 0) id = {st.st_dev, st.st_ino, true};
+      if (!a.abstract) id = RestrictSocketFile(path, mode);
       if (::listen(fd.get(), backlog) != 0) {
         int err = errno;
         if (id.valid) UnlinkSocketFile(path, id);
@@ -140,6 +164,32 @@ UniqueFd ConnectUnix(const std::string& path) {
                                              : "";
     ThrowSystemError(err, "connect", "cannot connect to '" + DisplayName(path) + "'" + hint);
   }
+}
+
+PeerCredentials GetPeerCredentials(int fd) {
+  PeerCredentials peer;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    ThrowSystemError("getsockopt", "cannot read the peer's credentials (SO_PEERCRED)");
+  peer.pid = cred.pid;
+  peer.uid = cred.uid;
+  peer.gid = cred.gid;
+#ifdef SO_PEERGROUPS
+  // The group list can change size between the two calls only if the peer reconnects, which
+  // is a new socket; a second ERANGE is taken as "cannot tell".
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    socklen_t bytes = static_cast<socklen_t>(peer.groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, peer.groups.data(), &bytes) == 0) {
+      peer.groups.resize(bytes / sizeof(gid_t));
+      return peer;
+    }
+    if (errno != ERANGE) break;
+    peer.groups.resize(bytes / sizeof(gid_t));
+  }
+  peer.groups.clear();  // an older kernel (before 4.13): the primary gid is all we know
+#endif
+  return peer;
 }
 
 UniqueFd AcceptUnix(int listen_fd) {

@@ -214,6 +214,43 @@ TEST(socket_path_listener_round_trip_with_fds_both_ways) {
   EXPECT(!Exists(path));
 }
 
+TEST(socket_file_mode_is_0600_by_default_whatever_the_umask) {
+  TempDir dir;
+  const std::string path = dir.path + "/mode.sock";
+  const mode_t old = ::umask(0);  // the loosest umask: the listener must not depend on it
+  UniqueFd listener = vring::ListenUnix(path, 4);
+  ::umask(old);
+  struct stat st;
+  EXPECT(::lstat(path.c_str(), &st) == 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+TEST(socket_file_mode_can_be_widened_and_is_checked) {
+  TempDir dir;
+  const std::string path = dir.path + "/wide.sock";
+  UniqueFd listener = vring::ListenUnix(path, 4, nullptr, 0660);
+  struct stat st;
+  EXPECT(::lstat(path.c_str(), &st) == 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  EXPECT_THROWS_CODE(vring::ListenUnix(dir.path + "/setuid.sock", 4, nullptr, 04777),
+                     vring::ErrorCode::kInvalidArgument);
+}
+
+TEST(socket_peer_credentials_name_the_connecting_process) {
+  TempDir dir;
+  const std::string path = dir.path + "/cred.sock";
+  UniqueFd listener = vring::ListenUnix(path, 4);
+  UniqueFd client = vring::ConnectUnix(path);
+  UniqueFd server = vring::AcceptUnix(listener.get());
+  const vring::PeerCredentials seen_by_server = vring::GetPeerCredentials(server.get());
+  EXPECT_EQ(seen_by_server.pid, ::getpid());
+  EXPECT_EQ(seen_by_server.uid, ::geteuid());
+  EXPECT_EQ(seen_by_server.gid, ::getegid());
+  const vring::PeerCredentials seen_by_client = vring::GetPeerCredentials(client.get());
+  EXPECT_EQ(seen_by_client.pid, ::getpid());
+  EXPECT_EQ(seen_by_client.uid, ::geteuid());
+}
+
 TEST(socket_abstract_name_round_trip_leaves_no_file) {
   const std::string name = "@vring-test-" + std::to_string(::getpid());
   vring::SocketFileId id;

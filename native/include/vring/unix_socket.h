@@ -33,12 +33,22 @@ struct SocketFileId {
   bool valid = false;
 };
 
+// Permission bits a listener's socket file gets unless asked otherwise: only its owner (and
+// root) may connect.
+constexpr mode_t kDefaultSocketMode = 0600;
+
 // Binds and listens (SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC). A leftover socket file at a
 // filesystem path that nobody listens on (connect gets ECONNREFUSED) is unlinked and the bind
 // retried; a live listener gives kSystem with errno EADDRINUSE. A path that does not fit
 // sun_path is kInvalidArgument. When `created` is given it receives the file's identity (left
 // invalid for abstract names).
-UniqueFd ListenUnix(const std::string& path, int backlog, SocketFileId* created = nullptr);
+//
+// The socket file gets exactly `mode` (permission bits only, whatever the umask) before the
+// socket listens: between bind() and listen() a connect() is refused (ECONNREFUSED), so no peer
+// can attach while the file still has the umask's mode. Abstract names have no file and no
+// mode; only the peer's credentials can guard them.
+UniqueFd ListenUnix(const std::string& path, int backlog, SocketFileId* created = nullptr,
+                    mode_t mode = kDefaultSocketMode);
 
 // Unlinks `path` if it is still the socket file `id` names. Returns whether it did. Call it
 // before closing the listening fd: a bound socket pins its file's inode, so the identity cannot
@@ -49,6 +59,19 @@ bool UnlinkSocketFile(const std::string& path, const SocketFileId& id);
 // ECONNREFUSED mean nobody listens; EAGAIN means the listener's backlog is full (retry later).
 // All are kSystem (kPermission for EACCES) with errno set.
 UniqueFd ConnectUnix(const std::string& path);
+
+// Who is at the other end of a connected Unix socket, as the kernel recorded it when the
+// connection was made (SO_PEERCRED, SO_PEERGROUPS): ids as seen from this process's user and
+// PID namespaces (a peer's id that has no mapping here reads as the overflow id, 65534).
+struct PeerCredentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups; empty where the kernel cannot tell
+};
+
+// The credentials of `fd`'s peer. kSystem if the kernel refuses (e.g. not a Unix socket).
+PeerCredentials GetPeerCredentials(int fd);
 
 // Accepts one pending connection (non-blocking, CLOEXEC); an invalid UniqueFd when none is
 // pending. Connections that died before being accepted are skipped.

@@ -7,6 +7,7 @@ import {
   type NativeConnection,
 } from './fd-socket.js';
 import { native } from './native.js';
+import { type ListenAccessOptions, PeerGate } from './peer-access.js';
 import type { WaitOptions } from './queue-pair-end.js';
 import { WaiterQueue } from './waiter-queue.js';
 
@@ -23,13 +24,24 @@ const NativeListenerClass = native.UnixListener as new (
   path: string,
   backlog: number,
   framing: Framing,
+  mode: number,
 ) => NativeListener;
+
+/** Options of {@link FdServer.listen}: the accepted sockets' and the listener's access control. @public */
+export interface FdServerOptions
+  extends Omit<FdSocketOptions, 'expectPeerUid'>,
+    ListenAccessOptions {}
 
 /** Accepted connections held for a later {@link FdServer.accept} before new ones are refused. */
 const MAX_UNACCEPTED = 128;
 
 /**
  * A listening Unix stream socket that hands out {@link FdSocket}s.
+ *
+ * Only admitted peers are handed out: the socket file is `0600` unless `socketMode` widens
+ * it, and each connecting process's credentials are checked (see {@link ListenAccessOptions})
+ * before anything it sent is read. A refused peer's connection is closed (after the refusal
+ * notice, where the protocol has one) and counted in {@link FdServer.refusedPeers}.
  *
  * Closing the server removes its socket file (only if it is still the file it created). A
  * server keeps the process alive only while an {@link FdServer.accept} is pending.
@@ -41,17 +53,27 @@ export class FdServer implements AsyncDisposable {
   readonly path: string;
 
   readonly #listener: NativeListener;
+  readonly #gate: PeerGate;
+  readonly #refusalNotice: Uint8Array | undefined;
   readonly #backlog: FdSocket[] = [];
   readonly #acceptors = new WaiterQueue<FdSocket>(() => this.#updateRef());
   #failure: VringError | undefined;
   #done = false;
   #referenced = false;
 
-  private constructor(path: string, listener: NativeListener) {
+  private constructor(
+    path: string,
+    framing: Framing,
+    access: ListenAccessOptions,
+    refusalNotice: Uint8Array | undefined,
+  ) {
     this.path = path;
+    this.#gate = new PeerGate(path, access);
+    this.#refusalNotice = refusalNotice;
+    const listener = new NativeListenerClass(path, 128, framing, this.#gate.socketMode);
     this.#listener = listener;
     listener.start(
-      (conn) => this.#onConnection(new FdSocket(conn)),
+      (conn) => this.#onNativeConnection(conn),
       (error) => this.#finish(error),
     );
     listener.unref();
@@ -62,13 +84,28 @@ export class FdServer implements AsyncDisposable {
    * with `ERR_VRING_SYSTEM` (errno `EADDRINUSE`). A path starting with `@` is a Linux
    * abstract socket name. `options` apply to every accepted socket.
    */
-  static async listen(path: string, options: FdSocketOptions = {}): Promise<FdServer> {
-    return new FdServer(path, new NativeListenerClass(path, 128, framingFor(options)));
+  static async listen(path: string, options: FdServerOptions = {}): Promise<FdServer> {
+    return new FdServer(path, framingFor(options), options, undefined);
   }
 
-  /** Listens with another framing for every accepted socket (see {@link FdSocket.connectFramed}). @internal */
-  static listenFramed(path: string, framing: Framing): FdServer {
-    return new FdServer(path, new NativeListenerClass(path, 128, framing));
+  /**
+   * Listens with another framing for every accepted socket (see {@link FdSocket.connectFramed}).
+   * `refusalNotice`, a whole frame of that framing, is sent to each refused peer before its
+   * connection is closed, so the peer can tell a refusal from a crash.
+   * @internal
+   */
+  static listenFramed(
+    path: string,
+    framing: Framing,
+    access: ListenAccessOptions = {},
+    refusalNotice?: Uint8Array,
+  ): FdServer {
+    return new FdServer(path, framing, access, refusalNotice);
+  }
+
+  /** Connections refused on their credentials so far. */
+  get refusedPeers(): number {
+    return this.#gate.refused;
   }
 
   /** Waits for the next connection. Rejects with `ERR_VRING_CLOSED` once the server closes. */
@@ -102,6 +139,25 @@ export class FdServer implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
+  }
+
+  /**
+   * The access check runs here, once per connection and before the socket is started: a
+   * refused peer's bytes (and fds) stay unread in the kernel and go with the close.
+   */
+  #onNativeConnection(conn: NativeConnection): void {
+    if (this.#gate.admits(() => conn.peerCredentials)) {
+      this.#onConnection(new FdSocket(conn));
+      return;
+    }
+    if (this.#refusalNotice) {
+      try {
+        conn.send(this.#refusalNotice); // a few bytes into an empty socket buffer: never queued
+      } catch {
+        // The peer already left: nothing to tell it.
+      }
+    }
+    conn.close();
   }
 
   #onConnection(socket: FdSocket): void {

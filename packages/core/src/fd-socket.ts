@@ -1,6 +1,12 @@
 import { closeSync } from 'node:fs';
 import { VringError } from './errors.js';
 import { native } from './native.js';
+import {
+  type ConnectAccessOptions,
+  checkListeningPeer,
+  expectedPeerUids,
+  type PeerCredentials,
+} from './peer-access.js';
 import type { WaitOptions } from './queue-pair-end.js';
 import { WaiterQueue } from './waiter-queue.js';
 
@@ -21,6 +27,8 @@ export interface Framing {
 export interface NativeConnection {
   readonly closed: boolean;
   readonly queuedSends: number;
+  /** Read from the kernel (SO_PEERCRED, SO_PEERGROUPS) on each access. */
+  readonly peerCredentials: PeerCredentials;
   start(
     onMessage: (data: Buffer, fds: number[]) => void,
     onClose: (error: VringError) => void,
@@ -37,7 +45,7 @@ export interface NativeConnection {
 const unixConnect = native.unixConnect as (path: string, framing: Framing) => NativeConnection;
 
 /** Options of {@link FdSocket.connect} and {@link FdServer.listen}. @public */
-export interface FdSocketOptions {
+export interface FdSocketOptions extends ConnectAccessOptions {
   /** Largest message accepted from the peer, in bytes (default 1 MiB). Larger ones fail the socket with `ERR_VRING_PROTOCOL`, reason `oversized-message`. */
   maxMessage?: number;
 }
@@ -133,16 +141,29 @@ export class FdSocket implements AsyncDisposable {
    * @throws VringError `ERR_VRING_SYSTEM` (errno `ENOENT`/`ECONNREFUSED`) when nobody listens.
    */
   static async connect(path: string, options: FdSocketOptions = {}): Promise<FdSocket> {
-    return new FdSocket(unixConnect(path, framingFor(options)));
+    return FdSocket.connectFramed(path, framingFor(options), expectedPeerUids(options));
   }
 
   /**
    * Connects with another framing (vhost-user: whole 12-byte-header frames, see
    * {@link VHOST_USER_FRAMING}); `send` then takes and `receive` returns whole frames.
+   * With `expectUids` (see {@link expectedPeerUids}) a listener of another uid is refused
+   * before the socket reads or sends anything.
    * @internal
    */
-  static connectFramed(path: string, framing: Framing): FdSocket {
-    return new FdSocket(unixConnect(path, framing));
+  static connectFramed(
+    path: string,
+    framing: Framing,
+    expectUids?: readonly number[] | undefined,
+  ): FdSocket {
+    const conn = unixConnect(path, framing);
+    try {
+      checkListeningPeer(path, expectUids, () => conn.peerCredentials);
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+    return new FdSocket(conn);
   }
 
   /**
@@ -170,6 +191,16 @@ export class FdSocket implements AsyncDisposable {
     }
     if (this.#done) return Promise.reject(this.#closedError());
     return this.#receivers.wait(options.signal);
+  }
+
+  /**
+   * Who is at the other end (SO_PEERCRED): for an accepted socket the process that
+   * connected, for a connected one the process that listened.
+   * @throws VringError `ERR_VRING_CLOSED` once the socket is closed.
+   */
+  get peerCredentials(): PeerCredentials {
+    if (this.#done) throw new VringError('ERR_VRING_CLOSED', 'socket is closed');
+    return this.#conn.peerCredentials;
   }
 
   /** Lets the process exit even while a receive or send is pending. */

@@ -11,10 +11,16 @@ export { DriverQueuePair, type QueuePairOptions } from './driver-queue-pair.js';
 export type { EndpointOptions, NotificationMode } from './endpoint-options.js';
 export { VringError, type VringErrorCode, type VringErrorOptions } from './errors.js';
 export { EventFd } from './event-fd.js';
-export { FdServer } from './fd-server.js';
+export { FdServer, type FdServerOptions } from './fd-server.js';
 export { type FdMessage, FdSocket, type FdSocketOptions } from './fd-socket.js';
 export type { FramePolling, FramePort } from './frame-port.js';
 export { MessageBatch, type MessageBatchOptions } from './message-batch.js';
+export type {
+  ConnectAccessOptions,
+  ListenAccessOptions,
+  PeerCredentials,
+  PeerRefusal,
+} from './peer-access.js';
 export type { QueuePairDescriptor, RingAddressesDescriptor } from './queue-pair-descriptor.js';
 export {
   QueuePairEnd,

@@ -535,6 +535,78 @@ test('abstract names (@name) listen and connect without creating a file; a live 
   cleanup.push(again);
 });
 
+test('an FdServer socket file is 0600 by default and exactly socketMode when given, whatever the umask', async () => {
+  const path = socketPath();
+  const old = process.umask(0);
+  try {
+    const server = await FdServer.listen(path);
+    cleanup.push(server);
+    assert.is(lstatSync(path).mode & 0o777, 0o600);
+    const wide = await FdServer.listen(socketPath(), { socketMode: 0o660 });
+    cleanup.push(wide);
+    assert.is(lstatSync(wide.path).mode & 0o777, 0o660);
+  } finally {
+    process.umask(old);
+  }
+});
+
+test('peerCredentials name the process at the other end, on both sides', async () => {
+  const { client, peer } = await connectedPair();
+  const self = { pid: process.pid, uid: process.getuid!(), gid: process.getegid!() };
+  const { pid, uid, gid, groups } = peer.peerCredentials;
+  assert.equal({ pid, uid, gid }, self);
+  assert.ok(Array.isArray(groups));
+  assert.is(client.peerCredentials.pid, process.pid);
+  client.close();
+  assert.is(
+    (() => {
+      try {
+        return client.peerCredentials.pid;
+      } catch (error) {
+        return (error as VringError).code;
+      }
+    })(),
+    'ERR_VRING_CLOSED',
+  );
+});
+
+test('a peer that authorize refuses is closed unread, counted and reported; the server keeps accepting', async () => {
+  const path = socketPath();
+  const refusals: Array<{ pid: number | undefined; reason: string }> = [];
+  let admit = false;
+  const server = await FdServer.listen(path, {
+    authorize: () => admit,
+    onRefused: (r) => refusals.push({ pid: r.peer?.pid, reason: r.reason }),
+  });
+  cleanup.push(server);
+  const refused = await FdSocket.connect(path);
+  cleanup.push(refused);
+  await refused.send(Buffer.from('never read'));
+  const error = await rejection(refused.receive());
+  assert.is(error.code, 'ERR_VRING_PEER_DISCONNECTED');
+  assert.is(server.refusedPeers, 1);
+  assert.equal(refusals, [{ pid: process.pid, reason: 'not-allowed' }]);
+  admit = true;
+  const [client, peer] = await Promise.all([FdSocket.connect(path), server.accept()]);
+  cleanup.push(client, peer);
+  await client.send(Buffer.from('admitted'));
+  assert.is(text(await peer.receive()), 'admitted');
+  assert.is(server.refusedPeers, 1);
+});
+
+test('FdSocket.connect with expectPeerUid refuses a listener of another uid with ERR_VRING_PEER_REFUSED', async () => {
+  const path = socketPath();
+  const server = await FdServer.listen(path);
+  cleanup.push(server);
+  const error = await rejection(FdSocket.connect(path, { expectPeerUid: [process.getuid!() + 1] }));
+  assert.is(error.code, 'ERR_VRING_PEER_REFUSED');
+  assert.is(error.reason, 'peer-not-allowed');
+  const ok = await FdSocket.connect(path, { expectPeerUid: process.getuid!() });
+  cleanup.push(ok);
+  const invalid = await rejection(FdSocket.connect(path, { expectPeerUid: -1 }));
+  assert.is(invalid.code, 'ERR_VRING_INVALID_ARGUMENT');
+});
+
 test('backpressure: 10,000 messages of 64 KiB to a receiver that is not reading resolve only as it drains, and all arrive in order', async () => {
   const COUNT = 10_000;
   const SIZE = 64 * 1024;

@@ -2,7 +2,7 @@
 // `pnpm build:ts`) run as a real process, its output and exit code read back.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -85,7 +85,9 @@ function assertCommandHelp(command: Command, text: string): void {
         ? 'default: off'
         : option.required
           ? 'required'
-          : `default: ${option.default}`;
+          : option.default === undefined
+            ? 'default: none'
+            : `default: ${option.default}`;
     assert.ok(row.includes(said), `--${name} says "${said}":\n${text}`);
   }
   assert.match(text, /-h, --help/);
@@ -173,6 +175,16 @@ const usageErrors: Array<{ args: string[]; error: string; usage: string }> = [
     usage: 'usage: vring echo ',
   },
   {
+    args: ['bus', '--socket', join(dir, 'mode.sock'), '--socket-mode', '0999'],
+    error: "vring bus: --socket-mode takes octal permission bits such as 0660; got '0999'",
+    usage: 'usage: vring bus ',
+  },
+  {
+    args: ['echo', '--socket', join(dir, 'uid.sock'), '--allow-uid', '1000,root'],
+    error: "vring echo: --allow-uid takes numeric ids separated by commas; got '1000,root'",
+    usage: 'usage: vring echo ',
+  },
+  {
     args: ['echo', '--socket', 'x', 'extra'],
     error: "vring echo: unexpected argument 'extra'",
     usage: 'usage: vring echo ',
@@ -206,6 +218,44 @@ test('vring bus --socket PATH: says where it listens and how to stop it; SIGTERM
     assert.match(stdout, /^vring bus: SIGTERM: clients 0, subscriptions 0, published 0/m);
   } finally {
     bus.child.kill('SIGKILL');
+  }
+});
+
+test('vring bus --socket-mode 0640 --allow-uid: the socket file gets that mode; the counters include refusals', async () => {
+  const socket = join(dir, 'bus-mode.sock');
+  const bus = await start(
+    'bus',
+    '--socket',
+    socket,
+    '--socket-mode',
+    '0640',
+    '--allow-uid',
+    '65534',
+  );
+  try {
+    assert.is(statSync(socket).mode & 0o777, 0o640);
+    bus.child.kill('SIGTERM');
+    const { code, stdout } = await bus.exited;
+    assert.is(code, 0, stdout);
+    assert.match(stdout, /, refused 0$/m);
+  } finally {
+    bus.child.kill('SIGKILL');
+  }
+});
+
+test('vring echo: the socket file is 0600 unless --socket-mode widens it', async () => {
+  for (const [flags, mode] of [
+    [[], 0o600],
+    [['--socket-mode', '666'], 0o666],
+  ] as const) {
+    const socket = join(dir, `echo-mode-${mode.toString(8)}.sock`);
+    const echo = await start('echo', '--socket', socket, ...flags);
+    try {
+      assert.is(statSync(socket).mode & 0o777, mode);
+    } finally {
+      echo.child.kill('SIGKILL');
+      await echo.exited;
+    }
   }
 });
 

@@ -5,12 +5,13 @@
  * @packageDocumentation
  */
 import type { VringError } from '../errors.js';
+import type { ListenAccessOptions } from '../peer-access.js';
 import { VhostUserBackend } from '../vhost-user/backend.js';
 import type { VhostUserPort, VhostUserPortStats } from '../vhost-user/backend-port.js';
 import { stopSignal } from './stop-signal.js';
 
-/** Options of {@link echo}. @public */
-export interface EchoOptions {
+/** Options of {@link echo}; the access options apply when it listens. @public */
+export interface EchoOptions extends ListenAccessOptions {
   /** Socket path to listen on (or, with `client`, to connect to). */
   socket: string;
   /** Connect to a listening front-end instead of listening. */
@@ -50,8 +51,9 @@ export async function echoPort(port: VhostUserPort): Promise<void> {
 export async function echo(options: EchoOptions): Promise<number> {
   // Closed ports are remembered by id and counters only, not kept alive.
   const finished: Array<{ id: number; stats: VhostUserPortStats; error?: VringError }> = [];
+  const { socket: _socket, ...backendOptions } = options;
   const backend = new VhostUserBackend(options.socket, {
-    client: options.client,
+    ...backendOptions,
     onPort: (port) => {
       console.log(`vring echo: port ${port.id} connected`);
       void echoPort(port);

@@ -6,11 +6,13 @@
  *
  * @packageDocumentation
  */
+import { LISTEN_ACCESS_OPTIONS, listenAccessFrom } from './access-options.js';
 import { defineCommand } from './command.js';
 import { echo } from './echo.js';
 import { ping } from './ping.js';
 import { PING_MAX_FRAME, PING_MIN_FRAME } from './ping-frame.js';
 
+export { LISTEN_ACCESS_OPTIONS, listenAccessFrom } from './access-options.js';
 export {
   type BooleanOption,
   type Command,
@@ -87,7 +89,10 @@ export const echoCommand = defineCommand({
   description:
     'Runs a vhost-user backend at PATH that sends every frame back to the port it came from: ' +
     'the peer of vring ping, and a target for DPDK virtio_user. Runs until Ctrl-C (SIGINT) ' +
-    'or SIGTERM, then prints one line of counters per port and exits 0.',
+    'or SIGTERM, then prints one line of counters per port and exits 0. The socket file is ' +
+    '0600 and only processes of this uid (or root) may attach unless --socket-mode, ' +
+    '--allow-uid or --allow-gid say otherwise; refused peers are logged with their pid and ' +
+    'uid and never get their memory mapped.',
   options: {
     socket: {
       type: 'string',
@@ -99,9 +104,18 @@ export const echoCommand = defineCommand({
       type: 'boolean',
       description: 'connect to a frontend listening at PATH (DPDK virtio_user server=1)',
     },
+    ...LISTEN_ACCESS_OPTIONS,
   },
-  examples: ['vring echo --socket /tmp/vring.sock'],
-  run: (options) => echo(options),
+  examples: [
+    'vring echo --socket /tmp/vring.sock',
+    'vring echo --socket /run/vring/echo.sock --socket-mode 0660 --allow-gid 1001',
+  ],
+  run: (options) =>
+    echo({
+      socket: options.socket,
+      client: options.client,
+      ...listenAccessFrom(options.socket, options),
+    }),
 });
 
 /** The commands that @vring/core provides, in the order `vring --help` lists them. @public */

@@ -36,6 +36,7 @@ import {
 } from './message-decoder.js';
 import { encodeAck, encodeReply } from './message-encoder.js';
 import { VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
+import { isRefusalNotice } from './refusal-notice.js';
 
 /** One queue pair: vrings 0 (receive) and 1 (transmit). */
 const VRINGS = 2;
@@ -152,6 +153,20 @@ export class VhostUserSession {
       }
       if (this.#done) {
         closeFds(fds);
+        return;
+      }
+      if (isRefusalNotice(frame)) {
+        // A listening front-end of ours refused this process's credentials.
+        closeFds(fds);
+        this.#end(
+          new VringError(
+            'ERR_VRING_PEER_REFUSED',
+            "the front-end refused this process's credentials",
+            {
+              reason: 'refused-by-peer',
+            },
+          ),
+        );
         return;
       }
       try {

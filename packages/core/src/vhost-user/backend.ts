@@ -9,12 +9,28 @@
 import type { VringError } from '../errors.js';
 import { FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
+import {
+  type ConnectAccessOptions,
+  expectedPeerUids,
+  type ListenAccessOptions,
+} from '../peer-access.js';
 import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js';
 import { resolvePortOptions, type VhostUserPortOptions } from './backend-options.js';
 import { VhostUserPort } from './backend-port.js';
+import { REFUSAL_NOTICE } from './refusal-notice.js';
 
-/** Options of {@link VhostUserBackend}. @public */
-export interface VhostUserBackendOptions extends VhostUserPortOptions, ReconnectOptions {
+/**
+ * Options of {@link VhostUserBackend}. Listening, the socket is `0600` and admits front-ends
+ * of this process's uid (or root) unless the {@link ListenAccessOptions} say otherwise; a
+ * refused front-end never gets to send a message that is read, so none of its memory is
+ * mapped. In client mode `expectPeerUid` names the uid the front-end must run as.
+ * @public
+ */
+export interface VhostUserBackendOptions
+  extends VhostUserPortOptions,
+    ReconnectOptions,
+    ListenAccessOptions,
+    ConnectAccessOptions {
   /**
    * Connect to a front-end listening at the path (DPDK `server=1`) instead of listening;
    * retries with backoff (`retryInitialMs`, `retryMaxMs`) until it connects, and again after
@@ -62,6 +78,7 @@ export class VhostUserBackend implements AsyncDisposable {
   #nextId = 1;
   #closed = false;
   readonly #backoff: ReconnectBackoff;
+  readonly #expectUids: readonly number[] | undefined;
   /** Aborts a client-mode wait between connection attempts when the backend closes. */
   readonly #stopRetrying = new AbortController();
 
@@ -76,12 +93,13 @@ export class VhostUserBackend implements AsyncDisposable {
     this.client = options.client ?? false;
     resolvePortOptions(options); // fail here, not on every connection
     this.#backoff = new ReconnectBackoff(options);
+    this.#expectUids = expectedPeerUids(options);
     this.#options = options;
     if (this.client) {
       this.#server = undefined;
       void this.#connect();
     } else {
-      this.#server = FdServer.listenFramed(path, VHOST_USER_FRAMING);
+      this.#server = FdServer.listenFramed(path, VHOST_USER_FRAMING, options, REFUSAL_NOTICE);
       void this.#acceptLoop(this.#server);
     }
   }
@@ -89,6 +107,11 @@ export class VhostUserBackend implements AsyncDisposable {
   /** The ports currently open. */
   get ports(): ReadonlySet<VhostUserPort> {
     return this.#ports;
+  }
+
+  /** Front-ends refused on their credentials so far (listening mode). */
+  get refusedPeers(): number {
+    return this.#server?.refusedPeers ?? 0;
   }
 
   /** Stops listening (or reconnecting) and closes every port. Idempotent. */
@@ -139,10 +162,11 @@ export class VhostUserBackend implements AsyncDisposable {
     for (;;) {
       if (this.#closed) return;
       try {
-        this.#adopt(FdSocket.connectFramed(this.path, VHOST_USER_FRAMING));
+        this.#adopt(FdSocket.connectFramed(this.path, VHOST_USER_FRAMING, this.#expectUids));
         return;
       } catch {
-        // Nobody listens yet (ENOENT / ECONNREFUSED): retry with backoff.
+        // Nobody listens yet (ENOENT / ECONNREFUSED), or a listener of another uid than
+        // expectPeerUid (it may be replaced by the right one): retry with backoff.
       }
       try {
         await this.#backoff.wait(this.#stopRetrying.signal, true);

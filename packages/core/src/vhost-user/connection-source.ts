@@ -8,7 +8,13 @@
 import { VringError } from '../errors.js';
 import { FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
+import {
+  type ConnectAccessOptions,
+  expectedPeerUids,
+  type ListenAccessOptions,
+} from '../peer-access.js';
 import type { ReconnectBackoff } from '../reconnect-backoff.js';
+import { REFUSAL_NOTICE } from './refusal-notice.js';
 
 /**
  * Where control connections come from: a listening socket (server mode) or connect()
@@ -19,12 +25,31 @@ export class ConnectionSource {
   readonly #path: string;
   readonly #server: FdServer | undefined;
   readonly #backoff: ReconnectBackoff;
+  readonly #expectUids: readonly number[] | undefined;
 
-  /** In server mode the socket is listening (its file exists) once this returns. */
-  constructor(path: string, server: boolean, backoff: ReconnectBackoff) {
+  /**
+   * In server mode the socket is listening (its file exists) once this returns, and admits
+   * only the back-ends `access` allows; in client mode `access.expectPeerUid` is checked on
+   * every connection.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a bad access option.
+   */
+  constructor(
+    path: string,
+    server: boolean,
+    backoff: ReconnectBackoff,
+    access: ListenAccessOptions & ConnectAccessOptions = {},
+  ) {
     this.#path = path;
     this.#backoff = backoff;
-    this.#server = server ? FdServer.listenFramed(path, VHOST_USER_FRAMING) : undefined;
+    this.#expectUids = expectedPeerUids(access);
+    this.#server = server
+      ? FdServer.listenFramed(path, VHOST_USER_FRAMING, access, REFUSAL_NOTICE)
+      : undefined;
+  }
+
+  /** Back-ends refused on their credentials (server mode). */
+  get refusedPeers(): number {
+    return this.#server?.refusedPeers ?? 0;
   }
 
   /**
@@ -37,7 +62,7 @@ export class ConnectionSource {
     for (;;) {
       signal.throwIfAborted();
       try {
-        return FdSocket.connectFramed(this.#path, VHOST_USER_FRAMING);
+        return FdSocket.connectFramed(this.#path, VHOST_USER_FRAMING, this.#expectUids);
       } catch (error) {
         // Nobody listening yet (ENOENT, ECONNREFUSED) or any other OS refusal: the back-end
         // may be restarting, so keep trying; anything else is a bug worth surfacing.

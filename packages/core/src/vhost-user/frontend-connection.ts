@@ -7,7 +7,7 @@
  */
 import { VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
-import { decodeReply } from './message-decoder.js';
+import { closeFds, decodeReply } from './message-decoder.js';
 import { encodeRequest } from './message-encoder.js';
 import {
   type ReplyBodies,
@@ -16,6 +16,16 @@ import {
   type SupportedRequest,
   VhostUserRequest,
 } from './message-layout.js';
+import { isRefusalNotice } from './refusal-notice.js';
+
+function refusedByPeer(): VringError {
+  return new VringError(
+    'ERR_VRING_PEER_REFUSED',
+    "the back-end refused this process's credentials (its uid or gid is not in the back-end's " +
+      'allow-list, see docs/operations.md#permissions-and-credentials)',
+    { reason: 'refused-by-peer' },
+  );
+}
 
 /** Deadlines of a {@link FrontendConnection}. @internal */
 export interface FrontendConnectionTimeouts {
@@ -62,7 +72,7 @@ export class FrontendConnection {
     payload: RequestPayloads[R],
   ): Promise<void> {
     const { frame, fds } = encodeRequest(request, payload, { needReply: this.replyAck });
-    await this.#socket.send(frame, fds);
+    await this.#send(frame, fds);
     if (!this.replyAck) return;
     const ack = await this.#reply(request);
     if (ack !== 0n) {
@@ -84,8 +94,27 @@ export class FrontendConnection {
     payload: RequestPayloads[R],
   ): Promise<ReplyBodies[R]> {
     const { frame, fds } = encodeRequest(request, payload);
-    await this.#socket.send(frame, fds);
+    await this.#send(frame, fds);
     return (await this.#reply(request)) as ReplyBodies[R];
+  }
+
+  /**
+   * A back-end that refused us may have closed before our request went out: the send then
+   * fails with a disconnect while its refusal notice still waits, unread, in our socket.
+   */
+  async #send(frame: Uint8Array, fds: readonly number[]): Promise<void> {
+    try {
+      await this.#socket.send(frame, fds);
+    } catch (error) {
+      if (error instanceof VringError && error.code === 'ERR_VRING_PEER_DISCONNECTED') {
+        const last = await this.#socket
+          .receive({ signal: AbortSignal.timeout(this.#timeouts.replyMs) })
+          .catch(() => undefined);
+        if (last) closeFds(last.fds);
+        if (last && isRefusalNotice(last.data)) throw refusedByPeer();
+      }
+      throw error;
+    }
   }
 
   async #reply<R extends SupportedRequest>(request: R): Promise<ReplyBodies[keyof ReplyBodies]> {
@@ -106,6 +135,10 @@ export class FrontendConnection {
         );
       }
       throw error;
+    }
+    if (isRefusalNotice(message.data)) {
+      closeFds(message.fds);
+      throw refusedByPeer();
     }
     return decodeReply(message.data, message.fds, request) as ReplyBodies[keyof ReplyBodies];
   }

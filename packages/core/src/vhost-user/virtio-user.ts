@@ -11,6 +11,7 @@ import { positiveOption, VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
 import type { FramePolling, FramePort } from '../frame-port.js';
 import type { MessageBatch } from '../message-batch.js';
+import type { ConnectAccessOptions, ListenAccessOptions } from '../peer-access.js';
 import type {
   QueuePairEnd,
   QueuePairStats,
@@ -35,10 +36,16 @@ import {
 
 /**
  * Options of {@link VirtioUser.open}. In client mode, `retryInitialMs` and `retryMaxMs` (see
- * {@link ReconnectOptions}) pace the attempts to reach a back-end that is not listening yet.
+ * {@link ReconnectOptions}) pace the attempts to reach a back-end that is not listening yet,
+ * and `expectPeerUid` names the uid the back-end must run as. In server mode the socket is
+ * `0600` and admits back-ends of this process's uid (or root) unless the
+ * {@link ListenAccessOptions} say otherwise.
  * @public
  */
-export interface VirtioUserOptions extends ReconnectOptions {
+export interface VirtioUserOptions
+  extends ReconnectOptions,
+    ListenAccessOptions,
+    ConnectAccessOptions {
   /**
    * Listen at the path and let the back-end connect (DPDK virtio_user's `server=1`; the
    * back-end runs with `client=1`). Default false: connect to the back-end's socket,
@@ -92,6 +99,8 @@ const FATAL_CODES = new Set([
   'ERR_VRING_INVALID_ARGUMENT',
   'ERR_VRING_BAD_RING',
   'ERR_VRING_QUEUE_BROKEN',
+  // Credentials do not change by retrying: a refused process must be told, not spin.
+  'ERR_VRING_PEER_REFUSED',
 ]);
 
 function isFatal(error: unknown): boolean {
@@ -199,6 +208,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
       path,
       options.server ?? false,
       new ReconnectBackoff(options),
+      options,
     );
     const wanted =
       SUPPORTED_FEATURES &
@@ -259,6 +269,11 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   /** Whether a back-end is attached right now. */
   get connected(): boolean {
     return this.#socket !== undefined;
+  }
+
+  /** Back-ends refused on their credentials so far (server mode). */
+  get refusedPeers(): number {
+    return this.#source.refusedPeers;
   }
 
   /** Handshakes completed so far (1 after open; +1 per reconnect). */

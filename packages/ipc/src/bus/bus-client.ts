@@ -1,4 +1,5 @@
 import {
+  type ConnectAccessOptions,
   type FramePort,
   type NotificationMode,
   type ReconnectOptions,
@@ -23,7 +24,7 @@ import { CheckedTopics, TopicPattern } from '../topic.js';
 import { BUS_PROTOCOL_VERSION, Kind, PolicyCode } from '../wire/message-kinds.js';
 
 /** Options of {@link connectBus}. */
-export interface ConnectBusOptions extends ReconnectOptions {
+export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOptions {
   /**
    * Aborts the wait for the bus (a bus that is not there yet is retried until then, with
    * the delays of `retryInitialMs` and `retryMaxMs`).
@@ -81,6 +82,7 @@ export async function connectBus(
     ...(options.queueSize !== undefined && { queueSize: options.queueSize }),
     ...(options.retryInitialMs !== undefined && { retryInitialMs: options.retryInitialMs }),
     ...(options.retryMaxMs !== undefined && { retryMaxMs: options.retryMaxMs }),
+    ...(options.expectPeerUid !== undefined && { expectPeerUid: options.expectPeerUid }),
     maxMessage: maxFrame,
     onEvent: (event) => client?.onDeviceEvent(event),
   });

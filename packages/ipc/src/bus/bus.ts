@@ -1,4 +1,10 @@
-import { type FramePort, type NotificationMode, VhostUserBackend, VringError } from '@vring/core';
+import {
+  type FramePort,
+  type ListenAccessOptions,
+  type NotificationMode,
+  VhostUserBackend,
+  VringError,
+} from '@vring/core';
 import { MessageCodec } from '../message-codec.js';
 import { checkTopic, TopicPattern } from '../topic.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
@@ -20,8 +26,12 @@ import { BusMember } from './bus-member.js';
 import { InProcessTransport } from './in-process-transport.js';
 import { RouteTable } from './route-table.js';
 
-/** Options of {@link createBus}. */
-export interface BusOptions {
+/**
+ * Options of {@link createBus}. Who may attach: the socket file is `0600` and a client must
+ * run as the bus's uid (or root) unless the {@link ListenAccessOptions} (`socketMode`,
+ * `allowUids`, `allowGids`, `authorize`, `onRefused`) say otherwise.
+ */
+export interface BusOptions extends ListenAccessOptions {
   /** Notification policy of every port's rings (default `event`). */
   notification?: NotificationMode;
   /** Spin budget in µs for `adaptive` / `poll`. */
@@ -53,6 +63,8 @@ export interface BusStats {
   requests: number;
   /** Clients disconnected for protocol violations. */
   rejected: number;
+  /** Connections refused on their credentials, before they could send anything. */
+  refused: number;
 }
 
 interface Call {
@@ -117,11 +129,21 @@ export class Bus implements AsyncDisposable {
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
       onPort: (port) => this.#attach(port.id, port),
       onError: (error, port) => this.#report(error, port.id),
+      socketMode: options.socketMode,
+      allowUids: options.allowUids,
+      allowGids: options.allowGids,
+      authorize: options.authorize,
+      onRefused: options.onRefused,
     });
   }
 
   get stats(): BusStats {
-    return { clients: this.#members.size, subscriptions: this.#routes.size, ...this.#stats };
+    return {
+      clients: this.#members.size,
+      subscriptions: this.#routes.size,
+      ...this.#stats,
+      refused: this.#backend.refusedPeers,
+    };
   }
 
   /**

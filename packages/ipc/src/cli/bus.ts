@@ -1,6 +1,11 @@
 // `vring bus`: a bus hosted from a shell, for @vring/ipc clients in other processes.
 import type { NotificationMode } from '@vring/core';
-import { defineCommand, stopSignal } from '@vring/core/cli';
+import {
+  defineCommand,
+  LISTEN_ACCESS_OPTIONS,
+  listenAccessFrom,
+  stopSignal,
+} from '@vring/core/cli';
 import { createBus } from '../bus/bus.js';
 
 const NOTIFICATION_MODES = [
@@ -16,7 +21,9 @@ export const busCommand = defineCommand({
     'Hosts a bus at PATH for @vring/ipc clients (connectBus): publish/subscribe and RPC among ' +
     'processes. Runs until Ctrl-C (SIGINT) or SIGTERM, then prints its counters, ' +
     'disconnects the clients and exits 0. Clients reconnect and subscribe again by themselves ' +
-    'when a bus comes back.',
+    'when a bus comes back. The socket file is 0600 and only processes of this uid (or root) ' +
+    'may attach unless --socket-mode, --allow-uid or --allow-gid say otherwise; refused ' +
+    'clients are logged with their pid and uid, counted, and see ERR_VRING_PEER_REFUSED.',
   options: {
     socket: {
       type: 'string',
@@ -31,10 +38,15 @@ export const busCommand = defineCommand({
       default: 'event',
       description: "how the bus's rings wake it: event uses no CPU when idle",
     },
+    ...LISTEN_ACCESS_OPTIONS,
   },
-  examples: ["vring bus --socket /tmp/bus.sock   # clients: connectBus('/tmp/bus.sock')"],
-  async run({ socket, notification }) {
-    const bus = createBus(socket, { notification });
+  examples: [
+    "vring bus --socket /tmp/bus.sock   # clients: connectBus('/tmp/bus.sock')",
+    'vring bus --socket /run/vring/bus.sock --socket-mode 0666 --allow-uid 1000,1001',
+  ],
+  async run(values) {
+    const { socket, notification } = values;
+    const bus = createBus(socket, { notification, ...listenAccessFrom(socket, values) });
     const stopped = stopSignal();
     console.log(
       `vring bus: listening on ${bus.path} (notification ${notification}); ` +
@@ -45,7 +57,7 @@ export const busCommand = defineCommand({
     console.log(
       `vring bus: ${signal}: clients ${s.clients}, subscriptions ${s.subscriptions}, ` +
         `published ${s.published}, delivered ${s.delivered}, dropped ${s.dropped}, ` +
-        `requests ${s.requests}, rejected ${s.rejected}`,
+        `requests ${s.requests}, rejected ${s.rejected}, refused ${s.refused}`,
     );
     await bus[Symbol.asyncDispose]();
     return 0;
