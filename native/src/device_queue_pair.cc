@@ -200,6 +200,9 @@ const uint8_t* DeviceQueuePair::ContiguousPayload(uint64_t payload) const {
 
 uint32_t DeviceQueuePair::ReceiveInPlace(MessageLocation* out, uint32_t max_count, uint8_t* scratch,
                                          uint64_t scratch_capacity, uint64_t in_place_min) {
+  if (scratch_capacity < config_.max_message) {
+    throw Error(ErrorCode::kInvalidArgument, "scratch buffer must hold at least maxMessage bytes");
+  }
   const uint32_t qs = config_.queue_size;
   uint32_t count = 0;
   uint64_t filled = 0;

@@ -297,6 +297,9 @@ uint32_t DriverQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t*
 
 uint32_t DriverQueuePair::ReceiveInPlace(MessageLocation* out, uint32_t max_count, uint8_t* scratch,
                                          uint64_t scratch_capacity, uint64_t in_place_min) {
+  if (scratch_capacity < config_.max_message) {
+    throw Error(ErrorCode::kInvalidArgument, "scratch buffer must hold at least maxMessage bytes");
+  }
   const uint32_t qs = config_.queue_size;
   uint32_t pending = rx_.UsedPending();
   uint32_t count = 0;

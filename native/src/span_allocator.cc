@@ -4,14 +4,8 @@
 
 namespace vring {
 
-namespace {
-constexpr uint8_t kFree = 0;
-constexpr uint8_t kAllocated = 1;
-constexpr uint8_t kGivenBack = 2;
-}  // namespace
-
 SpanAllocator::SpanAllocator(uint64_t area_bytes, uint32_t ids, uint64_t align)
-    : area_(area_bytes), align_(align), fifo_(ids), in_use_(ids, kFree) {
+    : area_(area_bytes), align_(align), fifo_(2 * uint64_t{ids}), in_use_(ids, 0), slot_of_(ids, 0) {
   if (ids == 0 || align == 0 || (align & (align - 1)) != 0) {
     throw Error(ErrorCode::kInvalidArgument, "span allocator needs ids and a power-of-two alignment");
   }
@@ -35,9 +29,10 @@ int SpanAllocator::Runs(Run out[2]) const {
 }
 
 SpanAllocator::Run SpanAllocator::LargestFree() const {
+  Run best;
+  if (count_ == fifo_.size()) return best;
   Run runs[2];
   const int n = Runs(runs);
-  Run best;
   for (int i = 0; i < n; ++i) {
     if (runs[i].bytes > best.bytes) best = runs[i];
   }
@@ -45,10 +40,12 @@ SpanAllocator::Run SpanAllocator::LargestFree() const {
 }
 
 int64_t SpanAllocator::Take(uint64_t at, uint64_t bytes, uint16_t id) {
-  if (id >= in_use_.size() || in_use_[id] != kFree || count_ == fifo_.size()) return -1;
-  fifo_[(first_ + count_) % fifo_.size()] = Span{at, at + bytes, id};
+  if (id >= in_use_.size() || in_use_[id] || count_ == fifo_.size()) return -1;
+  const uint32_t slot = static_cast<uint32_t>((first_ + count_) % fifo_.size());
+  fifo_[slot] = Span{at, at + bytes, false};
   ++count_;
-  in_use_[id] = kAllocated;
+  in_use_[id] = 1;
+  slot_of_[id] = slot;
   return static_cast<int64_t>(at);
 }
 
@@ -73,10 +70,10 @@ int64_t SpanAllocator::AllocateAt(uint64_t at, uint64_t bytes, uint16_t id) {
 }
 
 bool SpanAllocator::Free(uint16_t id) {
-  if (id >= in_use_.size() || in_use_[id] != kAllocated) return false;
-  in_use_[id] = kGivenBack;
-  while (count_ > 0 && in_use_[fifo_[first_].id] == kGivenBack) {
-    in_use_[fifo_[first_].id] = kFree;
+  if (id >= in_use_.size() || !in_use_[id]) return false;
+  in_use_[id] = 0;
+  fifo_[slot_of_[id]].done = true;
+  while (count_ > 0 && fifo_[first_].done) {
     first_ = static_cast<uint32_t>((first_ + 1) % fifo_.size());
     --count_;
   }

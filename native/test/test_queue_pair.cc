@@ -1001,3 +1001,28 @@ TEST(queue_pair_driver_reserves_nothing_while_the_transmit_area_is_full) {
   EXPECT(p.drv->ReserveSend(100, &room));
   EXPECT_EQ(room.offset, uint64_t{kNetHeaderSize});  // all free again: from the start
 }
+
+TEST(queue_pair_driver_keeps_sending_while_the_device_holds_an_older_message_in_place) {
+  // The device returns the small messages at once and the large one later: descriptors come
+  // back out of order, and the transmit area behind the held span stays reserved.
+  Pair p(Config(16, 256, 2048));
+  Batch b;
+  b.Add(1500, 1);
+  for (uint32_t i = 0; i < 3; ++i) b.Add(8, 2 + i);
+  EXPECT_EQ(p.drv->Send(b.ptr(), b.lengths.data(), 4), 4u);
+  InPlace r;
+  EXPECT_EQ(r.From(*p.dev), 4u);
+  EXPECT_EQ(p.dev->held(), 1u);
+  for (uint32_t round = 0; round < 20; ++round) {
+    SendReservation room;
+    EXPECT(p.drv->ReserveSend(0, &room));
+    const std::vector<uint8_t> m = Message(40, 100 + round);
+    std::memcpy(p.drv->Area(1).data + room.offset, m.data(), m.size());
+    p.drv->CommitSend(40);
+    Received got = ReceiveAll(*p.dev);
+    EXPECT_EQ(got.count, 1u);
+    EXPECT(got.Is(0, 40, 100 + round));
+  }
+  EXPECT(r.Is(*p.dev, 0, 1500, 1));  // still intact where it lies
+  p.dev->Release(1);
+}

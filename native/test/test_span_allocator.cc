@@ -43,6 +43,24 @@ TEST(span_allocator_reclaims_only_once_every_older_span_is_back) {
   EXPECT_EQ(a.Allocate(288, 2), 0);  // empty: the whole area again
 }
 
+TEST(span_allocator_reuses_an_id_given_back_before_its_span_is_reclaimed) {
+  // The queue hands a descriptor out again as soon as the device returns it, even while an
+  // older span (read in place by the device) holds the area back.
+  SpanAllocator a(1024, 2, 16);
+  EXPECT_EQ(a.Allocate(100, 0), 0);
+  EXPECT_EQ(a.Allocate(100, 1), 112);
+  EXPECT(a.Free(1));
+  EXPECT_EQ(a.Allocate(100, 1), 224);
+  EXPECT(a.Free(1));
+  EXPECT_EQ(a.Allocate(100, 1), 336);
+  // Four spans outstanding (twice the ids): nothing more until the oldest is back.
+  EXPECT(a.Free(1));
+  EXPECT_EQ(a.Allocate(100, 1), -1);
+  EXPECT_EQ(a.LargestFree().bytes, 0u);
+  EXPECT(a.Free(0));
+  EXPECT(a.empty());
+}
+
 TEST(span_allocator_refuses_an_id_in_use_or_out_of_range_and_a_double_free) {
   SpanAllocator a(1024, 4, 16);
   EXPECT_EQ(a.Allocate(10, 0), 0);

@@ -5,7 +5,9 @@
 // A span never wraps around the end of the area: when the space after the newest span is
 // too small, the next one starts at offset 0 and the tail of the area stays unused until
 // the spans before it are freed (a "bip buffer"). A span given back out of order is only
-// reclaimed once every older span is given back too.
+// reclaimed once every older span is given back too; its id is free again at once (the
+// descriptor it names is reused by the queue). At most twice as many spans as ids are
+// outstanding, given back or not: beyond that nothing more fits until the oldest is back.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +26,8 @@ class SpanAllocator {
     uint64_t bytes = 0;
   };
 
-  // The largest run a span could occupy now (bytes 0 when none).
+  // The largest run a span could occupy now (bytes 0 when none, or when no span fits the
+  // bookkeeping).
   Run LargestFree() const;
 
   // Takes `bytes` (rounded up to the alignment) for span `id` at the first place it fits;
@@ -44,7 +47,7 @@ class SpanAllocator {
   struct Span {
     uint64_t begin;
     uint64_t end;
-    uint16_t id;
+    bool done;
   };
   // Where the next span may go: after the newest span, and (when the spans do not wrap yet)
   // at the start of the area, before the oldest.
@@ -54,8 +57,9 @@ class SpanAllocator {
 
   uint64_t area_;
   uint64_t align_;
-  std::vector<Span> fifo_;       // ring of spans in allocation order
-  std::vector<uint8_t> in_use_;  // per id: 1 = allocated, 2 = given back, not yet reclaimed
+  std::vector<Span> fifo_;          // ring of spans in allocation order
+  std::vector<uint8_t> in_use_;     // per id: allocated and not given back
+  std::vector<uint32_t> slot_of_;   // per id in use: its span's index in fifo_
   uint32_t first_ = 0;           // index of the oldest span in fifo_
   uint32_t count_ = 0;
 };
