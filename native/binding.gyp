@@ -12,6 +12,7 @@
         "src/driver_queue.cc",
         "src/device_queue.cc",
         "src/driver_queue_pair.cc",
+        "src/span_allocator.cc",
         "src/device_queue_pair.cc",
         "src/event_fd.cc",
         "src/unix_socket.cc",

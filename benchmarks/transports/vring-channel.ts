@@ -7,8 +7,23 @@ import type { PeerArgs, Transport } from './transport.js';
 import { type Endpoint, runValueScenario, sendWindow, windowed } from './value-scenarios.js';
 import { openQueuePair } from './vring-connect.js';
 
+/**
+ * Rings for messages of `size`: a frame up to the message's size (so a large value is one
+ * frame written and read in place), and room for four of them in flight (two above 1 MiB),
+ * at least the 2 MiB of the default 1024 buffers of 2 KiB.
+ */
+function geometry(size: number) {
+  const frame = size + 256; // frame headers and the value's own msgpack overhead
+  const area = Math.max(2 * 1024 * 1024, (size <= 1024 * 1024 ? 4 : 2) * frame);
+  return {
+    queueSize: 1024,
+    bufferSize: Math.max(2048, Math.ceil(area / 1024 / 64) * 64),
+    maxMessage: Math.max(65536, frame),
+  };
+}
+
 async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const { socket, end } = await openQueuePair(args, mode);
+  const { socket, end } = await openQueuePair(args, mode, geometry(args.size));
   const channel = new Channel<Payload>(end);
   const endpoint: Endpoint = {
     send: windowed((value) => channel.send(value), sendWindow(args.size, 64)),

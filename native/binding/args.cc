@@ -184,4 +184,14 @@ uint32_t* ArgU32Array(Napi::Env env, const Napi::Value& v, const char* name, siz
   return static_cast<uint32_t*>(data);
 }
 
+double* ArgF64Array(Napi::Env env, const Napi::Value& v, const char* name, size_t* length) {
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array) {
+    ThrowInvalidArgument(env, name, "a Float64Array");
+  }
+  return static_cast<double*>(data);
+}
+
 }  // namespace vring::binding

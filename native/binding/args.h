@@ -45,5 +45,7 @@ Napi::Function ArgFunction(Napi::Env env, const Napi::Value& v, const char* name
 Bytes ArgBytes(Napi::Env env, const Napi::Value& v, const char* name);
 // A Uint32Array's elements.
 uint32_t* ArgU32Array(Napi::Env env, const Napi::Value& v, const char* name, size_t* length);
+// A Float64Array's elements (written in place by the caller).
+double* ArgF64Array(Napi::Env env, const Napi::Value& v, const char* name, size_t* length);
 
 }  // namespace vring::binding

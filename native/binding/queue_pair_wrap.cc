@@ -5,6 +5,8 @@
 
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "args.h"
 #include "js_error.h"
@@ -51,6 +53,15 @@ uint64_t BatchBytes(Napi::Env env, const uint32_t* lengths, uint32_t count, uint
   return total;
 }
 
+// An ArrayBuffer over shared memory that keeps the mapping alive for as long as JavaScript
+// can reach it: a view taken from it stays readable after the queue pair is closed, or its
+// peer is gone (the memfd is sealed against shrinking, so the pages cannot vanish).
+Napi::ArrayBuffer LendArea(Napi::Env env, const LentArea& area) {
+  auto* hold = new std::shared_ptr<Mapping>(area.mapping);
+  return Napi::ArrayBuffer::New(
+      env, area.data, area.size, [](Napi::Env, void*, std::shared_ptr<Mapping>* h) { delete h; }, hold);
+}
+
 }  // namespace
 
 template <typename Pair>
@@ -70,7 +81,14 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
         Base::template InstanceMethod<&QueuePairWrap::Info>("info"),
         Base::template InstanceMethod<&QueuePairWrap::Close>("close"),
         Base::template InstanceAccessor<&QueuePairWrap::Broken>("broken"),
+        Base::template InstanceMethod<&QueuePairWrap::Lend>("lend"),
+        Base::template InstanceMethod<&QueuePairWrap::ReceiveInPlace>("receiveInPlace"),
+        Base::template InstanceMethod<&QueuePairWrap::Release>("release"),
     };
+    if constexpr (std::is_same_v<Pair, DriverQueuePair>) {
+      props.push_back(Base::template InstanceMethod<&QueuePairWrap::Reserve>("reserve"));
+      props.push_back(Base::template InstanceMethod<&QueuePairWrap::Commit>("commit"));
+    }
     return Base::DefineClass(env, name, props);
   }
 
@@ -145,6 +163,86 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     VRING_CATCH(env)
   }
 
+  // lend() -> ArrayBuffer[]: the areas locations refer to, made once.
+  Napi::Value Lend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    if (lent_.IsEmpty()) {
+      uint32_t n = 2;
+      if constexpr (std::is_same_v<Pair, DeviceQueuePair>) n = pair.area_count();
+      Napi::Array areas = Napi::Array::New(env, n);
+      for (uint32_t i = 0; i < n; ++i) areas.Set(i, LendArea(env, pair.Area(i)));
+      lent_ = Napi::Persistent(areas);
+    }
+    return lent_.Value();
+    VRING_CATCH(env)
+  }
+
+  // receiveInPlace(locations: Float64Array, scratch, maxCount, inPlaceMin, spinNs) -> count.
+  // Message i is at locations[3i .. 3i+3) = [area (-1: scratch), byte offset, length].
+  Napi::Value ReceiveInPlace(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    size_t slots = 0;
+    double* locations = ArgF64Array(env, info[0], "locations", &slots);
+    const Bytes scratch = ArgBytes(env, info[1], "scratch");
+    uint32_t max_count = ArgU32(env, info[2], "maxCount");
+    const uint64_t in_place_min = ArgU64(env, info[3], "inPlaceMin");
+    const uint64_t spin_ns = ArgU64(env, info[4], "spinNs");
+    if (max_count > slots / 3) max_count = static_cast<uint32_t>(slots / 3);
+    if (where_.size() < max_count) where_.resize(max_count);
+    uint32_t n = pair.ReceiveInPlace(where_.data(), max_count, scratch.data, scratch.size, in_place_min);
+    if (n == 0 && spin_ns > 0 && pair.WaitReceivable(spin_ns)) {
+      n = pair.ReceiveInPlace(where_.data(), max_count, scratch.data, scratch.size, in_place_min);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+      const MessageLocation& m = where_[i];
+      locations[3 * i] = m.area == kInScratch ? -1.0 : static_cast<double>(m.area);
+      locations[3 * i + 1] = static_cast<double>(m.offset);
+      locations[3 * i + 2] = static_cast<double>(m.length);
+    }
+    return Napi::Number::New(env, n);
+    VRING_CATCH(env)
+  }
+
+  // release(count): gives back the oldest `count` messages read in place.
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Open(env).Release(ArgU32(env, info[0], "count"));
+    return env.Undefined();
+    VRING_CATCH(env)
+  }
+
+  // reserve(minBytes, out: Float64Array(3)) -> whether there is room; out = [area, offset, capacity].
+  Napi::Value Reserve(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    const uint64_t min_bytes = ArgU64(env, info[0], "minBytes");
+    size_t slots = 0;
+    double* out = ArgF64Array(env, info[1], "out", &slots);
+    if (slots < 3) throw Error(ErrorCode::kInvalidArgument, "out must hold 3 numbers");
+    SendReservation room;
+    if (!pair.ReserveSend(min_bytes, &room)) return Napi::Boolean::New(env, false);
+    out[0] = room.area;
+    out[1] = static_cast<double>(room.offset);
+    out[2] = static_cast<double>(room.capacity);
+    return Napi::Boolean::New(env, true);
+    VRING_CATCH(env)
+  }
+
+  // commit(bytes): sends what was written at the reservation.
+  Napi::Value Commit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Open(env).CommitSend(ArgU64(env, info[0], "bytes"));
+    return env.Undefined();
+    VRING_CATCH(env)
+  }
+
   Napi::Value ArmReceive(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     VRING_TRY
@@ -193,10 +291,14 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     pair_.reset();
+    // Areas already lent stay valid: each holds its mapping.
+    lent_.Reset();
     return info.Env().Undefined();
   }
 
   std::optional<Pair> pair_;
+  Napi::Reference<Napi::Array> lent_;
+  std::vector<MessageLocation> where_;
 };
 
 // new NativeDriverQueuePair(region, offset, guestBase, config, rxKickFd, txKickFd)

@@ -103,7 +103,8 @@ DeviceQueuePair::DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, cons
       rx_(TranslateRing(*memory_, rx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, rx_base),
       tx_(TranslateRing(*memory_, tx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, tx_base),
       rx_call_(AdoptCopy(rx_call_fd)),
-      tx_call_(AdoptCopy(tx_call_fd)) {
+      tx_call_(AdoptCopy(tx_call_fd)),
+      held_heads_(config.queue_size, 0) {
   // Bounded like the layout the driver uses; the device only needs the limits.
   ComputeQueuePairLayout(config);
   chain_.segments.reserve(16);
@@ -128,29 +129,12 @@ uint32_t DeviceQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t*
   uint64_t filled = 0;
   uint64_t returned = 0;  // bytes of the chains pushed to the used ring since the last publication
   while (count < max_count && tx_.Pop(&chain_)) {
-    if (chain_.readable_bytes < kNetHeaderSize) {
-      tx_.MarkBroken("shorter-than-header", "transmitted chain of " + std::to_string(chain_.readable_bytes) +
-                                                " bytes cannot hold the 12-byte net header");
-    }
-    const uint64_t payload = chain_.readable_bytes - kNetHeaderSize;
-    if (payload > config_.max_message) {
-      tx_.MarkBroken("message-too-large", "transmitted message of " + std::to_string(payload) +
-                                              " bytes exceeds maxMessage " + std::to_string(config_.max_message));
-    }
+    const uint64_t payload = CheckedPayload();
     if (payload > out_capacity - filled) {
       tx_.Unpop(1);
       break;
     }
-    uint8_t* dst = out + filled;
-    uint64_t skip = kNetHeaderSize;
-    for (uint32_t s = 0; s < chain_.num_readable; ++s) {
-      const Segment& seg = chain_.segments[s];
-      const uint64_t from = std::min<uint64_t>(skip, seg.len);
-      skip -= from;
-      const uint64_t n = seg.len - from;
-      if (n > 0) std::memcpy(dst, seg.data + from, n);
-      dst += n;
-    }
+    CopyPayload(out + filled);
     tx_.PushUsed(chain_.head, 0);
     lengths[count++] = static_cast<uint32_t>(payload);
     filled += payload;
@@ -168,6 +152,111 @@ uint32_t DeviceQueuePair::Receive(uint8_t* out, uint64_t out_capacity, uint32_t*
     stats_.bytes_received += filled;
   }
   return count;
+}
+
+uint64_t DeviceQueuePair::CheckedPayload() {
+  if (chain_.readable_bytes < kNetHeaderSize) {
+    tx_.MarkBroken("shorter-than-header", "transmitted chain of " + std::to_string(chain_.readable_bytes) +
+                                              " bytes cannot hold the 12-byte net header");
+  }
+  const uint64_t payload = chain_.readable_bytes - kNetHeaderSize;
+  if (payload > config_.max_message) {
+    tx_.MarkBroken("message-too-large", "transmitted message of " + std::to_string(payload) +
+                                            " bytes exceeds maxMessage " + std::to_string(config_.max_message));
+  }
+  return payload;
+}
+
+void DeviceQueuePair::CopyPayload(uint8_t* dst) const {
+  uint64_t skip = kNetHeaderSize;
+  for (uint32_t s = 0; s < chain_.num_readable; ++s) {
+    const Segment& seg = chain_.segments[s];
+    const uint64_t from = std::min<uint64_t>(skip, seg.len);
+    skip -= from;
+    const uint64_t n = seg.len - from;
+    if (n > 0) std::memcpy(dst, seg.data + from, n);
+    dst += n;
+  }
+}
+
+const uint8_t* DeviceQueuePair::ContiguousPayload(uint64_t payload) const {
+  uint64_t skip = kNetHeaderSize;
+  const uint8_t* start = nullptr;
+  const uint8_t* end = nullptr;  // where the payload's run of memory ends so far
+  for (uint32_t s = 0; s < chain_.num_readable; ++s) {
+    const Segment& seg = chain_.segments[s];
+    const uint64_t from = std::min<uint64_t>(skip, seg.len);
+    skip -= from;
+    if (from == seg.len) continue;
+    if (!start) {
+      start = seg.data + from;
+    } else if (seg.data != end) {
+      return nullptr;  // the next segment lies elsewhere: not one run
+    }
+    end = seg.data + seg.len;
+  }
+  return start && static_cast<uint64_t>(end - start) == payload ? start : nullptr;
+}
+
+uint32_t DeviceQueuePair::ReceiveInPlace(MessageLocation* out, uint32_t max_count, uint8_t* scratch,
+                                         uint64_t scratch_capacity, uint64_t in_place_min) {
+  if (scratch_capacity < config_.max_message) {
+    throw Error(ErrorCode::kInvalidArgument, "scratch buffer must hold at least maxMessage bytes");
+  }
+  const uint32_t qs = config_.queue_size;
+  uint32_t count = 0;
+  uint64_t filled = 0;
+  uint64_t bytes = 0;
+  bool returned = false;
+  while (count < max_count && tx_.Pop(&chain_)) {
+    const uint64_t payload = CheckedPayload();
+    MessageLocation where;
+    const uint8_t* run = payload > 0 && payload >= in_place_min ? ContiguousPayload(payload) : nullptr;
+    // Each segment was checked against one region; Locate checks that the whole run lies in
+    // one, which two mappings that happen to be adjacent in our address space would not be.
+    if (run && memory_->Locate(run, payload, &where.area, &where.offset)) {
+      where.length = static_cast<uint32_t>(payload);
+      held_heads_[(held_first_ + held_count_++) & (qs - 1)] = chain_.head;
+    } else {
+      if (payload > scratch_capacity - filled) {
+        tx_.Unpop(1);
+        break;
+      }
+      CopyPayload(scratch + filled);
+      tx_.PushUsed(chain_.head, 0);
+      returned = true;
+      where = MessageLocation{kInScratch, filled, static_cast<uint32_t>(payload)};
+      filled += payload;
+    }
+    out[count++] = where;
+    bytes += payload;
+  }
+  if (returned) PublishUsed(tx_, tx_call_);
+  stats_.messages_received += count;
+  stats_.bytes_received += bytes;
+  return count;
+}
+
+void DeviceQueuePair::Release(uint32_t count) {
+  if (count > held_count_) {
+    throw Error(ErrorCode::kInvalidArgument, "released " + std::to_string(count) + " messages but " +
+                                                 std::to_string(held_count_) + " are held");
+  }
+  const uint32_t qs = config_.queue_size;
+  for (uint32_t i = 0; i < count; ++i) {
+    tx_.PushUsed(held_heads_[held_first_], 0);
+    held_first_ = (held_first_ + 1) & (qs - 1);
+    --held_count_;
+  }
+  if (count > 0) PublishUsed(tx_, tx_call_);
+}
+
+LentArea DeviceQueuePair::Area(uint32_t index) const {
+  if (index >= memory_->region_count()) {
+    throw Error(ErrorCode::kInvalidArgument, "no memory region " + std::to_string(index));
+  }
+  const MemoryRegion& r = memory_->region(index);
+  return {r.host, r.size, memory_->mapping(index)};
 }
 
 uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uint32_t count) {

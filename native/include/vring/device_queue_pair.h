@@ -11,6 +11,7 @@
 
 #include "vring/device_queue.h"
 #include "vring/event_fd.h"
+#include "vring/in_place.h"
 #include "vring/memory_table.h"
 #include "vring/port_stats.h"
 #include "vring/queue_pair_layout.h"
@@ -31,6 +32,21 @@ class DeviceQueuePair {
   // Copies up to `max_count` messages the driver transmitted into `out` (capacity at
   // least max_message), back to back, lengths into `lengths`.
   uint32_t Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count);
+
+  // Like Receive, but a message of at least `in_place_min` payload bytes whose payload lies
+  // in one run of the driver's memory is not copied: its location is returned (the area is
+  // the index of the region holding it) and its chain stays unused until Release(), so the
+  // driver cannot reuse the memory meanwhile. Other messages are copied back to back into
+  // `scratch` (area kInScratch) and returned to the driver at once.
+  uint32_t ReceiveInPlace(MessageLocation* out, uint32_t max_count, uint8_t* scratch, uint64_t scratch_capacity,
+                          uint64_t in_place_min);
+  // Returns the oldest `count` chains held by ReceiveInPlace to the driver.
+  void Release(uint32_t count);
+  uint32_t held() const { return held_count_; }
+
+  // The areas lent for reading in place: one per region of the driver's memory.
+  LentArea Area(uint32_t index) const;
+  uint32_t area_count() const { return static_cast<uint32_t>(memory_->region_count()); }
 
   // Writes messages into the driver's receive buffers. Returns how many were delivered;
   // the rest wait for the driver to post buffers. Throws kOversizedMessage (nothing sent)
@@ -59,6 +75,12 @@ class DeviceQueuePair {
   void Call(std::optional<EventFd>& fd);
   // Receive buffers a message of `next_message` bytes takes (0: any message, one buffer).
   uint32_t BuffersNeeded(uint64_t next_message) const;
+  // Checks the popped chain (chain_) and returns its payload size.
+  uint64_t CheckedPayload();
+  // Copies the popped chain's payload to `dst`.
+  void CopyPayload(uint8_t* dst) const;
+  // Where the popped chain's `payload` bytes lie as one run of memory, or nullptr.
+  const uint8_t* ContiguousPayload(uint64_t payload) const;
   // Publishes the used entries pushed on `queue` and calls the driver if it asked.
   void PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call);
 
@@ -69,6 +91,9 @@ class DeviceQueuePair {
   DeviceQueue tx_;
   std::optional<EventFd> rx_call_;
   std::optional<EventFd> tx_call_;
+  // Chains read in place and not released, oldest first (a ring of queue-size entries).
+  std::vector<uint16_t> held_heads_;
+  uint32_t held_first_ = 0, held_count_ = 0;
   Chain chain_;                // scratch for Receive
   std::vector<Chain> chains_;  // scratch for Send (one message may take many receive chains)
   PortStats stats_;

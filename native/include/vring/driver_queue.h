@@ -34,6 +34,8 @@ class DriverQueue {
 
   uint32_t size() const { return ring_.size; }
   uint32_t num_free() const { return num_free_; }
+  // The descriptor the next AddChain() starts with, or -1 when none is free.
+  int next_free() const { return num_free_ > 0 ? free_head_ : -1; }
   bool broken() const { return broken_; }
 
   // Writes a chain of `n` buffers and queues its head for the avail ring (visible to the

@@ -1,8 +1,14 @@
 // The driver (frontend) end of a virtio-net queue pair living in the driver's own shared
 // region: queue 0 receives, queue 1 transmits. Messages travel as a 12-byte
-// virtio_net_hdr_v1 plus payload, spread over fixed-size buffers (one per descriptor,
-// buffer i belonging to descriptor i); received messages may span several buffers
-// (mergeable receive buffers, num_buffers in the header).
+// virtio_net_hdr_v1 plus payload.
+//
+// Transmit: each message occupies one contiguous span of the transmit area (header and
+// payload together) and one descriptor, so the device can read it where it lies.
+// Receive: fixed-size buffers posted strictly in address order (buffer k, then k+1, ...,
+// wrapping at the end), so a message the device spreads over several buffers (mergeable
+// receive buffers, num_buffers in the header) lies contiguously unless it crosses the end
+// of the area, and can be read in place. A buffer read in place is posted again only once
+// released; later buffers wait for it, which is what holds the device back.
 //
 // Batch calls: one Send/Receive moves many messages and publishes each ring index once.
 #pragma once
@@ -15,9 +21,11 @@
 
 #include "vring/driver_queue.h"
 #include "vring/event_fd.h"
+#include "vring/in_place.h"
 #include "vring/port_stats.h"
 #include "vring/queue_pair_layout.h"
 #include "vring/shared_region.h"
+#include "vring/span_allocator.h"
 
 namespace vring {
 
@@ -46,6 +54,26 @@ class DriverQueuePair {
   // `out_capacity`, at least max_message) and their lengths into `lengths`.
   uint32_t Receive(uint8_t* out, uint64_t out_capacity, uint32_t* lengths, uint32_t max_count);
 
+  // Like Receive, but a message of at least `in_place_min` payload bytes that lies
+  // contiguously in the receive area is not copied: its location is returned (area 0) and
+  // its buffers stay held until Release(). Other messages are copied back to back into
+  // `scratch` (area kInScratch) and are not held.
+  uint32_t ReceiveInPlace(MessageLocation* out, uint32_t max_count, uint8_t* scratch, uint64_t scratch_capacity,
+                          uint64_t in_place_min);
+  // Gives back the oldest `count` messages held by ReceiveInPlace (kInvalidArgument beyond).
+  void Release(uint32_t count);
+  uint32_t held() const { return held_messages_; }
+
+  // Room for the next message's payload in the transmit area (area 1), as large as is
+  // contiguous now, at least `min_payload`; false when there is none yet. Valid until the
+  // next Send, ReserveSend or CommitSend.
+  bool ReserveSend(uint64_t min_payload, SendReservation* out);
+  // Sends the `payload` bytes written at the reservation as one message.
+  void CommitSend(uint64_t payload);
+
+  // The areas lent for reading and writing in place: 0 = receive buffers, 1 = transmit area.
+  LentArea Area(uint32_t index) const;
+
   // Spin (up to budget_ns) until Receive/Send would make progress. `next_message` is the
   // size of the message waiting to go (0: unknown, any message).
   bool WaitReceivable(uint64_t budget_ns);
@@ -73,7 +101,22 @@ class DriverQueuePair {
   // Publishes what was queued on `queue` and kicks the device if it asked.
   void Publish(DriverQueue& queue, std::optional<EventFd>& kick);
   void ReclaimTransmitted();
+  // Posts the next buffer in address order (it must be free).
   void PostReceiveBuffer();
+  // Posts every freed buffer from the posting cursor on, in order.
+  void PostFreedBuffers();
+  // Checks the next message's used entries (peeked_, num_buffers); returns its payload size,
+  // or -1 when not all its buffers are used yet.
+  int64_t PeekMessage(uint32_t* pending);
+  // Pops the peeked message's entries, checking they did not change.
+  void PopPeeked(uint32_t num_buffers);
+  uint32_t BufferOf(uint16_t desc) const { return buffer_of_desc_[desc]; }
+  uint8_t* RxBuffer(uint32_t buffer) const { return At(layout_.rx_buffers + uint64_t{buffer} * config_.buffer_size); }
+  // Where the message's payload lies contiguously in the receive area, or -1.
+  int64_t ContiguousPayload(uint32_t num_buffers) const;
+  // Takes a span and a descriptor for a message of `payload` bytes and copies it in.
+  bool SendOne(const uint8_t* src, uint32_t payload);
+  void AddSpan(uint16_t id, uint64_t at, uint64_t payload);
 
   std::shared_ptr<Mapping> mapping_;
   uint64_t offset_;
@@ -86,6 +129,22 @@ class DriverQueuePair {
   std::optional<EventFd> rx_kick_;
   std::optional<EventFd> tx_kick_;
   std::vector<UsedChain> peeked_;
+  SpanAllocator tx_spans_;
+  // Receive buffers: which buffer each descriptor holds, which buffers wait to be posted
+  // again, and the next one to post.
+  std::vector<uint32_t> buffer_of_desc_;
+  std::vector<uint8_t> buffer_freed_;
+  uint32_t post_cursor_ = 0;
+  // Messages read in place and not released: per message its buffers, oldest first.
+  std::vector<uint32_t> held_buffers_;  // ring
+  std::vector<uint32_t> held_counts_;   // ring
+  uint32_t held_first_buffer_ = 0, held_buffer_count_ = 0;
+  uint32_t held_first_message_ = 0, held_messages_ = 0;
+  struct {
+    bool valid = false;
+    uint64_t at = 0;
+    uint64_t capacity = 0;
+  } reservation_;
   PortStats stats_;
 };
 

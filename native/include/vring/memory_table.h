@@ -50,6 +50,21 @@ class MemoryTable {
   }
 
   size_t region_count() const { return regions_.size(); }
+  const MemoryRegion& region(size_t i) const { return regions_[i]; }
+  const std::shared_ptr<Mapping>& mapping(size_t i) const { return mappings_[i]; }
+
+  // Which region holds the host range [p, p+len) and where in it; false if none does.
+  bool Locate(const uint8_t* p, uint64_t len, uint32_t* index, uint64_t* offset) const {
+    for (size_t i = 0; i < regions_.size(); ++i) {
+      const MemoryRegion& r = regions_[i];
+      if (p >= r.host && len <= r.size && static_cast<uint64_t>(p - r.host) <= r.size - len) {
+        *index = static_cast<uint32_t>(i);
+        *offset = static_cast<uint64_t>(p - r.host);
+        return true;
+      }
+    }
+    return false;
+  }
 
  private:
   std::vector<MemoryRegion> regions_;

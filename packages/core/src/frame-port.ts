@@ -1,5 +1,6 @@
 import type { NotificationMode } from './endpoint-options.js';
 import type { VringError } from './errors.js';
+import type { InPlaceBatch } from './in-place-batch.js';
 import type { MessageBatch } from './message-batch.js';
 import type { WaitOptions, WaitSendableOptions } from './queue-pair-end.js';
 
@@ -34,6 +35,11 @@ export interface FramePort {
    */
   readonly polling: FramePolling | undefined;
   /**
+   * Reading frames where they lie in shared memory, and writing them where the peer will
+   * read them, when this port offers it (undefined otherwise).
+   */
+  readonly lending: FrameLending | undefined;
+  /**
    * Puts frames `start..` of `batch` into the ring without waiting; returns how many went.
    * The rest did not fit: try again after {@link waitSendable}.
    */
@@ -58,4 +64,30 @@ export interface FramePolling {
   tryReceive(batch: MessageBatch): number;
   /** Resolves once something has arrived (sleeping on the eventfd; never spins). */
   waitReceivable(options?: WaitOptions): Promise<void>;
+}
+
+/**
+ * The zero-copy capability of a {@link FramePort}: a large frame is read where the peer
+ * wrote it and written where the peer will read it, instead of being copied through a
+ * batch on each side.
+ */
+export interface FrameLending {
+  /** Frames of at least this many bytes are read in place; smaller ones are copied. */
+  readonly inPlaceMin: number;
+  /**
+   * Takes what has arrived into `batch` without waiting, like {@link FramePolling.tryReceive}.
+   * Frames read in place stay held (the peer cannot reuse their memory) until
+   * {@link FrameLending.release}; release them before waiting for more.
+   */
+  tryReceiveInPlace(batch: InPlaceBatch): number;
+  /** Gives back the oldest `count` frames held. */
+  release(count: number): void;
+  /**
+   * Room to write the next frame into, as large as is contiguous now and at least
+   * `minBytes`, or undefined when there is none yet (or this end cannot write in place).
+   * Valid until the next send, reserve or commit.
+   */
+  reserve(minBytes: number): Buffer | undefined;
+  /** Sends the first `bytes` bytes written into the reserved room as one frame. */
+  commit(bytes: number): void;
 }

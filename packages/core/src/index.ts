@@ -13,7 +13,8 @@ export { VringError, type VringErrorCode, type VringErrorOptions } from './error
 export { EventFd } from './event-fd.js';
 export { FdServer, type FdServerOptions } from './fd-server.js';
 export { type FdMessage, FdSocket, type FdSocketOptions } from './fd-socket.js';
-export type { FramePolling, FramePort } from './frame-port.js';
+export type { FrameLending, FramePolling, FramePort } from './frame-port.js';
+export { InPlaceBatch, type InPlaceBatchOptions } from './in-place-batch.js';
 export { MessageBatch, type MessageBatchOptions } from './message-batch.js';
 export type {
   ConnectAccessOptions,

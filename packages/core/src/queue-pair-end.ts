@@ -6,7 +6,8 @@ import {
 } from './endpoint-options.js';
 import { VringError } from './errors.js';
 import type { EventFd } from './event-fd.js';
-import type { FramePolling, FramePort } from './frame-port.js';
+import type { FrameLending, FramePolling, FramePort } from './frame-port.js';
+import type { InPlaceBatch } from './in-place-batch.js';
 import { MessageBatch } from './message-batch.js';
 import { WaiterQueue } from './waiter-queue.js';
 
@@ -73,7 +74,25 @@ export interface NativeQueuePairEnd {
   stats(): QueuePairStats;
   close(): void;
   readonly broken: boolean;
+  lend(): ArrayBuffer[];
+  receiveInPlace(
+    locations: Float64Array,
+    scratch: Uint8Array,
+    maxCount: number,
+    inPlaceMin: number,
+    spinNs: number,
+  ): number;
+  release(count: number): void;
+  /** Only the driver writes in place (the device writes into buffers the driver chose). */
+  reserve?(minBytes: number, out: Float64Array): boolean;
+  commit?(bytes: number): void;
 }
+
+/**
+ * Frames from this size on are read in place: below it a copy costs less than holding the
+ * memory and a native call to release it.
+ */
+const IN_PLACE_MIN = 8 * 1024;
 
 /**
  * What both ends of a queue pair do: batch send and receive, and the notification policy
@@ -84,7 +103,9 @@ export interface NativeQueuePairEnd {
  *
  * @public
  */
-export abstract class QueuePairEnd implements FramePort, FramePolling, AsyncDisposable {
+export abstract class QueuePairEnd
+  implements FramePort, FramePolling, FrameLending, AsyncDisposable
+{
   /** @internal */
   protected readonly handle: NativeQueuePairEnd;
   /** Largest message either side may send, in bytes. */
@@ -112,6 +133,9 @@ export abstract class QueuePairEnd implements FramePort, FramePolling, AsyncDisp
   #receivesQueued = 0;
   #sendBatch: MessageBatch | undefined;
   #receiveBatch: MessageBatch | undefined;
+  /** The lent areas as Buffers, made on first use. */
+  #areas: readonly Buffer[] | undefined;
+  readonly #reservation = new Float64Array(3);
 
   /** @internal */
   protected constructor(
@@ -176,6 +200,76 @@ export abstract class QueuePairEnd implements FramePort, FramePolling, AsyncDisp
   /** This end can be polled: {@link QueuePairEnd.tryReceive} and {@link QueuePairEnd.waitReceivable}. */
   get polling(): FramePolling {
     return this;
+  }
+
+  /** This end reads (and, the driver, writes) large frames in place. */
+  get lending(): FrameLending {
+    return this;
+  }
+
+  /** Frames of at least this many bytes are read in place. */
+  readonly inPlaceMin = IN_PLACE_MIN;
+
+  /**
+   * Takes what has arrived into `batch` without waiting: large frames as locations in
+   * shared memory (held until {@link QueuePairEnd.release}), the rest copied into its
+   * scratch buffer, which must hold at least `maxMessage` bytes.
+   */
+  tryReceiveInPlace(batch: InPlaceBatch): number {
+    this.#check();
+    const n = this.#call(() =>
+      this.handle.receiveInPlace(
+        batch.locations,
+        batch.scratch,
+        batch.locations.length / 3,
+        IN_PLACE_MIN,
+        0,
+      ),
+    );
+    batch.filled(n, n > 0 ? this.#lentAreas() : []);
+    return n;
+  }
+
+  /** Gives back the oldest `count` frames read in place. Nothing to do once closed. */
+  release(count: number): void {
+    if (count === 0 || this.#done) return;
+    this.#call(() => {
+      this.handle.release(count);
+      return 0;
+    });
+  }
+
+  /**
+   * Room in shared memory for the next frame, at least `minBytes` and as large as is
+   * contiguous now, or undefined when there is none yet or this end cannot write in place
+   * (a device writes into the buffers its driver posted).
+   */
+  reserve(minBytes: number): Buffer | undefined {
+    const handle = this.handle;
+    if (!handle.reserve) return undefined;
+    this.#checkSendable();
+    const room = this.#reservation;
+    if (!this.#call(() => Number(handle.reserve!(minBytes, room)))) return undefined;
+    const offset = room[1]!;
+    return this.#lentAreas()[room[0]!]!.subarray(offset, offset + room[2]!);
+  }
+
+  /** Sends the first `bytes` bytes written into the reserved room as one frame. */
+  commit(bytes: number): void {
+    const handle = this.handle;
+    if (!handle.commit) {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'this end cannot write in place');
+    }
+    this.#checkSendable();
+    this.#call(() => {
+      handle.commit!(bytes);
+      return 0;
+    });
+  }
+
+  #lentAreas(): readonly Buffer[] {
+    this.#areas ??= this.handle.lend().map((area) => Buffer.from(area));
+    return this.#areas;
   }
 
   /** Counters since creation. */

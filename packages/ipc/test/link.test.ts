@@ -60,6 +60,7 @@ class GatedPort implements FramePort {
   readonly notification = 'event';
   readonly peerInThread = false;
   readonly polling = undefined;
+  readonly lending = undefined;
   readonly closed: Promise<VringError | undefined>;
   readonly frames: Buffer[] = [];
   room: number;

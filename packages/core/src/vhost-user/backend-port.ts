@@ -189,6 +189,9 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
   readonly peerInThread = false;
 
   /** A port can be polled: {@link VhostUserPort.tryReceive} and {@link VhostUserPort.waitReceivable}. */
+  /** Not offered yet: frames are copied through batches. */
+  readonly lending = undefined;
+
   get polling(): FramePolling {
     return this;
   }

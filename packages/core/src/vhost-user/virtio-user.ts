@@ -300,6 +300,9 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   readonly peerInThread = false;
 
   /** A VirtioUser can be polled: {@link VirtioUser.tryReceive} and {@link VirtioUser.waitReceivable}. */
+  /** Not offered yet: frames are copied through batches. */
+  readonly lending = undefined;
+
   get polling(): FramePolling {
     return this;
   }

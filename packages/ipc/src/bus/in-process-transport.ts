@@ -21,6 +21,8 @@ export class InProcessTransport implements FramePort {
    * only find what waiting in {@link InProcessTransport.receive} finds.
    */
   readonly polling = undefined;
+  /** Frames are handed over in memory already: nothing to lend. */
+  readonly lending = undefined;
   /** Frames are handed over in memory: nothing spins and nothing sleeps on an eventfd. */
   readonly notification = 'event';
   #peer!: InProcessTransport;

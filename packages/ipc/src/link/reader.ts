@@ -1,4 +1,10 @@
-import { type FramePolling, type FramePort, type MessageBatch, VringError } from '@vring/core';
+import {
+  type FramePolling,
+  type FramePort,
+  InPlaceBatch,
+  type MessageBatch,
+  VringError,
+} from '@vring/core';
 import type { Reassembler } from '../wire/reassembler.js';
 import { POLL_MS, pollUntil } from './polling.js';
 import type { SessionStart } from './session.js';
@@ -33,6 +39,8 @@ export class Reader {
   readonly #pausedBy = new Set<string>();
   /** The pending sleep (one at a time): a send may end the reader's wait before it does. */
   #sleeping: Promise<void> | undefined;
+  /** Where frames read in place are listed (made on first use). */
+  #lent: InPlaceBatch | undefined;
 
   constructor(
     link: ReaderLink,
@@ -72,31 +80,33 @@ export class Reader {
     const link = this.#link;
     const transport = link.transport;
     const batch = this.#batch;
-    const session = this.#session;
-    const reassembler = this.#reassembler;
     const polling = transport.polling;
     const pollMs = POLL_MS[transport.notification];
+    // Large frames are read where the peer wrote them when the port lends its memory: each
+    // is decoded (its binary values copied out) before the batch is released.
+    const lending = polling ? transport.lending : undefined;
+    const inPlace = lending ? this.#inPlaceBatch(transport) : undefined;
+    const take = inPlace
+      ? () => lending!.tryReceiveInPlace(inPlace)
+      : () => polling!.tryReceive(batch);
     try {
       while (!link.done && this.#pausedBy.size === 0) {
         if (!polling) {
           await transport.receive(batch);
-        } else if (polling.tryReceive(batch) > 0) {
+        } else if (take() > 0) {
           // Frames at once: handled in this turn.
-        } else if (!(await this.#poll(polling, pollMs))) {
+        } else if (!(await this.#poll(take, pollMs))) {
           if (link.done || this.#pausedBy.size > 0) break;
           await this.#sleep(polling);
           continue;
         }
-        // By index rather than the batch's iterator: no generator step per frame.
-        const { data, lengths } = batch;
-        const count = batch.count;
-        for (let i = 0, offset = 0; i < count; i++) {
-          const start = offset;
-          offset += lengths[i]!;
-          if (link.done) return;
-          if (!session.synced && !session.begins(data, start, offset)) continue;
-          reassembler.push(data, start, offset);
-        }
+        if (inPlace) {
+          try {
+            if (!this.#deliverInPlace(inPlace)) return;
+          } finally {
+            lending!.release(inPlace.held);
+          }
+        } else if (!this.#deliver(batch)) return;
         // Whoever these messages resumed (the caller of a request, a consumer) runs before
         // the ring is checked again: a reply's caller then goes on now, not after a check
         // that most likely finds nothing.
@@ -112,6 +122,49 @@ export class Reader {
     } finally {
       this.#reading = false;
     }
+  }
+
+  /** Hands the frames of `batch` on; false once the link has closed. */
+  #deliver(batch: MessageBatch): boolean {
+    const link = this.#link;
+    const session = this.#session;
+    const reassembler = this.#reassembler;
+    // By index rather than the batch's iterator: no generator step per frame.
+    const { data, lengths } = batch;
+    const count = batch.count;
+    for (let i = 0, offset = 0; i < count; i++) {
+      const start = offset;
+      offset += lengths[i]!;
+      if (link.done) return false;
+      if (!session.synced && !session.begins(data, start, offset)) continue;
+      reassembler.push(data, start, offset);
+    }
+    return true;
+  }
+
+  /** {@link Reader.#deliver} for frames that may lie in the peer's memory. */
+  #deliverInPlace(batch: InPlaceBatch): boolean {
+    const link = this.#link;
+    const session = this.#session;
+    const reassembler = this.#reassembler;
+    const count = batch.count;
+    for (let i = 0; i < count; i++) {
+      if (link.done) return false;
+      const data = batch.dataOf(i);
+      const start = batch.startOf(i);
+      const end = batch.endOf(i);
+      if (!session.synced && !session.begins(data, start, end)) continue;
+      reassembler.push(data, start, end);
+    }
+    return true;
+  }
+
+  #inPlaceBatch(transport: FramePort): InPlaceBatch {
+    this.#lent ??= new InPlaceBatch({
+      scratchBytes: Math.max(256 * 1024, transport.maxMessage),
+      frames: 1024,
+    });
+    return this.#lent;
   }
 
   /**
@@ -142,11 +195,10 @@ export class Reader {
    * Polls the ring for up to `ms`. Returns whether the batch got frames; false when the
    * time is up or reading should stop (in `poll` mode, also once the owner expects nothing).
    */
-  #poll(polling: FramePolling, ms: number): Promise<boolean> {
+  #poll(take: () => number, ms: number): Promise<boolean> {
     const link = this.#link;
-    const batch = this.#batch;
     return pollUntil(
-      () => polling.tryReceive(batch) > 0,
+      () => take() > 0,
       ms,
       () => link.done || this.#pausedBy.size > 0 || (ms === Infinity && !link.wanted),
     );

@@ -1,6 +1,13 @@
-import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vring/core';
+import {
+  type FrameLending,
+  type FramePort,
+  type MessageBatch,
+  VringError,
+  WaiterQueue,
+} from '@vring/core';
 import { MessageCodec } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
+import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
 import { POLL_MS, pollUntil } from './polling.js';
 import { SendGroup } from './send-group.js';
 
@@ -55,6 +62,13 @@ class Outgoing extends OutgoingMessage {
 const FRAMES_PER_TURN = 16;
 
 /**
+ * An encoding from this size on is worth writing straight into the port's memory (see
+ * {@link SendQueue.#placeInPlace}); below it, the send batch's one copy costs less than a
+ * native call of its own.
+ */
+const LARGE_VALUE = 8 * 1024;
+
+/**
  * The sending half of a {@link Link}: messages cut into frames and written into the ring,
  * concurrent sends batched into one native crossing, ordering per lane with interleaving
  * across lanes, and the queue's own flow control (`drain`, `onWritable`). The first message
@@ -65,6 +79,13 @@ export abstract class SendQueue {
   readonly transport: FramePort;
   readonly #codec: MessageCodec;
   #fragmenter: Fragmenter;
+  /** The port's memory, for values written where the peer reads them. */
+  readonly #lending: FrameLending | undefined;
+  /**
+   * The last value encoded was large: the next one is tried in place first. The size of a
+   * value is known only once it is encoded, and a stream's values tend to be alike.
+   */
+  #large = false;
   readonly #sendBatch: MessageBatch;
   readonly #options: SendQueueOptions;
   readonly #lowWaterMark: number;
@@ -102,6 +123,7 @@ export abstract class SendQueue {
     this.transport = transport;
     this.#codec = options.codec ?? new MessageCodec();
     this.#fragmenter = this.#fragmenterFor(options.maxFrame);
+    this.#lending = transport.peerInThread ? undefined : transport.lending;
     this.#sendBatch = batch;
     this.#options = options;
     this.#lowWaterMark = options.lowWaterMark ?? 256;
@@ -321,6 +343,10 @@ export abstract class SendQueue {
   #placeValue(kind: number, value: unknown): Sent | Uint8Array {
     if (!this.#appendable()) return this.#encode(value);
     const batch = this.#sendBatch;
+    if (this.#large && this.#lending && batch.count === 0) {
+      const placed = this.#placeInPlace(kind, value);
+      if (placed !== undefined) return placed;
+    }
     const wasEmpty = batch.count === 0;
     const codec = this.#codec;
     const fragmenter = this.#fragmenter;
@@ -331,7 +357,11 @@ export abstract class SendQueue {
     } catch (error) {
       throw unencodable(error);
     }
-    if (end < 0) return codec.overflow!;
+    if (end < 0) {
+      this.#large = codec.overflow!.byteLength >= LARGE_VALUE;
+      return codec.overflow!;
+    }
+    this.#large = end - at >= LARGE_VALUE;
     const stream = this.#stream();
     if (
       fragmenter.commitWhole(batch, kind, stream, end - at) ||
@@ -341,6 +371,42 @@ export abstract class SendQueue {
       return this.#appended(wasEmpty);
     }
     return Buffer.from(batch.data.subarray(at, end));
+  }
+
+  /**
+   * Encodes `value` straight into memory the port lends, as one whole frame the peer reads
+   * where it lies: no send batch, no copy into the ring, no fragments. Undefined when the
+   * port has no room now (the value then takes the batch's way, and waits in the queue); its
+   * encoding, as a buffer of its own, when it outgrew the room.
+   */
+  #placeInPlace(kind: number, value: unknown): Sent | Uint8Array | undefined {
+    const lending = this.#lending!;
+    let room: Buffer | undefined;
+    try {
+      room = lending.reserve(FRAME_HEADER_BYTES + LARGE_VALUE);
+    } catch {
+      // A failing port fails the link through the pump, as any send does.
+      return undefined;
+    }
+    if (!room) return undefined;
+    const codec = this.#codec;
+    let end: number;
+    try {
+      end = codec.encodeInto(value, room, FRAME_HEADER_BYTES);
+    } catch (error) {
+      throw unencodable(error);
+    }
+    if (end < 0) return codec.overflow!;
+    const length = end - FRAME_HEADER_BYTES;
+    this.#large = length >= LARGE_VALUE;
+    this.#fragmenter.writeWholeFrame(room, kind, this.#stream(), length);
+    try {
+      lending.commit(end);
+    } catch {
+      return undefined;
+    }
+    this.#wake?.();
+    return IN_RING;
   }
 
   /** Appends a one-frame message to the send batch when it may go there (see #appended). */
@@ -457,8 +523,17 @@ export abstract class SendQueue {
         // Sends from here on are a new group: this one's members are in the batch or queued.
         this.#group = undefined;
         // Queued messages follow those already in the batch: they were sent after them.
-        this.#fill(batch);
-        if (batch.count === 0) break;
+        const waiting = this.#fill(batch);
+        if (batch.count === 0) {
+          if (waiting) {
+            // A large message next in line, and no room for it yet.
+            await this.#roomFor(waiting);
+            this.#settle();
+            continue;
+          }
+          this.#settle();
+          break;
+        }
         this.#sending = true;
         const sending = this.#send(batch);
         if (sending) await sending;
@@ -474,6 +549,45 @@ export abstract class SendQueue {
     } finally {
       this.#pumping = false;
       this.#sending = false;
+    }
+  }
+
+  /**
+   * Whether `o` goes as one frame written straight into the port's memory: a whole large
+   * message, not begun, that fits a frame of the port.
+   */
+  #goesInPlace(o: Outgoing): boolean {
+    if (!this.#lending || o.offset !== 0) return false;
+    const total = o.head.byteLength + o.body.byteLength;
+    return total >= LARGE_VALUE && FRAME_HEADER_BYTES + total <= this.transport.maxMessage;
+  }
+
+  /**
+   * Copies `o` into room the port lends, as one whole frame, and sends it: one copy, where
+   * the batch would take two (into the batch, then into the ring) and cut it into frames.
+   * False when there is no room yet.
+   */
+  #sendInPlace(o: Outgoing): boolean {
+    const total = o.head.byteLength + o.body.byteLength;
+    const room = this.#lending!.reserve(FRAME_HEADER_BYTES + total);
+    if (!room) return false;
+    room.set(o.head, FRAME_HEADER_BYTES);
+    room.set(o.body, FRAME_HEADER_BYTES + o.head.byteLength);
+    this.#fragmenter.writeWholeFrame(room, o.kind, o.stream, total);
+    this.#lending!.commit(FRAME_HEADER_BYTES + total);
+    o.offset = total;
+    o.done = true;
+    return true;
+  }
+
+  /** Waits until `o` has gone in place: polling for room first, then sleeping on the port. */
+  async #roomFor(o: Outgoing): Promise<void> {
+    const transport = this.transport;
+    const attempt = () => this.#sendInPlace(o);
+    while (!o.done && !this.#done) {
+      if (await pollUntil(attempt, POLL_MS[transport.notification], () => this.#done)) return;
+      await transport.waitSendable({ bytes: FRAME_HEADER_BYTES + o.body.byteLength });
+      attempt();
     }
   }
 
@@ -510,26 +624,35 @@ export abstract class SendQueue {
 
   /**
    * Fills a batch from the queue in turns of {@link FRAMES_PER_TURN} frames per message:
-   * a message whose lane has an unfinished message ahead of it waits for that one.
+   * a message whose lane has an unfinished message ahead of it waits for that one. A large
+   * message goes in place instead (see {@link SendQueue.#sendInPlace}), in its turn: the
+   * batch is sent before it. Returns that message when it is next and there is no room.
    */
-  #fill(batch: MessageBatch): void {
+  #fill(batch: MessageBatch): Outgoing | undefined {
     for (let progress = true; progress; ) {
       progress = false;
       let blocked: Set<Lane> | undefined;
       for (const o of this.#outgoing) {
         if (o.done || blocked?.has(o.lane)) continue;
+        if (this.#goesInPlace(o)) {
+          // What is in the batch goes first; then this one, once there is room for it.
+          if (batch.count > 0 || !this.#sendInPlace(o)) return batch.count > 0 ? undefined : o;
+          progress = true;
+          continue;
+        }
         const before = batch.count;
         const done = this.#fragmenter.write(batch, o, FRAMES_PER_TURN);
         const written = batch.count - before;
         if (written > 0) progress = true;
         if (done) continue;
-        if (written < FRAMES_PER_TURN) return; // the batch is full
+        if (written < FRAMES_PER_TURN) return undefined; // the batch is full
         if (o.lane !== undefined) {
           blocked ??= new Set();
           blocked.add(o.lane);
         }
       }
     }
+    return undefined;
   }
 
   #settle(): void {

@@ -263,6 +263,16 @@ export class Fragmenter {
     return true;
   }
 
+  /**
+   * Writes the headers of a frame that holds one whole message, whose `length`-byte body is
+   * already in place after them (at {@link FRAME_HEADER_BYTES} in `frame`): for a frame
+   * written straight into memory the port lends, where the peer will read it.
+   */
+  writeWholeFrame(frame: Buffer, kind: number, stream: number, length: number): void {
+    frame.set(this.#ethernet, 0);
+    this.#writeRecordHeader(frame, ETHERNET_HEADER_BYTES, kind, WHOLE, stream, length, 0);
+  }
+
   /** Ends the open frame: the next message starts a frame of its own. */
   closeFrame(): void {
     this.#openBatch = undefined;

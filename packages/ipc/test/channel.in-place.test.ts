@@ -1,0 +1,131 @@
+// Channel over a queue pair that lends its memory: a large value is written once into the
+// driver's transmit area and read where it lies, and a peer that rewrites what it sent can
+// give a wrong value or a protocol error, never a crash or a value that changes after
+// delivery.
+import { randomBytes } from 'node:crypto';
+import { DeviceQueuePair, DriverQueuePair } from '@vring/core';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { until } from '../../../test-support/index.js';
+import { Channel } from '../src/index.js';
+
+const LARGE = 256 * 1024;
+
+function pair() {
+  const driver = DriverQueuePair.create({
+    notification: 'event',
+    queueSize: 256,
+    bufferSize: 8192, // a 2 MiB transmit area: several large frames in flight
+    maxMessage: 1024 * 1024,
+  });
+  const { descriptor, fds } = driver.share();
+  const device = DeviceQueuePair.attach(descriptor, fds, { notification: 'event' });
+  return { driver, device };
+}
+
+// Random bytes: a value's first bytes are then found nowhere else in the transmit area.
+const values = new Map<number, Buffer>();
+function filled(seed: number, size = LARGE): Buffer {
+  let data = values.get(seed);
+  if (!data) {
+    data = randomBytes(size);
+    values.set(seed, data);
+  }
+  return data;
+}
+
+/** Where `needle` lies in the driver's whole transmit area (the room `reserve` lends is a view of it). */
+function findInTransmitArea(driver: DriverQueuePair, needle: Buffer): { area: Buffer; at: number } {
+  const room = driver.reserve(0);
+  assert.ok(room, 'the driver has room to lend');
+  const area = Buffer.from(room.buffer, 0, room.buffer.byteLength);
+  const at = area.indexOf(needle);
+  assert.ok(at >= 0, 'the value was written into the transmit area');
+  return { area, at };
+}
+
+test('large values cross as one frame each, written into shared memory and read in place', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ i: number; data: Buffer }>(driver);
+  const b = new Channel<{ i: number; data: Buffer }>(device);
+  const count = 24;
+  const received = (async () => {
+    const got: Array<{ i: number; data: Buffer }> = [];
+    for await (const v of b) {
+      got.push(v);
+      if (got.length === count) break;
+    }
+    return got;
+  })();
+  for (let i = 0; i < count; i++) await a.send({ i, data: filled(i) });
+  const got = await received;
+  for (let i = 0; i < count; i++) {
+    assert.is(got[i]!.i, i);
+    assert.ok(got[i]!.data.equals(filled(i)), `value ${i} arrived intact`);
+  }
+  // Not cut into 64 KiB frames: one descriptor per value, plus the session's own frames.
+  const frames = driver.stats.messagesSent;
+  assert.ok(
+    frames < 2 * count,
+    `${frames} frames for ${count} values (in 64 KiB frames: ${5 * count})`,
+  );
+  a.close();
+  b.close();
+});
+
+test('a peer rewriting a value after sending it: the receiver gets the bytes it read, and they never change after', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ data: Buffer }>(driver);
+  const b = new Channel<{ data: Buffer }>(device);
+  const inbox = b[Symbol.asyncIterator]();
+  await a.send({ data: filled(1) }); // the first large value tells the sender to write in place
+  assert.ok((await inbox.next()).value!.data.equals(filled(1)));
+
+  const sent = filled(2);
+  const marker = sent.subarray(0, 64);
+  // The send writes into shared memory within the call; the reader cannot run before this
+  // turn ends (same thread), so it reads what is rewritten here.
+  const sending = a.send({ data: sent });
+  const { area, at } = findInTransmitArea(driver, marker);
+  area.fill(0x55, at, at + LARGE);
+  await sending;
+  const got = (await inbox.next()).value!.data;
+  assert.is(got.length, LARGE);
+  assert.ok(
+    got.every((byte) => byte === 0x55),
+    'delivered as read',
+  );
+  area.fill(0x77, at, at + LARGE);
+  assert.ok(
+    got.every((byte) => byte === 0x55),
+    'a delivered value is a copy: later writes do not reach it',
+  );
+  a.close();
+  b.close();
+});
+
+test('a peer rewriting a frame into garbage after sending it: the receiver closes the channel with ERR_VRING_PROTOCOL', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ data: Buffer }>(driver);
+  const b = new Channel<{ data: Buffer }>(device);
+  const inbox = b[Symbol.asyncIterator]();
+  await a.send({ data: filled(1) });
+  await inbox.next();
+
+  const sent = filled(3);
+  const sending = a.send({ data: sent });
+  const { area, at } = findInTransmitArea(driver, sent.subarray(0, 64));
+  // Back from the bin's payload to the value's first byte: a map16 of one entry (3 bytes),
+  // the key "data" (5 bytes), the bin 32 header (5 bytes). 0xc1 is never valid msgpack.
+  const valueStart = at - 13;
+  assert.is(area[valueStart], 0xde);
+  area[valueStart] = 0xc1;
+  await sending;
+  const closed = await b.closed;
+  assert.is(closed?.code, 'ERR_VRING_PROTOCOL');
+  // The other side carries on: its own end is intact.
+  await until(() => a.send({ data: Buffer.alloc(1) }).then(() => true));
+  a.close();
+});
+
+test.run();
