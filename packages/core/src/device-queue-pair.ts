@@ -66,6 +66,15 @@ export interface VhostUserQueuePairState {
  * maps the peer's region and checks everything the peer writes into the rings: a peer
  * that writes garbage breaks the queue with `ERR_VRING_BAD_RING`, never this process.
  *
+ * @example
+ * ```ts
+ * // The peer of DriverQueuePair's example: the descriptor and fds arrive over an FdSocket.
+ * const socket = await FdSocket.connect('/tmp/pair.sock');
+ * const { data, fds } = await socket.receive();
+ * const pair = DeviceQueuePair.attach(JSON.parse(data.toString()), fds);
+ * for (const fd of fds) closeSync(fd); // attach duplicated them
+ * for await (const message of pair) console.log(message.toString()); // 'hello'
+ * ```
  * @public
  */
 export class DeviceQueuePair extends QueuePairEnd {

@@ -173,7 +173,12 @@ export class DriverQueuePair extends QueuePairEnd {
    * What the device end needs: a JSON-safe descriptor and the fds `[region, kick, call]`.
    * The fds stay owned by this pair (send them; do not close them).
    */
-  share(): { descriptor: QueuePairDescriptor; fds: number[] } {
+  share(): {
+    /** Geometry and ring addresses, for the device end's {@link DeviceQueuePair.attach}. */
+    descriptor: QueuePairDescriptor;
+    /** `[region, kick, call]`, to send alongside the descriptor. */
+    fds: number[];
+  } {
     return { descriptor: this.#descriptor, fds: [this.region.fd, this.#kick.fd, this.#call.fd] };
   }
 }

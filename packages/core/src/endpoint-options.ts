@@ -34,7 +34,10 @@ export interface EndpointOptions {
    * {@link FdSocket} the queue pair was set up over. Waits then fail with
    * `ERR_VRING_PEER_DISCONNECTED` instead of waiting forever.
    */
-  lifeline?: { readonly closed: PromiseLike<unknown> };
+  lifeline?: {
+    /** Settles when the peer is gone. */
+    readonly closed: PromiseLike<unknown>;
+  };
 }
 
 /**

@@ -93,6 +93,7 @@ export class VringError extends Error {
     return error;
   }
 
+  /** Always `'VringError'`, so logs and `util.inspect` name the class. */
   override get name(): string {
     return 'VringError';
   }

@@ -93,6 +93,7 @@ export class EventFd {
     this.#handle.close();
   }
 
+  /** Same as {@link EventFd.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -137,6 +137,7 @@ export class FdServer implements AsyncDisposable {
     this.#finish(undefined);
   }
 
+  /** Same as {@link FdServer.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

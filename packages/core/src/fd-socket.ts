@@ -225,6 +225,7 @@ export class FdSocket implements AsyncDisposable {
     this.#finish(undefined);
   }
 
+  /** Same as {@link FdSocket.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

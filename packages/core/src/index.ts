@@ -4,7 +4,7 @@
  * front-end and the `VhostUserBackend` back-end): the engine under vring's IPC. Every
  * transport implements {@link FramePort}.
  *
- * @packageDocumentation
+ * @module \@vring/core
  */
 export { DeviceQueuePair } from './device-queue-pair.js';
 export { DriverQueuePair, type QueuePairOptions } from './driver-queue-pair.js';

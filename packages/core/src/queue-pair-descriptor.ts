@@ -2,8 +2,11 @@ import { VringError } from './errors.js';
 
 /** Ring addresses in the driver's address space, as hex strings (JSON has no 64-bit integers). @public */
 export interface RingAddressesDescriptor {
+  /** The descriptor table. */
   desc: string;
+  /** The available ring (driver to device). */
   avail: string;
+  /** The used ring (device to driver). */
   used: string;
 }
 
@@ -14,15 +17,23 @@ export interface RingAddressesDescriptor {
  * @public
  */
 export interface QueuePairDescriptor {
+  /** Format of this descriptor; a device end refuses any other. */
   version: 1;
+  /** Descriptors per queue, as in {@link QueuePairOptions.queueSize}. */
   queueSize: number;
+  /** Bytes per packet buffer, as in {@link QueuePairOptions.bufferSize}. */
   bufferSize: number;
+  /** Largest message in bytes, as in {@link QueuePairOptions.maxMessage}. */
   maxMessage: number;
+  /** Whether both rings use VIRTIO_RING_F_EVENT_IDX notification suppression. */
   eventIdx: boolean;
   /** Address of the region's first byte in the driver's descriptors and ring addresses (hex). */
   guestAddress: string;
+  /** Bytes of the shared region, which the device end maps whole. */
   regionSize: number;
+  /** Queue 0: the device writes messages into the driver's receive buffers. */
   rx: RingAddressesDescriptor;
+  /** Queue 1: the device reads the messages the driver sends. */
   tx: RingAddressesDescriptor;
 }
 

@@ -35,9 +35,13 @@ const waiting = new Set<QueuePairEnd>();
 
 /** Counters of one end. @public */
 export interface QueuePairStats {
+  /** Messages this end put on its send ring. */
   messagesSent: number;
+  /** Payload bytes of those messages. */
   bytesSent: number;
+  /** Messages this end took off its receive ring. */
   messagesReceived: number;
+  /** Payload bytes of those messages. */
   bytesReceived: number;
   /** Eventfd signals this end sent to its peer: what notification suppression saves. */
   notificationsSent: number;
@@ -47,6 +51,7 @@ export interface QueuePairStats {
 
 /** Options of a single wait. @public */
 export interface WaitOptions {
+  /** Ends the wait early: it rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -434,6 +439,7 @@ export abstract class QueuePairEnd
     this.destroy();
   }
 
+  /** Same as {@link QueuePairEnd.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

@@ -92,6 +92,7 @@ export class SharedRegion implements Disposable {
     this.handle.write(offset, data);
   }
 
+  /** Whether {@link SharedRegion.close} has run: the mapping and fd are gone. */
   get closed(): boolean {
     return this.#closed;
   }
@@ -106,6 +107,7 @@ export class SharedRegion implements Disposable {
     this.handle.close();
   }
 
+  /** Same as {@link SharedRegion.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -28,6 +28,7 @@ export interface ChannelOptions {
 
 /** Options of a single wait. */
 export interface ChannelWaitOptions {
+  /** Ends the wait early: it rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -39,6 +40,19 @@ export interface ChannelWaitOptions {
  *
  * Many concurrent `send` calls share batches: one native crossing moves many messages.
  * Values arrive in the order they were sent, whatever their sizes.
+ *
+ * @example
+ * ```ts
+ * // Each process wraps its own end of one queue pair (see DriverQueuePair).
+ * const channel = new Channel<{ n: number }>(driverEnd);
+ * channel.serve<[number, number], number>('add', ([a, b]) => a + b);
+ * await channel.send({ n: 1 });
+ *
+ * // In the peer process:
+ * const peer = new Channel<{ n: number }>(deviceEnd);
+ * for await (const { n } of peer) console.log(n); // 1
+ * const sum = await peer.request<number>('add', [2, 3]); // 5
+ * ```
  */
 export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncDisposable {
   /** Settles when the channel closes: `undefined` after `close()`, the error otherwise. */

@@ -2,7 +2,7 @@
  * @vring/ipc: msgpack messages between Node.js processes over vring shared memory: a
  * point-to-point {@link Channel}, a {@link Bus} for pub/sub and RPC among many processes.
  *
- * @packageDocumentation
+ * @module \@vring/ipc
  */
 
 export { type FramePort, VringError, type VringErrorCode } from '@vring/core';

@@ -6,6 +6,7 @@ import { Inbox } from './inbox.js';
 export interface BusMessage<T = unknown> {
   /** The topic it was published on (a subscription to a pattern sees many). */
   topic: string;
+  /** The published value, as msgpack decoded it. */
   value: T;
 }
 
@@ -122,6 +123,7 @@ export class Subscription<T = unknown>
     return { done: true, value: undefined };
   }
 
+  /** The subscription is its own iterator: `for await (const { topic, value } of sub)`. */
   [Symbol.asyncIterator](): this {
     return this;
   }
@@ -153,6 +155,7 @@ export class Subscription<T = unknown>
     this.end(undefined);
   }
 
+  /** Same as {@link Subscription.unsubscribe}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.unsubscribe();
   }

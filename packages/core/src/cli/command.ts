@@ -15,11 +15,13 @@ interface OptionBase {
 
 /** A flag: false unless given. @public */
 export interface BooleanOption extends OptionBase {
+  /** Marks a flag. */
   readonly type: 'boolean';
 }
 
 /** An option that takes a value (`--name VALUE` or `--name=VALUE`). @public */
 export interface StringOption extends OptionBase {
+  /** Marks an option with a string value. */
   readonly type: 'string';
   /** What the value is called in the usage, e.g. `PATH`. */
   readonly value: string;
@@ -33,10 +35,15 @@ export interface StringOption extends OptionBase {
 
 /** An option whose value is a whole number in `min..max`. @public */
 export interface IntegerOption extends OptionBase {
+  /** Marks an option with an integer value. */
   readonly type: 'integer';
+  /** What the value is called in the usage, e.g. `N`. */
   readonly value: string;
+  /** The command cannot run without it. */
   readonly required?: boolean;
+  /** The value when the option is not given. */
   readonly default?: number;
+  /** The smallest value accepted. */
   readonly min: number;
   /** Default `Number.MAX_SAFE_INTEGER`. */
   readonly max?: number;
@@ -73,6 +80,7 @@ export interface Command<O extends CommandOptions = CommandOptions> {
   readonly summary: string;
   /** What it does, how it ends and what its exit codes mean; wrapped lines. */
   readonly description: string;
+  /** Its options, by long name; `--help` is added to every command. */
   readonly options: O;
   /** Shell lines shown under "example:". */
   readonly examples: readonly string[];
@@ -94,15 +102,19 @@ export function defineCommand<const O extends CommandOptions>(command: Command<O
 
 /** A bad command line: {@link runProgram} prints the message and the usage, and exits 2. @public */
 export class UsageError extends Error {
+  /** Always `'UsageError'`. */
   override readonly name = 'UsageError';
 }
 
 /** The `vring` command as a whole. @public */
 export interface Program {
+  /** As typed in the shell. */
   readonly name: string;
+  /** What `--version` prints. */
   readonly version: string;
   /** One line under the name in `--help`. */
   readonly summary: string;
+  /** Its subcommands, in the order `--help` lists them. */
   readonly commands: readonly Command[];
   /** Shell lines shown under "example:" in the program's `--help`. */
   readonly examples: readonly string[];
@@ -302,7 +314,9 @@ export function parseCommand<O extends CommandOptions>(
 
 /** Where {@link runProgram} prints; the defaults are the process's own streams. @public */
 export interface ProgramOutput {
+  /** Help and version text (stdout). */
   out(text: string): void;
+  /** Errors and the usage after a bad command line (stderr). */
   err(text: string): void;
 }
 

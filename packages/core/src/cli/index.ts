@@ -4,10 +4,10 @@
  * ships with `@vring/ipc`, the top package, which adds `vring bus` and hands everything to
  * {@link runProgram}. Importing this module has no side effects.
  *
- * @packageDocumentation
+ * @module \@vring/core/cli
  */
 import { LISTEN_ACCESS_OPTIONS, listenAccessFrom } from './access-options.js';
-import { defineCommand } from './command.js';
+import { type Command, defineCommand } from './command.js';
 import { echo } from './echo.js';
 import { ping } from './ping.js';
 import { PING_MAX_FRAME, PING_MIN_FRAME } from './ping-frame.js';
@@ -34,8 +34,10 @@ export { type EchoOptions, echo } from './echo.js';
 export { type PingOptions, ping } from './ping.js';
 export { stopSignal } from './stop-signal.js';
 
+// Declared as plain `Command`s: the literal option types only matter inside `run`, and a
+// public type spelled out option by option would be noise in the API reference.
 /** `vring ping`. @public */
-export const pingCommand = defineCommand({
+export const pingCommand: Command = defineCommand({
   name: 'ping',
   summary: 'send frames to a vhost-user backend; check that each comes back intact',
   description:
@@ -83,7 +85,7 @@ export const pingCommand = defineCommand({
 });
 
 /** `vring echo`. @public */
-export const echoCommand = defineCommand({
+export const echoCommand: Command = defineCommand({
   name: 'echo',
   summary: 'run a vhost-user backend that sends every frame back where it came from',
   description:

@@ -302,6 +302,7 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
     this.#finish(undefined);
   }
 
+  /** Same as {@link VhostUserPort.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

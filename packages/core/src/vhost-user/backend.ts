@@ -123,6 +123,7 @@ export class VhostUserBackend implements AsyncDisposable {
     for (const port of [...this.#ports]) port.close();
   }
 
+  /** Same as {@link VhostUserBackend.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

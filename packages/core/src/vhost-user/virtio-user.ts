@@ -81,9 +81,28 @@ export interface VirtioUserOptions
 
 /** What happened to a {@link VirtioUser}'s control connection. @public */
 export type VirtioUserEvent =
-  | { type: 'connected'; features: bigint; protocolFeatures: bigint; connection: number }
-  | { type: 'disconnected'; error: VringError | undefined }
-  | { type: 'handshake-failed'; error: unknown };
+  | {
+      /** A back-end accepted the handshake; the rings are live. */
+      type: 'connected';
+      /** The virtio feature bits both sides agreed on. */
+      features: bigint;
+      /** The vhost-user protocol feature bits both sides agreed on. */
+      protocolFeatures: bigint;
+      /** Which connection this is, counting from 1 (reconnections count up). */
+      connection: number;
+    }
+  | {
+      /** The control connection dropped. */
+      type: 'disconnected';
+      /** Why, or undefined when it closed cleanly. */
+      error: VringError | undefined;
+    }
+  | {
+      /** A back-end connected but the handshake failed. */
+      type: 'handshake-failed';
+      /** What went wrong. */
+      error: unknown;
+    };
 
 /** The virtio feature bits we can drive. @internal */
 const SUPPORTED_FEATURES =
@@ -369,6 +388,7 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     this.#finish(undefined);
   }
 
+  /** Same as {@link VirtioUser.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

@@ -50,8 +50,18 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
 
 /** What happened to a client's connection to its bus. */
 export type BusClientEvent =
-  | { type: 'connected'; connection: number }
-  | { type: 'disconnected'; error: VringError | undefined };
+  | {
+      /** Connected (again): the client's subscriptions and services are sent to the bus anew. */
+      type: 'connected';
+      /** Which connection this is, counting from 1 (reconnections count up). */
+      connection: number;
+    }
+  | {
+      /** The connection to the bus dropped. */
+      type: 'disconnected';
+      /** Why, or undefined when it closed cleanly. */
+      error: VringError | undefined;
+    };
 
 /** What a client talks to its bus over: a VirtioUser, or in-process (`Bus.connect`). @internal */
 export type BusConnection = FramePort & { readonly connected: boolean };
@@ -68,6 +78,12 @@ function protocolError(what: string): VringError {
 /**
  * Attaches to a bus (see {@link createBus}) at `path` as a virtio-user front-end and resolves
  * once the bus has answered. A bus that is not there yet is waited for.
+ *
+ * @example
+ * ```ts
+ * await using client = await connectBus('/tmp/bus.sock');
+ * await client.publish('prices.AAPL', { price: 189.5 });
+ * ```
  */
 export async function connectBus(
   path: string,
@@ -96,6 +112,21 @@ export async function connectBus(
  * names. When the bus restarts, the client reconnects by itself and subscribes and serves
  * again; messages in flight at that moment are lost (at most once, like any broker restart),
  * and requests in flight fail with `ERR_VRING_PEER_DISCONNECTED`.
+ *
+ * @example
+ * ```ts
+ * // One process serves a name and subscribes to every price:
+ * const server = await connectBus('/tmp/bus.sock');
+ * server.serve<[number, number], number>('math.add', ([a, b]) => a + b);
+ * for await (const { topic, value } of server.subscribe<{ price: number }>('prices.>')) {
+ *   console.log(topic, value.price); // prices.AAPL 189.5
+ * }
+ *
+ * // Another calls it and publishes:
+ * const client = await connectBus('/tmp/bus.sock');
+ * const sum = await client.request<number>('math.add', [2, 3]); // 5
+ * await client.publish('prices.AAPL', { price: 189.5 });
+ * ```
  */
 export class BusClient implements AsyncDisposable {
   /** Settles when the client is closed (`undefined`) or failed for good (the error). */
@@ -275,6 +306,7 @@ export class BusClient implements AsyncDisposable {
     this.#link.close();
   }
 
+  /** Same as {@link BusClient.drain}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.drain();
   }

@@ -81,6 +81,16 @@ function malformed(what: string): VringError {
  * Hosts a bus at `path`: a vhost-user back-end whose ports are the clients
  * ({@link connectBus}), switching their messages: publish/subscribe by topic and RPC
  * between them. Embed it in any process, or run `vring bus --socket PATH`.
+ *
+ * @example
+ * ```ts
+ * const bus = createBus('/tmp/bus.sock');
+ * // Other processes: await connectBus('/tmp/bus.sock')
+ * process.once('SIGTERM', async () => {
+ *   console.log(bus.stats); // { clients, subscriptions, published, delivered, … }
+ *   await bus[Symbol.asyncDispose](); // closes, and waits for the clients to go
+ * });
+ * ```
  */
 export function createBus(path: string, options: BusOptions = {}): Bus {
   return new Bus(path, options);
@@ -92,6 +102,7 @@ export function createBus(path: string, options: BusOptions = {}): Bus {
  * anything malformed is disconnected; the others carry on.
  */
 export class Bus implements AsyncDisposable {
+  /** The Unix socket path clients connect to ({@link connectBus}). */
   readonly path: string;
   /** Settles once the bus is closed and every client is gone. */
   readonly closed: Promise<void>;
@@ -137,6 +148,7 @@ export class Bus implements AsyncDisposable {
     });
   }
 
+  /** Counters since the bus started, and the clients and subscriptions it has now. */
   get stats(): BusStats {
     return {
       clients: this.#members.size,
@@ -178,6 +190,7 @@ export class Bus implements AsyncDisposable {
     if (this.#members.size === 0) this.#resolveClosed();
   }
 
+  /** Closes the bus and resolves once every client is gone, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.closed;

@@ -25,7 +25,9 @@ export type RpcHandler<Q = unknown, R = unknown> = (
 
 /** A name being served: dispose it (or call `stop()`) to stop serving. */
 export interface Service extends Disposable {
+  /** The name being served. */
   readonly name: string;
+  /** Stops serving {@link Service.name}. */
   stop(): void;
 }
 
