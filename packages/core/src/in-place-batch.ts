@@ -57,10 +57,12 @@ export class InPlaceBatch {
     return area < 0 ? this.scratch : this.areas[area]!;
   }
 
+  /** Where frame `i` starts in {@link InPlaceBatch.dataOf}(i). */
   startOf(i: number): number {
     return this.locations[3 * i + 1]!;
   }
 
+  /** Where frame `i` ends (exclusive) in {@link InPlaceBatch.dataOf}(i). */
   endOf(i: number): number {
     return this.locations[3 * i + 1]! + this.locations[3 * i + 2]!;
   }

@@ -14,7 +14,9 @@ import { VringError } from './errors.js';
  * @public
  */
 export interface PeerCredentials {
+  /** The peer's process id, when it connected. */
   readonly pid: number;
+  /** The peer's effective uid. */
   readonly uid: number;
   /** The peer's effective gid. */
   readonly gid: number;

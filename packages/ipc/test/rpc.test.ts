@@ -295,6 +295,17 @@ test('request timeouts share one timer: each fires once, in deadline order, unle
   await new Promise((resolve) => setTimeout(resolve, 120));
   assert.equal(fired, ['fast', 'medium', 'slow']);
   assert.ok(at.fast! >= 10 && at.medium! >= 30 && at.slow! >= 60, JSON.stringify(at));
+  // Fired late (a busy process): all in one pass, still in deadline order.
+  const late: string[] = [];
+  deadlines.add(3, () => late.push('3 ms'));
+  deadlines.add(1, () => late.push('1 ms'));
+  deadlines.add(2, () => late.push('2 ms'));
+  const busyUntil = performance.now() + 10;
+  while (performance.now() < busyUntil) {
+    // The timer cannot fire while this turn runs.
+  }
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(late, ['1 ms', '2 ms', '3 ms']);
   // A deadline added from an expiring one's callback still fires. (The shared timer is
   // unref'd like the setTimeout it replaces: the sleep keeps this test's process up.)
   const chained = new Promise<string>((resolve) =>

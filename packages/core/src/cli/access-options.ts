@@ -11,7 +11,10 @@ import { UsageError } from './command.js';
 /** The socket mode when `--socket-mode` is not given, as the help shows it. */
 const DEFAULT_MODE_TEXT = '0600';
 
-/** Options a listening command adds to its own. @public */
+/**
+ * Options a listening command adds to its own: for `vring bus` in `@vring/ipc`, not an API.
+ * @internal
+ */
 export const LISTEN_ACCESS_OPTIONS = {
   'socket-mode': {
     type: 'string',

@@ -73,6 +73,9 @@ export class Deadlines {
       else this.#queues.delete(ms);
     }
     if (next < Number.POSITIVE_INFINITY) this.#schedule(next);
+    // Deadlines of different lengths that expire in one pass (the timer fired late, on a
+    // busy process) still fire in deadline order, not in the order of their queues.
+    if (expired.length > 1) expired.sort((a, b) => a.at - b.at);
     // After the bookkeeping: a callback may add a deadline.
     for (const e of expired) {
       e.done = true;
