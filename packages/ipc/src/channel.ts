@@ -24,12 +24,31 @@ export interface ChannelOptions {
    * (default 1024). The peer then blocks on a full ring: backpressure, nothing lost.
    */
   highWaterMark?: number;
+  /**
+   * Hand out the binary values of a large message that was read in place as views of the
+   * shared memory it lies in, instead of copies (default false). The memory stays held, and
+   * the peer's window smaller, until {@link Channel.release} is called with the value (or its
+   * process ends): release each value promptly. A view is of memory the peer wrote and can
+   * still write: trust a peer before reading its memory through views, or copy what you
+   * check. Small messages, and messages that were not contiguous, are copies as ever.
+   */
+  views?: boolean;
 }
 
 /** Options of a single wait. */
 export interface ChannelWaitOptions {
   /** Ends the wait early: it rejects with the signal's reason. */
   signal?: AbortSignal;
+}
+
+/** Options of {@link Channel.send}. */
+export interface ChannelSendOptions extends ChannelWaitOptions {
+  /**
+   * Milliseconds the value may wait for room in the ring (by default it waits as long as it
+   * takes). Past it the send rejects with `ERR_VRING_TIMEOUT` and the value is withdrawn,
+   * unless part of it is in the ring already.
+   */
+  timeout?: number;
 }
 
 /**
@@ -63,8 +82,11 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   readonly #requester: Requester;
   readonly #responder: Responder;
   readonly #inbox: Inbox<T>;
+  /** `views` mode: what gives back the memory each value views. */
+  readonly #leases: WeakMap<object, () => void> | undefined;
 
   constructor(end: FramePort, options: ChannelOptions = {}) {
+    this.#leases = options.views ? new WeakMap() : undefined;
     this.#inbox = new Inbox<T>({
       highWaterMark: options.highWaterMark ?? 1024,
       onFull: (full) => {
@@ -99,8 +121,40 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
    * Sends `value`. Resolves when all of its frames are in the ring. Aborting withdraws the
    * value if none of it is in the ring yet (rejecting with the signal's reason).
    */
-  send(value: T, options: ChannelWaitOptions = {}): Promise<void> {
-    return this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, options.signal);
+  send(value: T, options: ChannelSendOptions = {}): Promise<void> {
+    const { timeout } = options;
+    if (timeout === undefined) {
+      return this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, options.signal);
+    }
+    if (!(timeout > 0)) {
+      return Promise.reject(
+        new VringError('ERR_VRING_INVALID_ARGUMENT', 'timeout must be a positive number'),
+      );
+    }
+    const deadline = AbortSignal.timeout(timeout);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    return this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, signal).catch((error) => {
+      if (deadline.aborted && error === deadline.reason) {
+        throw new VringError(
+          'ERR_VRING_TIMEOUT',
+          `no room in the ring for ${timeout} ms: the receiver is not taking messages`,
+        );
+      }
+      throw error;
+    });
+  }
+
+  /**
+   * Gives back the shared memory a value received in `views` mode is a view of (see
+   * {@link ChannelOptions.views}). Its binary values must not be read after. Does nothing for
+   * a value that is no view (a small message, or a channel not in `views` mode).
+   */
+  release(value: T): void {
+    if (typeof value !== 'object' || value === null) return;
+    const lease = this.#leases?.get(value);
+    if (!lease) return;
+    this.#leases!.delete(value);
+    lease();
   }
 
   /**
@@ -185,7 +239,24 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   #onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        this.#inbox.push(this.#codec.decode(data, start, end, owned) as T);
+        const leases = this.#leases;
+        const lease = leases && !owned ? this.#link.retainFrame() : undefined;
+        if (!lease) {
+          this.#inbox.push(this.#codec.decode(data, start, end, owned) as T);
+          return;
+        }
+        let value: T;
+        try {
+          // Decoded as a buffer of its own would be: binary values stay views of it.
+          value = this.#codec.decode(data, start, end, true) as T;
+        } catch (error) {
+          lease();
+          throw error;
+        }
+        // Only an object can hold a view; anything else was copied by the decoder.
+        if (typeof value === 'object' && value !== null) leases!.set(value, lease);
+        else lease();
+        this.#inbox.push(value);
         return;
       }
       case Kind.REQUEST:

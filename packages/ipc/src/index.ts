@@ -13,7 +13,12 @@ export {
   type ConnectBusOptions,
   connectBus,
 } from './bus/bus-client.js';
-export { Channel, type ChannelOptions, type ChannelWaitOptions } from './channel.js';
+export {
+  Channel,
+  type ChannelOptions,
+  type ChannelSendOptions,
+  type ChannelWaitOptions,
+} from './channel.js';
 export type { RequestOptions } from './rpc/requester.js';
 export type { RequestContext, RpcHandler, Service } from './rpc/responder.js';
 export {

@@ -86,6 +86,15 @@ export class Link extends SendQueue implements ReaderLink {
     this.rewind(preamble);
   }
 
+  /**
+   * During the message callback: keeps the frame of the message being delivered in shared
+   * memory until the returned function is called (undefined when it is not there). For an
+   * owner handing out views of it.
+   */
+  retainFrame(): (() => void) | undefined {
+    return this.#reader.retainFrame();
+  }
+
   /** Whether the owner expects traffic (see {@link Link.keepAlive}). */
   get wanted(): boolean {
     return this.#wanted;

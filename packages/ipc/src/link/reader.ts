@@ -6,6 +6,7 @@ import {
   VringError,
 } from '@vring/core';
 import type { Reassembler } from '../wire/reassembler.js';
+import { HeldFrames } from './held-frames.js';
 import { POLL_MS, pollUntil } from './polling.js';
 import type { SessionStart } from './session.js';
 
@@ -41,6 +42,10 @@ export class Reader {
   #sleeping: Promise<void> | undefined;
   /** Where frames read in place are listed (made on first use). */
   #lent: InPlaceBatch | undefined;
+  /** Frames read in place and not given back yet. */
+  #held: HeldFrames | undefined;
+  /** The frame being delivered, when it lies in shared memory (-1 otherwise). */
+  #current = -1;
 
   constructor(
     link: ReaderLink,
@@ -101,10 +106,13 @@ export class Reader {
           continue;
         }
         if (inPlace) {
+          this.#held ??= new HeldFrames((n) => lending!.release(n));
+          const held = this.#held;
           try {
-            if (!this.#deliverInPlace(inPlace)) return;
+            if (!this.#deliverInPlace(inPlace, held)) return;
           } finally {
-            lending!.release(inPlace.held);
+            this.#current = -1;
+            held.flush();
           }
         } else if (!this.#deliver(batch)) return;
         // Whoever these messages resumed (the caller of a request, a consumer) runs before
@@ -142,21 +150,58 @@ export class Reader {
     return true;
   }
 
-  /** {@link Reader.#deliver} for frames that may lie in the peer's memory. */
-  #deliverInPlace(batch: InPlaceBatch): boolean {
+  /**
+   * {@link Reader.#deliver} for frames that may lie in the peer's memory. Every frame held
+   * in place is listed, in order, for as long as the reader or a value needs it.
+   */
+  #deliverInPlace(batch: InPlaceBatch, held: HeldFrames): boolean {
     const link = this.#link;
     const session = this.#session;
     const reassembler = this.#reassembler;
     const count = batch.count;
+    const locations = batch.locations;
+    let first = -1;
     for (let i = 0; i < count; i++) {
-      if (link.done) return false;
-      const data = batch.dataOf(i);
-      const start = batch.startOf(i);
-      const end = batch.endOf(i);
-      if (!session.synced && !session.begins(data, start, end)) continue;
-      reassembler.push(data, start, end);
+      if (locations[3 * i]! < 0) continue;
+      const seq = held.add();
+      if (first < 0) first = seq;
+    }
+    let seq = first - 1;
+    for (let i = 0; i < count; i++) {
+      const inPlace = locations[3 * i]! >= 0;
+      if (inPlace) seq++;
+      this.#current = inPlace ? seq : -1;
+      try {
+        if (link.done) return false;
+        const data = batch.dataOf(i);
+        const start = batch.startOf(i);
+        const end = batch.endOf(i);
+        if (!session.synced && !session.begins(data, start, end)) continue;
+        reassembler.push(data, start, end);
+      } finally {
+        if (inPlace) held.drop(seq);
+      }
     }
     return true;
+  }
+
+  /**
+   * Keeps the frame being delivered (during the message callback) in shared memory until
+   * the returned function is called: for a value whose binary parts are views of it.
+   * Undefined when the frame is not in shared memory (it was copied, or reassembled).
+   */
+  retainFrame(): (() => void) | undefined {
+    const seq = this.#current;
+    const held = this.#held;
+    if (seq < 0 || !held) return undefined;
+    held.retain(seq);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      held.drop(seq);
+      held.flush();
+    };
   }
 
   #inPlaceBatch(transport: FramePort): InPlaceBatch {

@@ -41,6 +41,10 @@ export type Lane = string | number | undefined;
 /** A message in the send queue, with who waits for it: one object per message. */
 class Outgoing extends OutgoingMessage {
   group: SendGroup | undefined = undefined;
+  /** What may withdraw the message while none of it is in the ring. */
+  signal: AbortSignal | undefined = undefined;
+  /** Withdrawn (its signal fired before any of it went): it is no longer queued. */
+  withdrawn = false;
 
   constructor(
     kind: number,
@@ -194,6 +198,7 @@ export abstract class SendQueue {
         const i = this.#outgoing.indexOf(entry);
         if (i === -1 || entry.offset > 0) return;
         this.#outgoing.splice(i, 1);
+        entry.withdrawn = true;
         reject(signal.reason);
       };
       const entry = this.#queue(
@@ -210,6 +215,7 @@ export abstract class SendQueue {
           reject(error);
         },
       );
+      entry.signal = signal;
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -584,10 +590,21 @@ export abstract class SendQueue {
   async #roomFor(o: Outgoing): Promise<void> {
     const transport = this.transport;
     const attempt = () => this.#sendInPlace(o);
-    while (!o.done && !this.#done) {
-      if (await pollUntil(attempt, POLL_MS[transport.notification], () => this.#done)) return;
-      await transport.waitSendable({ bytes: FRAME_HEADER_BYTES + o.body.byteLength });
-      attempt();
+    const stop = () => this.#done || o.withdrawn;
+    while (!o.done && !stop()) {
+      if (await pollUntil(attempt, POLL_MS[transport.notification], stop)) return;
+      if (stop()) return;
+      try {
+        // The message's own signal ends the wait too: a withdrawn message waits for nothing.
+        await transport.waitSendable({
+          bytes: FRAME_HEADER_BYTES + o.body.byteLength,
+          ...(o.signal && { signal: o.signal }),
+        });
+      } catch (error) {
+        if (o.withdrawn) return;
+        throw error;
+      }
+      if (!stop()) attempt();
     }
   }
 
