@@ -22,9 +22,9 @@ function geometry(size: number) {
   };
 }
 
-async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
+async function run(args: PeerArgs, mode: NotificationMode, views: boolean): Promise<void> {
   const { socket, end } = await openQueuePair(args, mode, geometry(args.size));
-  const channel = new Channel<Payload>(end);
+  const channel = new Channel<Payload>(end, { views });
   const endpoint: Endpoint = {
     send: windowed((value) => channel.send(value), sendWindow(args.size, 64)),
     onMessage(handler) {
@@ -36,6 +36,9 @@ async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
           for await (const value of channel) {
             const handled = handler(value);
             if (handled) await handled;
+            // Views mode: the handler is done with the value's memory (an echo's send has
+            // copied it into the ring by now).
+            if (views) channel.release(value);
           }
         } catch {
           // The peer hung up at the end of the run: the handshake is already done.
@@ -51,13 +54,17 @@ async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
   await runValueScenario(endpoint, args);
 }
 
-export function vringChannel(mode: NotificationMode): Transport {
+/**
+ * `views`: the receiver takes large values as views of shared memory and releases each once
+ * handled (`ChannelOptions.views`), instead of a copy per value.
+ */
+export function vringChannel(mode: NotificationMode, views = false): Transport {
   return {
-    name: `channel-${mode}`,
-    label: `vring Channel, ${mode}`,
+    name: views ? `channel-views-${mode}` : `channel-${mode}`,
+    label: views ? `vring Channel, views, ${mode}` : `vring Channel, ${mode}`,
     payload: 'msgpack',
     layout: { processes: 'pair' },
     scenarios: ['oneway', 'pingpong', 'idle'],
-    run: (args) => run(args, mode),
+    run: (args) => run(args, mode, views),
   };
 }

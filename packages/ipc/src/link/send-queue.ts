@@ -10,6 +10,7 @@ import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
 import { POLL_MS, pollUntil } from './polling.js';
 import { SendGroup } from './send-group.js';
+import { StagingBuffers } from './staging-buffers.js';
 
 /** Options of a {@link SendQueue}. @internal */
 export interface SendQueueOptions {
@@ -90,6 +91,8 @@ export abstract class SendQueue {
    * value is known only once it is encoded, and a stream's values tend to be alike.
    */
   #large = false;
+  /** Where large values that must wait are encoded (made on first use). */
+  #staging: StagingBuffers | undefined;
   readonly #sendBatch: MessageBatch;
   readonly #options: SendQueueOptions;
   readonly #lowWaterMark: number;
@@ -199,6 +202,7 @@ export abstract class SendQueue {
         if (i === -1 || entry.offset > 0) return;
         this.#outgoing.splice(i, 1);
         entry.withdrawn = true;
+        this.#staging?.give(entry.body);
         reject(signal.reason);
       };
       const entry = this.#queue(
@@ -240,7 +244,7 @@ export abstract class SendQueue {
     if (this.#done) return Promise.reject(this.closedError);
     try {
       // A send that may be withdrawn waits in the queue, where it can still be taken out.
-      if (signal) return this.send(kind, this.#encode(value), undefined, lane, signal);
+      if (signal) return this.send(kind, this.#encodeToWait(value), undefined, lane, signal);
       const placed = this.#placeValue(kind, value);
       return typeof placed === 'number'
         ? this.#promiseOf(placed)
@@ -347,7 +351,7 @@ export abstract class SendQueue {
    * batch is not open to it, or has too little room left.
    */
   #placeValue(kind: number, value: unknown): Sent | Uint8Array {
-    if (!this.#appendable()) return this.#encode(value);
+    if (!this.#appendable()) return this.#encodeToWait(value);
     const batch = this.#sendBatch;
     if (this.#large && this.#lending && batch.count === 0) {
       const placed = this.#placeInPlace(kind, value);
@@ -431,6 +435,28 @@ export abstract class SendQueue {
     this.#batchGroup = group;
     this.#batchedSends++;
     return group.promise;
+  }
+
+  /**
+   * Encodes a value that will wait in the queue: a large one (as the last was) into a staging
+   * buffer, given back once the message has gone.
+   */
+  #encodeToWait(value: unknown): Uint8Array {
+    if (!this.#large || !this.#lending) return this.#encode(value);
+    this.#staging ??= new StagingBuffers(this.transport.maxMessage, 8);
+    const buffer = this.#staging.take();
+    if (!buffer) return this.#encode(value);
+    const codec = this.#codec;
+    let end: number;
+    try {
+      end = codec.encodeInto(value, buffer, 0);
+    } catch (error) {
+      this.#staging.give(buffer);
+      throw unencodable(error);
+    }
+    if (end >= 0) return buffer.subarray(0, end);
+    this.#staging.give(buffer);
+    return codec.overflow!;
   }
 
   #encode(value: unknown): Uint8Array {
@@ -684,6 +710,7 @@ export abstract class SendQueue {
     for (let i = 0; i < outgoing.length; i++) {
       const o = outgoing[i]!;
       if (o.done) {
+        this.#staging?.give(o.body);
         o.resolve?.();
         o.group?.sent();
       } else outgoing[kept++] = o;
