@@ -179,7 +179,13 @@ export class Reader {
         if (!session.synced && !session.begins(data, start, end)) continue;
         reassembler.push(data, start, end);
       } finally {
-        if (inPlace) held.drop(seq);
+        // Give the frame back as soon as it is delivered (unless a value views it): a frame
+        // of many small messages takes a while to decode, and holding every frame of the
+        // batch until the end kept the sender from refilling the ring meanwhile.
+        if (inPlace) {
+          held.drop(seq);
+          held.flush();
+        }
       }
     }
     return true;
