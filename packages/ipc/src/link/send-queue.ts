@@ -25,9 +25,18 @@ export interface SendQueueOptions {
   lowWaterMark?: number;
   /** Called when the send queue shrinks to `lowWaterMark` after being above it. */
   onWritable?(): void;
+  /**
+   * A large value that has to wait for room is encoded only when room comes, straight into
+   * the port's memory (one copy instead of two); its sender must not change it until its
+   * send settles. Default false: a value is encoded when it is sent.
+   */
+  lazyEncoding?: boolean;
 }
 
 const RESOLVED = Promise.resolve();
+const NO_BODY = new Uint8Array(0);
+/** {@link SendQueue.#placeValue}: the value waits in the queue unencoded. */
+const LAZY = 3;
 
 /** Where a message went: straight into the ring, into the send batch, or nowhere yet. */
 const IN_RING = 1;
@@ -46,6 +55,9 @@ class Outgoing extends OutgoingMessage {
   signal: AbortSignal | undefined = undefined;
   /** Withdrawn (its signal fired before any of it went): it is no longer queued. */
   withdrawn = false;
+  /** A value to encode when it goes in place (see {@link SendQueueOptions.lazyEncoding}). */
+  value: unknown = undefined;
+  lazy = false;
 
   constructor(
     kind: number,
@@ -245,7 +257,8 @@ export abstract class SendQueue {
     try {
       // A send that may be withdrawn waits in the queue, where it can still be taken out.
       if (signal) return this.send(kind, this.#encodeToWait(value), undefined, lane, signal);
-      const placed = this.#placeValue(kind, value);
+      const placed = this.#placeValue(kind, value, true);
+      if (placed === LAZY) return this.#queueLazy(kind, value, lane);
       return typeof placed === 'number'
         ? this.#promiseOf(placed)
         : this.send(kind, placed, undefined, lane);
@@ -262,6 +275,7 @@ export abstract class SendQueue {
     if (this.#done) return;
     const placed = this.#placeValue(kind, value);
     if (typeof placed !== 'number') this.post(kind, placed, undefined, lane);
+    // (A posted value is never encoded lazily: nobody learns when it may change.)
   }
 
   /** Resolves when every queued message is in the ring (at once if none is). */
@@ -350,8 +364,11 @@ export abstract class SendQueue {
    * went; else returns its encoding (a buffer of its own) to be sent as a byte body: the
    * batch is not open to it, or has too little room left.
    */
-  #placeValue(kind: number, value: unknown): Sent | Uint8Array {
-    if (!this.#appendable()) return this.#encodeToWait(value);
+  #placeValue(kind: number, value: unknown, mayWait = false): Sent | Uint8Array | typeof LAZY {
+    if (!this.#appendable()) {
+      if (mayWait && this.#large && this.#lending && this.#options.lazyEncoding) return LAZY;
+      return this.#encodeToWait(value);
+    }
     const batch = this.#sendBatch;
     if (this.#large && this.#lending && batch.count === 0) {
       const placed = this.#placeInPlace(kind, value);
@@ -435,6 +452,15 @@ export abstract class SendQueue {
     this.#batchGroup = group;
     this.#batchedSends++;
     return group.promise;
+  }
+
+  /** Queues `value` to be encoded when it goes in place; resolves once it has. */
+  #queueLazy(kind: number, value: unknown, lane: Lane): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry = this.#queue(kind, NO_BODY, undefined, lane, resolve, reject);
+      entry.value = value;
+      entry.lazy = true;
+    });
   }
 
   /**
@@ -590,6 +616,7 @@ export abstract class SendQueue {
    */
   #goesInPlace(o: Outgoing): boolean {
     if (!this.#lending || o.offset !== 0) return false;
+    if (o.lazy) return true;
     const total = o.head.byteLength + o.body.byteLength;
     return total >= LARGE_VALUE && FRAME_HEADER_BYTES + total <= this.transport.maxMessage;
   }
@@ -600,6 +627,7 @@ export abstract class SendQueue {
    * False when there is no room yet.
    */
   #sendInPlace(o: Outgoing): boolean {
+    if (o.lazy) return this.#encodeInPlace(o);
     const total = o.head.byteLength + o.body.byteLength;
     const room = this.#lending!.reserve(FRAME_HEADER_BYTES + total);
     if (!room) return false;
@@ -612,11 +640,47 @@ export abstract class SendQueue {
     return true;
   }
 
+  /**
+   * Encodes a lazily queued value straight into room the port lends. A value that outgrows
+   * the room becomes an ordinary message of its encoding (sent from the same place in the
+   * queue); one msgpack cannot encode fails its own send only.
+   */
+  #encodeInPlace(o: Outgoing): boolean {
+    const room = this.#lending!.reserve(FRAME_HEADER_BYTES + LARGE_VALUE);
+    if (!room) return false;
+    const codec = this.#codec;
+    let end: number;
+    o.lazy = false;
+    try {
+      end = codec.encodeInto(o.value, room, FRAME_HEADER_BYTES);
+    } catch (error) {
+      // Done, as failed: the resolve #settle then calls comes after the reject, and is moot.
+      o.value = undefined;
+      o.done = true;
+      o.reject?.(unencodable(error));
+      return true;
+    }
+    o.value = undefined;
+    if (end < 0) {
+      o.body = codec.overflow!;
+      this.#large = o.body.byteLength >= LARGE_VALUE;
+      return this.#goesInPlace(o) && this.#sendInPlace(o);
+    }
+    const length = end - FRAME_HEADER_BYTES;
+    this.#large = length >= LARGE_VALUE;
+    this.#fragmenter.writeWholeFrame(room, o.kind, o.stream, length);
+    this.#lending!.commit(end);
+    o.offset = length;
+    o.done = true;
+    return true;
+  }
+
   /** Waits until `o` has gone in place: polling for room first, then sleeping on the port. */
   async #roomFor(o: Outgoing): Promise<void> {
     const transport = this.transport;
     const attempt = () => this.#sendInPlace(o);
-    const stop = () => this.#done || o.withdrawn;
+    // Stops when the message went, was withdrawn, or became one for the batch (see #fill).
+    const stop = () => this.#done || o.withdrawn || !this.#goesInPlace(o);
     while (!o.done && !stop()) {
       if (await pollUntil(attempt, POLL_MS[transport.notification], stop)) return;
       if (stop()) return;
@@ -679,9 +743,14 @@ export abstract class SendQueue {
         if (o.done || blocked?.has(o.lane)) continue;
         if (this.#goesInPlace(o)) {
           // What is in the batch goes first; then this one, once there is room for it.
-          if (batch.count > 0 || !this.#sendInPlace(o)) return batch.count > 0 ? undefined : o;
-          progress = true;
-          continue;
+          if (batch.count > 0) return undefined;
+          if (this.#sendInPlace(o)) {
+            progress = true;
+            continue;
+          }
+          // No room yet; or a lazy value turned out too large for one frame, and goes on
+          // below as frames of its encoding.
+          if (this.#goesInPlace(o)) return o;
         }
         const before = batch.count;
         const done = this.#fragmenter.write(batch, o, FRAMES_PER_TURN);
