@@ -103,6 +103,8 @@ export abstract class SendQueue {
    * value is known only once it is encoded, and a stream's values tend to be alike.
    */
   #large = false;
+  /** The encoded size of the last value, which the next is expected to match. */
+  #lastSize = 0;
   /** Where large values that must wait are encoded (made on first use). */
   #staging: StagingBuffers | undefined;
   readonly #sendBatch: MessageBatch;
@@ -385,10 +387,10 @@ export abstract class SendQueue {
       throw unencodable(error);
     }
     if (end < 0) {
-      this.#large = codec.overflow!.byteLength >= LARGE_VALUE;
+      this.#sized(codec.overflow!.byteLength);
       return codec.overflow!;
     }
-    this.#large = end - at >= LARGE_VALUE;
+    this.#sized(end - at);
     const stream = this.#stream();
     if (
       fragmenter.commitWhole(batch, kind, stream, end - at) ||
@@ -410,7 +412,7 @@ export abstract class SendQueue {
     const lending = this.#lending!;
     let room: Buffer | undefined;
     try {
-      room = lending.reserve(FRAME_HEADER_BYTES + LARGE_VALUE);
+      room = lending.reserve(this.#roomToAsk());
     } catch {
       // A failing port fails the link through the pump, as any send does.
       return undefined;
@@ -425,7 +427,7 @@ export abstract class SendQueue {
     }
     if (end < 0) return codec.overflow!;
     const length = end - FRAME_HEADER_BYTES;
-    this.#large = length >= LARGE_VALUE;
+    this.#sized(length);
     this.#fragmenter.writeWholeFrame(room, kind, this.#stream(), length);
     try {
       lending.commit(end);
@@ -452,6 +454,23 @@ export abstract class SendQueue {
     this.#batchGroup = group;
     this.#batchedSends++;
     return group.promise;
+  }
+
+  /** Notes the encoded size of the value just sent (see #large and #roomToAsk). */
+  #sized(bytes: number): void {
+    this.#large = bytes >= LARGE_VALUE;
+    this.#lastSize = bytes;
+  }
+
+  /**
+   * Room to ask for before encoding in place: enough for a value the size of the last one.
+   * Encoding into less would overflow midway, and the value would end up copied twice and in
+   * a buffer of its own; waiting for the room costs nothing the receiver is not doing anyway.
+   * A value too large for one frame asks for the minimum (it overflows into frames anyway).
+   */
+  #roomToAsk(): number {
+    const wanted = FRAME_HEADER_BYTES + Math.max(LARGE_VALUE, this.#lastSize + 64);
+    return wanted <= this.transport.maxMessage ? wanted : FRAME_HEADER_BYTES + LARGE_VALUE;
   }
 
   /** Queues `value` to be encoded when it goes in place; resolves once it has. */
@@ -646,7 +665,7 @@ export abstract class SendQueue {
    * queue); one msgpack cannot encode fails its own send only.
    */
   #encodeInPlace(o: Outgoing): boolean {
-    const room = this.#lending!.reserve(FRAME_HEADER_BYTES + LARGE_VALUE);
+    const room = this.#lending!.reserve(this.#roomToAsk());
     if (!room) return false;
     const codec = this.#codec;
     let end: number;
@@ -663,11 +682,11 @@ export abstract class SendQueue {
     o.value = undefined;
     if (end < 0) {
       o.body = codec.overflow!;
-      this.#large = o.body.byteLength >= LARGE_VALUE;
+      this.#sized(o.body.byteLength);
       return this.#goesInPlace(o) && this.#sendInPlace(o);
     }
     const length = end - FRAME_HEADER_BYTES;
-    this.#large = length >= LARGE_VALUE;
+    this.#sized(length);
     this.#fragmenter.writeWholeFrame(room, o.kind, o.stream, length);
     this.#lending!.commit(end);
     o.offset = length;
