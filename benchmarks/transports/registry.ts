@@ -12,9 +12,10 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'channel-event': async () => (await import('./vring-channel.js')).vringChannel('event'),
   'channel-adaptive': async () => (await import('./vring-channel.js')).vringChannel('adaptive'),
   'channel-poll': async () => (await import('./vring-channel.js')).vringChannel('poll'),
-  'channel-views-event': async () =>
+  'channel-zerocopy-event': async () =>
     (await import('./vring-channel.js')).vringChannel('event', true),
-  'channel-views-poll': async () => (await import('./vring-channel.js')).vringChannel('poll', true),
+  'channel-zerocopy-poll': async () =>
+    (await import('./vring-channel.js')).vringChannel('poll', true),
   'bus-event': async () => (await import('./vring-bus.js')).vringBus('event', 'hosted'),
   'bus-adaptive': async () => (await import('./vring-bus.js')).vringBus('adaptive', 'hosted'),
   'bus-poll': async () => (await import('./vring-bus.js')).vringBus('poll', 'hosted'),

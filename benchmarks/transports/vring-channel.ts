@@ -22,9 +22,9 @@ function geometry(size: number) {
   };
 }
 
-async function run(args: PeerArgs, mode: NotificationMode, views: boolean): Promise<void> {
+async function run(args: PeerArgs, mode: NotificationMode, zeroCopy: boolean): Promise<void> {
   const { socket, end } = await openQueuePair(args, mode, geometry(args.size));
-  const channel = new Channel<Payload>(end, { views });
+  const channel = new Channel<Payload>(end, { views: zeroCopy, lazyEncoding: zeroCopy });
   const endpoint: Endpoint = {
     send: windowed((value) => channel.send(value), sendWindow(args.size, 64)),
     onMessage(handler) {
@@ -38,7 +38,7 @@ async function run(args: PeerArgs, mode: NotificationMode, views: boolean): Prom
             if (handled) await handled;
             // Views mode: the handler is done with the value's memory (an echo's send has
             // copied it into the ring by now).
-            if (views) channel.release(value);
+            if (zeroCopy) channel.release(value);
           }
         } catch {
           // The peer hung up at the end of the run: the handshake is already done.
@@ -55,16 +55,18 @@ async function run(args: PeerArgs, mode: NotificationMode, views: boolean): Prom
 }
 
 /**
- * `views`: the receiver takes large values as views of shared memory and releases each once
- * handled (`ChannelOptions.views`), instead of a copy per value.
+ * `zeroCopy`: the receiver takes large values as views of shared memory and releases each
+ * once handled (`ChannelOptions.views`), and the sender encodes a value that waits for room
+ * only when it goes, straight into shared memory (`lazyEncoding`): a large value's bytes are
+ * copied once, by the sender's encoder.
  */
-export function vringChannel(mode: NotificationMode, views = false): Transport {
+export function vringChannel(mode: NotificationMode, zeroCopy = false): Transport {
   return {
-    name: views ? `channel-views-${mode}` : `channel-${mode}`,
-    label: views ? `vring Channel, views, ${mode}` : `vring Channel, ${mode}`,
+    name: zeroCopy ? `channel-zerocopy-${mode}` : `channel-${mode}`,
+    label: zeroCopy ? `vring Channel, zero-copy, ${mode}` : `vring Channel, ${mode}`,
     payload: 'msgpack',
     layout: { processes: 'pair' },
     scenarios: ['oneway', 'pingpong', 'idle'],
-    run: (args) => run(args, mode, views),
+    run: (args) => run(args, mode, zeroCopy),
   };
 }

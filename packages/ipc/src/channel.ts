@@ -33,6 +33,13 @@ export interface ChannelOptions {
    * check. Small messages, and messages that were not contiguous, are copies as ever.
    */
   views?: boolean;
+  /**
+   * A large value that finds the ring full is encoded only when room comes, straight into
+   * shared memory: one copy of its bytes instead of two (default false). The value is then
+   * read when it goes, not when `send()` is called: do not change it until its send
+   * settles. Values of 8 KiB and more (judged by the value sent before) only.
+   */
+  lazyEncoding?: boolean;
 }
 
 /** Options of a single wait. */
@@ -99,6 +106,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
       maxFrame: options.maxFrame ?? Math.min(end.maxMessage, 64 * 1024),
       maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
       codec: this.#codec,
+      ...(options.lazyEncoding && { lazyEncoding: true }),
       onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
     });
     this.#requester = new Requester(this.#link, this.#codec, () => this.#updateKeepAlive());

@@ -128,4 +128,55 @@ test('a peer rewriting a frame into garbage after sending it: the receiver close
   a.close();
 });
 
+test('lazy encoding: values that wait for room are encoded when they go, straight into shared memory', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ i: number; data: Buffer }>(driver, { lazyEncoding: true });
+  const b = new Channel<{ i: number; data: Buffer }>(device);
+  const count = 30; // 30 × 256 KiB: far more than the 2 MiB ring, so most of them wait
+  const data = Array.from({ length: count }, (_, i) => Buffer.from(filled(100 + i)));
+  const sends = data.map((bytes, i) => a.send({ i, data: bytes }));
+  // Still waiting, so still unencoded: what the value holds when it goes is what arrives.
+  data[count - 1]!.write('changed', 0);
+  const received = (async () => {
+    const got: Buffer[] = [];
+    for await (const v of b) {
+      got.push(v.data);
+      if (got.length === count) break;
+    }
+    return got;
+  })();
+  await Promise.all(sends);
+  const got = await received;
+  for (let i = 0; i < count - 1; i++) assert.ok(got[i]!.equals(filled(100 + i)), `value ${i}`);
+  assert.is(got[count - 1]!.subarray(0, 7).toString(), 'changed');
+  assert.ok(got[count - 1]!.subarray(7).equals(filled(100 + count - 1).subarray(7)));
+  assert.ok(driver.stats.messagesSent < 2 * count, 'one frame per value');
+  a.close();
+  b.close();
+});
+
+test('lazy encoding: a value msgpack cannot encode fails its own send only', async () => {
+  const { driver, device } = pair();
+  const a = new Channel<{ i: number; data: Buffer; big?: bigint }>(driver, { lazyEncoding: true });
+  const b = new Channel<{ i: number; data: Buffer }>(device);
+  const inbox = b[Symbol.asyncIterator]();
+  const ok = (i: number) => a.send({ i, data: filled(200 + i) });
+  const sends = [0, 1, 2, 3, 4, 5, 6, 7].map(ok);
+  const bad = a.send({ i: -1, data: filled(300), big: 2n ** 70n }); // too large for msgpack
+  const after = ok(8);
+  const error = await bad.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.is((error as { code?: string })?.code, 'ERR_VRING_INVALID_ARGUMENT');
+  await Promise.all([...sends, after]);
+  for (const i of [0, 1, 2, 3, 4, 5, 6, 7, 8]) {
+    const v = (await inbox.next()).value!;
+    assert.is(v.i, i);
+    assert.ok(v.data.equals(filled(200 + i)));
+  }
+  a.close();
+  b.close();
+});
+
 test.run();

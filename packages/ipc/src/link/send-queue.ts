@@ -25,9 +25,18 @@ export interface SendQueueOptions {
   lowWaterMark?: number;
   /** Called when the send queue shrinks to `lowWaterMark` after being above it. */
   onWritable?(): void;
+  /**
+   * A large value that has to wait for room is encoded only when room comes, straight into
+   * the port's memory (one copy instead of two); its sender must not change it until its
+   * send settles. Default false: a value is encoded when it is sent.
+   */
+  lazyEncoding?: boolean;
 }
 
 const RESOLVED = Promise.resolve();
+const NO_BODY = new Uint8Array(0);
+/** {@link SendQueue.#placeValue}: the value waits in the queue unencoded. */
+const LAZY = 3;
 
 /** Where a message went: straight into the ring, into the send batch, or nowhere yet. */
 const IN_RING = 1;
@@ -46,6 +55,9 @@ class Outgoing extends OutgoingMessage {
   signal: AbortSignal | undefined = undefined;
   /** Withdrawn (its signal fired before any of it went): it is no longer queued. */
   withdrawn = false;
+  /** A value to encode when it goes in place (see {@link SendQueueOptions.lazyEncoding}). */
+  value: unknown = undefined;
+  lazy = false;
 
   constructor(
     kind: number,
@@ -91,6 +103,8 @@ export abstract class SendQueue {
    * value is known only once it is encoded, and a stream's values tend to be alike.
    */
   #large = false;
+  /** The encoded size of the last value, which the next is expected to match. */
+  #lastSize = 0;
   /** Where large values that must wait are encoded (made on first use). */
   #staging: StagingBuffers | undefined;
   readonly #sendBatch: MessageBatch;
@@ -245,7 +259,8 @@ export abstract class SendQueue {
     try {
       // A send that may be withdrawn waits in the queue, where it can still be taken out.
       if (signal) return this.send(kind, this.#encodeToWait(value), undefined, lane, signal);
-      const placed = this.#placeValue(kind, value);
+      const placed = this.#placeValue(kind, value, true);
+      if (placed === LAZY) return this.#queueLazy(kind, value, lane);
       return typeof placed === 'number'
         ? this.#promiseOf(placed)
         : this.send(kind, placed, undefined, lane);
@@ -262,6 +277,7 @@ export abstract class SendQueue {
     if (this.#done) return;
     const placed = this.#placeValue(kind, value);
     if (typeof placed !== 'number') this.post(kind, placed, undefined, lane);
+    // (A posted value is never encoded lazily: nobody learns when it may change.)
   }
 
   /** Resolves when every queued message is in the ring (at once if none is). */
@@ -350,8 +366,11 @@ export abstract class SendQueue {
    * went; else returns its encoding (a buffer of its own) to be sent as a byte body: the
    * batch is not open to it, or has too little room left.
    */
-  #placeValue(kind: number, value: unknown): Sent | Uint8Array {
-    if (!this.#appendable()) return this.#encodeToWait(value);
+  #placeValue(kind: number, value: unknown, mayWait = false): Sent | Uint8Array | typeof LAZY {
+    if (!this.#appendable()) {
+      if (mayWait && this.#large && this.#lending && this.#options.lazyEncoding) return LAZY;
+      return this.#encodeToWait(value);
+    }
     const batch = this.#sendBatch;
     if (this.#large && this.#lending && batch.count === 0) {
       const placed = this.#placeInPlace(kind, value);
@@ -368,10 +387,10 @@ export abstract class SendQueue {
       throw unencodable(error);
     }
     if (end < 0) {
-      this.#large = codec.overflow!.byteLength >= LARGE_VALUE;
+      this.#sized(codec.overflow!.byteLength);
       return codec.overflow!;
     }
-    this.#large = end - at >= LARGE_VALUE;
+    this.#sized(end - at);
     const stream = this.#stream();
     if (
       fragmenter.commitWhole(batch, kind, stream, end - at) ||
@@ -393,7 +412,7 @@ export abstract class SendQueue {
     const lending = this.#lending!;
     let room: Buffer | undefined;
     try {
-      room = lending.reserve(FRAME_HEADER_BYTES + LARGE_VALUE);
+      room = lending.reserve(this.#roomToAsk());
     } catch {
       // A failing port fails the link through the pump, as any send does.
       return undefined;
@@ -408,7 +427,7 @@ export abstract class SendQueue {
     }
     if (end < 0) return codec.overflow!;
     const length = end - FRAME_HEADER_BYTES;
-    this.#large = length >= LARGE_VALUE;
+    this.#sized(length);
     this.#fragmenter.writeWholeFrame(room, kind, this.#stream(), length);
     try {
       lending.commit(end);
@@ -435,6 +454,32 @@ export abstract class SendQueue {
     this.#batchGroup = group;
     this.#batchedSends++;
     return group.promise;
+  }
+
+  /** Notes the encoded size of the value just sent (see #large and #roomToAsk). */
+  #sized(bytes: number): void {
+    this.#large = bytes >= LARGE_VALUE;
+    this.#lastSize = bytes;
+  }
+
+  /**
+   * Room to ask for before encoding in place: enough for a value the size of the last one.
+   * Encoding into less would overflow midway, and the value would end up copied twice and in
+   * a buffer of its own; waiting for the room costs nothing the receiver is not doing anyway.
+   * A value too large for one frame asks for the minimum (it overflows into frames anyway).
+   */
+  #roomToAsk(): number {
+    const wanted = FRAME_HEADER_BYTES + Math.max(LARGE_VALUE, this.#lastSize + 64);
+    return wanted <= this.transport.maxMessage ? wanted : FRAME_HEADER_BYTES + LARGE_VALUE;
+  }
+
+  /** Queues `value` to be encoded when it goes in place; resolves once it has. */
+  #queueLazy(kind: number, value: unknown, lane: Lane): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry = this.#queue(kind, NO_BODY, undefined, lane, resolve, reject);
+      entry.value = value;
+      entry.lazy = true;
+    });
   }
 
   /**
@@ -590,6 +635,7 @@ export abstract class SendQueue {
    */
   #goesInPlace(o: Outgoing): boolean {
     if (!this.#lending || o.offset !== 0) return false;
+    if (o.lazy) return true;
     const total = o.head.byteLength + o.body.byteLength;
     return total >= LARGE_VALUE && FRAME_HEADER_BYTES + total <= this.transport.maxMessage;
   }
@@ -600,6 +646,7 @@ export abstract class SendQueue {
    * False when there is no room yet.
    */
   #sendInPlace(o: Outgoing): boolean {
+    if (o.lazy) return this.#encodeInPlace(o);
     const total = o.head.byteLength + o.body.byteLength;
     const room = this.#lending!.reserve(FRAME_HEADER_BYTES + total);
     if (!room) return false;
@@ -612,11 +659,47 @@ export abstract class SendQueue {
     return true;
   }
 
+  /**
+   * Encodes a lazily queued value straight into room the port lends. A value that outgrows
+   * the room becomes an ordinary message of its encoding (sent from the same place in the
+   * queue); one msgpack cannot encode fails its own send only.
+   */
+  #encodeInPlace(o: Outgoing): boolean {
+    const room = this.#lending!.reserve(this.#roomToAsk());
+    if (!room) return false;
+    const codec = this.#codec;
+    let end: number;
+    o.lazy = false;
+    try {
+      end = codec.encodeInto(o.value, room, FRAME_HEADER_BYTES);
+    } catch (error) {
+      // Done, as failed: the resolve #settle then calls comes after the reject, and is moot.
+      o.value = undefined;
+      o.done = true;
+      o.reject?.(unencodable(error));
+      return true;
+    }
+    o.value = undefined;
+    if (end < 0) {
+      o.body = codec.overflow!;
+      this.#sized(o.body.byteLength);
+      return this.#goesInPlace(o) && this.#sendInPlace(o);
+    }
+    const length = end - FRAME_HEADER_BYTES;
+    this.#sized(length);
+    this.#fragmenter.writeWholeFrame(room, o.kind, o.stream, length);
+    this.#lending!.commit(end);
+    o.offset = length;
+    o.done = true;
+    return true;
+  }
+
   /** Waits until `o` has gone in place: polling for room first, then sleeping on the port. */
   async #roomFor(o: Outgoing): Promise<void> {
     const transport = this.transport;
     const attempt = () => this.#sendInPlace(o);
-    const stop = () => this.#done || o.withdrawn;
+    // Stops when the message went, was withdrawn, or became one for the batch (see #fill).
+    const stop = () => this.#done || o.withdrawn || !this.#goesInPlace(o);
     while (!o.done && !stop()) {
       if (await pollUntil(attempt, POLL_MS[transport.notification], stop)) return;
       if (stop()) return;
@@ -679,9 +762,14 @@ export abstract class SendQueue {
         if (o.done || blocked?.has(o.lane)) continue;
         if (this.#goesInPlace(o)) {
           // What is in the batch goes first; then this one, once there is room for it.
-          if (batch.count > 0 || !this.#sendInPlace(o)) return batch.count > 0 ? undefined : o;
-          progress = true;
-          continue;
+          if (batch.count > 0) return undefined;
+          if (this.#sendInPlace(o)) {
+            progress = true;
+            continue;
+          }
+          // No room yet; or a lazy value turned out too large for one frame, and goes on
+          // below as frames of its encoding.
+          if (this.#goesInPlace(o)) return o;
         }
         const before = batch.count;
         const done = this.#fragmenter.write(batch, o, FRAMES_PER_TURN);

@@ -339,7 +339,8 @@ export class OutgoingMessage {
   constructor(
     readonly kind: number,
     readonly stream: number,
-    readonly body: Uint8Array,
+    /** The bytes to send (a message encoded only once it goes in place sets it then). */
+    public body: Uint8Array,
     readonly head: Uint8Array = NO_HEAD,
   ) {
     if (!Number.isInteger(kind) || kind < 1 || kind > 255) {
