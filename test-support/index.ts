@@ -5,7 +5,7 @@
 import { type ChildProcess, type StdioOptions, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setImmediate as nextLoopTurn, setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
@@ -273,6 +273,9 @@ export function spawnScriptAsOtherUser(
 /** The hostname of {@link spawnInContainer}'s namespaces. */
 export const CONTAINER_HOSTNAME = 'vring-container';
 
+/** The repository's root: what a container of the tests runs its app from. */
+const CHECKOUT = dirname(dirname(fileURLToPath(import.meta.url)));
+
 const CONTAINER_NAMESPACES = [
   '--pid',
   '--fork',
@@ -311,17 +314,23 @@ export function spawnInContainer(
   options: ChildOptions = {},
 ): Child {
   // Runs as root inside the namespaces, then drops to nobody for the command. The host's
-  // socket is bind-mounted before /tmp (where it may live) is covered by a fresh tmpfs.
+  // socket is bind-mounted before /tmp (where it may live) is covered by a fresh tmpfs. The
+  // checkout stands for the app's image: where it lies under a directory that gets a fresh
+  // tmpfs (a clone in /tmp), it is parked on a private tmpfs at /mnt first and bound back.
   const enter = [
     'set -e',
     `hostname ${CONTAINER_HOSTNAME}`,
+    'mount -t tmpfs -o mode=0755 tmpfs /mnt',
+    'mkdir /mnt/app',
+    'mount --bind "$3" /mnt/app',
     'mount -t tmpfs -o mode=0755 tmpfs /run',
     'mkdir -p "$(dirname "$2")"',
     'touch "$2"',
     'mount --bind "$1" "$2"',
     'mount -t tmpfs -o mode=1777 tmpfs /tmp',
     'mount -t tmpfs -o mode=1777 tmpfs /dev/shm',
-    'shift 2',
+    'if [ ! -d "$3" ] || [ -z "$(ls -A "$3")" ]; then mkdir -p "$3"; mount --bind /mnt/app "$3"; fi',
+    'shift 3',
     `exec setpriv --reuid=${OTHER_UID} --regid=${OTHER_GID} --clear-groups --no-new-privs "$@"`,
   ].join('\n');
   return spawnChild(
@@ -335,6 +344,7 @@ export function spawnInContainer(
       'enter',
       hostSocket,
       containerSocket,
+      CHECKOUT,
       ...command,
     ],
     { name: basename(command[command.length - 1] ?? 'container'), ...options },

@@ -387,10 +387,16 @@ bool DriverQueuePair::WaitSendable(uint64_t budget_ns, uint64_t next_message) {
   });
 }
 
-bool DriverQueuePair::ArmSend(uint64_t /*next_message*/) {
-  // Wake once half of what is in flight has completed: one wakeup per half ring, not
-  // per message.
-  return tx_.EnableInterruptsDelayed(std::max<uint32_t>(1, tx_.outstanding() / 2));
+bool DriverQueuePair::ArmSend(uint64_t next_message) {
+  const uint64_t needed = std::min<uint64_t>(next_message, config_.max_message) + kNetHeaderSize;
+  ReclaimTransmitted();
+  if (tx_.num_free() > 0 && tx_spans_.LargestFree().bytes >= needed) return true;
+  // Wake once half of what is in flight has completed: one wakeup per half ring, not per
+  // message. But with few messages in flight (large ones), at the first: a device reading
+  // in place may hold most of them until its application releases them, and a threshold it
+  // never reaches would leave this side asleep with room to send.
+  const uint32_t outstanding = tx_.outstanding();
+  return tx_.EnableInterruptsDelayed(outstanding <= 16 ? 1 : outstanding / 2);
 }
 
 }  // namespace vring

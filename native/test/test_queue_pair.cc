@@ -668,17 +668,18 @@ TEST(queue_pair_driver_armed_for_send_space_is_called_when_half_the_ring_complet
   EventFd tx_call = EventFd::Create();
   Fds fds;
   fds.tx_call = tx_call.fd();
-  Pair p(Config(16, 256, 1024, true), fds);
+  Pair p(Config(32, 256, 1024, true), fds);
   Batch b;
-  for (uint32_t i = 0; i < 16; ++i) b.Add(100, i);
-  EXPECT_EQ(p.drv->Send(b.ptr(), b.lengths.data(), 16), 16u);
-  EXPECT(!p.drv->ArmSend(100));  // wake after 8 of the 16 complete
-  Received r = ReceiveFrom(*p.dev, 7, 1 << 20);
-  EXPECT_EQ(r.count, 7u);
+  for (uint32_t i = 0; i < 32; ++i) b.Add(100, i);
+  EXPECT_EQ(p.drv->Send(b.ptr(), b.lengths.data(), 32), 32u);
+  EXPECT(!p.drv->ArmSend(100));  // no descriptor free: wake after 16 of the 32 complete
+  Received r = ReceiveFrom(*p.dev, 15, 1 << 20);
+  EXPECT_EQ(r.count, 15u);
   EXPECT_EQ(tx_call.Drain(), 0u);
   r = ReceiveFrom(*p.dev, 1, 1 << 20);
   EXPECT_EQ(r.count, 1u);
   EXPECT_EQ(tx_call.Drain(), 1u);
+  EXPECT(p.drv->ArmSend(100));  // room now: no need to sleep
 }
 
 TEST(queue_pair_large_batches_are_handed_over_in_slices_both_ways) {
@@ -1024,5 +1025,28 @@ TEST(queue_pair_driver_keeps_sending_while_the_device_holds_an_older_message_in_
     EXPECT(got.Is(0, 40, 100 + round));
   }
   EXPECT(r.Is(*p.dev, 0, 1500, 1));  // still intact where it lies
+  p.dev->Release(1);
+}
+
+TEST(queue_pair_driver_armed_behind_messages_the_device_holds_is_called_at_the_first_release) {
+  // Two large messages fill the transmit area and the device reads both in place. If it
+  // gives one back only when the next message arrives, a wakeup after "half of what is in
+  // flight" (here also one) is the only one that can come: with few in flight, the first.
+  EventFd tx_call = EventFd::Create();
+  Fds fds;
+  fds.tx_call = tx_call.fd();
+  Pair p(Config(16, 256, 2048, true), fds);  // a 4 KiB transmit area
+  Batch b;
+  b.Add(2000, 1);
+  b.Add(2000, 2);
+  EXPECT_EQ(p.drv->Send(b.ptr(), b.lengths.data(), 2), 2u);
+  InPlace r;
+  EXPECT_EQ(r.From(*p.dev), 2u);
+  EXPECT_EQ(p.dev->held(), 2u);
+  EXPECT(!p.drv->ArmSend(2000));
+  EXPECT_EQ(tx_call.Drain(), 0u);
+  p.dev->Release(1);
+  EXPECT_EQ(tx_call.Drain(), 1u);
+  EXPECT(p.drv->ArmSend(2000));
   p.dev->Release(1);
 }

@@ -83,8 +83,9 @@ class DriverQueuePair {
   // True means "already so": do not sleep.
   bool ArmReceive() { return rx_.EnableInterrupts(); }
   void DisarmReceive() { rx_.DisableInterrupts(); }
-  // Wakes once half of what is in flight completed, whatever `next_message` is: every
-  // message needs at most a queue's worth of descriptors, and the device returns them all.
+  // True when a message of `next_message` bytes fits now. Else asks to be woken once half of
+  // what is in flight has completed, or at the first completion when 16 or fewer are (large
+  // messages, which a device reading in place may hold).
   bool ArmSend(uint64_t next_message);
   void DisarmSend() { tx_.DisableInterrupts(); }
 

@@ -631,6 +631,8 @@ export abstract class QueuePairEnd
     );
     waiting.delete(this);
     dropped.unregister(this);
+    // Views handed out keep their areas mapped; this end no longer does.
+    this.#areas = undefined;
     release({ handle: this.handle, wakeups: this.#wakeups, owned: this.#owned });
     this.#resolveClosed(error);
   }

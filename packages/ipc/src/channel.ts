@@ -91,9 +91,12 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   readonly #inbox: Inbox<T>;
   /** `views` mode: what gives back the memory each value views. */
   readonly #leases: WeakMap<object, () => void> | undefined;
+  /** Messages from this size on are large: handed out as views in `views` mode. */
+  readonly #inPlaceMin: number;
 
   constructor(end: FramePort, options: ChannelOptions = {}) {
     this.#leases = options.views ? new WeakMap() : undefined;
+    this.#inPlaceMin = end.lending?.inPlaceMin ?? Number.POSITIVE_INFINITY;
     this.#inbox = new Inbox<T>({
       highWaterMark: options.highWaterMark ?? 1024,
       onFull: (full) => {
@@ -248,7 +251,12 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     switch (kind) {
       case Kind.MESSAGE: {
         const leases = this.#leases;
-        const lease = leases && !owned ? this.#link.retainFrame() : undefined;
+        // Only a large message is handed out as views: small ones share their frame with many
+        // others, and are copies (nobody releases them).
+        const lease =
+          leases && !owned && end - start >= this.#inPlaceMin
+            ? this.#link.retainFrame()
+            : undefined;
         if (!lease) {
           this.#inbox.push(this.#codec.decode(data, start, end, owned) as T);
           return;

@@ -91,6 +91,7 @@ test('a receiver that never releases its views holds the sender back until its d
 test('views of a peer killed with SIGKILL stay readable, and its memory is unmapped once they are collected', async () => {
   const path = socketPath('views-kill');
   const server = await FdServer.listen(path);
+  await collectGarbage(); // what earlier tests left unreachable goes first
   const before = memfdMappings();
   const count = 4;
   const child = spawnScript(

@@ -24,6 +24,7 @@ export interface ReaderLink {
 }
 
 const RESOLVED = Promise.resolve();
+const NO_AREAS: readonly Buffer[] = [];
 
 /**
  * The receiving half of a {@link Link}: takes frames from the transport, polling an empty
@@ -113,6 +114,8 @@ export class Reader {
           } finally {
             this.#current = -1;
             held.flush();
+            // The batch must not keep the peer's memory mapped while the reader waits.
+            inPlace.areas = NO_AREAS;
           }
         } else if (!this.#deliver(batch)) return;
         // Whoever these messages resumed (the caller of a request, a consumer) runs before

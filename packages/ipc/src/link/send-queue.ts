@@ -258,6 +258,7 @@ export abstract class SendQueue {
     if (this.#done) return Promise.reject(this.closedError);
     try {
       // A send that may be withdrawn waits in the queue, where it can still be taken out.
+      if (signal?.aborted) return Promise.reject(signal.reason);
       if (signal) return this.send(kind, this.#encodeToWait(value), undefined, lane, signal);
       const placed = this.#placeValue(kind, value, true);
       if (placed === LAZY) return this.#queueLazy(kind, value, lane);
@@ -646,6 +647,9 @@ export abstract class SendQueue {
    * False when there is no room yet.
    */
   #sendInPlace(o: Outgoing): boolean {
+    // A withdrawn message is out of the queue (and its staging buffer maybe reused): a wait
+    // for room that was under way when it was withdrawn must not send it.
+    if (o.withdrawn) return false;
     if (o.lazy) return this.#encodeInPlace(o);
     const total = o.head.byteLength + o.body.byteLength;
     const room = this.#lending!.reserve(FRAME_HEADER_BYTES + total);
