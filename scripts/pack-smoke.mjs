@@ -168,8 +168,16 @@ function installWithNpm(coreTgz, ipcTgz) {
 
 function installWithPnpm(coreTgz, ipcTgz) {
   // @vring/ipc depends on @vring/core by version; the override points that at the tarball
-  // (no registry copy of @vring/core must ever be fetched).
-  const dir = consumer('pnpm', { pnpm: { overrides: { '@vring/core': `file:${coreTgz}` } } });
+  // (no registry copy of @vring/core must ever be fetched). msgpackr's optional native
+  // accelerator has an install script that pnpm 10 does not run unless approved, as a user
+  // who approves nothing would have it; with CI set, pnpm fails on an unapproved one unless
+  // it is declared ignored.
+  const dir = consumer('pnpm', {
+    pnpm: {
+      overrides: { '@vring/core': `file:${coreTgz}` },
+      ignoredBuiltDependencies: ['msgpackr-extract'],
+    },
+  });
   run('pnpm', ['add', '--prefer-offline', coreTgz, ipcTgz, typesNode], { cwd: dir });
   return dir;
 }
