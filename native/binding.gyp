@@ -24,7 +24,8 @@
         "binding/event_fd_wrap.cc",
         "binding/unix_connection_wrap.cc",
         "binding/unix_listener_wrap.cc",
-        "binding/poll_handle.cc"
+        "binding/poll_handle.cc",
+        "binding/scheduler.cc"
       ],
       "include_dirs": ["include", "<!(node -p \"require(require('path').resolve('../packages/core/node_modules/node-addon-api')).include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -10,6 +10,7 @@ void InitQueuePairs(Napi::Env env, Napi::Object exports);
 void InitEventFd(Napi::Env env, Napi::Object exports);
 void InitUnixConnection(Napi::Env env, Napi::Object exports);
 void InitUnixListener(Napi::Env env, Napi::Object exports);
+void InitScheduler(Napi::Env env, Napi::Object exports);
 }  // namespace vring::binding
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -21,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitEventFd(env, exports);
   InitUnixConnection(env, exports);
   InitUnixListener(env, exports);
+  InitScheduler(env, exports);
   return exports;
 }
 

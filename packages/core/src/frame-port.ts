@@ -60,6 +60,11 @@ export interface FramePort {
 
 /** The polling capability of a {@link FramePort}. */
 export interface FramePolling {
+  /**
+   * The longest a reader should poll before it sleeps, in µs, in `adaptive` mode (the
+   * port's `spinMicros` option).
+   */
+  readonly spinMicros: number;
   /** Takes what has arrived into `batch` without waiting or spinning; returns the number of frames. */
   tryReceive(batch: MessageBatch): number;
   /** Resolves once something has arrived (sleeping on the eventfd; never spins). */

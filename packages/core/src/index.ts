@@ -6,6 +6,8 @@
  *
  * @module \@vring/core
  */
+
+/** @internal */ export { yieldCpu } from './cpu-yield.js';
 export { DeviceQueuePair } from './device-queue-pair.js';
 export { DriverQueuePair, type QueuePairOptions } from './driver-queue-pair.js';
 export type { EndpointOptions, NotificationMode } from './endpoint-options.js';

@@ -199,6 +199,11 @@ export abstract class QueuePairEnd
     return this.#mode;
   }
 
+  /** The spin budget in µs (0 in `event` mode): see {@link EndpointOptions.spinMicros}. */
+  get spinMicros(): number {
+    return this.#spinNs / 1000;
+  }
+
   /** The peer is another thread or process: never in this one's event loop. */
   readonly peerInThread = false;
 

@@ -78,7 +78,10 @@ export interface ResolvedPortOptions {
   readonly maxFrame: number;
   readonly requireSealedMemory: boolean;
   /** Options of each DeviceQueuePair the port runs, with the notification mode resolved. */
-  readonly endpoint: EndpointOptions & { readonly notification: NotificationMode };
+  readonly endpoint: EndpointOptions & {
+    readonly notification: NotificationMode;
+    readonly spinMicros: number;
+  };
 }
 
 /**
@@ -95,11 +98,11 @@ export function resolvePortOptions(options: VhostUserPortOptions): ResolvedPortO
   // The mode is resolved here, once: what the port reports (and a Link above it polls for)
   // is then what its device queue pairs do, default included.
   const spin = options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {};
-  const { mode } = notificationPolicy({
+  const { mode, spinNs } = notificationPolicy({
     ...(options.notification ? { notification: options.notification } : {}),
     ...spin,
   });
-  const endpoint = { notification: mode, ...spin };
+  const endpoint = { notification: mode, ...spin, spinMicros: spinNs / 1000 };
   return {
     features:
       (options.features ?? BACKEND_DEFAULT_FEATURES) |

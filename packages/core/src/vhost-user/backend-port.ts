@@ -185,6 +185,11 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
     return this.#options.endpoint.notification;
   }
 
+  /** The spin budget in µs of the port's data path (0 in `event` mode). */
+  get spinMicros(): number {
+    return this.#options.endpoint.spinMicros;
+  }
+
   /** The front end is another process (or thread): never in this one's event loop. */
   readonly peerInThread = false;
 

@@ -315,6 +315,11 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
     return this.#queuePair.notification;
   }
 
+  /** The spin budget in µs (0 in `event` mode): see {@link VirtioUserOptions.spinMicros}. */
+  get spinMicros(): number {
+    return this.#queuePair.spinMicros;
+  }
+
   /** The back-end is another process (or thread): never in this one's event loop. */
   readonly peerInThread = false;
 

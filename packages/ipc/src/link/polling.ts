@@ -1,22 +1,14 @@
-import type { NotificationMode } from '@vring/core';
-
-/**
- * How long a link polls an empty ring (for frames, or for room to send) before it sleeps,
- * per notification mode: in `adaptive`, the transport's usual spin budget; in `event`, a few
- * microseconds, enough for the application to answer what it was just given without an
- * arm/sleep/wake cycle; `poll` never sleeps. A link polls in JavaScript, yielding to promise
- * work between checks, and never lets the transport spin natively: a native spin holds the
- * thread, so a reply the application is building (or a peer in the same process) would wait
- * for it.
- */
-export const POLL_MS: Record<NotificationMode, number> = {
-  event: 0.005,
-  adaptive: 0.05,
-  poll: Infinity,
-};
+import { yieldCpu } from '@vring/core';
 
 /** A polling link lets timers and I/O run this often (what the native poll mode does). */
 const LOOP_TURN_MS = 0.01;
+/**
+ * A poll that has lasted this long also gives the core away at each loop turn: a peer that
+ * shares this core (more busy processes than cores) runs then, instead of when the kernel
+ * preempts the poller, milliseconds later. Alone on its core this costs one cheap system call
+ * per turn.
+ */
+const YIELD_AFTER_MS = 0.02;
 
 /**
  * Calls `attempt` every fourth microtask turn until it succeeds (true), `ms` have passed or
@@ -30,6 +22,7 @@ export async function pollUntil(
 ): Promise<boolean> {
   let now = performance.now();
   const until = now + ms;
+  const yieldFrom = now + YIELD_AFTER_MS;
   let turn = now + LOOP_TURN_MS;
   for (let i = 1; ; i++) {
     await undefined;
@@ -41,6 +34,7 @@ export async function pollUntil(
     if (now > until) return false;
     if (now > turn) {
       await new Promise((resolve) => setImmediate(resolve));
+      if (now > yieldFrom) yieldCpu();
       turn = performance.now() + LOOP_TURN_MS;
     }
   }

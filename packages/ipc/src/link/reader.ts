@@ -7,7 +7,8 @@ import {
 } from '@vring/core';
 import type { Reassembler } from '../wire/reassembler.js';
 import { HeldFrames } from './held-frames.js';
-import { POLL_MS, pollUntil } from './polling.js';
+import { PollBudget } from './poll-budget.js';
+import { pollUntil } from './polling.js';
 import type { SessionStart } from './session.js';
 
 /** What the reader needs of its link. @internal */
@@ -47,6 +48,8 @@ export class Reader {
   #held: HeldFrames | undefined;
   /** The frame being delivered, when it lies in shared memory (-1 otherwise). */
   #current = -1;
+  /** How long to poll before sleeping: learnt from how waits ended (made on first read). */
+  #budget: PollBudget | undefined;
 
   constructor(
     link: ReaderLink,
@@ -87,7 +90,8 @@ export class Reader {
     const transport = link.transport;
     const batch = this.#batch;
     const polling = transport.polling;
-    const pollMs = POLL_MS[transport.notification];
+    this.#budget ??= new PollBudget(transport);
+    const budget = this.#budget;
     // Large frames are read where the peer wrote them when the port lends its memory: each
     // is decoded (its binary values copied out) before the batch is released.
     const lending = polling ? transport.lending : undefined;
@@ -101,10 +105,18 @@ export class Reader {
           await transport.receive(batch);
         } else if (take() > 0) {
           // Frames at once: handled in this turn.
-        } else if (!(await this.#poll(take, pollMs))) {
-          if (link.done || this.#pausedBy.size > 0) break;
-          await this.#sleep(polling);
-          continue;
+        } else {
+          const began = performance.now();
+          const pollMs = budget.next();
+          if (pollMs > 0 && (await this.#poll(take, pollMs))) {
+            budget.ended(performance.now() - began, false);
+          } else {
+            if (link.done || this.#pausedBy.size > 0) break;
+            // A send wakes the reader to poll for the answer only while polls catch answers.
+            const byFrames = await this.#sleep(polling, budget.pays && budget.maxMs > 0);
+            if (byFrames) budget.ended(performance.now() - began, true);
+            continue;
+          }
         }
         if (inPlace) {
           this.#held ??= new HeldFrames((n) => lending!.release(n));
@@ -222,11 +234,12 @@ export class Reader {
   }
 
   /**
-   * Sleeps until frames arrive, or until the link sends something: whoever sends expects an
-   * answer, so the reader goes back to polling (the reply of a request/response turn is then
-   * caught by the poll instead of costing a wakeup).
+   * Sleeps until frames arrive, or (when `wakeOnSend`) until the link sends something:
+   * whoever sends expects an answer, so the reader goes back to polling, and the reply of a
+   * request/response turn is then caught by the poll instead of costing a wakeup. Returns
+   * whether the port woke it (false: a send did).
    */
-  async #sleep(polling: FramePolling): Promise<void> {
+  async #sleep(polling: FramePolling, wakeOnSend: boolean): Promise<boolean> {
     if (!this.#sleeping) {
       const sleeping = polling.waitReceivable().finally(() => {
         if (this.#sleeping === sleeping) this.#sleeping = undefined;
@@ -235,14 +248,23 @@ export class Reader {
       sleeping.catch(() => {});
       this.#sleeping = sleeping;
     }
+    if (!wakeOnSend) {
+      await this.#sleeping;
+      return true;
+    }
     const link = this.#link;
+    let bySend = false;
     await Promise.race([
       this.#sleeping,
       new Promise<void>((resolve) => {
-        link.wakeOnSend(resolve);
+        link.wakeOnSend(() => {
+          bySend = true;
+          resolve();
+        });
       }),
     ]);
     link.wakeOnSend(undefined);
+    return !bySend;
   }
 
   /**

@@ -8,7 +8,8 @@ import {
 import { MessageCodec } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
-import { POLL_MS, pollUntil } from './polling.js';
+import { longestPollMs } from './poll-budget.js';
+import { pollUntil } from './polling.js';
 import { SendGroup } from './send-group.js';
 import { StagingBuffers } from './staging-buffers.js';
 
@@ -705,7 +706,7 @@ export abstract class SendQueue {
     // Stops when the message went, was withdrawn, or became one for the batch (see #fill).
     const stop = () => this.#done || o.withdrawn || !this.#goesInPlace(o);
     while (!o.done && !stop()) {
-      if (await pollUntil(attempt, POLL_MS[transport.notification], stop)) return;
+      if (await pollUntil(attempt, longestPollMs(transport), stop)) return;
       if (stop()) return;
       try {
         // The message's own signal ends the wait too: a withdrawn message waits for nothing.
@@ -738,7 +739,7 @@ export abstract class SendQueue {
    */
   async #sendRest(batch: MessageBatch, start: number): Promise<void> {
     const transport = this.transport;
-    const pollMs = POLL_MS[transport.notification];
+    const pollMs = longestPollMs(transport);
     let sent = start;
     const attempt = () => {
       sent += transport.trySend(batch, sent);

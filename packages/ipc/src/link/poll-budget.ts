@@ -1,0 +1,110 @@
+import { availableParallelism } from 'node:os';
+import type { FramePort } from '@vring/core';
+
+/** How far one outcome moves the averages: about the last eight waits count. */
+const WEIGHT = 1 / 8;
+/**
+ * What a poll that catches its frame saves: the latency of a cross-core wakeup (and about
+ * as much CPU for the arm, the sleep and the wake), on the small VMs we measure on.
+ */
+const WAKEUP_MS = 0.025;
+/** A poll lasts this many times as long as the waits it catches usually do. */
+const HEADROOM = 4;
+/** The shortest poll worth starting: a few native checks. */
+const MIN_POLL_MS = 0.003;
+/**
+ * A link that stopped polling still polls one wait in this many, so that it notices when
+ * the traffic changes (a sleep alone cannot tell a short gap from the wakeup's own cost).
+ */
+const PROBE_EVERY = 16;
+
+/** In `event` mode a link polls a few microseconds: enough to catch the next frame of a stream. */
+const EVENT_POLL_MS = 0.005;
+
+/**
+ * The longest a link polls an empty port (for frames, or for room to send) before it sleeps:
+ * in `adaptive`, the port's spin budget (long enough for a peer on another core to answer a
+ * small request, for about the CPU of the wakeup it saves); in `event`, a few microseconds;
+ * in `poll`, for ever.
+ */
+export function longestPollMs(port: FramePort): number {
+  switch (port.notification) {
+    case 'poll':
+      return Infinity;
+    case 'adaptive':
+      return (port.polling?.spinMicros ?? 0) / 1000;
+    default:
+      return EVENT_POLL_MS;
+  }
+}
+
+/** Whether this process can run beside its peer at all: on one core, polling only delays it. */
+let spareCore: boolean | undefined;
+function haveSpareCore(): boolean {
+  spareCore ??= availableParallelism() > 1;
+  return spareCore;
+}
+
+/**
+ * Decides, wait by wait, how long a link polls an empty ring before it sleeps: a few times
+ * as long as the waits it catches usually last, up to {@link longestPollMs}, while
+ * polling pays, and not at all once it does not.
+ *
+ * A poll that catches what the link waits for (the reply to a request it sent, the next
+ * frame of a stream) saves an arm, a sleep and a ~25 µs wakeup. One that runs out costs its
+ * whole length, in CPU and in latency (the sleep only begins after it). So a link polls
+ * while the share of recent waits that ended within the poll's length, p, satisfies
+ * p × wakeup > (1 − p) × length. That fails when the peer answers slowly, is idle, or has
+ * no core of its own (with more busy processes than cores, a peer that has to wait for a
+ * core answers late, and the poll only takes the core from it). A process with a single core
+ * never polls.
+ * @internal
+ */
+export class PollBudget {
+  /** The longest poll, in ms (0 when polling can never pay, Infinity in `poll` mode). */
+  readonly maxMs: number;
+  /** Share of recent waits that ended within the poll's length, as a moving average. */
+  #caught = 1;
+  /** Usual length of the waits that ended within {@link maxMs}, as a moving average. */
+  #usualMs: number;
+  #sinceProbe = 0;
+
+  constructor(port: FramePort) {
+    const max = longestPollMs(port);
+    this.maxMs = max === Infinity || haveSpareCore() ? max : 0;
+    this.#usualMs = this.maxMs / HEADROOM;
+  }
+
+  /** How long the next poll lasts, in ms, if the link polls at all. */
+  get pollMs(): number {
+    const max = this.maxMs;
+    if (max === 0 || max === Infinity) return max;
+    return Math.min(max, Math.max(MIN_POLL_MS, HEADROOM * this.#usualMs));
+  }
+
+  /** Whether polling has been paying: recent waits tended to end within the poll. */
+  get pays(): boolean {
+    const poll = this.pollMs;
+    return poll > 0 && this.#caught * WAKEUP_MS >= (1 - this.#caught) * poll;
+  }
+
+  /** How long to poll the wait that begins now, in ms: 0 to sleep at once. */
+  next(): number {
+    if (this.maxMs === Infinity || this.pays) return this.pollMs;
+    if (++this.#sinceProbe < PROBE_EVERY) return 0;
+    this.#sinceProbe = 0;
+    return this.pollMs;
+  }
+
+  /**
+   * A wait ended `ms` after it began: caught by polling, or (`slept`) by a wakeup, whose own
+   * latency is then no part of when the frame arrived.
+   */
+  ended(ms: number, slept: boolean): void {
+    if (slept) ms = Math.max(0, ms - WAKEUP_MS);
+    if (this.maxMs === 0 || this.maxMs === Infinity) return;
+    const caught = ms <= this.pollMs;
+    this.#caught += ((caught ? 1 : 0) - this.#caught) * WEIGHT;
+    if (ms <= this.maxMs) this.#usualMs += (ms - this.#usualMs) * WEIGHT;
+  }
+}

@@ -1,0 +1,154 @@
+// How long a link polls an empty ring before it sleeps: while polls catch what the link waits
+// for, and not once they do not; never on a single core. The budget's rules are specified
+// directly; two real processes show the effect on CPU and on wakeups.
+import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import type { FramePort } from '@vring/core';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type Child, scriptCommand, socketPath, spawnChild } from '../../../test-support/index.js';
+import { PollBudget } from '../src/link/poll-budget.js';
+
+/** The parts of a port a budget reads. */
+function port(notification: FramePort['notification'], spinMicros = 50): FramePort {
+  return { notification, polling: { spinMicros } } as unknown as FramePort;
+}
+
+const oneCore = availableParallelism() < 2;
+
+test('a new adaptive link polls for the port’s spin budget; event mode for 5 µs; poll mode for ever', () => {
+  if (oneCore) {
+    assert.is(new PollBudget(port('adaptive')).next(), 0, 'one core: never polls');
+    return;
+  }
+  assert.is(new PollBudget(port('adaptive', 80)).next(), 0.08);
+  assert.is(new PollBudget(port('event')).next(), 0.005);
+  assert.is(new PollBudget(port('poll')).next(), Infinity);
+  assert.is(new PollBudget(port('adaptive', 0)).next(), 0, 'a zero budget never polls');
+});
+
+test('waits that outlast the poll stop polling, save one probe in sixteen', () => {
+  const budget = new PollBudget(port('adaptive'));
+  if (budget.maxMs === 0) return; // one core: covered above
+  budget.ended(1, false); // a reply 1 ms late: the 50 µs poll ran out
+  assert.ok(budget.pays, 'one late reply is not a pattern');
+  for (let i = 0; i < 3; i++) budget.ended(1, false);
+  assert.not.ok(budget.pays, 'four in a row are');
+  const polls = Array.from({ length: 32 }, () => budget.next());
+  assert.equal(
+    polls.map((ms) => ms > 0),
+    Array.from({ length: 32 }, (_, i) => i % 16 === 15),
+    'only every sixteenth wait polls',
+  );
+});
+
+test('waits that end soon after a sleep (the wakeup aside) bring polling back', () => {
+  const budget = new PollBudget(port('adaptive'));
+  if (budget.maxMs === 0) return;
+  for (let i = 0; i < 8; i++) budget.ended(1, false);
+  assert.not.ok(budget.pays);
+  // Woken 35 µs after the wait began: the frame came ~10 µs in, a poll would have caught it.
+  for (let i = 0; i < 24; i++) budget.ended(0.035, true);
+  assert.ok(budget.pays);
+  assert.ok(budget.next() > 0);
+});
+
+test('a poll lasts a few times the usual wait, not the whole budget', () => {
+  const budget = new PollBudget(port('adaptive', 1000));
+  if (budget.maxMs === 0) return;
+  for (let i = 0; i < 64; i++) budget.ended(0.004, false);
+  const poll = budget.next();
+  assert.ok(poll >= 0.01 && poll <= 0.03, `polls ${poll} ms after waits of 4 µs`);
+  // One late reply does not stop a link whose waits are usually short.
+  budget.ended(2, false);
+  assert.ok(budget.pays);
+});
+
+test('event mode stops its short polls when waits last a wakeup, and keeps them for a stream', () => {
+  const rpc = new PollBudget(port('event'));
+  const stream = new PollBudget(port('event'));
+  if (rpc.maxMs === 0) return;
+  // A 5 µs poll costs little against a wakeup: it stops once more than ~5 in 6 waits outlast it.
+  for (let i = 0; i < 16; i++) {
+    rpc.ended(0.06, true); // each answer needs the peer woken first
+    stream.ended(0.001, false); // the next frame is there within a microsecond
+  }
+  assert.not.ok(rpc.pays);
+  assert.ok(stream.pays);
+});
+
+/** Starts a fixture (in ./fixtures), pinned to `cpus` when given. */
+function start(name: string, args: string[], cpus?: string): Child {
+  const command = scriptCommand(new URL(`./fixtures/${name}`, import.meta.url), args);
+  const [file, ...rest] = cpus ? ['taskset', '-c', cpus, ...command] : command;
+  return spawnChild(file!, rest, { name, killAfterMs: 60_000 });
+}
+
+interface Exchange {
+  notification: 'event' | 'adaptive';
+  delayMs: number;
+  count: number;
+  spinMicros: number;
+  cpus?: string;
+}
+
+/** A requester and an echo process exchanging `count` values one at a time. */
+async function exchange(options: Exchange) {
+  const path = socketPath('policy');
+  const { notification, delayMs, count, spinMicros, cpus } = options;
+  const mode = [notification, String(spinMicros)];
+  const echo = start('channel-paced-echo.ts', [path, String(delayMs), ...mode], cpus);
+  try {
+    assert.is(await echo.line(), 'ready');
+    const requester = start('channel-requester.ts', [path, String(count), ...mode], cpus);
+    const answers = JSON.parse(await echo.line()) as { wakeups: number };
+    const asked = JSON.parse(await requester.line()) as {
+      answered: number;
+      ms: number;
+      cpuMs: number;
+      wakeups: number;
+    };
+    assert.is(await requester.exited, 0);
+    assert.is(await echo.exited, 0);
+    assert.is(asked.answered, count, 'every answer arrived, intact');
+    return { asked, answers };
+  } finally {
+    echo.kill();
+  }
+}
+
+test('an adaptive requester whose answers come 5 ms late stops polling for them (real processes)', async () => {
+  // With a 2 ms spin budget, polling through every wait would cost 100 × 2 ms of CPU.
+  const { asked } = await exchange({
+    notification: 'adaptive',
+    delayMs: 5,
+    count: 100,
+    spinMicros: 2000,
+  });
+  assert.ok(asked.cpuMs < 100, `the requester spent ${asked.cpuMs} ms of CPU on 100 requests`);
+});
+
+const noTaskset =
+  spawnSync('taskset', ['--version']).status === 0
+    ? undefined
+    : 'taskset (util-linux) is not installed';
+
+test('two adaptive processes sharing one core do not starve each other (real processes)', async () => {
+  if (noTaskset) {
+    console.log(`  skipped: ${noTaskset}`);
+    return;
+  }
+  // A poller holding the core would keep its peer from answering until the kernel preempts
+  // it, a millisecond or more per exchange. Both pinned to one core, the adaptive pair must
+  // go about as fast as the pair that only ever sleeps.
+  const count = 500;
+  const base = { delayMs: 0, count, spinMicros: 2000, cpus: '0' };
+  const sleeping = await exchange({ ...base, notification: 'event' });
+  const adaptive = await exchange({ ...base, notification: 'adaptive' });
+  assert.ok(
+    adaptive.asked.ms < 3 * sleeping.asked.ms + 100,
+    `adaptive took ${adaptive.asked.ms} ms, event mode ${sleeping.asked.ms} ms`,
+  );
+});
+
+test.run();
