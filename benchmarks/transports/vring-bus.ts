@@ -146,7 +146,7 @@ export function vringBus(mode: NotificationMode, topology: Topology): Transport 
   const what = topology === 'hosted' ? 'hosted by publisher / server' : 'standalone `vring bus`';
   return {
     name: topology === 'hosted' ? `bus-${mode}` : `bus-standalone-${mode}`,
-    label: `vring Bus (${what}), ${modeLabel(mode, 'event')}`,
+    label: `vring Bus (${what}), ${modeLabel(mode, 'adaptive')}`,
     payload: 'msgpack',
     layout:
       topology === 'hosted'

@@ -209,7 +209,7 @@ test('vring bus --socket PATH: says where it listens and how to stop it; SIGTERM
   try {
     assert.is(
       bus.firstLine,
-      `vring bus: listening on ${socket} (notification event); ` +
+      `vring bus: listening on ${socket} (notification adaptive); ` +
         'Ctrl-C or SIGTERM prints the counters and stops it',
     );
     bus.child.kill('SIGTERM');

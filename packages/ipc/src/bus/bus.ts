@@ -32,7 +32,11 @@ import { RouteTable } from './route-table.js';
  * `allowUids`, `allowGids`, `authorize`, `onRefused`) say otherwise.
  */
 export interface BusOptions extends ListenAccessOptions {
-  /** Notification policy of every port's rings (default `event`). */
+  /**
+   * Notification policy of every port's rings (default `adaptive`: each port's reader polls
+   * while its client tends to send again within the poll, and sleeps otherwise; see
+   * docs/architecture.md, "Notification policy").
+   */
   notification?: NotificationMode;
   /** Spin budget in µs for `adaptive` / `poll`. */
   spinMicros?: number;
@@ -136,7 +140,7 @@ export class Bus implements AsyncDisposable {
       this.#resolveClosed = resolve;
     });
     this.#backend = new VhostUserBackend(path, {
-      notification: options.notification ?? 'event',
+      notification: options.notification ?? 'adaptive',
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
       onPort: (port) => this.#attach(port.id, port),
       onError: (error, port) => this.#report(error, port.id),
