@@ -56,11 +56,14 @@ export interface BusStats {
   subscriptions: number;
   /** Messages published. */
   published: number;
-  /** Copies delivered to clients (one per client per message, whatever its subscriptions). */
+  /**
+   * Copies delivered to clients: per message, one per client for all its plain
+   * subscriptions, and one per queue group (to the member it picked).
+   */
   delivered: number;
   /** Copies dropped for `drop` subscriptions. */
   dropped: number;
-  /** Requests routed to a responder. */
+  /** Requests routed to a responder (a request-many counts once per responder). */
   requests: number;
   /** Clients disconnected for protocol violations. */
   rejected: number;
