@@ -518,24 +518,19 @@ export class Bus implements AsyncDisposable {
     owned: boolean,
   ): void {
     const { requester, requestId } = fanOut;
-    if (status === ReplyStatus.ERROR) {
-      this.#endCall(callId, call);
-      this.#endFanOut(fanOut);
-      const head = new MsgpackPrefixWriter(prefixCapacity(2))
-        .arrayHeader(3)
-        .uint(requestId)
-        .uint(ReplyStatus.ERROR)
-        .finish();
-      this.#send(member, requester, value, head, requestId, owned);
-      return;
-    }
+    const failed = status === ReplyStatus.ERROR;
     if (status !== ReplyStatus.END) {
       const head = new MsgpackPrefixWriter(prefixCapacity(2))
         .arrayHeader(3)
         .uint(requestId)
-        .uint(ReplyStatus.NEXT)
+        .uint(failed ? ReplyStatus.ERROR : ReplyStatus.NEXT)
         .finish();
       this.#send(member, requester, value, head, requestId, owned);
+    }
+    if (failed) {
+      this.#endCall(callId, call);
+      this.#endFanOut(fanOut);
+      return;
     }
     if (status !== ReplyStatus.NEXT) this.#callOfManyDone(callId, call, fanOut);
   }
