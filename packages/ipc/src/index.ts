@@ -19,6 +19,7 @@ export {
   type ChannelSendOptions,
   type ChannelWaitOptions,
 } from './channel.js';
+export type { Replies, RequestManyOptions } from './rpc/replies.js';
 export type { RequestOptions } from './rpc/requester.js';
 export type { RequestContext, RpcHandler, Service } from './rpc/responder.js';
 export {

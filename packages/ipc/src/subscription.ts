@@ -27,6 +27,13 @@ export interface SubscribeOptions {
   highWaterBytes?: number;
   /** Aborting unsubscribes. */
   signal?: AbortSignal;
+  /**
+   * Joins the queue group of this name (and this pattern): each message on a matching topic
+   * goes to one member of the group, taken in turn, skipping members whose queue at the bus
+   * is full. Plain subscriptions and other groups still get their own copy. Same syntax as a
+   * topic (`workers`).
+   */
+  queue?: string;
 }
 
 /** How a subscription talks to the connection that owns it. @internal */
@@ -51,6 +58,8 @@ export class Subscription<T = unknown>
   readonly pattern: string;
   /** The backpressure policy. */
   readonly policy: BackpressurePolicy;
+  /** The queue group joined, if any (see {@link SubscribeOptions.queue}). */
+  readonly queue: string | undefined;
   /** @internal */
   readonly id: number;
   readonly #owner: SubscriptionOwner;
@@ -76,6 +85,7 @@ export class Subscription<T = unknown>
     this.id = id;
     this.pattern = pattern;
     this.policy = policy;
+    this.queue = options.queue;
     this.#owner = owner;
     this.#signal = options.signal;
     // Not a wait: the signal bounds the subscription's life, whoever is consuming it.

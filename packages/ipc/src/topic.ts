@@ -31,10 +31,23 @@ function checkTokens(what: string, value: string): string[] {
  * @throws VringError `ERR_VRING_INVALID_ARGUMENT`.
  */
 export function checkTopic(topic: string): void {
-  for (const token of checkTokens('topic', topic)) {
-    if (token === '*' || token === '>')
-      throw invalid('topic', topic, 'wildcards are for subscriptions');
+  checkWithoutWildcards('topic', topic);
+}
+
+function checkWithoutWildcards(what: string, value: string): void {
+  for (const token of checkTokens(what, value)) {
+    if (token === '*' || token === '>') {
+      throw invalid(what, value, 'wildcards are for subscription patterns');
+    }
   }
+}
+
+/**
+ * Checks the name of a queue group: the syntax of a topic (`workers`, `billing.eu`).
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT`.
+ */
+export function checkQueueName(queue: string): void {
+  checkWithoutWildcards('queue name', queue);
 }
 
 /**

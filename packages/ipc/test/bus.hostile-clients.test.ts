@@ -203,6 +203,34 @@ const cases: Array<{ name: string; send: RawFrame[]; code: string; reason?: stri
     reason: 'bad-topic',
   },
   {
+    name: 'a queue subscription whose queue name is not a string',
+    send: [{ kind: Kind.SUBSCRIBE, stream: 2, body: packr.pack([1, 'a', 0, 7]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a queue subscription with a wildcard queue name',
+    send: [{ kind: Kind.SUBSCRIBE, stream: 2, body: packr.pack([1, 'a', 0, 'w.*']) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-topic',
+  },
+  {
+    name: 'a subscription of five elements',
+    send: [{ kind: Kind.SUBSCRIBE, stream: 2, body: packr.pack([1, 'a', 0, 'w', 'x']) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a request-many id reused while in flight',
+    send: [
+      { kind: Kind.SERVE, stream: 2, body: packr.pack(['svc']) },
+      { kind: Kind.REQUEST_MANY, stream: 3, body: packr.pack([7, 'svc', 1]) },
+      { kind: Kind.REQUEST, stream: 4, body: packr.pack([7, 'svc', 2]) },
+    ],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
     name: 'a kind only the bus sends',
     send: [{ kind: Kind.DELIVER, stream: 2, body: packr.pack([[1], 't', 1]) }],
     code: 'ERR_VRING_PROTOCOL',

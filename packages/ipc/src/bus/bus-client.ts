@@ -12,6 +12,7 @@ import type { Observable } from 'rxjs';
 import { Observable as RxObservable } from 'rxjs';
 import { Link } from '../link/link.js';
 import { MessageCodec } from '../message-codec.js';
+import type { Replies, RequestManyOptions } from '../rpc/replies.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
 import {
@@ -20,7 +21,7 @@ import {
   Subscription,
   type SubscriptionOwner,
 } from '../subscription.js';
-import { CheckedTopics, TopicPattern } from '../topic.js';
+import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
 import { BUS_PROTOCOL_VERSION, Kind, PolicyCode } from '../wire/message-kinds.js';
 
 /** Options of {@link connectBus}. */
@@ -211,10 +212,12 @@ export class BusClient implements AsyncDisposable {
 
   /**
    * Subscribes to `pattern` (a topic, `*` for one token, a final `>` for the rest). The bus
-   * sends matching messages from the moment it has the subscription.
+   * sends matching messages from the moment it has the subscription. With `queue`, the
+   * subscription joins that queue group: each message goes to one member of the group.
    */
   subscribe<T = unknown>(pattern: string, options: SubscribeOptions = {}): Subscription<T> {
     new TopicPattern(pattern); // throws for a malformed pattern
+    if (options.queue !== undefined) checkQueueName(options.queue);
     if (this.#link.done) throw this.#link.closedError;
     const id = this.#nextSubscription++;
     const subscription = new Subscription<T>(id, pattern, options, this.#subscriptionOwner);
@@ -252,6 +255,24 @@ export class BusClient implements AsyncDisposable {
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
     return this.#requester.request<R>(name, value, options);
+  }
+
+  /**
+   * Sends a request to every client serving `name` and gives their replies, as they come, as
+   * an Observable that is also an AsyncIterable. Each responder contributes its reply (or,
+   * for a streaming handler, each value it streams). The replies end when `maxReplies` have
+   * come, when `timeout` or `stall` passes, or once every responder has answered (see
+   * {@link Replies} for how they fail). Needs a bus of this version or later.
+   *
+   * @example
+   * ```ts
+   * for await (const status of client.requestMany<Status>('health', null, { stall: 50 })) {
+   *   console.log(status.host, status.load);
+   * }
+   * ```
+   */
+  requestMany<R = unknown>(name: string, value: unknown, options?: RequestManyOptions): Replies<R> {
+    return this.#requester.requestMany<R>(name, value, options);
   }
 
   /**
@@ -367,7 +388,11 @@ export class BusClient implements AsyncDisposable {
   }
 
   #subscribeBody(s: Subscription<unknown>): Uint8Array {
-    return this.#codec.encode([s.id, s.pattern, PolicyCode[s.policy]]);
+    const policy = PolicyCode[s.policy];
+    // A plain subscription keeps the three-element form every bus version reads.
+    return this.#codec.encode(
+      s.queue === undefined ? [s.id, s.pattern, policy] : [s.id, s.pattern, policy, s.queue],
+    );
   }
 
   #onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void {

@@ -5,6 +5,13 @@ import { Kind } from '../wire/message-kinds.js';
 /** Frames a member is sent before its HELLO says what it takes. */
 const INITIAL_MAX_FRAME = 1514;
 
+/** A REQUEST_MANY in flight at the bus: the bus's calls for it, one per responder, still open. @internal */
+export interface FanOut {
+  requester: BusMember;
+  requestId: number;
+  calls: Set<number>;
+}
+
 /**
  * One client attached to the bus: its link and what the bus must undo when it goes
  * (subscriptions live in the route table). @internal
@@ -18,6 +25,8 @@ export class BusMember {
   readonly serves = new Set<string>();
   /** Requests this client made that are in flight: its request id → the bus's call id. */
   readonly requests = new Map<number, number>();
+  /** REQUEST_MANYs this client made that are in flight, by its request id. */
+  readonly fanOuts = new Map<number, FanOut>();
   /** Calls routed to this client for an answer. */
   readonly answering = new Set<number>();
   /** Members whose reading is paused until this member's send queue drains. */

@@ -22,9 +22,10 @@ import {
   prefixCapacity,
 } from '../wire/msgpack-prefix.js';
 import { BusClient, type ConnectBusOptions, DEFAULT_MAX_FRAME } from './bus-client.js';
-import { BusMember } from './bus-member.js';
+import { BusMember, type FanOut } from './bus-member.js';
 import { InProcessTransport } from './in-process-transport.js';
-import { RouteTable } from './route-table.js';
+import type { QueueGroup } from './queue-group.js';
+import { type Delivery, RouteTable } from './route-table.js';
 
 /**
  * Options of {@link createBus}. Who may attach: the socket file is `0600` and a client must
@@ -59,11 +60,14 @@ export interface BusStats {
   subscriptions: number;
   /** Messages published. */
   published: number;
-  /** Copies delivered to clients (one per client per message, whatever its subscriptions). */
+  /**
+   * Copies delivered to clients: per message, one per client for all its plain
+   * subscriptions, and one per queue group (to the member it picked).
+   */
   delivered: number;
   /** Copies dropped for `drop` subscriptions. */
   dropped: number;
-  /** Requests routed to a responder. */
+  /** Requests routed to a responder (a request-many counts once per responder). */
   requests: number;
   /** Clients disconnected for protocol violations. */
   rejected: number;
@@ -75,7 +79,12 @@ interface Call {
   requester: BusMember;
   requestId: number;
   responder: BusMember;
+  /** For one of the calls of a REQUEST_MANY: all of them. */
+  fanOut: FanOut | undefined;
 }
+
+/** The reason a publisher is paused while every member of a queue group is full. */
+const QUEUE_GROUP_HOLD = 'queue group';
 
 function malformed(what: string): VringError {
   return new VringError('ERR_VRING_PROTOCOL', `malformed ${what}`, { reason: 'bad-envelope' });
@@ -235,6 +244,9 @@ export class Bus implements AsyncDisposable {
       case Kind.REQUEST:
         this.#request(member, body, owned);
         return;
+      case Kind.REQUEST_MANY:
+        this.#requestMany(member, body, owned);
+        return;
       case Kind.REPLY:
         this.#reply(member, body, owned);
         return;
@@ -242,10 +254,14 @@ export class Bus implements AsyncDisposable {
         this.#cancel(member, this.#control(body, 1)[0]);
         return;
       case Kind.SUBSCRIBE: {
-        const [sid, pattern, policy] = this.#control(body, 3);
+        const [sid, pattern, policy, queue] = this.#control(body, 3, 4);
         if (typeof sid !== 'number' || typeof pattern !== 'string') throw malformed('SUBSCRIBE');
         if (policy !== PolicyCode.block && policy !== PolicyCode.drop) throw malformed('policy');
-        this.#routes.add(member, sid, this.#pattern(pattern), policy === PolicyCode.drop);
+        if (queue !== undefined) {
+          if (typeof queue !== 'string') throw malformed('SUBSCRIBE: queue');
+          this.#name(queue);
+        }
+        this.#routes.add(member, sid, this.#pattern(pattern), policy === PolicyCode.drop, queue);
         return;
       }
       case Kind.UNSUBSCRIBE: {
@@ -295,8 +311,8 @@ export class Bus implements AsyncDisposable {
     }
   }
 
-  /** A small control message: a msgpack array of `length` elements. */
-  #control(body: Uint8Array, length: number): unknown[] {
+  /** A small control message: a msgpack array of `length` (to `maxLength`) elements. */
+  #control(body: Uint8Array, length: number, maxLength = length): unknown[] {
     let value: unknown;
     try {
       value = this.#codec.decode(body);
@@ -306,7 +322,9 @@ export class Bus implements AsyncDisposable {
         cause: error,
       });
     }
-    if (!Array.isArray(value) || value.length !== length) throw malformed('control message');
+    if (!Array.isArray(value) || value.length < length || value.length > maxLength) {
+      throw malformed('control message');
+    }
     return value;
   }
 
@@ -332,34 +350,57 @@ export class Bus implements AsyncDisposable {
     const fieldsAt = reader.offset;
     const topic = reader.string(MAX_NAME_BYTES);
     // A topic in the route cache was checked when it got there: no split per message.
-    let deliveries = this.#routes.cached(topic);
-    if (!deliveries) {
+    let routes = this.#routes.cached(topic);
+    if (!routes) {
       this.#name(topic);
-      deliveries = this.#routes.lookup(topic);
+      routes = this.#routes.lookup(topic);
     }
     reader.skipValue(MAX_VALUE_DEPTH);
     reader.end();
     this.#stats.published++;
-    if (deliveries.length === 0) return;
     // "topic, value" is forwarded as it came, copied straight from the ring into each
     // subscriber's send batch (into a buffer of its own only for one that must queue).
     const fields = body.subarray(fieldsAt);
-    for (const d of deliveries) {
-      const to = d.member;
-      if (to.link.queued >= this.#highWaterMark) {
-        if (!d.block) {
-          this.#stats.dropped++;
-          for (const sid of d.sids) to.drops.set(sid, (to.drops.get(sid) ?? 0) + 1);
-          continue;
-        }
-        this.#hold(member, to);
+    for (const d of routes.deliveries) this.#deliver(member, d, topic, fields, owned);
+    for (const group of routes.groups) {
+      // A member that is gone or full is passed over while another has room.
+      const d = group.pick((to) => !to.link.done && to.link.queued < this.#highWaterMark);
+      if (d) this.#deliver(member, d, topic, fields, owned);
+      else {
+        const least = group.pickLeastQueued((to) => to.link.queued);
+        if (least) this.#deliver(member, least, topic, fields, owned, group);
       }
-      this.#stats.delivered++;
-      // A publish arrives with others of its batch more often than alone: deliveries of this
-      // turn go out together, not the first one by itself.
-      to.link.deferToBatch();
-      to.link.post(Kind.DELIVER, fields, d.head, topic, !owned);
     }
+  }
+
+  /**
+   * Sends a DELIVER to `d.member`, applying its backpressure policy when it is full. For a
+   * queue `group` whose members are all full, a `block` publisher waits until any of them has
+   * room, not this one in particular.
+   */
+  #deliver(
+    from: BusMember,
+    d: Delivery<BusMember>,
+    topic: string,
+    fields: Uint8Array,
+    owned: boolean,
+    group?: QueueGroup<BusMember>,
+  ): void {
+    const to = d.member;
+    if (to.link.queued >= this.#highWaterMark) {
+      if (!d.block) {
+        this.#stats.dropped++;
+        for (const sid of d.sids) to.drops.set(sid, (to.drops.get(sid) ?? 0) + 1);
+        return;
+      }
+      if (group) this.#holdForGroup(from, group);
+      else this.#hold(from, to);
+    }
+    this.#stats.delivered++;
+    // A publish arrives with others of its batch more often than alone: deliveries of this
+    // turn go out together, not the first one by itself.
+    to.link.deferToBatch();
+    to.link.post(Kind.DELIVER, fields, d.head, topic, !owned);
   }
 
   #serve(member: BusMember, name: string): void {
@@ -378,6 +419,42 @@ export class Bus implements AsyncDisposable {
   }
 
   #request(member: BusMember, body: Uint8Array, owned: boolean): void {
+    const { requestId, fields, servers } = this.#readRequest(member, body);
+    if (!servers) return;
+    const responder = servers[this.#roundRobin++ % servers.length]!;
+    const callId = this.#newCallId();
+    this.#calls.set(callId, { requester: member, requestId, responder, fanOut: undefined });
+    member.requests.set(requestId, callId);
+    responder.answering.add(callId);
+    this.#stats.requests++;
+    this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
+  }
+
+  /** A REQUEST_MANY: the same REQUEST to every client serving the name, a call each. */
+  #requestMany(member: BusMember, body: Uint8Array, owned: boolean): void {
+    const { requestId, fields, servers } = this.#readRequest(member, body);
+    if (!servers) return;
+    const fanOut: FanOut = { requester: member, requestId, calls: new Set() };
+    member.fanOuts.set(requestId, fanOut);
+    // A copy: a responder's handler may unserve the name (and change the list) meanwhile.
+    for (const responder of [...servers]) {
+      const callId = this.#newCallId();
+      this.#calls.set(callId, { requester: member, requestId, responder, fanOut });
+      fanOut.calls.add(callId);
+      responder.answering.add(callId);
+      this.#stats.requests++;
+      this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
+    }
+  }
+
+  /**
+   * Checks a REQUEST or REQUEST_MANY; answers NO_RESPONDERS (and returns no servers) when
+   * nobody serves its name. `fields` are its bytes from the name on.
+   */
+  #readRequest(
+    member: BusMember,
+    body: Uint8Array,
+  ): { requestId: number; fields: Uint8Array; servers: BusMember[] | undefined } {
     const reader = new MsgpackPrefixReader(body);
     if (reader.arrayLength() !== 3) throw malformed('REQUEST');
     const requestId = reader.uint();
@@ -388,29 +465,24 @@ export class Bus implements AsyncDisposable {
     // the receiver.
     reader.skipValue(MAX_VALUE_DEPTH);
     reader.end();
-    if (member.requests.has(requestId)) throw malformed(`REQUEST: id ${requestId} is in flight`);
+    if (member.requests.has(requestId) || member.fanOuts.has(requestId)) {
+      throw malformed(`REQUEST: id ${requestId} is in flight`);
+    }
     const servers = this.#servers.get(name);
     if (!servers) {
-      member.link.post(
-        Kind.REPLY,
-        this.#codec.encode([
-          requestId,
-          ReplyStatus.ERROR,
-          { code: 'ERR_VRING_NO_RESPONDERS', message: `nobody serves ${name}` },
-        ]),
-        undefined,
-        requestId,
-      );
-      return;
+      this.#replyError(member, requestId, 'ERR_VRING_NO_RESPONDERS', `nobody serves ${name}`);
     }
-    const responder = servers[this.#roundRobin++ % servers.length]!;
-    const callId = this.#newCallId();
-    this.#calls.set(callId, { requester: member, requestId, responder });
-    member.requests.set(requestId, callId);
-    responder.answering.add(callId);
-    this.#stats.requests++;
-    const fields = body.subarray(fieldsAt);
-    this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
+    return { requestId, fields: body.subarray(fieldsAt), servers };
+  }
+
+  /** Ends a request of `member` with an error of the bus's own. */
+  #replyError(member: BusMember, requestId: number, code: string, message: string): void {
+    member.link.post(
+      Kind.REPLY,
+      this.#codec.encode([requestId, ReplyStatus.ERROR, { code, message }]),
+      undefined,
+      requestId,
+    );
   }
 
   #reply(member: BusMember, body: Uint8Array, owned: boolean): void {
@@ -420,18 +492,86 @@ export class Bus implements AsyncDisposable {
     const fieldsAt = reader.offset;
     const status = reader.uint();
     if (status > ReplyStatus.ERROR) throw malformed('REPLY: status');
+    const valueAt = reader.offset;
     reader.skipValue(MAX_VALUE_DEPTH);
     reader.end();
     const call = this.#calls.get(callId);
     // A reply to a call cancelled meanwhile is late, not wrong.
     if (!call || call.responder !== member) return;
+    if (call.fanOut) {
+      this.#replyOfMany(member, callId, call, call.fanOut, status, body.subarray(valueAt), owned);
+      return;
+    }
     if (status !== ReplyStatus.NEXT) this.#endCall(callId, call);
     const fields = body.subarray(fieldsAt);
     this.#forward(member, call.requester, Kind.REPLY, call.requestId, fields, owned);
   }
 
+  /**
+   * A reply to one call of a REQUEST_MANY. Its requester sees one stream: every value (VALUE
+   * or NEXT) as a NEXT, then END once every responder is done, or the first ERROR, which
+   * ends the whole request (the other responders are cancelled).
+   */
+  #replyOfMany(
+    member: BusMember,
+    callId: number,
+    call: Call,
+    fanOut: FanOut,
+    status: number,
+    value: Uint8Array,
+    owned: boolean,
+  ): void {
+    const { requester, requestId } = fanOut;
+    const failed = status === ReplyStatus.ERROR;
+    if (status !== ReplyStatus.END) {
+      const head = new MsgpackPrefixWriter(prefixCapacity(2))
+        .arrayHeader(3)
+        .uint(requestId)
+        .uint(failed ? ReplyStatus.ERROR : ReplyStatus.NEXT)
+        .finish();
+      this.#send(member, requester, value, head, requestId, owned);
+    }
+    if (failed) {
+      this.#endCall(callId, call);
+      this.#endFanOut(fanOut);
+      return;
+    }
+    if (status !== ReplyStatus.NEXT) this.#callOfManyDone(callId, call, fanOut);
+  }
+
+  /** One responder of a REQUEST_MANY has finished (answered, ended or gone). */
+  #callOfManyDone(callId: number, call: Call, fanOut: FanOut): void {
+    this.#endCall(callId, call);
+    fanOut.calls.delete(callId);
+    if (fanOut.calls.size > 0) return;
+    fanOut.requester.fanOuts.delete(fanOut.requestId);
+    fanOut.requester.link.post(
+      Kind.REPLY,
+      this.#codec.encode([fanOut.requestId, ReplyStatus.END, null]),
+      undefined,
+      fanOut.requestId,
+    );
+  }
+
+  /** Ends a REQUEST_MANY early: the responders still answering are told to stop. */
+  #endFanOut(fanOut: FanOut): void {
+    fanOut.requester.fanOuts.delete(fanOut.requestId);
+    for (const callId of fanOut.calls) {
+      const call = this.#calls.get(callId);
+      if (!call) continue;
+      this.#endCall(callId, call);
+      call.responder.link.post(Kind.CANCEL, this.#codec.encode([callId]), undefined, callId);
+    }
+    fanOut.calls.clear();
+  }
+
   #cancel(member: BusMember, requestId: unknown): void {
     if (typeof requestId !== 'number') throw malformed('CANCEL');
+    const fanOut = member.fanOuts.get(requestId);
+    if (fanOut) {
+      this.#endFanOut(fanOut);
+      return;
+    }
     const callId = member.requests.get(requestId);
     const call = callId === undefined ? undefined : this.#calls.get(callId);
     if (!call || callId === undefined) return;
@@ -451,9 +591,35 @@ export class Bus implements AsyncDisposable {
     fields: Uint8Array,
     owned: boolean,
   ): void {
-    if (to.link.queued >= this.#highWaterMark) this.#hold(from, to);
     const head = new MsgpackPrefixWriter(prefixCapacity(1)).arrayHeader(3).uint(id).finish();
-    to.link.post(kind, fields, head, id, !owned);
+    this.#send(from, to, fields, head, id, owned, kind);
+  }
+
+  /** Posts `head` + `bytes` to `to` on lane `id`; a full `to` holds `from` back. */
+  #send(
+    from: BusMember,
+    to: BusMember,
+    bytes: Uint8Array,
+    head: Uint8Array,
+    id: number,
+    owned: boolean,
+    kind: number = Kind.REPLY,
+  ): void {
+    if (to.link.queued >= this.#highWaterMark) this.#hold(from, to);
+    to.link.post(kind, bytes, head, id, !owned);
+  }
+
+  /**
+   * Stops reading from `from` until any member of `group` has drained its send queue. The
+   * hold has one reason, released by whichever member drains first (a member of another
+   * group may release it too: the publisher's next message to a full group holds it again).
+   */
+  #holdForGroup(from: BusMember, group: QueueGroup<BusMember>): void {
+    const members = group.members;
+    // It would wait for itself; its own ring limits it.
+    if (members.some((m) => m.member === from)) return;
+    from.link.pause(QUEUE_GROUP_HOLD);
+    for (const m of members) m.member.blockedPublishers.add(from);
   }
 
   /** Stops reading from `from` until `to` has drained its send queue. */
@@ -467,7 +633,10 @@ export class Bus implements AsyncDisposable {
     // Cleared first: a publisher resumed here may be held again by this member at once.
     const blocked = [...member.blockedPublishers];
     member.blockedPublishers.clear();
-    for (const from of blocked) from.link.resume(`member ${member.id}`);
+    for (const from of blocked) {
+      from.link.resume(`member ${member.id}`);
+      from.link.resume(QUEUE_GROUP_HOLD);
+    }
     if (member.drops.size > 0) {
       for (const [sid, count] of member.drops)
         member.link.post(Kind.DROPPED, this.#codec.encode([sid, count]));
@@ -484,7 +653,7 @@ export class Bus implements AsyncDisposable {
 
   #endCall(callId: number, call: Call): void {
     this.#calls.delete(callId);
-    call.requester.requests.delete(call.requestId);
+    if (!call.fanOut) call.requester.requests.delete(call.requestId);
     call.responder.answering.delete(callId);
   }
 
@@ -493,6 +662,7 @@ export class Bus implements AsyncDisposable {
     this.#members.delete(member);
     this.#routes.removeMember(member);
     for (const name of [...member.serves]) this.#unserve(member, name);
+    for (const fanOut of [...member.fanOuts.values()]) this.#endFanOut(fanOut);
     for (const callId of [...member.requests.values()]) {
       const call = this.#calls.get(callId);
       if (!call) continue;
@@ -502,16 +672,17 @@ export class Bus implements AsyncDisposable {
     for (const callId of [...member.answering]) {
       const call = this.#calls.get(callId);
       if (!call) continue;
+      // One responder of many that goes away simply has no more to say.
+      if (call.fanOut) {
+        this.#callOfManyDone(callId, call, call.fanOut);
+        continue;
+      }
       this.#endCall(callId, call);
-      call.requester.link.post(
-        Kind.REPLY,
-        this.#codec.encode([
-          call.requestId,
-          ReplyStatus.ERROR,
-          { code: 'ERR_VRING_PEER_DISCONNECTED', message: 'the responder went away' },
-        ]),
-        undefined,
+      this.#replyError(
+        call.requester,
         call.requestId,
+        'ERR_VRING_PEER_DISCONNECTED',
+        'the responder went away',
       );
     }
     this.#onWritable(member);

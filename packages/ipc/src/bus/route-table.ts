@@ -1,5 +1,6 @@
 import type { TopicPattern } from '../topic.js';
 import { MsgpackPrefixWriter, prefixCapacity } from '../wire/msgpack-prefix.js';
+import { QueueGroup } from './queue-group.js';
 
 /** One subscription as the bus holds it. */
 interface Entry<M> {
@@ -7,6 +8,9 @@ interface Entry<M> {
   sid: number;
   pattern: TopicPattern;
   drop: boolean;
+  /** For a queue subscription: its group, and itself as the group's member. */
+  group: QueueGroup<M> | undefined;
+  asMember: Delivery<M> | undefined;
 }
 
 /** Where a message on a topic goes: one client, all of its matching subscriptions. */
@@ -19,6 +23,15 @@ export interface Delivery<M> {
   block: boolean;
 }
 
+/**
+ * Where a message on a topic goes: a copy to each client with plain subscriptions that
+ * match, and one copy per matching queue group, to the member the group picks.
+ */
+export interface Routes<M> {
+  deliveries: ReadonlyArray<Delivery<M>>;
+  groups: ReadonlyArray<QueueGroup<M>>;
+}
+
 /** Topics resolved before the cache starts over (a bound on memory, not a tuning knob). */
 const CACHE_LIMIT = 4096;
 
@@ -29,7 +42,8 @@ const CACHE_LIMIT = 4096;
  */
 export class RouteTable<M> {
   readonly #entries = new Map<M, Map<number, Entry<M>>>();
-  readonly #cache = new Map<string, Array<Delivery<M>>>();
+  readonly #groups = new Map<string, QueueGroup<M>>();
+  readonly #cache = new Map<string, Routes<M>>();
   #count = 0;
 
   /** Subscriptions held. */
@@ -37,43 +51,74 @@ export class RouteTable<M> {
     return this.#count;
   }
 
-  add(member: M, sid: number, pattern: TopicPattern, drop: boolean): void {
+  /** Queue groups with at least one member. */
+  get groups(): number {
+    return this.#groups.size;
+  }
+
+  /** Adds a subscription; with a `queue` name it joins that queue group of `pattern`. */
+  add(member: M, sid: number, pattern: TopicPattern, drop: boolean, queue?: string): void {
     let entries = this.#entries.get(member);
     if (!entries) {
       entries = new Map();
       this.#entries.set(member, entries);
     }
-    if (!entries.has(sid)) this.#count++;
     // The same id again replaces the subscription (a client resubscribing after a restart).
-    entries.set(sid, { member, sid, pattern, drop });
+    const previous = entries.get(sid);
+    if (previous) this.#leaveGroup(previous);
+    else this.#count++;
+    const entry: Entry<M> = { member, sid, pattern, drop, group: undefined, asMember: undefined };
+    if (queue !== undefined) {
+      const key = QueueGroup.key(pattern.source, queue);
+      let group = this.#groups.get(key);
+      if (!group) {
+        group = new QueueGroup(pattern, queue);
+        this.#groups.set(key, group);
+      }
+      entry.group = group;
+      entry.asMember = { member, head: deliverHead([sid]), sids: [sid], block: !drop };
+      group.add(entry.asMember);
+    }
+    entries.set(sid, entry);
     this.#cache.clear();
   }
 
   remove(member: M, sid: number): void {
-    if (this.#entries.get(member)?.delete(sid)) {
-      this.#count--;
-      this.#cache.clear();
-    }
+    const entries = this.#entries.get(member);
+    const entry = entries?.get(sid);
+    if (!entries || !entry) return;
+    entries.delete(sid);
+    this.#leaveGroup(entry);
+    this.#count--;
+    this.#cache.clear();
   }
 
   removeMember(member: M): void {
     const entries = this.#entries.get(member);
     if (!entries) return;
+    for (const entry of entries.values()) this.#leaveGroup(entry);
     this.#count -= entries.size;
     this.#entries.delete(member);
     this.#cache.clear();
+  }
+
+  #leaveGroup(entry: Entry<M>): void {
+    const { group, asMember } = entry;
+    if (!group || !asMember) return;
+    group.remove(asMember);
+    if (group.size === 0) this.#groups.delete(QueueGroup.key(group.pattern.source, group.queue));
   }
 
   /**
    * Where a message on `topic` goes, if the topic has been looked up since the
    * subscriptions last changed (so it was checked then).
    */
-  cached(topic: string): ReadonlyArray<Delivery<M>> | undefined {
+  cached(topic: string): Routes<M> | undefined {
     return this.#cache.get(topic);
   }
 
-  /** Where a message on `topic` goes (empty when nobody listens). */
-  lookup(topic: string): ReadonlyArray<Delivery<M>> {
+  /** Where a message on `topic` goes (nowhere when nobody listens). */
+  lookup(topic: string): Routes<M> {
     const cached = this.#cache.get(topic);
     if (cached) return cached;
     const deliveries: Array<Delivery<M>> = [];
@@ -81,19 +126,28 @@ export class RouteTable<M> {
       const sids: number[] = [];
       let block = false;
       for (const e of entries.values()) {
-        if (!e.pattern.matches(topic)) continue;
+        if (e.group || !e.pattern.matches(topic)) continue;
         sids.push(e.sid);
         block ||= !e.drop;
       }
       if (sids.length === 0) continue;
-      // DELIVER is [sids, topic, value]; the publish's "topic, value" follows this prefix.
-      const writer = new MsgpackPrefixWriter(prefixCapacity(sids.length + 1));
-      writer.arrayHeader(3).arrayHeader(sids.length);
-      for (const sid of sids) writer.uint(sid);
-      deliveries.push({ member, head: writer.finish(), sids, block });
+      deliveries.push({ member, head: deliverHead(sids), sids, block });
+    }
+    const groups: Array<QueueGroup<M>> = [];
+    for (const group of this.#groups.values()) {
+      if (group.pattern.matches(topic)) groups.push(group);
     }
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
-    this.#cache.set(topic, deliveries);
-    return deliveries;
+    const routes = { deliveries, groups };
+    this.#cache.set(topic, routes);
+    return routes;
   }
+}
+
+/** DELIVER is [sids, topic, value]; the publish's "topic, value" follows this prefix. */
+function deliverHead(sids: number[]): Uint8Array {
+  const writer = new MsgpackPrefixWriter(prefixCapacity(sids.length + 1));
+  writer.arrayHeader(3).arrayHeader(sids.length);
+  for (const sid of sids) writer.uint(sid);
+  return writer.finish();
 }

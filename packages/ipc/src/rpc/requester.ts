@@ -6,6 +6,7 @@ import { CheckedTopics } from '../topic.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
 import { type Deadline, Deadlines } from './deadlines.js';
 import { fromWireError } from './remote-error.js';
+import { type Replies, type ReplySink, type RequestManyOptions, replies } from './replies.js';
 
 /** Options of a request. */
 export interface RequestOptions {
@@ -20,11 +21,7 @@ export interface RequestOptions {
 }
 
 /** What a request's replies go to: a promise's settlers or an Observable's subscriber. */
-interface Pending {
-  /** Takes one reply; returns whether the request is over. */
-  reply(status: number, value: unknown): boolean;
-  fail(error: VringError): void;
-}
+type Pending = ReplySink;
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -92,13 +89,29 @@ export class Requester {
       pending.resolve = resolve as (value: unknown) => void;
       pending.reject = reject;
     });
-    this.#start(name, value, options, pending);
+    this.#start(Kind.REQUEST, name, value, options, pending);
     return promise;
+  }
+
+  /** Sends a REQUEST_MANY, which only a bus understands (see {@link Replies}). */
+  requestMany<R>(name: string, value: unknown, options: RequestManyOptions = {}): Replies<R> {
+    return replies<R>(
+      (sink, signal) =>
+        this.#start(
+          Kind.REQUEST_MANY,
+          name,
+          value,
+          { timeout: Infinity, ...(signal && { signal }) },
+          sink,
+        ),
+      options,
+    );
   }
 
   requestStream<R>(name: string, value: unknown, options: RequestOptions = {}): Observable<R> {
     return new Observable<R>((subscriber) => {
       const stop = this.#start(
+        Kind.REQUEST,
         name,
         value,
         { timeout: Infinity, ...options },
@@ -149,7 +162,13 @@ export class Requester {
   }
 
   /** Sends the request; returns what cancels it. */
-  #start(name: string, value: unknown, options: RequestOptions, pending: Pending): () => void {
+  #start(
+    kind: number,
+    name: string,
+    value: unknown,
+    options: RequestOptions,
+    pending: Pending,
+  ): () => void {
     const { signal } = options;
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     const id = this.#nextFreeId();
@@ -162,7 +181,7 @@ export class Requester {
       if (this.#link.done) throw this.#link.closedError;
       // Encoded straight into the send batch; the reply cannot come before the call below is
       // registered (it is read in a later turn).
-      this.#link.postValue(Kind.REQUEST, [id, name, value], id);
+      this.#link.postValue(kind, [id, name, value], id);
     } catch (error) {
       pending.fail(error as VringError);
       return () => {};

@@ -7,7 +7,10 @@ export const Kind = {
   MESSAGE: 1,
   /** Start of a bus session, both ways: `[version, maxFrame]`. */
   HELLO: 2,
-  /** Client → bus: `[sid, pattern, policy]` (policy 0 = block, 1 = drop). */
+  /**
+   * Client → bus: `[sid, pattern, policy]` (policy 0 = block, 1 = drop), or
+   * `[sid, pattern, policy, queue]` to join the queue group `queue` of `pattern`.
+   */
   SUBSCRIBE: 3,
   /** Client → bus: `[sid]`. */
   UNSUBSCRIBE: 4,
@@ -31,6 +34,11 @@ export const Kind = {
   PING: 13,
   /** Bus → client: `[id]`. */
   PONG: 14,
+  /**
+   * Client → bus: `[requestId, name, value]`, sent to every client serving `name`; the
+   * replies come back as REPLY NEXT, then one END once every responder has answered.
+   */
+  REQUEST_MANY: 15,
 } as const;
 
 /** The `status` of a REPLY. */
