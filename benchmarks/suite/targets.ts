@@ -221,9 +221,9 @@ const targets: Target[] = [
     check: (find) => eventModeVsNet(find, 1),
   },
   {
-    name: 'idle: 0 % CPU (vring event and adaptive, both sides; poll spins by design)',
+    name: 'idle: 0 % CPU (vring event and adaptive, every side and the bus; poll spins by design)',
     check: (find) => {
-      const all = [...rawRings, ...channels]
+      const all = [...rawRings, ...channels, ...buses, ...standalone]
         .filter((t) => !t.endsWith('-poll'))
         .map((t) => ({ t, v: find('idle', 0, t)?.figures.cpu?.median }))
         .filter((e): e is { t: string; v: number } => e.v !== undefined);

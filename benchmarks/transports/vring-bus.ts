@@ -16,7 +16,7 @@
 import type { NotificationMode } from '@vring/core';
 import { type Bus, type BusClient, connectBus, createBus } from '@vring/ipc';
 import { Acks, atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
-import { reportReady } from './measure.js';
+import { reportIdle, reportProcessIdle, reportReady } from './measure.js';
 import type { Payload } from './payload.js';
 import { modeLabel, type PeerArgs, type Transport } from './transport.js';
 import { sendWindow, windowed } from './value-scenarios.js';
@@ -124,6 +124,35 @@ async function caller(args: PeerArgs, mode: NotificationMode): Promise<void> {
   client.close();
 }
 
+/**
+ * Idle: the listener's client and one other, each subscribed (the bus holds a route each
+ * way), doing nothing for the measured stretch; the broker, standalone, is measured too.
+ */
+async function idleListener(args: PeerArgs, mode: NotificationMode, topology: Topology) {
+  const { client, close } = await listenerClient(args, mode, topology);
+  client.subscribe(DATA);
+  const bye = client.subscribe<string>(CONTROL, { policy: 'block' });
+  await client.flush();
+  reportReady();
+  await Promise.all([
+    reportIdle('listen', args.seconds),
+    args.brokerPid === undefined
+      ? undefined
+      : reportProcessIdle(args.brokerPid, 'broker', args.seconds),
+  ]);
+  await close(bye[Symbol.asyncIterator]().next());
+}
+
+async function idleConnector(args: PeerArgs, mode: NotificationMode): Promise<void> {
+  const client = await connectBus(busPath(args), { notification: mode });
+  client.subscribe(DATA);
+  await client.flush();
+  await reportIdle('connect', args.seconds);
+  await client.publish(CONTROL, 'bye');
+  await client.drain();
+  client.close();
+}
+
 async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): Promise<void> {
   const listen = args.role === 'listen';
   switch (args.scenario) {
@@ -131,6 +160,8 @@ async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): 
       return listen ? publisher(args, mode, topology) : subscriber(args, mode);
     case 'rpc':
       return listen ? server(args, mode, topology) : caller(args, mode);
+    case 'idle':
+      return listen ? idleListener(args, mode, topology) : idleConnector(args, mode);
     default:
       throw new Error(`bus: no ${args.scenario} scenario`);
   }
@@ -142,7 +173,7 @@ async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): 
  * scheduler.
  */
 export function vringBus(mode: NotificationMode, topology: Topology): Transport {
-  // createBus and `vring bus` default to event (connectBus documents the same).
+  // createBus, `vring bus` and connectBus default to adaptive.
   const what = topology === 'hosted' ? 'hosted by publisher / server' : 'standalone `vring bus`';
   return {
     name: topology === 'hosted' ? `bus-${mode}` : `bus-standalone-${mode}`,
@@ -152,7 +183,7 @@ export function vringBus(mode: NotificationMode, topology: Topology): Transport 
       topology === 'hosted'
         ? { processes: 'pair' }
         : { processes: 'pair', broker: { kind: 'vring-bus', notification: mode } },
-    scenarios: mode === 'poll' ? ['rpc'] : ['fanout', 'rpc'],
+    scenarios: mode === 'poll' ? ['rpc'] : ['fanout', 'rpc', 'idle'],
     run: (args) => run(args, mode, topology),
   };
 }
