@@ -1,3 +1,4 @@
+import { VringError } from '@vring/core';
 import { Packr, RESERVE_START_SPACE, REUSE_BUFFER_MODE, Unpackr } from 'msgpackr';
 
 /** Bodies shorter than this are decoded from a copy at offset 0 (see {@link MessageCodec.decode}). */
@@ -97,5 +98,25 @@ export class MessageCodec {
     range.start = start;
     range.end = end;
     return (owned ? this.#viewing : this.#copying).unpack(data, range);
+  }
+}
+
+/** What a send gets for a value msgpack cannot encode. @internal */
+export function unencodable(error: unknown): VringError {
+  return new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {
+    cause: error,
+  });
+}
+
+/**
+ * `value` encoded by `codec` into a buffer of its own.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a value msgpack cannot encode.
+ * @internal
+ */
+export function encodeOrFail(codec: MessageCodec, value: unknown): Buffer {
+  try {
+    return codec.encode(value);
+  } catch (error) {
+    throw unencodable(error);
   }
 }

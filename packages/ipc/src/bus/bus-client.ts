@@ -11,7 +11,7 @@ import {
 import type { Observable } from 'rxjs';
 import { Observable as RxObservable } from 'rxjs';
 import { Link } from '../link/link.js';
-import { MessageCodec } from '../message-codec.js';
+import { MessageCodec, unencodable } from '../message-codec.js';
 import type { Replies, RequestManyOptions } from '../rpc/replies.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
@@ -507,9 +507,5 @@ export class BusClient implements AsyncDisposable {
 }
 
 function asArgumentError(error: unknown): VringError {
-  return error instanceof VringError
-    ? error
-    : new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {
-        cause: error,
-      });
+  return error instanceof VringError ? error : unencodable(error);
 }

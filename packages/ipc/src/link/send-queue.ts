@@ -1,17 +1,11 @@
-import {
-  type FrameLending,
-  type FramePort,
-  type MessageBatch,
-  VringError,
-  WaiterQueue,
-} from '@vring/core';
-import { MessageCodec } from '../message-codec.js';
+import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vring/core';
+import { encodeOrFail, MessageCodec, unencodable } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
+import { InPlaceWriter } from './in-place-writer.js';
 import { longestPollMs } from './poll-budget.js';
 import { pollUntil } from './polling.js';
 import { SendGroup } from './send-group.js';
-import { StagingBuffers } from './staging-buffers.js';
 
 /** Options of a {@link SendQueue}. @internal */
 export interface SendQueueOptions {
@@ -80,13 +74,6 @@ class Outgoing extends OutgoingMessage {
 const FRAMES_PER_TURN = 16;
 
 /**
- * An encoding from this size on is worth writing straight into the port's memory (see
- * {@link SendQueue.#placeInPlace}); below it, the send batch's one copy costs less than a
- * native call of its own.
- */
-const LARGE_VALUE = 8 * 1024;
-
-/**
  * The sending half of a {@link Link}: messages cut into frames and written into the ring,
  * concurrent sends batched into one native crossing, ordering per lane with interleaving
  * across lanes, and the queue's own flow control (`drain`, `onWritable`). The first message
@@ -97,17 +84,8 @@ export abstract class SendQueue {
   readonly transport: FramePort;
   readonly #codec: MessageCodec;
   #fragmenter: Fragmenter;
-  /** The port's memory, for values written where the peer reads them. */
-  readonly #lending: FrameLending | undefined;
-  /**
-   * The last value encoded was large: the next one is tried in place first. The size of a
-   * value is known only once it is encoded, and a stream's values tend to be alike.
-   */
-  #large = false;
-  /** The encoded size of the last value, which the next is expected to match. */
-  #lastSize = 0;
-  /** Where large values that must wait are encoded (made on first use). */
-  #staging: StagingBuffers | undefined;
+  /** Large messages written where the peer reads them, when the port lends its memory. */
+  readonly #inPlace: InPlaceWriter | undefined;
   readonly #sendBatch: MessageBatch;
   readonly #options: SendQueueOptions;
   readonly #lowWaterMark: number;
@@ -122,7 +100,8 @@ export abstract class SendQueue {
   #pumping = false;
   /** The send batch is going into the ring (waiting for room): nothing may join it. */
   #sending = false;
-  #nextStream = 1;
+  /** The stream number of the next message. */
+  #streams = 1;
   #aboveLowWater = false;
   readonly #drainWaiters = new WaiterQueue<void>();
   /** The group later sends of this tick join (see {@link SendGroup}). */
@@ -145,7 +124,8 @@ export abstract class SendQueue {
     this.transport = transport;
     this.#codec = options.codec ?? new MessageCodec();
     this.#fragmenter = this.#fragmenterFor(options.maxFrame);
-    this.#lending = transport.peerInThread ? undefined : transport.lending;
+    const lending = transport.peerInThread ? undefined : transport.lending;
+    this.#inPlace = lending && new InPlaceWriter(lending, this.#codec, transport.maxMessage);
     this.#sendBatch = batch;
     this.#options = options;
     this.#lowWaterMark = options.lowWaterMark ?? 256;
@@ -217,7 +197,7 @@ export abstract class SendQueue {
         if (i === -1 || entry.offset > 0) return;
         this.#outgoing.splice(i, 1);
         entry.withdrawn = true;
-        this.#staging?.give(entry.body);
+        this.#inPlace?.giveBack(entry.body);
         reject(signal.reason);
       };
       const entry = this.#queue(
@@ -350,10 +330,12 @@ export abstract class SendQueue {
   }
 
   #stream(): number {
-    const stream = this.#nextStream;
-    this.#nextStream = (this.#nextStream % 0xffff_ffff) + 1;
+    const stream = this.#streams;
+    this.#streams = (this.#streams % 0xffff_ffff) + 1;
     return stream;
   }
+
+  readonly #nextStream = (): number => this.#stream();
 
   /**
    * Whether a message may go straight into the send batch now: nothing queued would then be
@@ -369,14 +351,20 @@ export abstract class SendQueue {
    * batch is not open to it, or has too little room left.
    */
   #placeValue(kind: number, value: unknown, mayWait = false): Sent | Uint8Array | typeof LAZY {
+    const inPlace = this.#inPlace;
     if (!this.#appendable()) {
-      if (mayWait && this.#large && this.#lending && this.#options.lazyEncoding) return LAZY;
+      if (mayWait && inPlace?.expectsLarge && this.#options.lazyEncoding) return LAZY;
       return this.#encodeToWait(value);
     }
     const batch = this.#sendBatch;
-    if (this.#large && this.#lending && batch.count === 0) {
-      const placed = this.#placeInPlace(kind, value);
-      if (placed !== undefined) return placed;
+    if (inPlace?.expectsLarge && batch.count === 0) {
+      // Straight into the port's memory; with no room now, the batch's way (and the queue).
+      const placed = inPlace.encode(value, kind, this.#nextStream, this.#fragmenter);
+      if (typeof placed === 'number') {
+        this.#wake?.();
+        return IN_RING;
+      }
+      if (placed !== 'no-room') return placed;
     }
     const wasEmpty = batch.count === 0;
     const codec = this.#codec;
@@ -389,10 +377,10 @@ export abstract class SendQueue {
       throw unencodable(error);
     }
     if (end < 0) {
-      this.#sized(codec.overflow!.byteLength);
+      inPlace?.sized(codec.overflow!.byteLength);
       return codec.overflow!;
     }
-    this.#sized(end - at);
+    inPlace?.sized(end - at);
     const stream = this.#stream();
     if (
       fragmenter.commitWhole(batch, kind, stream, end - at) ||
@@ -402,42 +390,6 @@ export abstract class SendQueue {
       return this.#appended(wasEmpty);
     }
     return Buffer.from(batch.data.subarray(at, end));
-  }
-
-  /**
-   * Encodes `value` straight into memory the port lends, as one whole frame the peer reads
-   * where it lies: no send batch, no copy into the ring, no fragments. Undefined when the
-   * port has no room now (the value then takes the batch's way, and waits in the queue); its
-   * encoding, as a buffer of its own, when it outgrew the room.
-   */
-  #placeInPlace(kind: number, value: unknown): Sent | Uint8Array | undefined {
-    const lending = this.#lending!;
-    let room: Buffer | undefined;
-    try {
-      room = lending.reserve(this.#roomToAsk());
-    } catch {
-      // A failing port fails the link through the pump, as any send does.
-      return undefined;
-    }
-    if (!room) return undefined;
-    const codec = this.#codec;
-    let end: number;
-    try {
-      end = codec.encodeInto(value, room, FRAME_HEADER_BYTES);
-    } catch (error) {
-      throw unencodable(error);
-    }
-    if (end < 0) return codec.overflow!;
-    const length = end - FRAME_HEADER_BYTES;
-    this.#sized(length);
-    this.#fragmenter.writeWholeFrame(room, kind, this.#stream(), length);
-    try {
-      lending.commit(end);
-    } catch {
-      return undefined;
-    }
-    this.#wake?.();
-    return IN_RING;
   }
 
   /** Appends a one-frame message to the send batch when it may go there (see #appended). */
@@ -458,23 +410,6 @@ export abstract class SendQueue {
     return group.promise;
   }
 
-  /** Notes the encoded size of the value just sent (see #large and #roomToAsk). */
-  #sized(bytes: number): void {
-    this.#large = bytes >= LARGE_VALUE;
-    this.#lastSize = bytes;
-  }
-
-  /**
-   * Room to ask for before encoding in place: enough for a value the size of the last one.
-   * Encoding into less would overflow midway, and the value would end up copied twice and in
-   * a buffer of its own; waiting for the room costs nothing the receiver is not doing anyway.
-   * A value too large for one frame asks for the minimum (it overflows into frames anyway).
-   */
-  #roomToAsk(): number {
-    const wanted = FRAME_HEADER_BYTES + Math.max(LARGE_VALUE, this.#lastSize + 64);
-    return wanted <= this.transport.maxMessage ? wanted : FRAME_HEADER_BYTES + LARGE_VALUE;
-  }
-
   /** Queues `value` to be encoded when it goes in place; resolves once it has. */
   #queueLazy(kind: number, value: unknown, lane: Lane): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -484,34 +419,9 @@ export abstract class SendQueue {
     });
   }
 
-  /**
-   * Encodes a value that will wait in the queue: a large one (as the last was) into a staging
-   * buffer, given back once the message has gone.
-   */
+  /** Encodes a value that will wait in the queue (a large one into a staging buffer). */
   #encodeToWait(value: unknown): Uint8Array {
-    if (!this.#large || !this.#lending) return this.#encode(value);
-    this.#staging ??= new StagingBuffers(this.transport.maxMessage, 8);
-    const buffer = this.#staging.take();
-    if (!buffer) return this.#encode(value);
-    const codec = this.#codec;
-    let end: number;
-    try {
-      end = codec.encodeInto(value, buffer, 0);
-    } catch (error) {
-      this.#staging.give(buffer);
-      throw unencodable(error);
-    }
-    if (end >= 0) return buffer.subarray(0, end);
-    this.#staging.give(buffer);
-    return codec.overflow!;
-  }
-
-  #encode(value: unknown): Uint8Array {
-    try {
-      return this.#codec.encode(value);
-    } catch (error) {
-      throw unencodable(error);
-    }
+    return this.#inPlace ? this.#inPlace.encodeToWait(value) : encodeOrFail(this.#codec, value);
   }
 
   /**
@@ -636,32 +546,18 @@ export abstract class SendQueue {
    * message, not begun, that fits a frame of the port.
    */
   #goesInPlace(o: Outgoing): boolean {
-    if (!this.#lending || o.offset !== 0) return false;
-    if (o.lazy) return true;
-    const total = o.head.byteLength + o.body.byteLength;
-    return total >= LARGE_VALUE && FRAME_HEADER_BYTES + total <= this.transport.maxMessage;
+    const inPlace = this.#inPlace;
+    if (!inPlace || o.offset !== 0) return false;
+    return o.lazy || inPlace.fits(o.head.byteLength + o.body.byteLength);
   }
 
-  /**
-   * Copies `o` into room the port lends, as one whole frame, and sends it: one copy, where
-   * the batch would take two (into the batch, then into the ring) and cut it into frames.
-   * False when there is no room yet.
-   */
+  /** Writes `o` into room the port lends, as one whole frame; false when there is none yet. */
   #sendInPlace(o: Outgoing): boolean {
     // A withdrawn message is out of the queue (and its staging buffer maybe reused): a wait
     // for room that was under way when it was withdrawn must not send it.
     if (o.withdrawn) return false;
     if (o.lazy) return this.#encodeInPlace(o);
-    const total = o.head.byteLength + o.body.byteLength;
-    const room = this.#lending!.reserve(FRAME_HEADER_BYTES + total);
-    if (!room) return false;
-    room.set(o.head, FRAME_HEADER_BYTES);
-    room.set(o.body, FRAME_HEADER_BYTES + o.head.byteLength);
-    this.#fragmenter.writeWholeFrame(room, o.kind, o.stream, total);
-    this.#lending!.commit(FRAME_HEADER_BYTES + total);
-    o.offset = total;
-    o.done = true;
-    return true;
+    return this.#inPlace!.copy(o, this.#fragmenter);
   }
 
   /**
@@ -670,31 +566,25 @@ export abstract class SendQueue {
    * queue); one msgpack cannot encode fails its own send only.
    */
   #encodeInPlace(o: Outgoing): boolean {
-    const room = this.#lending!.reserve(this.#roomToAsk());
-    if (!room) return false;
-    const codec = this.#codec;
-    let end: number;
-    o.lazy = false;
+    let placed: ReturnType<InPlaceWriter['encode']>;
     try {
-      end = codec.encodeInto(o.value, room, FRAME_HEADER_BYTES);
+      placed = this.#inPlace!.encode(o.value, o.kind, () => o.stream, this.#fragmenter);
     } catch (error) {
       // Done, as failed: the resolve #settle then calls comes after the reject, and is moot.
+      o.lazy = false;
       o.value = undefined;
       o.done = true;
-      o.reject?.(unencodable(error));
+      o.reject?.(error);
       return true;
     }
+    if (placed === 'no-room') return false;
+    o.lazy = false;
     o.value = undefined;
-    if (end < 0) {
-      o.body = codec.overflow!;
-      this.#sized(o.body.byteLength);
+    if (typeof placed !== 'number') {
+      o.body = placed;
       return this.#goesInPlace(o) && this.#sendInPlace(o);
     }
-    const length = end - FRAME_HEADER_BYTES;
-    this.#sized(length);
-    this.#fragmenter.writeWholeFrame(room, o.kind, o.stream, length);
-    this.#lending!.commit(end);
-    o.offset = length;
+    o.offset = placed;
     o.done = true;
     return true;
   }
@@ -803,7 +693,7 @@ export abstract class SendQueue {
     for (let i = 0; i < outgoing.length; i++) {
       const o = outgoing[i]!;
       if (o.done) {
-        this.#staging?.give(o.body);
+        this.#inPlace?.giveBack(o.body);
         o.resolve?.();
         o.group?.sent();
       } else outgoing[kept++] = o;
@@ -815,10 +705,4 @@ export abstract class SendQueue {
     }
     if (kept === 0 && this.#drainWaiters.size > 0) this.#drainWaiters.resolveAll();
   }
-}
-
-function unencodable(error: unknown): VringError {
-  return new VringError('ERR_VRING_INVALID_ARGUMENT', 'value cannot be encoded as msgpack', {
-    cause: error,
-  });
 }
