@@ -14,18 +14,19 @@ import type { VringError } from '../packages/core/src/index.js';
 // ---- waiting ----
 
 /**
- * Polls `condition` every few milliseconds until it returns a truthy value, and returns that
- * value. The deadline is a guard against a test that would otherwise hang, not a timing
- * requirement: past it, this throws with `what` (what was awaited) in its message.
+ * Polls `condition` every few milliseconds until it returns (or resolves to) a truthy value,
+ * and returns that value. The deadline is a guard against a test that would otherwise hang,
+ * not a timing requirement: past it, this throws with `what` (what was awaited) in its
+ * message.
  */
 export async function until<T>(
-  condition: () => T,
+  condition: () => T | PromiseLike<T>,
   what = 'the condition to hold',
   timeoutMs = 30_000,
 ): Promise<Exclude<T, false | 0 | '' | null | undefined>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = condition();
+    const value = await condition();
     if (value) return value as Exclude<T, false | 0 | '' | null | undefined>;
     if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms: ${what}`);
     await sleep(5);

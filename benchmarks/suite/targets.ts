@@ -78,7 +78,13 @@ function atLeast(
   return r && { figure: `${x(r.ratio)} ${whose} (${r.transport})`, met: r.ratio >= min };
 }
 
-const standalone = ['bus-standalone-event', 'bus-standalone-adaptive', 'bus-standalone-poll'];
+const standalone = [
+  'bus-standalone-event',
+  'bus-standalone-adaptive',
+  'bus-standalone-poll',
+  'bus-direct-event',
+  'bus-direct-adaptive',
+];
 
 /** The RPC and pub/sub targets against a socket and against NATS. */
 const brokerTargets: Target[] = [

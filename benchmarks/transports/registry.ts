@@ -25,6 +25,9 @@ export const registry: Record<string, () => Promise<Transport>> = {
     (await import('./vring-bus.js')).vringBus('adaptive', 'standalone'),
   'bus-standalone-poll': async () =>
     (await import('./vring-bus.js')).vringBus('poll', 'standalone'),
+  'bus-direct-event': async () => (await import('./vring-bus.js')).vringBus('event', 'direct'),
+  'bus-direct-adaptive': async () =>
+    (await import('./vring-bus.js')).vringBus('adaptive', 'direct'),
   'channel-rpc-event': async () =>
     (await import('./vring-channel-rpc.js')).vringChannelRpc('event'),
   'channel-rpc-adaptive': async () =>

@@ -12,6 +12,10 @@
 //   is used. Fan-out: N + 2 processes. RPC: 3 processes, each request crossing four rings
 //   (client → bus → server and back).
 //
+// - direct: standalone, with every client taking part in direct routes (RPC only): after the
+//   first request through the bus, the client and the server talk over a queue pair of
+//   their own (ConnectBusOptions.directRoutes).
+//
 // The bus and every client run in the same notification mode.
 import type { NotificationMode } from '@vring/core';
 import { type Bus, type BusClient, connectBus, createBus } from '@vring/ipc';
@@ -21,7 +25,13 @@ import type { Payload } from './payload.js';
 import { modeLabel, type PeerArgs, type Transport } from './transport.js';
 import { sendWindow, windowed } from './value-scenarios.js';
 
-type Topology = 'hosted' | 'standalone';
+type Topology = 'hosted' | 'standalone' | 'direct';
+
+/** How every client of a case connects. */
+const clientOptions = (mode: NotificationMode, topology: Topology) => ({
+  notification: mode,
+  directRoutes: topology === 'direct',
+});
 
 const DATA = 'bench.data';
 /** Subscribers acknowledge on it: once subscribed, then each SYNC and END marker. */
@@ -45,8 +55,8 @@ async function listenerClient(
   mode: NotificationMode,
   topology: Topology,
 ): Promise<{ client: BusClient; close(lastWord: Promise<unknown>): Promise<void> }> {
-  if (topology === 'standalone') {
-    const client = await connectBus(busPath(args), { notification: mode });
+  if (topology !== 'hosted') {
+    const client = await connectBus(busPath(args), clientOptions(mode, topology));
     return {
       client,
       async close(lastWord) {
@@ -91,8 +101,12 @@ async function publisher(args: PeerArgs, mode: NotificationMode, topology: Topol
   await close(Promise.resolve());
 }
 
-async function subscriber(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const client = await connectBus(busPath(args), { notification: mode });
+async function subscriber(
+  args: PeerArgs,
+  mode: NotificationMode,
+  topology: Topology,
+): Promise<void> {
+  const client = await connectBus(busPath(args), clientOptions(mode, topology));
   const subscription = client.subscribe<Payload>(DATA, { policy: 'block' });
   await client.flush();
   const ack = () => client.publish(CONTROL, 'ack');
@@ -116,8 +130,8 @@ async function server(args: PeerArgs, mode: NotificationMode, topology: Topology
   await close(bye[Symbol.asyncIterator]().next());
 }
 
-async function caller(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const client = await connectBus(busPath(args), { notification: mode });
+async function caller(args: PeerArgs, mode: NotificationMode, topology: Topology): Promise<void> {
+  const client = await connectBus(busPath(args), clientOptions(mode, topology));
   await rpcClient((value) => client.request('echo', value), args);
   await client.publish(CONTROL, 'bye');
   await client.drain();
@@ -143,8 +157,12 @@ async function idleListener(args: PeerArgs, mode: NotificationMode, topology: To
   await close(bye[Symbol.asyncIterator]().next());
 }
 
-async function idleConnector(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const client = await connectBus(busPath(args), { notification: mode });
+async function idleConnector(
+  args: PeerArgs,
+  mode: NotificationMode,
+  topology: Topology,
+): Promise<void> {
+  const client = await connectBus(busPath(args), clientOptions(mode, topology));
   client.subscribe(DATA);
   await client.flush();
   await reportIdle('connect', args.seconds);
@@ -157,11 +175,11 @@ async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): 
   const listen = args.role === 'listen';
   switch (args.scenario) {
     case 'fanout':
-      return listen ? publisher(args, mode, topology) : subscriber(args, mode);
+      return listen ? publisher(args, mode, topology) : subscriber(args, mode, topology);
     case 'rpc':
-      return listen ? server(args, mode, topology) : caller(args, mode);
+      return listen ? server(args, mode, topology) : caller(args, mode, topology);
     case 'idle':
-      return listen ? idleListener(args, mode, topology) : idleConnector(args, mode);
+      return listen ? idleListener(args, mode, topology) : idleConnector(args, mode, topology);
     default:
       throw new Error(`bus: no ${args.scenario} scenario`);
   }
@@ -174,16 +192,21 @@ async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): 
  */
 export function vringBus(mode: NotificationMode, topology: Topology): Transport {
   // createBus, `vring bus` and connectBus default to adaptive.
-  const what = topology === 'hosted' ? 'hosted by publisher / server' : 'standalone `vring bus`';
+  const what = {
+    hosted: 'hosted by publisher / server',
+    standalone: 'standalone `vring bus`',
+    direct: 'standalone `vring bus`, direct routes',
+  }[topology];
   return {
-    name: topology === 'hosted' ? `bus-${mode}` : `bus-standalone-${mode}`,
+    name: topology === 'hosted' ? `bus-${mode}` : `bus-${topology}-${mode}`,
     label: `vring Bus (${what}), ${modeLabel(mode, 'adaptive')}`,
     payload: 'msgpack',
     layout:
       topology === 'hosted'
         ? { processes: 'pair' }
         : { processes: 'pair', broker: { kind: 'vring-bus', notification: mode } },
-    scenarios: mode === 'poll' ? ['rpc'] : ['fanout', 'rpc', 'idle'],
+    // Direct routes serve requests only.
+    scenarios: mode === 'poll' || topology === 'direct' ? ['rpc'] : ['fanout', 'rpc', 'idle'],
     run: (args) => run(args, mode, topology),
   };
 }

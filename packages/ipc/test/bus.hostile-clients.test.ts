@@ -231,6 +231,18 @@ const cases: Array<{ name: string; send: RawFrame[]; code: string; reason?: stri
     reason: 'bad-envelope',
   },
   {
+    name: 'a direct-route address that is not a string',
+    send: [{ kind: Kind.ROUTE, stream: 2, body: packr.pack([7]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a direct-route address of 2 KiB',
+    send: [{ kind: Kind.ROUTE, stream: 2, body: packr.pack(['/'.repeat(2048)]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
     name: 'a kind only the bus sends',
     send: [{ kind: Kind.DELIVER, stream: 2, body: packr.pack([[1], 't', 1]) }],
     code: 'ERR_VRING_PROTOCOL',

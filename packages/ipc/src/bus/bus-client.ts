@@ -1,5 +1,8 @@
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import {
   type ConnectAccessOptions,
+  type EndpointOptions,
   type FramePort,
   type NotificationMode,
   type ReconnectOptions,
@@ -23,6 +26,8 @@ import {
 } from '../subscription.js';
 import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
 import { BUS_PROTOCOL_VERSION, Kind, PolicyCode } from '../wire/message-kinds.js';
+import { DirectRouteListener } from './direct-route-listener.js';
+import { DirectRoutes } from './direct-routes.js';
 
 /** Options of {@link connectBus}. */
 export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOptions {
@@ -47,6 +52,15 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
   queueSize?: number;
   /** Told when the connection to the bus drops and comes back. */
   onEvent?: (event: BusClientEvent) => void;
+  /**
+   * Take part in direct routes (default false): once the bus has routed a request for a
+   * name to the only client serving it, and that client takes part too, later requests for
+   * the name go straight to it over a queue pair of their own, one hop each way instead of
+   * two through the bus; the bus remains the fallback. This client also listens, next to the
+   * bus's socket, for requesters of the names it serves. Needs a bus of this version or
+   * later. See docs/bus.md, "Direct routes".
+   */
+  directRoutes?: boolean;
 }
 
 /** What happened to a client's connection to its bus. */
@@ -69,6 +83,9 @@ export type BusConnection = FramePort & { readonly connected: boolean };
 
 /** @internal */
 export const DEFAULT_MAX_FRAME = 9216;
+
+/** Largest message a client accepts, encoded, unless told otherwise. */
+const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
 
 function protocolError(what: string): VringError {
   return new VringError('ERR_VRING_PROTOCOL', `malformed message from the bus: ${what}`, {
@@ -103,9 +120,45 @@ export async function connectBus(
     maxMessage: maxFrame,
     onEvent: (event) => client?.onDeviceEvent(event),
   });
-  client = new BusClient(device, maxFrame, options);
+  const listener = options.directRoutes ? await listenForRequesters(path, options) : undefined;
+  client = new BusClient(device, maxFrame, options, listener);
   await client.ready(options.signal);
   return client;
+}
+
+let listeners = 0;
+
+/**
+ * Where this client waits for requesters on direct routes: next to the bus's socket (a
+ * container that shares the bus's directory shares this too), else in the temp directory.
+ * Undefined when neither can be listened on: the client then only asks.
+ */
+async function listenForRequesters(
+  busPath: string,
+  options: ConnectBusOptions,
+): Promise<DirectRouteListener | undefined> {
+  const endpoint = endpointOptions(options);
+  const maxMessage = options.maxMessage ?? DEFAULT_MAX_MESSAGE;
+  const name = `.vring-route-${process.pid}-${++listeners}`;
+  for (const dir of [dirname(busPath), tmpdir()]) {
+    const address = join(dir, name);
+    // sun_path holds 107 bytes and a terminating NUL.
+    if (Buffer.byteLength(address) > 107) continue;
+    try {
+      return await DirectRouteListener.listen(address, endpoint, maxMessage);
+    } catch {
+      // Not writable, say: try the next place.
+    }
+  }
+  return undefined;
+}
+
+/** The notification options of a client's rings, for its direct routes too. */
+function endpointOptions(options: ConnectBusOptions): EndpointOptions {
+  return {
+    ...(options.notification && { notification: options.notification }),
+    ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
+  };
 }
 
 /**
@@ -156,15 +209,33 @@ export class BusClient implements AsyncDisposable {
   readonly #helloWaiters = new WaiterQueue<void>(() => this.#updateKeepAlive());
   #sessions = 0;
   #closing = false;
+  /** Direct routes to responders, when this client takes part (see ConnectBusOptions). */
+  readonly #routes: DirectRoutes | undefined;
+  /** Where requesters reach the names this client serves directly. */
+  readonly #listener: DirectRouteListener | undefined;
 
   /** @internal (use {@link connectBus}) */
-  constructor(device: BusConnection, maxFrame: number, options: ConnectBusOptions) {
+  constructor(
+    device: BusConnection,
+    maxFrame: number,
+    options: ConnectBusOptions,
+    listener?: DirectRouteListener,
+  ) {
     this.#device = device;
     this.#options = options;
     this.#maxFrame = maxFrame;
+    const maxMessage = options.maxMessage ?? DEFAULT_MAX_MESSAGE;
+    this.#listener = listener;
+    this.#routes = options.directRoutes
+      ? new DirectRoutes(
+          endpointOptions(options),
+          { queueSize: options.queueSize, maxMessage },
+          () => this.#checkQuiet(),
+        )
+      : undefined;
     this.#link = new Link(device, {
       maxFrame,
-      maxMessage: options.maxMessage ?? 64 * 1024 * 1024,
+      maxMessage,
       syncKind: Kind.HELLO,
       codec: this.#codec,
       onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
@@ -186,6 +257,7 @@ export class BusClient implements AsyncDisposable {
       return error;
     });
     this.#link.post(Kind.HELLO, this.#hello());
+    if (this.#routes) this.#link.post(Kind.ROUTE, this.#routeOffer());
     this.#link.resume();
   }
 
@@ -243,7 +315,15 @@ export class BusClient implements AsyncDisposable {
   /** Answers requests for `name` (see {@link RpcHandler}). The bus spreads requests among the clients that serve a name. */
   serve<Q = unknown, R = unknown>(name: string, handler: RpcHandler<Q, R>): Service {
     if (this.#link.done) throw this.#link.closedError;
-    return this.#responder.serve(name, handler);
+    const service = this.#responder.serve(name, handler);
+    const listener = this.#listener;
+    if (!listener) return service;
+    listener.serve(name, handler as RpcHandler);
+    const stop = () => {
+      service.stop();
+      listener.unserve(name);
+    };
+    return { name, stop, [Symbol.dispose]: stop };
   }
 
   /**
@@ -254,7 +334,11 @@ export class BusClient implements AsyncDisposable {
    * or the responder went away), `ERR_VRING_CLOSED`, or the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
-    return this.#requester.request<R>(name, value, options);
+    const routes = this.#routes;
+    if (!routes) return this.#requester.request<R>(name, value, options);
+    return routes.request<R>(name, value, options, () =>
+      this.#requester.request<R>(name, value, options),
+    );
   }
 
   /**
@@ -284,7 +368,11 @@ export class BusClient implements AsyncDisposable {
     value: unknown,
     options?: RequestOptions,
   ): Observable<R> {
-    return this.#requester.requestStream<R>(name, value, options);
+    const routes = this.#routes;
+    if (!routes) return this.#requester.requestStream<R>(name, value, options);
+    return routes.requestStream<R>(name, value, options, () =>
+      this.#requester.requestStream<R>(name, value, options),
+    );
   }
 
   /**
@@ -313,6 +401,7 @@ export class BusClient implements AsyncDisposable {
    */
   async drain(): Promise<void> {
     this.#responder.stopServing();
+    this.#listener?.stopServing();
     const quiet = this.#quietWaiters.wait();
     this.#checkQuiet();
     await quiet;
@@ -363,6 +452,8 @@ export class BusClient implements AsyncDisposable {
       for (const name of this.#responder.names) {
         preamble.push({ kind: Kind.SERVE, body: this.#codec.encode([name]) });
       }
+      // Routes up stay up and in use: they never needed the bus.
+      if (this.#routes) preamble.push({ kind: Kind.ROUTE, body: this.#routeOffer() });
       this.#link.restart(preamble);
       this.#emit({ type: 'connected', connection: event.connection });
     }
@@ -385,6 +476,11 @@ export class BusClient implements AsyncDisposable {
 
   #hello(): Uint8Array {
     return this.#codec.encode([BUS_PROTOCOL_VERSION, this.#maxFrame]);
+  }
+
+  /** ROUTE to the bus: this client takes part in direct routes, reachable here (or not). */
+  #routeOffer(): Uint8Array {
+    return this.#codec.encode([this.#listener?.address ?? null]);
   }
 
   #subscribeBody(s: Subscription<unknown>): Uint8Array {
@@ -424,6 +520,19 @@ export class BusClient implements AsyncDisposable {
       case Kind.PONG: {
         const [id] = this.#codec.decode(data, start, end, owned) as [number];
         this.#pings.get(id)?.resolveAll();
+        return;
+      }
+      case Kind.ROUTE: {
+        const route = this.#codec.decode(data, start, end, owned);
+        if (
+          !this.#routes ||
+          !Array.isArray(route) ||
+          typeof route[0] !== 'string' ||
+          (route[1] !== null && typeof route[1] !== 'string')
+        ) {
+          throw protocolError('ROUTE');
+        }
+        this.#routes.offer(route[0], route[1] as string | null);
         return;
       }
       case Kind.HELLO: {
@@ -473,7 +582,14 @@ export class BusClient implements AsyncDisposable {
   /** Resolves drain()'s wait once no handler runs and no request is out (or the link died). */
   #checkQuiet(): void {
     if (this.#quietWaiters.size === 0) return;
-    if (!this.#link.done && (this.#responder.active > 0 || this.#requester.pending > 0)) return;
+    if (
+      !this.#link.done &&
+      (this.#responder.active > 0 ||
+        this.#requester.pending > 0 ||
+        (this.#routes?.pending ?? 0) > 0)
+    ) {
+      return;
+    }
     this.#quietWaiters.resolveAll();
   }
 
@@ -498,6 +614,8 @@ export class BusClient implements AsyncDisposable {
     this.#responder.stopAll(reason);
     this.#helloWaiters.rejectAll(reason);
     this.#failPings(reason);
+    this.#routes?.close();
+    this.#listener?.close();
     this.#checkQuiet();
     const subscriptions = [...this.#subscriptions.values()];
     this.#subscriptions.clear();

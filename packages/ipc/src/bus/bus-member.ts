@@ -33,6 +33,13 @@ export class BusMember {
   readonly blockedPublishers = new Set<BusMember>();
   /** Messages dropped per `drop` subscription since the client was last told. */
   readonly drops = new Map<number, number>();
+  /**
+   * Direct routes: undefined while the client takes no part; else where requesters may
+   * reach it (null: it only asks).
+   */
+  directAddress: string | null | undefined = undefined;
+  /** Names this client has been told to reach directly, and not told otherwise since. */
+  readonly routedNames = new Set<string>();
 
   constructor(
     id: number,

@@ -126,6 +126,8 @@ export class Bus implements AsyncDisposable {
   readonly #routes = new RouteTable<BusMember>();
   readonly #servers = new Map<string, BusMember[]>();
   readonly #calls = new Map<number, Call>();
+  /** Per name, the requesters told to reach its responder directly (see Kind.ROUTE). */
+  readonly #routed = new Map<string, Set<BusMember>>();
   readonly #highWaterMark: number;
   readonly #maxMessage: number;
   #nextCall = 1;
@@ -279,6 +281,17 @@ export class Bus implements AsyncDisposable {
         else this.#unserve(member, name);
         return;
       }
+      case Kind.ROUTE: {
+        const [address] = this.#control(body, 1);
+        if (address !== null && (typeof address !== 'string' || address.length === 0)) {
+          throw malformed('ROUTE: address');
+        }
+        if (typeof address === 'string' && Buffer.byteLength(address) > MAX_NAME_BYTES) {
+          throw malformed('ROUTE: address too long');
+        }
+        member.directAddress = address;
+        return;
+      }
       case Kind.PING: {
         // Messages from one client are handled in order: the answer says all before it were.
         const [id] = this.#control(body, 1);
@@ -409,6 +422,8 @@ export class Bus implements AsyncDisposable {
     const servers = this.#servers.get(name);
     if (servers) servers.push(member);
     else this.#servers.set(name, [member]);
+    // Two responders now: requests are spread again, so nobody goes around the bus.
+    this.#revokeRoutes(name);
   }
 
   #unserve(member: BusMember, name: string): void {
@@ -416,12 +431,50 @@ export class Bus implements AsyncDisposable {
     const servers = this.#servers.get(name)!.filter((p) => p !== member);
     if (servers.length > 0) this.#servers.set(name, servers);
     else this.#servers.delete(name);
+    this.#revokeRoutes(name);
+  }
+
+  /**
+   * Tells `requester` it may reach `name`'s responder directly, when it can: both take part
+   * in direct routes, the responder is the only one, and the requester was not told already.
+   */
+  #offerRoute(requester: BusMember, responder: BusMember, name: string, servers: BusMember[]) {
+    if (
+      servers.length !== 1 ||
+      requester.directAddress === undefined ||
+      typeof responder.directAddress !== 'string' ||
+      responder === requester ||
+      requester.routedNames.has(name)
+    ) {
+      return;
+    }
+    requester.routedNames.add(name);
+    let told = this.#routed.get(name);
+    if (!told) {
+      told = new Set();
+      this.#routed.set(name, told);
+    }
+    told.add(requester);
+    requester.link.post(Kind.ROUTE, this.#codec.encode([name, responder.directAddress]));
+  }
+
+  /** Takes back every direct route to `name`: its responders changed. */
+  #revokeRoutes(name: string): void {
+    const told = this.#routed.get(name);
+    if (!told) return;
+    this.#routed.delete(name);
+    const body = this.#codec.encode([name, null]);
+    for (const requester of told) {
+      requester.routedNames.delete(name);
+      requester.link.post(Kind.ROUTE, body);
+    }
   }
 
   #request(member: BusMember, body: Uint8Array, owned: boolean): void {
-    const { requestId, fields, servers } = this.#readRequest(member, body);
+    const { requestId, fields, servers, name } = this.#readRequest(member, body);
     if (!servers) return;
     const responder = servers[this.#roundRobin++ % servers.length]!;
+    this.#offerRoute(member, responder, name, servers);
     const callId = this.#newCallId();
     this.#calls.set(callId, { requester: member, requestId, responder, fanOut: undefined });
     member.requests.set(requestId, callId);
@@ -454,7 +507,7 @@ export class Bus implements AsyncDisposable {
   #readRequest(
     member: BusMember,
     body: Uint8Array,
-  ): { requestId: number; fields: Uint8Array; servers: BusMember[] | undefined } {
+  ): { requestId: number; fields: Uint8Array; servers: BusMember[] | undefined; name: string } {
     const reader = new MsgpackPrefixReader(body);
     if (reader.arrayLength() !== 3) throw malformed('REQUEST');
     const requestId = reader.uint();
@@ -472,7 +525,7 @@ export class Bus implements AsyncDisposable {
     if (!servers) {
       this.#replyError(member, requestId, 'ERR_VRING_NO_RESPONDERS', `nobody serves ${name}`);
     }
-    return { requestId, fields: body.subarray(fieldsAt), servers };
+    return { requestId, fields: body.subarray(fieldsAt), servers, name };
   }
 
   /** Ends a request of `member` with an error of the bus's own. */
@@ -661,6 +714,11 @@ export class Bus implements AsyncDisposable {
   #detach(member: BusMember): void {
     this.#members.delete(member);
     this.#routes.removeMember(member);
+    for (const name of member.routedNames) {
+      const told = this.#routed.get(name);
+      told?.delete(member);
+      if (told?.size === 0) this.#routed.delete(name);
+    }
     for (const name of [...member.serves]) this.#unserve(member, name);
     for (const fanOut of [...member.fanOuts.values()]) this.#endFanOut(fanOut);
     for (const callId of [...member.requests.values()]) {

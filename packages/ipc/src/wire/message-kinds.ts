@@ -39,6 +39,13 @@ export const Kind = {
    * replies come back as REPLY NEXT, then one END once every responder has answered.
    */
   REQUEST_MANY: 15,
+  /**
+   * Direct routes (see docs/wire-format.md). Client → bus: `[address]`, this client takes
+   * part: requesters may reach the names it serves at the socket `address` (nil: it only
+   * asks). Bus → client: `[name, address]`, requests for `name` may go straight to its only
+   * responder at `address`; `[name, nil]` takes that back.
+   */
+  ROUTE: 16,
 } as const;
 
 /** The `status` of a REPLY. */

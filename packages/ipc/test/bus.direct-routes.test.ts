@@ -1,0 +1,191 @@
+// Direct routes: a requester and the only responder of a name, both taking part, talk over a
+// queue pair of their own once the bus has introduced them; the bus remains the fallback.
+// Real processes: the responder runs in a child; the bus and a requester run here.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  type Child,
+  rejection,
+  socketPath,
+  spawnScript,
+  until,
+} from '../../../test-support/index.js';
+import { type Bus, type BusClient, connectBus, createBus } from '../src/index.js';
+
+function spawnFixture(name: string, args: string[]): Child {
+  return spawnScript(new URL(`./fixtures/${name}`, import.meta.url), args, {
+    killAfterMs: 60_000,
+    stdin: 'pipe',
+  });
+}
+
+async function startResponder(path: string): Promise<Child> {
+  const responder = spawnFixture('bus-direct-responder.ts', [path]);
+  assert.is(await responder.line(), 'ready');
+  return responder;
+}
+
+type Echo = { value: number; pid: number };
+
+/**
+ * Calls direct.echo until ten calls in a row reach the responder without the bus routing
+ * them: the direct route is up.
+ */
+async function routeUp(client: BusClient, bus: Bus): Promise<void> {
+  for (let round = 0; round < 100; round++) {
+    const before = bus.stats.requests;
+    for (let i = 0; i < 10; i++) {
+      const reply = await client.request<Echo>('direct.echo', i);
+      assert.is(reply.value, i);
+    }
+    if (bus.stats.requests === before) return;
+  }
+  assert.unreachable('the direct route never came up');
+}
+
+/** A bus here, a responder in a child, and a requester here that takes part in direct routes. */
+interface Scene {
+  readonly path: string;
+  bus: Bus;
+  readonly responder: Child;
+  readonly client: BusClient;
+  /** More children, killed at the end. */
+  readonly others: Child[];
+}
+
+/** Runs `body` in a new {@link Scene} and tears it down after. */
+async function inScene(body: (scene: Scene) => Promise<void>): Promise<void> {
+  const path = socketPath('direct');
+  const bus = createBus(path);
+  const responder = await startResponder(path);
+  const client = await connectBus(path, { directRoutes: true, retryInitialMs: 20 });
+  const scene: Scene = { path, bus, responder, client, others: [] };
+  try {
+    await body(scene);
+  } finally {
+    client.close();
+    for (const child of [responder, ...scene.others]) child.kill();
+    scene.bus.close();
+  }
+}
+
+test('after the first request, a sole responder is reached without the bus', () =>
+  inScene(async ({ bus, responder, client }) => {
+    await routeUp(client, bus);
+    const before = bus.stats.requests;
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => client.request<Echo>('direct.echo', i)),
+    );
+    assert.equal(
+      replies.map((r) => r.value),
+      Array.from({ length: 200 }, (_, i) => i),
+    );
+    assert.ok(replies.every((r) => r.pid === responder.process.pid));
+    assert.is(bus.stats.requests, before, 'the bus routed none of them');
+  }));
+
+test('on a direct route, errors, timeouts, aborts and streams behave as through the bus', () =>
+  inScene(async ({ bus, client }) => {
+    for (const name of ['direct.fail', 'direct.never', 'direct.running', 'direct.count']) {
+      // Each name gets its route from the bus on its first request.
+      await client.request(name, 1, { timeout: 200 }).catch(() => {});
+    }
+    await routeUp(client, bus);
+    const before = bus.stats.requests;
+    const failed = await rejection(client.request('direct.fail', 7));
+    assert.is(failed.code, 'E_DIRECT_FAIL');
+    assert.is(failed.message, 'failed 7');
+    const late = await rejection(client.request('direct.never', null, { timeout: 50 }));
+    assert.is(late.code, 'ERR_VRING_TIMEOUT');
+    const controller = new AbortController();
+    const aborted = client.request('direct.never', null, { signal: controller.signal });
+    controller.abort();
+    assert.is((await rejection(aborted)).code, 'ERR_VRING_ABORTED');
+    // The responder was told: every direct.never handler has been cancelled.
+    await until(async () => (await client.request<number>('direct.running', null)) === 0);
+    const counted: number[] = [];
+    await new Promise<void>((resolve, reject) =>
+      client.requestStream<number>('direct.count', null).subscribe({
+        next: (n) => counted.push(n),
+        error: reject,
+        complete: resolve,
+      }),
+    );
+    assert.equal(counted, [1, 2, 3]);
+    assert.is(bus.stats.requests, before, 'all of it went straight to the responder');
+    const unknown = await rejection(client.request('direct.nobody', null));
+    assert.is(unknown.code, 'ERR_VRING_NO_RESPONDERS', 'a name nobody serves, through the bus');
+  }));
+
+test('a responder killed mid-request fails it with ERR_VRING_PEER_DISCONNECTED; the bus takes over', () =>
+  inScene(async ({ path, bus, responder, client, others }) => {
+    await client.request('direct.never', null, { timeout: 100 }).catch(() => {});
+    await routeUp(client, bus);
+    const pending = client.request('direct.never', null);
+    await until(async () => (await client.request<number>('direct.running', null)) === 1);
+    responder.kill('SIGKILL');
+    assert.is((await rejection(pending)).code, 'ERR_VRING_PEER_DISCONNECTED');
+    // Once the bus has seen it go, nobody serves the name.
+    await until(async () => {
+      const error = await rejection(client.request('direct.echo', 1));
+      return error.code === 'ERR_VRING_NO_RESPONDERS';
+    });
+    const second = await startResponder(path);
+    others.push(second);
+    const reply = await client.request<Echo>('direct.echo', 2);
+    assert.equal(reply, { value: 2, pid: second.process.pid });
+    await routeUp(client, bus);
+  }));
+
+test('a requester that dies mid-request cancels its handler; the responder serves on', () =>
+  inScene(async ({ path, client, others }) => {
+    const requester = spawnFixture('bus-direct-requester.ts', [path]);
+    others.push(requester);
+    assert.is(await requester.line(), 'routed');
+    await until(async () => (await client.request<number>('direct.running', null)) === 1);
+    requester.kill('SIGKILL');
+    await until(async () => (await client.request<number>('direct.running', null)) === 0);
+    const reply = await client.request<Echo>('direct.echo', 3);
+    assert.is(reply.value, 3);
+  }));
+
+test('a bus that restarts does not interrupt a direct route, which stays in use', () =>
+  inScene(async (scene) => {
+    const { path, responder: first, client, others } = scene;
+    await routeUp(client, scene.bus);
+    scene.bus.close();
+    await scene.bus.closed;
+    await until(() => !client.connected);
+    // No bus at all: the route still answers.
+    for (let i = 0; i < 20; i++) assert.is((await client.request<Echo>('direct.echo', i)).value, i);
+    const bus = createBus(path);
+    scene.bus = bus;
+    await until(() => client.connected && bus.stats.clients === 2);
+    for (let i = 0; i < 20; i++) {
+      const reply = await client.request<Echo>('direct.echo', i);
+      assert.equal(reply, { value: i, pid: first.process.pid });
+    }
+    assert.is(bus.stats.requests, 0, 'the new bus routed none of them');
+    // The new bus did not make the route and cannot take it back. When its responder stops
+    // serving the name, a request on it is asked of the bus, which knows who serves it now.
+    const second = await startResponder(path);
+    others.push(second);
+    first.process.stdin!.write('unserve\n');
+    assert.is(await first.line(), 'unserved');
+    const reply = await client.request<Echo>('direct.echo', 7);
+    assert.equal(reply, { value: 7, pid: second.process.pid });
+  }));
+
+test('a second responder takes the route back: requests are spread through the bus again', () =>
+  inScene(async ({ path, bus, responder: first, client, others }) => {
+    await routeUp(client, bus);
+    const second = await startResponder(path);
+    others.push(second);
+    const pids = new Set<number>();
+    const before = bus.stats.requests;
+    for (let i = 0; i < 20; i++) pids.add((await client.request<Echo>('direct.echo', i)).pid);
+    assert.ok(bus.stats.requests > before, 'the bus routes them again');
+    assert.equal(pids, new Set([first.process.pid, second.process.pid]));
+  }));
+
+test.run();
