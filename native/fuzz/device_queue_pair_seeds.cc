@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "vring/driver_queue_pair.h"
 #include "vring/shared_region.h"
+#include "vring/split_ring.h"
 
 namespace {
 
@@ -27,7 +29,22 @@ struct Seed {
   uint8_t max_message16;  // max_message = 16 * (n + 1)
   std::vector<uint32_t> transmitted;
   std::vector<uint8_t> operations;
+  // Rewrite the first transmitted chain as an indirect table of two descriptors (header, then
+  // payload), as a driver that negotiated INDIRECT_DESC may: our driver never makes one.
+  bool indirect_first = false;
 };
+
+void MakeFirstChainIndirect(const SharedRegion& region, const QueuePairLayout& l, const QueuePairConfig& c) {
+  uint8_t* base = region.data();
+  uint16_t head;
+  std::memcpy(&head, base + l.tx.avail + 4, 2);
+  RingDesc* desc = reinterpret_cast<RingDesc*>(base + l.tx.desc) + head;
+  const uint64_t table_offset = l.tx_buffers + uint64_t{c.queue_size} * c.buffer_size - 2 * sizeof(RingDesc);
+  RingDesc* table = reinterpret_cast<RingDesc*>(base + table_offset);
+  table[0] = RingDesc{desc->addr, 12, kDescFlagNext, 1};
+  table[1] = RingDesc{desc->addr + 12, desc->len - 12, 0, 0};
+  *desc = RingDesc{kGuestBase + table_offset, 2 * sizeof(RingDesc), kDescFlagIndirect, 0};
+}
 
 void Put16(std::vector<uint8_t>& out, uint64_t v) {
   out.push_back(static_cast<uint8_t>(v));
@@ -47,6 +64,7 @@ std::vector<uint8_t> Build(const Seed& s) {
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<uint8_t>(i * 7);
   const uint32_t sent = driver.Send(payload.data(), s.transmitted.data(), static_cast<uint32_t>(s.transmitted.size()));
   if (sent != s.transmitted.size()) throw std::runtime_error(std::string(s.name) + ": not every message fitted");
+  if (s.indirect_first) MakeFirstChainIndirect(region, driver.layout(), config);
 
   std::vector<uint8_t> out;
   out.push_back(static_cast<uint8_t>(s.log2_queue | (s.event_idx ? 8 : 0) | (s.mergeable ? 16 : 0) |
@@ -81,6 +99,7 @@ int main(int argc, char** argv) {
       {"no-event-idx-non-mergeable", 2, false, false, 2, 10, {150, 12}, {0, 1, 0, 4, 3, 2, 100, 0, 20, 0, 7, 0, 0}},
       {"ring-rewritten-between-calls", 3, true, true, 0, 15, {30, 30},
        {0, 1, 4, 0x00, 0x06, 16, 0x00, 0x00, 0x01, 0x00, 0, 0, 0, 0, 0x00, 0x10, 0, 0, 0x03, 0, 0x01, 0, 0, 4}},
+      {"indirect-table", 3, true, true, 0, 15, {100, 20}, {0, 8, 1, 8, 0}, true},
   };
   for (const Seed& s : seeds) {
     const std::vector<uint8_t> bytes = Build(s);
