@@ -26,6 +26,20 @@ function bucket(count: number): number {
   return 8;
 }
 
+/** The count of the innermost range of `reported` that holds `range` (0 if none does). */
+function innermostCount(reported: readonly CoverageRange[], range: CoverageRange): number {
+  let count = 0;
+  let length = Number.POSITIVE_INFINITY;
+  for (const r of reported) {
+    const holds = r.startOffset <= range.startOffset && range.endOffset <= r.endOffset;
+    if (holds && r.endOffset - r.startOffset < length) {
+      length = r.endOffset - r.startOffset;
+      count = r.count;
+    }
+  }
+  return count;
+}
+
 /** The blocks and features seen by one input. */
 export interface InputCoverage {
   /** `url:start:end` of every block that ran. */
@@ -34,10 +48,20 @@ export interface InputCoverage {
   readonly features: readonly string[];
 }
 
-/** Block coverage of the scripts whose URL `covers` accepts, reset by every {@link take}. */
+/**
+ * Block coverage of the scripts whose URL `covers` accepts, reset by every {@link take}.
+ *
+ * V8 reports a block only where its count differs from the block around it: a branch taken as
+ * often as its function ran is merged into the function's range. So a branch taken for the
+ * first time by a parser called once per input would never show up as such. Every range V8
+ * ever reported (a branch shows up with count 0 while it is not taken) is remembered, and its
+ * count read each time as that of the innermost range reported around it.
+ */
 export class BlockCoverage {
   readonly #session = new Session();
   readonly #covers: (url: string) => boolean;
+  /** Ranges ever reported, by script URL and function start: `start:end` keys. */
+  readonly #known = new Map<string, Map<number, Map<string, CoverageRange>>>();
 
   constructor(covers: (url: string) => boolean) {
     this.#covers = covers;
@@ -54,12 +78,26 @@ export class BlockCoverage {
     const features: string[] = [];
     for (const script of result) {
       if (!this.#covers(script.url)) continue;
+      let functions = this.#known.get(script.url);
+      if (!functions) {
+        functions = new Map();
+        this.#known.set(script.url, functions);
+      }
       for (const fn of script.functions) {
-        for (const r of fn.ranges) {
-          if (r.count === 0) continue;
-          const block = `${script.url}:${r.startOffset}:${r.endOffset}`;
+        const reported = fn.ranges;
+        const start = reported[0]?.startOffset ?? 0;
+        let known = functions.get(start);
+        if (!known) {
+          known = new Map();
+          functions.set(start, known);
+        }
+        for (const r of reported) known.set(`${r.startOffset}:${r.endOffset}`, r);
+        for (const [key, range] of known) {
+          const count = innermostCount(reported, range);
+          if (count === 0) continue;
+          const block = `${script.url}:${key}`;
           blocks.push(block);
-          features.push(`${block}:${bucket(r.count)}`);
+          features.push(`${block}:${bucket(count)}`);
         }
       }
     }
