@@ -59,9 +59,12 @@ function report(data: Uint8Array, error: unknown): never {
   process.exit(1);
 }
 
-/** Runs one input; true when it reached a feature no earlier input did. */
-function execute(data: Uint8Array): boolean {
-  executions++;
+/**
+ * Runs one input; true when it reached a feature no earlier input did. `again`: the input
+ * already ran in a batch and is counted there.
+ */
+function execute(data: Uint8Array, again = false): boolean {
+  if (!again) executions++;
   try {
     target.run(data);
   } catch (error) {
@@ -145,7 +148,7 @@ while (performance.now() < deadline) {
     continue;
   }
   for (const input of batch) {
-    if (!execute(input)) continue;
+    if (!execute(input, true)) continue;
     corpus.push(input);
     if (work) writeFileSync(join(work, sha1(input)), input);
     stats('NEW   ');
