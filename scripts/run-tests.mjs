@@ -30,6 +30,8 @@ const files = [];
 const testDirs = [
   ...readdirSync(join(root, 'packages')).map((pkg) => join(root, 'packages', pkg, 'test')),
   join(root, 'benchmarks', 'test'),
+  // Replays the fuzz corpus through the JavaScript fuzz targets.
+  join(root, 'fuzz', 'test'),
 ];
 for (const dir of testDirs) {
   let entries = [];

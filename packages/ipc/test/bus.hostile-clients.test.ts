@@ -185,6 +185,32 @@ const cases: Array<{ name: string; send: RawFrame[]; code: string; reason?: stri
     reason: 'bad-envelope',
   },
   {
+    // Valid msgpack, but no subscriber's codec can decode it: maps become objects, whose
+    // keys cannot be maps. Forwarded, it cost every subscriber of the topic its connection.
+    name: 'a publish whose value is a map keyed by a map',
+    send: [
+      {
+        kind: Kind.PUBLISH,
+        stream: 2,
+        body: Uint8Array.from([0x92, 0xa1, 0x74, 0x81, 0x80, 0x01]),
+      },
+    ],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a publish whose value is a map keyed by binary',
+    send: [
+      {
+        kind: Kind.PUBLISH,
+        stream: 2,
+        body: Uint8Array.from([0x92, 0xa1, 0x74, 0x81, 0xc4, 0x01, 0x00, 0x01]),
+      },
+    ],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
     name: 'a publish on a wildcard topic',
     send: [{ kind: Kind.PUBLISH, stream: 2, body: packr.pack(['a.*', 1]) }],
     code: 'ERR_VRING_PROTOCOL',

@@ -13,6 +13,20 @@ function malformed(what: string): VringError {
   });
 }
 
+/** Whether `b` starts a string, a number, a boolean or nil. */
+function isScalar(b: number): boolean {
+  return (
+    b <= 0x7f || // positive fixint
+    b >= 0xe0 || // negative fixint
+    (b >= 0xa0 && b <= 0xbf) || // fixstr
+    b === 0xc0 || // nil
+    b === 0xc2 ||
+    b === 0xc3 || // false, true
+    (b >= 0xca && b <= 0xd3) || // float 32/64, uint 8-64, int 8-64
+    (b >= 0xd9 && b <= 0xdb) // str 8/16/32
+  );
+}
+
 /** A cursor over a msgpack buffer; every read checks bounds and throws `ERR_VRING_PROTOCOL`. */
 export class MsgpackPrefixReader {
   /** Offset of the next unread byte. */
@@ -104,20 +118,30 @@ export class MsgpackPrefixReader {
    * Walks one complete msgpack value without building it, so a router can vouch for bytes
    * it forwards: every length is bounds-checked, nesting is at most `maxDepth`, and only the
    * extension types a plain msgpack value uses are allowed (0: msgpackr's `undefined`;
-   * -1: timestamp). Costs a pass over the structure, not over binary or string contents.
+   * -1: timestamp), and map keys are scalars (string, number, boolean, nil): the codec of
+   * every receiver decodes maps to objects, which cannot have a container, a binary or an
+   * extension as a key. Costs a pass over the structure, not over binary or string contents.
    * @throws VringError `ERR_VRING_PROTOCOL` (reason `bad-envelope`).
    */
   skipValue(maxDepth: number): void {
-    // Items still to read at each open level; a map counts its keys and values.
+    // Items still to read at each open level; a map counts its keys and values, so in a map
+    // an even count still to read means the next item is a key.
     let pending = 1;
+    let inMap = false;
     const stack: number[] = [];
+    const mapLevels: boolean[] = [];
     while (pending > 0 || stack.length > 0) {
       if (pending === 0) {
         pending = stack.pop()!;
+        inMap = mapLevels.pop()!;
         continue;
       }
+      const isKey = inMap && pending % 2 === 0;
       pending--;
       const b = this.#byte('value');
+      if (isKey && !isScalar(b)) {
+        throw malformed(`msgpack byte 0x${b.toString(16)} cannot start a map key`);
+      }
       let children = 0;
       if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) continue;
       if (b >= 0x80 && b <= 0x8f) children = (b & 0x0f) * 2;
@@ -189,7 +213,9 @@ export class MsgpackPrefixReader {
         // Every element takes at least one byte: a count beyond the bytes left is a lie.
         if (children > this.#bytes.byteLength - this.offset) throw malformed('truncated container');
         stack.push(pending);
+        mapLevels.push(inMap);
         pending = children;
+        inMap = (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf;
       }
     }
   }

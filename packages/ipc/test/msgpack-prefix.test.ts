@@ -1,0 +1,80 @@
+// The bus vouches for the values it forwards with MsgpackPrefixReader.skipValue: whatever it
+// accepts, every receiver's codec must decode. These pin down map keys, where the two once
+// disagreed (found by the msgpack-prefix fuzz target, see docs/fuzzing.md).
+import { VringError } from '@vring/core';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { MessageCodec } from '../src/message-codec.js';
+import { MAX_VALUE_DEPTH } from '../src/wire/message-kinds.js';
+import { MsgpackPrefixReader } from '../src/wire/msgpack-prefix.js';
+
+const codec = new MessageCodec();
+
+function vouch(bytes: number[]): void {
+  const reader = new MsgpackPrefixReader(Uint8Array.from(bytes));
+  reader.skipValue(MAX_VALUE_DEPTH);
+  reader.end();
+}
+
+// {key: 1} for each kind of key, as raw msgpack: 0x81 = map of one pair, value 0x01.
+const scalarKeys: Array<[string, number[]]> = [
+  ['a fixstr', [0xa1, 0x6b]],
+  ['a str 8', [0xd9, 0x01, 0x6b]],
+  ['a positive fixint', [0x05]],
+  ['a negative fixint', [0xff]],
+  ['a uint 32', [0xce, 0, 0, 1, 0]],
+  ['an int 64', [0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]],
+  ['a float 64', [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]],
+  ['nil', [0xc0]],
+  ['true', [0xc3]],
+];
+
+// Keys the codec cannot make a property name of (msgpackr's undefined it could, as
+// "undefined", but no sender of ours writes one: it is refused with the other extensions).
+const refusedKeys: Array<[string, number[]]> = [
+  ['an empty map', [0x80]],
+  ['an array', [0x91, 0x01]],
+  ['a map 16', [0xde, 0, 1, 0xa1, 0x6b, 0x01]],
+  ['binary', [0xc4, 0x01, 0x00]],
+  ['a timestamp', [0xd6, 0xff, 0, 0, 0, 0]],
+  ["msgpackr's undefined", [0xd4, 0x00, 0x00]],
+];
+
+test('a map keyed by any scalar is vouched for, and the codec decodes it', () => {
+  for (const [name, key] of scalarKeys) {
+    const bytes = [0x81, ...key, 0x01];
+    vouch(bytes);
+    const value = codec.decode(Uint8Array.from(bytes)) as Record<string, number>;
+    assert.equal(Object.values(value), [1], name);
+  }
+});
+
+test('a map keyed by a container, binary or an extension is refused, at any depth', () => {
+  for (const [name, key] of refusedKeys) {
+    for (const bytes of [
+      [0x81, ...key, 0x01],
+      // nested: [1, {"k": {key: 1}}] and the same key after a valid pair
+      [0x92, 0x01, 0x81, 0xa1, 0x6b, 0x81, ...key, 0x01],
+      [0x82, 0xa1, 0x6b, 0x01, ...key, 0x01],
+    ]) {
+      try {
+        vouch(bytes);
+        assert.unreachable(`${name} as a key was vouched for`);
+      } catch (error) {
+        assert.instance(error, VringError, name);
+        assert.is((error as VringError).code, 'ERR_VRING_PROTOCOL', name);
+        assert.is((error as VringError).reason, 'bad-envelope', name);
+      }
+    }
+  }
+});
+
+test('map values, and array elements, may still be anything plain', () => {
+  for (const [name, item] of refusedKeys) {
+    vouch([0x81, 0xa1, 0x6b, ...item]);
+    vouch([0x92, ...item, ...item]);
+    assert.not.throws(() => codec.decode(Uint8Array.from([0x81, 0xa1, 0x6b, ...item])), name);
+  }
+});
+
+test.run();
