@@ -19,6 +19,8 @@ import {
   spawnScript,
   traversableTempDir,
 } from '../../../test-support/index.js';
+import { assertEveryFrameEchoed, parseCaptureReport } from './fixtures/capture-report.js';
+import { stopEcho } from './fixtures/echo-counters.js';
 import { requireTestpmd, Testpmd } from './fixtures/testpmd-echo.js';
 
 const CONTAINER_SOCKET = '/run/vring/port.sock';
@@ -74,34 +76,19 @@ if (unavailable) {
       const app = spawnInContainer(
         hostSocket,
         CONTAINER_SOCKET,
-        scriptCommand(new URL('./fixtures/container-dpdk-virtio-user.ts', import.meta.url), [
+        scriptCommand(new URL('./fixtures/dpdk-virtio-user-capture.ts', import.meta.url), [
           CONTAINER_SOCKET,
           String(DPDK_FRAMES),
         ]),
-        { name: 'container-dpdk-virtio-user', stderr: 'capture', killAfterMs: 60_000 },
+        { name: 'dpdk-virtio-user-capture', stderr: 'capture', killAfterMs: 60_000 },
       );
       const code = await app.exited;
-      const report = `app:\n${app.output()}\necho:\n${echo.output()}`;
-      assert.is(code, 0, `testpmd in the container stops cleanly\n${report}`);
-      const counts = app
-        .output()
-        .match(/sent (\d+), echoed (\d+), identical (\d+), dropped by testpmd (\d+)/);
-      assert.ok(counts, report);
-      assert.is(Number(counts![1]), DPDK_FRAMES);
-      assert.is(Number(counts![4]), 0, `testpmd dropped nothing\n${report}`);
-      assert.is(Number(counts![2]), DPDK_FRAMES, `every frame came back\n${report}`);
-      assert.is(Number(counts![3]), DPDK_FRAMES, `every frame came back unchanged\n${report}`);
-      echo.kill('SIGINT');
-      assert.is(await echo.exited, 0, report);
-      const port = echo
-        .output()
-        .match(
-          /port 1 \([^)]*\): received (\d+) frames \d+ B, sent (\d+) frames \d+ B, dropped (\d+)/,
-        );
-      assert.ok(port, `the echo printed its port counters\n${report}`);
+      assert.is(code, 0, `testpmd in the container stops cleanly\n${app.output()}`);
+      const context = `app:\n${app.output()}\necho:\n${echo.output()}`;
+      assertEveryFrameEchoed(parseCaptureReport(app.output()), DPDK_FRAMES, context);
       assert.equal(
-        port!.slice(1).map(Number),
-        [DPDK_FRAMES, DPDK_FRAMES, 0],
+        await stopEcho(echo),
+        { received: DPDK_FRAMES, sent: DPDK_FRAMES, dropped: 0 },
         'the echo received and returned exactly those frames, dropping none',
       );
       assert.not.match(echo.output(), /refused/, 'the container was admitted');
