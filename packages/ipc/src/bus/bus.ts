@@ -2,6 +2,7 @@ import {
   type FramePort,
   type ListenAccessOptions,
   type NotificationMode,
+  type PeerLimitOptions,
   VhostUserBackend,
   VringError,
 } from '@vring/core';
@@ -29,9 +30,12 @@ import { RouteTable } from './route-table.js';
 /**
  * Options of {@link createBus}. Who may attach: the socket file is `0600` and a client must
  * run as the bus's uid (or root) unless the {@link ListenAccessOptions} (`socketMode`,
- * `allowUids`, `allowGids`, `authorize`, `onRefused`) say otherwise.
+ * `allowUids`, `allowGids`, `authorize`, `onRefused`) say otherwise. What one client may cost
+ * it is capped by the {@link PeerLimitOptions} (`maxPeerMemory`, `maxConnections`,
+ * `maxConnectionsPerUid`); a client over one is disconnected and counted in
+ * {@link BusStats.limited}.
  */
-export interface BusOptions extends ListenAccessOptions {
+export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
   /** Notification policy of every port's rings (default `event`). */
   notification?: NotificationMode;
   /** Spin budget in µs for `adaptive` / `poll`. */
@@ -65,6 +69,12 @@ export interface BusStats {
   rejected: number;
   /** Connections refused on their credentials, before they could send anything. */
   refused: number;
+  /**
+   * Clients disconnected for going over a limit: turned away on arrival over
+   * `maxConnections` or `maxConnectionsPerUid`, or closed for offering more memory than
+   * `maxPeerMemory`.
+   */
+  limited: number;
 }
 
 interface Call {
@@ -145,6 +155,9 @@ export class Bus implements AsyncDisposable {
       allowGids: options.allowGids,
       authorize: options.authorize,
       onRefused: options.onRefused,
+      maxPeerMemory: options.maxPeerMemory,
+      maxConnections: options.maxConnections,
+      maxConnectionsPerUid: options.maxConnectionsPerUid,
     });
   }
 
@@ -155,6 +168,7 @@ export class Bus implements AsyncDisposable {
       subscriptions: this.#routes.size,
       ...this.#stats,
       refused: this.#backend.refusedPeers,
+      limited: this.#backend.limitedPeers,
     };
   }
 
