@@ -81,9 +81,8 @@ export class FdServer implements AsyncDisposable {
 
   readonly #listener: NativeListener;
   readonly #gate: PeerGate;
-  readonly #refusalNotice: Uint8Array | undefined;
+  readonly #notices: ListenerNotices | undefined;
   readonly #limits: ConnectionLimits;
-  readonly #limitNotice: ((reason: PeerLimitReason) => Uint8Array) | undefined;
   #limited = 0;
   readonly #backlog: FdSocket[] = [];
   readonly #acceptors = new WaiterQueue<FdSocket>(() => this.#updateRef());
@@ -100,8 +99,7 @@ export class FdServer implements AsyncDisposable {
     this.path = path;
     this.#gate = new PeerGate(path, access);
     this.#limits = new ConnectionLimits(access);
-    this.#refusalNotice = notices?.refused;
-    this.#limitNotice = notices?.limited;
+    this.#notices = notices;
     const listener = new NativeListenerClass(path, 128, framing, this.#gate.socketMode);
     this.#listener = listener;
     listener.start(
@@ -185,7 +183,7 @@ export class FdServer implements AsyncDisposable {
    */
   #onNativeConnection(conn: NativeConnection): void {
     if (!this.#gate.admits(() => conn.peerCredentials)) {
-      this.#turnAway(conn, this.#refusalNotice);
+      this.#turnAway(conn, this.#notices?.refused);
       return;
     }
     // Admitted, so its credentials were readable.
@@ -194,7 +192,7 @@ export class FdServer implements AsyncDisposable {
     if (over) {
       this.#limited++;
       this.#gate.report(peer, over);
-      this.#turnAway(conn, this.#limitNotice?.(over));
+      this.#turnAway(conn, this.#notices?.limited(over));
       return;
     }
     const socket = new FdSocket(conn);

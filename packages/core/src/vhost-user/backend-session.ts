@@ -174,7 +174,8 @@ export class VhostUserSession {
       }
       const notice = noticeError(frame, 'front-end');
       if (notice) {
-        // A listening front-end of ours refused this process's credentials.
+        // A listening front-end of ours turned this process away: on its credentials, or
+        // over one of its limits.
         closeFds(fds);
         this.#end(notice);
         return;
@@ -187,9 +188,11 @@ export class VhostUserSession {
         if (code === 'ERR_VRING_PEER_DISCONNECTED' || code === 'ERR_VRING_CLOSED') {
           this.#end(undefined); // the front-end left while we replied: not an error
         } else if (code === 'ERR_VRING_LIMIT_EXCEEDED') {
-          // Tell the front-end which limit, so it reports that rather than a disconnect.
+          // Tell the front-end which limit, so it reports that rather than a disconnect. The
+          // notice is written at once into a socket we only ever answer on; not waited for,
+          // so a front-end that stopped reading cannot hold the session open.
           const reason = (error as VringError).reason as PeerLimitReason;
-          await this.#socket.send(limitNotice(reason)).catch(() => {});
+          this.#socket.send(limitNotice(reason)).catch(() => {});
           this.#end(error as VringError);
         } else {
           this.#end(
