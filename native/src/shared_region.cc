@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "vring/error.h"
@@ -16,12 +18,25 @@ uint64_t PageSize() {
   return page;
 }
 
+// The granule `fd` can be mapped in: its huge page size on hugetlbfs (DPDK's memory with
+// hugepages, a memfd made with MFD_HUGETLB), where mmap takes only offsets on that boundary
+// and munmap only whole huge pages; the base page size everywhere else.
+uint64_t MapGranule(int fd) {
+  struct statfs fs;
+  if (::fstatfs(fd, &fs) == 0 && static_cast<uint64_t>(fs.f_type) == HUGETLBFS_MAGIC && fs.f_bsize > 0) {
+    return static_cast<uint64_t>(fs.f_bsize);
+  }
+  return PageSize();
+}
+
 }  // namespace
 
-Mapping::Mapping(void* base, size_t length, size_t data_offset)
-    : base_(base), length_(length), data_offset_(data_offset) {}
+Mapping::Mapping(void* base, size_t length, size_t data_offset, size_t granule)
+    : base_(base), length_(length), data_offset_(data_offset), granule_(granule) {}
 
-Mapping::~Mapping() { ::munmap(base_, length_); }
+// munmap of a hugetlbfs mapping fails (and unmaps nothing) unless it covers whole huge
+// pages, while mmap rounded the mapping up to them: unmap what the kernel mapped.
+Mapping::~Mapping() { ::munmap(base_, (length_ + granule_ - 1) / granule_ * granule_); }
 
 SharedRegion SharedRegion::Create(uint64_t size, const std::string& name) {
   if (size == 0 || size > kMaxSize) {
@@ -46,7 +61,7 @@ SharedRegion SharedRegion::Create(uint64_t size, const std::string& name) {
   }
   void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
   if (base == MAP_FAILED) ThrowSystemError("mmap", "cannot map shared memory");
-  return SharedRegion(std::move(fd), std::make_shared<Mapping>(base, size, 0), 0);
+  return SharedRegion(std::move(fd), std::make_shared<Mapping>(base, size, 0, page), 0);
 }
 
 SharedRegion SharedRegion::Map(int fd, const MapOptions& options) {
@@ -79,7 +94,7 @@ SharedRegion SharedRegion::Map(int fd, const MapOptions& options) {
                                               ") does not fit the " + std::to_string(file_size) +
                                               "-byte memfd");
   }
-  const uint64_t page = PageSize();
+  const uint64_t page = MapGranule(fd);
   const uint64_t aligned = offset / page * page;
   const uint64_t slack = offset - aligned;
   const uint64_t length = slack + size;
@@ -87,7 +102,7 @@ SharedRegion SharedRegion::Map(int fd, const MapOptions& options) {
   void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, copy.get(),
                       static_cast<off_t>(aligned));
   if (base == MAP_FAILED) ThrowSystemError("mmap", "cannot map memfd " + std::to_string(fd));
-  return SharedRegion(std::move(copy), std::make_shared<Mapping>(base, length, slack), offset);
+  return SharedRegion(std::move(copy), std::make_shared<Mapping>(base, length, slack, page), offset);
 }
 
 }  // namespace vring

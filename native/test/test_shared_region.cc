@@ -315,3 +315,67 @@ TEST(shared_region_no_fd_or_mapping_leak_over_1000_cycles) {
   std::fclose(maps);
   EXPECT_EQ(memfd_maps, 0);
 }
+
+namespace {
+
+constexpr uint64_t kHugePage = uint64_t{2} << 20;
+
+// A hugetlbfs-backed memfd of `pages` 2 MiB pages, as DPDK's --in-memory mode hands one
+// over; invalid when no free hugepages are reserved here (the caller then skips).
+UniqueFd HugeMemfd(const char* name, uint64_t pages) {
+  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_HUGETLB | MFD_ALLOW_SEALING));
+  if (!fd) return fd;
+  if (::ftruncate(fd.get(), static_cast<off_t>(pages * kHugePage)) != 0 ||
+      ::posix_fallocate(fd.get(), 0, static_cast<off_t>(pages * kHugePage)) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+int MapsNaming(const char* name) {
+  FILE* maps = std::fopen("/proc/self/maps", "r");
+  if (!maps) throw harness::Failure{"cannot open /proc/self/maps"};
+  int n = 0;
+  char line[512];
+  while (std::fgets(line, sizeof line, maps)) {
+    if (std::strstr(line, name)) ++n;
+  }
+  std::fclose(maps);
+  return n;
+}
+
+}  // namespace
+
+// A hugetlbfs file can only be mapped from a huge page boundary, whatever offset the peer's
+// region starts at: the mapping starts at the huge page that holds it.
+TEST(shared_region_map_hugetlbfs_at_an_offset_inside_a_huge_page) {
+  UniqueFd fd = HugeMemfd("huge-offset", 2);
+  if (!fd) {
+    std::printf("    (skipped: no free 2 MiB hugepages: reserve some in /proc/sys/vm/nr_hugepages)\n");
+    return;
+  }
+  SharedRegion whole = SharedRegion::Map(fd.get(), Opts(0, 0, false));
+  for (uint64_t i = 0; i < whole.size(); i += 4093) whole.data()[i] = static_cast<uint8_t>(i / 4093);
+  SharedRegion m = SharedRegion::Map(fd.get(), Opts(kHugePage + Page() + 100, 500, false));
+  EXPECT_EQ(m.size(), 500u);
+  EXPECT(std::memcmp(m.data(), whole.data() + kHugePage + Page() + 100, 500) == 0);
+  SharedRegion first = SharedRegion::Map(fd.get(), Opts(Page(), kHugePage, false));
+  EXPECT_EQ(first.size(), kHugePage);
+  EXPECT(std::memcmp(first.data(), whole.data() + Page(), kHugePage) == 0);
+}
+
+// The kernel rounds a hugetlbfs mapping up to whole huge pages, and refuses to unmap less
+// than that: a region smaller than a huge page must still leave nothing mapped.
+TEST(shared_region_map_hugetlbfs_smaller_than_a_huge_page_is_unmapped_whole) {
+  UniqueFd fd = HugeMemfd("huge-small", 1);
+  if (!fd) {
+    std::printf("    (skipped: no free 2 MiB hugepages: reserve some in /proc/sys/vm/nr_hugepages)\n");
+    return;
+  }
+  for (int i = 0; i < 8; ++i) {
+    SharedRegion m = SharedRegion::Map(fd.get(), Opts(i * Page(), Page(), false));
+    m.data()[0] = static_cast<uint8_t>(i);
+    EXPECT_EQ(m.size(), Page());
+  }
+  EXPECT_EQ(MapsNaming("/memfd:huge-small"), 0);
+}

@@ -15,7 +15,9 @@ namespace vring {
 // a ring can never outlive the memory it lives in.
 class Mapping {
  public:
-  Mapping(void* base, size_t length, size_t data_offset);
+  // `granule`: the page size the kernel maps the file in, when it is larger than the base
+  // page (a huge page on hugetlbfs); the unmapped length is rounded up to it.
+  Mapping(void* base, size_t length, size_t data_offset, size_t granule = 1);
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
   ~Mapping();
@@ -27,6 +29,7 @@ class Mapping {
   void* base_;
   size_t length_;
   size_t data_offset_;  // page-alignment slack in front of the requested offset
+  size_t granule_;
 };
 
 struct MapOptions {

@@ -9,6 +9,7 @@ export type VringErrorCode =
   | 'ERR_VRING_SYSTEM'
   | 'ERR_VRING_PERMISSION'
   | 'ERR_VRING_PEER_REFUSED'
+  | 'ERR_VRING_LIMIT_EXCEEDED'
   | 'ERR_VRING_NOT_MEMFD'
   | 'ERR_VRING_REGION_BOUNDS'
   | 'ERR_VRING_REGION_NOT_SEALED'
@@ -42,7 +43,9 @@ export interface VringErrorOptions extends ErrorOptions {
    * `oversized-message`: a length above the receiver's limit, `unknown-request`); or why a
    * request was refused (e.g. `nack`, `features-changed`); for `ERR_VRING_PEER_REFUSED`, which
    * side refused (`refused-by-peer`: the listener refused our credentials; `peer-not-allowed`:
-   * the listener is not the uid we expect). Undefined where the code says it all.
+   * the listener is not the uid we expect); for `ERR_VRING_LIMIT_EXCEEDED`, which limit
+   * (`memory-limit`, `connection-limit`, `uid-connection-limit`: see `PeerLimitOptions`).
+   * Undefined where the code says it all.
    */
   reason?: string | undefined;
   /** Extra data an RPC handler attached to its error (see {@link VringError.remote}). */

@@ -8,6 +8,7 @@ import {
 } from './fd-socket.js';
 import { native } from './native.js';
 import { type ListenAccessOptions, PeerGate } from './peer-access.js';
+import { ConnectionLimits, type PeerLimitOptions, type PeerLimitReason } from './peer-limits.js';
 import type { WaitOptions } from './queue-pair-end.js';
 import { WaiterQueue } from './waiter-queue.js';
 
@@ -27,10 +28,34 @@ const NativeListenerClass = native.UnixListener as new (
   mode: number,
 ) => NativeListener;
 
-/** Options of {@link FdServer.listen}: the accepted sockets' and the listener's access control. @public */
+/**
+ * What a listener takes from {@link PeerLimitOptions}: how many connections it holds at once.
+ * @public
+ */
+export type ConnectionLimitOptions = Pick<
+  PeerLimitOptions,
+  'maxConnections' | 'maxConnectionsPerUid'
+>;
+
+/**
+ * Options of {@link FdServer.listen}: the accepted sockets', the listener's access control
+ * and its connection limits.
+ * @public
+ */
 export interface FdServerOptions
   extends Omit<FdSocketOptions, 'expectPeerUid'>,
-    ListenAccessOptions {}
+    ListenAccessOptions,
+    ConnectionLimitOptions {}
+
+/**
+ * The frames a listener sends a peer it does not serve, before closing the connection: for a
+ * refusal on credentials, and for each connection limit.
+ * @internal
+ */
+export interface ListenerNotices {
+  refused: Uint8Array;
+  limited: (reason: PeerLimitReason) => Uint8Array;
+}
 
 /** Accepted connections held for a later {@link FdServer.accept} before new ones are refused. */
 const MAX_UNACCEPTED = 128;
@@ -41,7 +66,9 @@ const MAX_UNACCEPTED = 128;
  * Only admitted peers are handed out: the socket file is `0600` unless `socketMode` widens
  * it, and each connecting process's credentials are checked (see {@link ListenAccessOptions})
  * before anything it sent is read. A refused peer's connection is closed (after the refusal
- * notice, where the protocol has one) and counted in {@link FdServer.refusedPeers}.
+ * notice, where the protocol has one) and counted in {@link FdServer.refusedPeers}. So is,
+ * in {@link FdServer.limitedPeers}, a peer that would take the server over
+ * `maxConnections` or `maxConnectionsPerUid` (connections handed out and not yet closed).
  *
  * Closing the server removes its socket file (only if it is still the file it created). A
  * server keeps the process alive only while an {@link FdServer.accept} is pending.
@@ -54,7 +81,9 @@ export class FdServer implements AsyncDisposable {
 
   readonly #listener: NativeListener;
   readonly #gate: PeerGate;
-  readonly #refusalNotice: Uint8Array | undefined;
+  readonly #notices: ListenerNotices | undefined;
+  readonly #limits: ConnectionLimits;
+  #limited = 0;
   readonly #backlog: FdSocket[] = [];
   readonly #acceptors = new WaiterQueue<FdSocket>(() => this.#updateRef());
   #failure: VringError | undefined;
@@ -64,12 +93,13 @@ export class FdServer implements AsyncDisposable {
   private constructor(
     path: string,
     framing: Framing,
-    access: ListenAccessOptions,
-    refusalNotice: Uint8Array | undefined,
+    access: ListenAccessOptions & ConnectionLimitOptions,
+    notices: ListenerNotices | undefined,
   ) {
     this.path = path;
     this.#gate = new PeerGate(path, access);
-    this.#refusalNotice = refusalNotice;
+    this.#limits = new ConnectionLimits(access);
+    this.#notices = notices;
     const listener = new NativeListenerClass(path, 128, framing, this.#gate.socketMode);
     this.#listener = listener;
     listener.start(
@@ -90,22 +120,27 @@ export class FdServer implements AsyncDisposable {
 
   /**
    * Listens with another framing for every accepted socket (see {@link FdSocket.connectFramed}).
-   * `refusalNotice`, a whole frame of that framing, is sent to each refused peer before its
+   * `notices`, whole frames of that framing, are sent to each refused peer before its
    * connection is closed, so the peer can tell a refusal from a crash.
    * @internal
    */
   static listenFramed(
     path: string,
     framing: Framing,
-    access: ListenAccessOptions = {},
-    refusalNotice?: Uint8Array,
+    access: ListenAccessOptions & ConnectionLimitOptions = {},
+    notices?: ListenerNotices,
   ): FdServer {
-    return new FdServer(path, framing, access, refusalNotice);
+    return new FdServer(path, framing, access, notices);
   }
 
   /** Connections refused on their credentials so far. */
   get refusedPeers(): number {
     return this.#gate.refused;
+  }
+
+  /** Connections closed on arrival so far because they would go over a connection limit. */
+  get limitedPeers(): number {
+    return this.#limited;
   }
 
   /** Waits for the next connection. Rejects with `ERR_VRING_CLOSED` once the server closes. */
@@ -147,13 +182,29 @@ export class FdServer implements AsyncDisposable {
    * refused peer's bytes (and fds) stay unread in the kernel and go with the close.
    */
   #onNativeConnection(conn: NativeConnection): void {
-    if (this.#gate.admits(() => conn.peerCredentials)) {
-      this.#onConnection(new FdSocket(conn));
+    if (!this.#gate.admits(() => conn.peerCredentials)) {
+      this.#turnAway(conn, this.#notices?.refused);
       return;
     }
-    if (this.#refusalNotice) {
+    // Admitted, so its credentials were readable.
+    const peer = conn.peerCredentials;
+    const over = this.#limits.take(peer);
+    if (over) {
+      this.#limited++;
+      this.#gate.report(peer, over);
+      this.#turnAway(conn, this.#notices?.limited(over));
+      return;
+    }
+    const socket = new FdSocket(conn);
+    void socket.closed.then(() => this.#limits.release(peer));
+    this.#onConnection(socket);
+  }
+
+  /** Sends `notice` (if any) to a peer that is not served, and closes its connection. */
+  #turnAway(conn: NativeConnection, notice: Uint8Array | undefined): void {
+    if (notice) {
       try {
-        conn.send(this.#refusalNotice); // a few bytes into an empty socket buffer: never queued
+        conn.send(notice); // a few bytes into an empty socket buffer: never queued
       } catch {
         // The peer already left: nothing to tell it.
       }

@@ -13,7 +13,7 @@ export { DriverQueuePair, type QueuePairOptions } from './driver-queue-pair.js';
 export type { EndpointOptions, NotificationMode } from './endpoint-options.js';
 export { VringError, type VringErrorCode, type VringErrorOptions } from './errors.js';
 export { EventFd } from './event-fd.js';
-export { FdServer, type FdServerOptions } from './fd-server.js';
+export { type ConnectionLimitOptions, FdServer, type FdServerOptions } from './fd-server.js';
 export { type FdMessage, FdSocket, type FdSocketOptions } from './fd-socket.js';
 export type { FrameLending, FramePolling, FramePort } from './frame-port.js';
 export { InPlaceBatch, type InPlaceBatchOptions } from './in-place-batch.js';
@@ -24,6 +24,11 @@ export type {
   PeerCredentials,
   PeerRefusal,
 } from './peer-access.js';
+export {
+  DEFAULT_PEER_LIMITS,
+  type PeerLimitOptions,
+  type PeerLimitReason,
+} from './peer-limits.js';
 export type { QueuePairDescriptor, RingAddressesDescriptor } from './queue-pair-descriptor.js';
 export {
   QueuePairEnd,

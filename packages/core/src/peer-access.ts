@@ -30,7 +30,10 @@ export interface PeerRefusal {
   readonly path: string;
   /** Its credentials; undefined when the kernel could not tell them (then it is refused). */
   readonly peer: PeerCredentials | undefined;
-  /** `not-allowed`, `authorize-threw`, or `credentials-unavailable`. */
+  /**
+   * On its credentials: `not-allowed`, `authorize-threw`, or `credentials-unavailable`. Over
+   * a connection limit (see `PeerLimitOptions`): `connection-limit` or `uid-connection-limit`.
+   */
   readonly reason: string;
 }
 
@@ -58,7 +61,10 @@ export interface ListenAccessOptions {
    * callback that throws refuses the peer.
    */
   authorize?: ((peer: PeerCredentials) => boolean) | undefined;
-  /** Told about every refused peer. Default: one line on stderr with its pid, uid and gid. */
+  /**
+   * Told about every refused peer, and every peer turned away by a connection limit.
+   * Default: one line on stderr with its pid, uid and gid, and the reason.
+   */
   onRefused?: ((refusal: PeerRefusal) => void) | undefined;
 }
 
@@ -182,14 +188,26 @@ export class PeerGate {
     return this.#refuse(peer, reason);
   }
 
+  /**
+   * Reports `peer`, admitted on its credentials, as turned away for `reason` all the same
+   * (a connection limit); counted by the caller, not in {@link refused}.
+   */
+  report(peer: PeerCredentials, reason: string): void {
+    this.#tell(peer, reason);
+  }
+
   #refuse(peer: PeerCredentials | undefined, reason: string): false {
     this.#refused++;
+    this.#tell(peer, reason);
+    return false;
+  }
+
+  #tell(peer: PeerCredentials | undefined, reason: string): void {
     try {
       this.#onRefused({ path: this.path, peer, reason });
     } catch {
       // A throwing logger must not keep a refused peer attached or stop the listener.
     }
-    return false;
   }
 }
 

@@ -8,14 +8,24 @@
 //   received exactly what testpmd transmitted and sent it all back; testpmd received all of
 //   it but the one --tx-first burst still in flight when it stopped forwarding.
 //
+// - hugepages: testpmd on 2 MiB pages, from a hugetlbfs mount with --single-file-segments and
+//   with --in-memory --single-file-segments, sends frames from a capture file through
+//   virtio_user; every one must come back byte for byte. Where no hugepages are reserved,
+//   those say why.
+//
 // Without /usr/bin/dpdk-testpmd the file registers no test and says why.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type Child, socketPath, spawnChild, spawnScript } from '../../../test-support/index.js';
+import { assertEveryFrameEchoed, parseCaptureReport } from './fixtures/capture-report.js';
+import { stopEcho } from './fixtures/echo-counters.js';
 import {
   filePrefix,
+  HUGEPAGE_RUNS,
   removeRuntimeDir,
+  requireHugepages,
   requireTestpmd,
+  type TestpmdMemory,
   testpmdArgs,
   testpmdEnv,
 } from './fixtures/testpmd-echo.js';
@@ -55,17 +65,6 @@ function startEcho(socket: string, ...flags: string[]): Child {
     stderr: 'capture',
     name: 'vring echo',
   });
-}
-
-/** Stops the echo with SIGINT and returns its (only) port's counters. */
-async function stopEcho(echo: Child): Promise<{ received: number; sent: number; dropped: number }> {
-  echo.kill('SIGINT');
-  assert.is(await echo.exited, 0, `vring echo exits 0:\n${echo.output()}`);
-  const m = echo
-    .output()
-    .match(/port 1 \([^)]*\): received (\d+) frames \d+ B, sent (\d+) frames \d+ B, dropped (\d+)/);
-  assert.ok(m, `echo printed its port counters:\n${echo.output()}`);
-  return { received: Number(m![1]), sent: Number(m![2]), dropped: Number(m![3]) };
 }
 
 function forwardTotals(output: string): {
@@ -251,7 +250,39 @@ async function reconnectCase(): Promise<void> {
   }
 }
 
+/** Frames of a capture run: all fit testpmd's transmit ring however slowly they echo. */
+const CAPTURED_FRAMES = 500;
+
+async function hugepageCase(memory: TestpmdMemory): Promise<void> {
+  const socket = socketPath('huge');
+  const echo = startEcho(socket);
+  await echo.waitFor(/listening on/);
+  const client = spawnScript(
+    new URL('./fixtures/dpdk-virtio-user-capture.ts', import.meta.url),
+    [socket, String(CAPTURED_FRAMES), memory],
+    { stderr: 'capture', name: 'dpdk-virtio-user-capture', killAfterMs: 60_000 },
+  );
+  const code = await client.exited;
+  assert.is(code, 0, `testpmd stops cleanly\n${client.output()}`);
+  const report = parseCaptureReport(client.output());
+  const context = `testpmd:\n${client.output()}\necho:\n${echo.output()}`;
+  assert.ok(report.hugepageKib >= 128 * 1024, `testpmd ran on 2 MiB pages\n${context}`);
+  assertEveryFrameEchoed(report, CAPTURED_FRAMES, context);
+  assert.equal(
+    await stopEcho(echo),
+    { received: CAPTURED_FRAMES, sent: CAPTURED_FRAMES, dropped: 0 },
+    'the echo mapped the hugepage memory and returned every frame through it',
+  );
+}
+
 if (requireTestpmd()) {
+  for (const { memory, flags } of HUGEPAGE_RUNS) {
+    const what = `DPDK virtio_user on 2 MiB hugepages (${flags})`;
+    if (requireHugepages(memory, what)) {
+      test(`${what} → vring echo: ${CAPTURED_FRAMES} frames back byte for byte`, () =>
+        hugepageCase(memory));
+    }
+  }
   for (const c of configs) {
     test(`DPDK virtio_user → vring echo, exact counts (${c.name})`, () => exactCase(c.devargs));
     test(`DPDK virtio_user → vring echo, io forwarding (${c.name})`, () =>

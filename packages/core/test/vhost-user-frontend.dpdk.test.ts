@@ -3,7 +3,8 @@
 // must all come back with their content intact, in both socket modes (net_vhost listening:
 // our client mode; net_vhost `client=1`: our server mode). Then `vring ping` against it, and
 // reconnects: testpmd is stopped and a new one started while traffic runs, and traffic
-// resumes on the same VirtioUser handle.
+// resumes on the same VirtioUser handle. Then the same against testpmd on 2 MiB hugepages,
+// from a hugetlbfs mount and in memory only, where they are reserved (else those say why).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { socketPath, until } from '../../../test-support/index.js';
@@ -20,7 +21,13 @@ import {
   type VirtioUserEvent,
   type VirtioUserOptions,
 } from '../src/vhost-user/virtio-user.js';
-import { requireTestpmd, Testpmd } from './fixtures/testpmd-echo.js';
+import {
+  HUGEPAGE_RUNS,
+  requireHugepages,
+  requireTestpmd,
+  Testpmd,
+  type TestpmdMemory,
+} from './fixtures/testpmd-echo.js';
 import { openFdCount } from './fixtures/vring-assert.js';
 
 const FRAMES = 100_000;
@@ -45,6 +52,7 @@ test.after.each(async () => {
 async function openOnTestpmd(
   server: boolean,
   extra: VirtioUserOptions = {},
+  memory: TestpmdMemory = 'no-huge',
 ): Promise<{ port: VirtioUser; testpmd: Testpmd; socket: string }> {
   const socket = socketPath();
   let testpmd: Testpmd;
@@ -53,9 +61,9 @@ async function openOnTestpmd(
   if (server) {
     // Our side listens; testpmd (net_vhost client=1) connects. The socket exists at once.
     opening = VirtioUser.open(socket, options);
-    testpmd = Testpmd.start(socket, { client: true });
+    testpmd = Testpmd.start(socket, { client: true, memory });
   } else {
-    testpmd = Testpmd.start(socket);
+    testpmd = Testpmd.start(socket, { memory });
     await testpmd.waitForSocket();
     opening = VirtioUser.open(socket, options);
   }
@@ -211,6 +219,31 @@ if (requireTestpmd()) {
         await done;
       },
     };
+  }
+
+  for (const { memory, flags } of HUGEPAGE_RUNS) {
+    const what = `testpmd on 2 MiB hugepages (${flags})`;
+    if (!requireHugepages(memory, what)) continue;
+    test(`client mode against ${what}: 20,000 frames of 60–1514 B come back intact`, async () => {
+      const { port, testpmd } = await openOnTestpmd(false, {}, memory);
+      assert.ok(
+        testpmd.hugepageKib() >= 128 * 1024,
+        `testpmd's memory is on 2 MiB pages (${testpmd.hugepageKib()} KiB)`,
+      );
+      const result = await runPingSession(port, {
+        count: 20_000,
+        sizeOf: mixedSize,
+        window: 128,
+        timeoutMs: 60_000,
+      });
+      assert.equal(result.problems, []);
+      assert.is(result.received, 20_000, `received (testpmd:\n${testpmd.output.slice(-2000)})`);
+      assert.is(result.lost, 0);
+      assert.is(result.corrupted, 0);
+      port.close();
+      const counts = await testpmd.stop();
+      assert.is(counts.rx, counts.tx, 'testpmd forwarded every frame it received');
+    });
   }
 
   for (const server of [false, true]) {

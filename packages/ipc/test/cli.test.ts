@@ -180,6 +180,16 @@ const usageErrors: Array<{ args: string[]; error: string; usage: string }> = [
     usage: 'usage: vring bus ',
   },
   {
+    args: ['bus', '--socket', join(dir, 'limit.sock'), '--max-connections', '0'],
+    error: "vring bus: --max-connections takes a positive whole number; got '0'",
+    usage: 'usage: vring bus ',
+  },
+  {
+    args: ['echo', '--socket', join(dir, 'limit.sock'), '--max-peer-memory', '1.5'],
+    error: "vring echo: --max-peer-memory takes a positive whole number; got '1.5'",
+    usage: 'usage: vring echo ',
+  },
+  {
     args: ['echo', '--socket', join(dir, 'uid.sock'), '--allow-uid', '1000,root'],
     error: "vring echo: --allow-uid takes numeric ids separated by commas; got '1000,root'",
     usage: 'usage: vring echo ',
@@ -221,7 +231,7 @@ test('vring bus --socket PATH: says where it listens and how to stop it; SIGTERM
   }
 });
 
-test('vring bus --socket-mode 0640 --allow-uid: the socket file gets that mode; the counters include refusals', async () => {
+test('vring bus --socket-mode 0640 --allow-uid: the socket file gets that mode; the counters include refusals and limits', async () => {
   const socket = join(dir, 'bus-mode.sock');
   const bus = await start(
     'bus',
@@ -237,7 +247,7 @@ test('vring bus --socket-mode 0640 --allow-uid: the socket file gets that mode; 
     bus.child.kill('SIGTERM');
     const { code, stdout } = await bus.exited;
     assert.is(code, 0, stdout);
-    assert.match(stdout, /, refused 0$/m);
+    assert.match(stdout, /, refused 0, limited 0$/m);
   } finally {
     bus.child.kill('SIGKILL');
   }

@@ -6,12 +6,17 @@
  */
 import type { VringError } from '../errors.js';
 import type { ListenAccessOptions } from '../peer-access.js';
+import type { PeerLimitOptions } from '../peer-limits.js';
 import { VhostUserBackend } from '../vhost-user/backend.js';
 import type { VhostUserPort, VhostUserPortStats } from '../vhost-user/backend-port.js';
 import { stopSignal } from './stop-signal.js';
 
-/** Options of {@link echo}; the access options apply when it listens. @public */
-export interface EchoOptions extends ListenAccessOptions {
+/**
+ * Options of {@link echo}; the access options and connection limits apply when it listens,
+ * the memory limit always.
+ * @public
+ */
+export interface EchoOptions extends ListenAccessOptions, PeerLimitOptions {
   /** Socket path to listen on (or, with `client`, to connect to). */
   socket: string;
   /** Connect to a listening front-end instead of listening. */

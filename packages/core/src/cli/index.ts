@@ -9,6 +9,7 @@
 import { LISTEN_ACCESS_OPTIONS, listenAccessFrom } from './access-options.js';
 import { type Command, defineCommand } from './command.js';
 import { echo } from './echo.js';
+import { PEER_LIMIT_OPTIONS, peerLimitsFrom } from './limit-options.js';
 import { ping } from './ping.js';
 import { PING_MAX_FRAME, PING_MIN_FRAME } from './ping-frame.js';
 
@@ -31,6 +32,7 @@ export {
   UsageError,
 } from './command.js';
 export { type EchoOptions, echo } from './echo.js';
+export { PEER_LIMIT_OPTIONS, peerLimitsFrom } from './limit-options.js';
 export { type PingOptions, ping } from './ping.js';
 export { stopSignal } from './stop-signal.js';
 
@@ -94,7 +96,8 @@ export const echoCommand: Command = defineCommand({
     'or SIGTERM, then prints one line of counters per port and exits 0. The socket file is ' +
     '0600 and only processes of this uid (or root) may attach unless --socket-mode, ' +
     '--allow-uid or --allow-gid say otherwise; refused peers are logged with their pid and ' +
-    'uid and never get their memory mapped.',
+    'uid and never get their memory mapped. A peer over one of the --max-* limits is ' +
+    'disconnected, logged, and sees ERR_VRING_LIMIT_EXCEEDED.',
   options: {
     socket: {
       type: 'string',
@@ -107,6 +110,7 @@ export const echoCommand: Command = defineCommand({
       description: 'connect to a frontend listening at PATH (DPDK virtio_user server=1)',
     },
     ...LISTEN_ACCESS_OPTIONS,
+    ...PEER_LIMIT_OPTIONS,
   },
   examples: [
     'vring echo --socket /tmp/vring.sock',
@@ -117,6 +121,7 @@ export const echoCommand: Command = defineCommand({
       socket: options.socket,
       client: options.client,
       ...listenAccessFrom(options.socket, options),
+      ...peerLimitsFrom(options),
     }),
 });
 

@@ -12,6 +12,7 @@ import {
   notificationPolicy,
 } from '../endpoint-options.js';
 import { VringError } from '../errors.js';
+import { type PeerLimitOptions, peerLimit } from '../peer-limits.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_PROTOCOL_F_MQ,
@@ -51,7 +52,7 @@ export const BACKEND_PROTOCOL_FEATURES =
 const DEFAULT_MAX_FRAME = 65535;
 
 /** Options of each `VhostUserPort` a `VhostUserBackend` serves. @public */
-export interface VhostUserPortOptions {
+export interface VhostUserPortOptions extends Pick<PeerLimitOptions, 'maxPeerMemory'> {
   /**
    * Virtio features to offer (default {@link BACKEND_DEFAULT_FEATURES}). VERSION_1 and
    * PROTOCOL_FEATURES are always added: the data path needs the 12-byte VERSION_1 net header,
@@ -77,6 +78,8 @@ export interface ResolvedPortOptions {
   readonly features: bigint;
   readonly maxFrame: number;
   readonly requireSealedMemory: boolean;
+  /** Bytes a front-end's memory table may add up to (`Infinity`: no cap). */
+  readonly maxPeerMemory: number;
   /** Options of each DeviceQueuePair the port runs, with the notification mode resolved. */
   readonly endpoint: EndpointOptions & {
     readonly notification: NotificationMode;
@@ -87,7 +90,8 @@ export interface ResolvedPortOptions {
 /**
  * Checks port options and fills in defaults; the backend calls it once up front so a bad
  * option fails its constructor instead of every connection.
- * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a bad `maxFrame` or notification policy.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a bad `maxFrame`, `maxPeerMemory` or
+ * notification policy.
  * @internal
  */
 export function resolvePortOptions(options: VhostUserPortOptions): ResolvedPortOptions {
@@ -110,6 +114,7 @@ export function resolvePortOptions(options: VhostUserPortOptions): ResolvedPortO
       VHOST_USER_F_PROTOCOL_FEATURES,
     maxFrame,
     requireSealedMemory: options.requireSealedMemory ?? false,
+    maxPeerMemory: peerLimit(options, 'maxPeerMemory'),
     endpoint,
   };
 }

@@ -14,6 +14,7 @@
 import { DeviceQueuePair, type VhostUserRingAddresses } from '../device-queue-pair.js';
 import { VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
+import { limitExceeded, type PeerLimitReason } from '../peer-limits.js';
 import { BACKEND_PROTOCOL_FEATURES, type ResolvedPortOptions } from './backend-options.js';
 import {
   checkAccepted,
@@ -35,8 +36,24 @@ import {
   type VhostUserRequestMessage,
 } from './message-decoder.js';
 import { encodeAck, encodeReply } from './message-encoder.js';
-import { VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
-import { isRefusalNotice } from './refusal-notice.js';
+import { type MemoryTable, VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
+import { limitNotice, noticeError } from './refusal-notice.js';
+
+/**
+ * Refuses a memory table whose regions add up to more than `limit` bytes, before any of it
+ * is mapped (mapping faults every page in).
+ * @throws VringError `ERR_VRING_LIMIT_EXCEEDED` (reason `memory-limit`).
+ */
+function checkMemoryLimit(table: MemoryTable, limit: number): void {
+  const total = table.regions.reduce((sum, region) => sum + region.memorySize, 0n);
+  if (limit !== Number.POSITIVE_INFINITY && total > BigInt(limit)) {
+    throw limitExceeded(
+      'memory-limit',
+      `SET_MEM_TABLE: ${table.regions.length} regions of ${total} bytes in all, over the ` +
+        `back-end's maxPeerMemory of ${limit} bytes`,
+    );
+  }
+}
 
 /** One queue pair: vrings 0 (receive) and 1 (transmit). */
 const VRINGS = 2;
@@ -155,18 +172,12 @@ export class VhostUserSession {
         closeFds(fds);
         return;
       }
-      if (isRefusalNotice(frame)) {
-        // A listening front-end of ours refused this process's credentials.
+      const notice = noticeError(frame, 'front-end');
+      if (notice) {
+        // A listening front-end of ours turned this process away: on its credentials, or
+        // over one of its limits.
         closeFds(fds);
-        this.#end(
-          new VringError(
-            'ERR_VRING_PEER_REFUSED',
-            "the front-end refused this process's credentials",
-            {
-              reason: 'refused-by-peer',
-            },
-          ),
-        );
+        this.#end(notice);
         return;
       }
       try {
@@ -176,6 +187,13 @@ export class VhostUserSession {
         const code = (error as VringError).code;
         if (code === 'ERR_VRING_PEER_DISCONNECTED' || code === 'ERR_VRING_CLOSED') {
           this.#end(undefined); // the front-end left while we replied: not an error
+        } else if (code === 'ERR_VRING_LIMIT_EXCEEDED') {
+          // Tell the front-end which limit, so it reports that rather than a disconnect. The
+          // notice is written at once into a socket we only ever answer on; not waited for,
+          // so a front-end that stopped reading cannot hold the session open.
+          const reason = (error as VringError).reason as PeerLimitReason;
+          this.#socket.send(limitNotice(reason)).catch(() => {});
+          this.#end(error as VringError);
         } else {
           this.#end(
             error instanceof VringError
@@ -248,6 +266,7 @@ export class VhostUserSession {
         return encodeReply(R.GET_QUEUE_NUM, 1n);
       case R.SET_MEM_TABLE: {
         this.#stopIfRunning();
+        checkMemoryLimit(m.payload, this.#options.maxPeerMemory);
         // The received fds are closed by #handle with the message if mapping fails.
         const memory = MappedMemory.map(m.payload, this.#options.requireSealedMemory);
         // The mappings hold their own duplicates of the fds.

@@ -7,7 +7,7 @@
  * @packageDocumentation
  */
 import type { VringError } from '../errors.js';
-import { FdServer } from '../fd-server.js';
+import { type ConnectionLimitOptions, FdServer } from '../fd-server.js';
 import { FdSocket, VHOST_USER_FRAMING } from '../fd-socket.js';
 import {
   type ConnectAccessOptions,
@@ -17,19 +17,22 @@ import {
 import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js';
 import { resolvePortOptions, type VhostUserPortOptions } from './backend-options.js';
 import { VhostUserPort } from './backend-port.js';
-import { REFUSAL_NOTICE } from './refusal-notice.js';
+import { VHOST_USER_NOTICES } from './refusal-notice.js';
 
 /**
  * Options of {@link VhostUserBackend}. Listening, the socket is `0600` and admits front-ends
  * of this process's uid (or root) unless the {@link ListenAccessOptions} say otherwise; a
  * refused front-end never gets to send a message that is read, so none of its memory is
- * mapped. In client mode `expectPeerUid` names the uid the front-end must run as.
+ * mapped. In client mode `expectPeerUid` names the uid the front-end must run as. The
+ * `PeerLimitOptions` cap each front-end's memory and, listening, the connections held.
+ *
  * @public
  */
 export interface VhostUserBackendOptions
   extends VhostUserPortOptions,
     ReconnectOptions,
     ListenAccessOptions,
+    ConnectionLimitOptions,
     ConnectAccessOptions {
   /**
    * Connect to a front-end listening at the path (DPDK `server=1`) instead of listening;
@@ -76,6 +79,7 @@ export class VhostUserBackend implements AsyncDisposable {
   readonly #ports = new Set<VhostUserPort>();
   readonly #server: FdServer | undefined;
   #nextId = 1;
+  #overMemory = 0;
   #closed = false;
   readonly #backoff: ReconnectBackoff;
   readonly #expectUids: readonly number[] | undefined;
@@ -99,7 +103,7 @@ export class VhostUserBackend implements AsyncDisposable {
       this.#server = undefined;
       void this.#connect();
     } else {
-      this.#server = FdServer.listenFramed(path, VHOST_USER_FRAMING, options, REFUSAL_NOTICE);
+      this.#server = FdServer.listenFramed(path, VHOST_USER_FRAMING, options, VHOST_USER_NOTICES);
       void this.#acceptLoop(this.#server);
     }
   }
@@ -112,6 +116,15 @@ export class VhostUserBackend implements AsyncDisposable {
   /** Front-ends refused on their credentials so far (listening mode). */
   get refusedPeers(): number {
     return this.#server?.refusedPeers ?? 0;
+  }
+
+  /**
+   * Front-ends disconnected so far for going over a limit: turned away on arrival over
+   * `maxConnections` or `maxConnectionsPerUid`, or closed for a memory table over
+   * `maxPeerMemory` (each reported through `onRefused` or `onError` respectively).
+   */
+  get limitedPeers(): number {
+    return (this.#server?.limitedPeers ?? 0) + this.#overMemory;
   }
 
   /** Stops listening (or reconnecting) and closes every port. Idempotent. */
@@ -146,8 +159,9 @@ export class VhostUserBackend implements AsyncDisposable {
     const onError = this.#options.onError ?? logError;
     const port = new VhostUserPort(this.#nextId++, socket, this.#options, onError);
     this.#ports.add(port);
-    void port.closed.then(() => {
+    void port.closed.then((error) => {
       this.#ports.delete(port);
+      if (error?.code === 'ERR_VRING_LIMIT_EXCEEDED') this.#overMemory++;
       if (this.client && !this.#closed) {
         // Like DPDK's client-mode back-end: a front-end that went away may come back.
         void this.#connect();

@@ -14,7 +14,7 @@ import {
   type ListenAccessOptions,
 } from '../peer-access.js';
 import type { ReconnectBackoff } from '../reconnect-backoff.js';
-import { REFUSAL_NOTICE } from './refusal-notice.js';
+import { VHOST_USER_NOTICES } from './refusal-notice.js';
 
 /**
  * Where control connections come from: a listening socket (server mode) or connect()
@@ -43,7 +43,7 @@ export class ConnectionSource {
     this.#backoff = backoff;
     this.#expectUids = expectedPeerUids(access);
     this.#server = server
-      ? FdServer.listenFramed(path, VHOST_USER_FRAMING, access, REFUSAL_NOTICE)
+      ? FdServer.listenFramed(path, VHOST_USER_FRAMING, access, VHOST_USER_NOTICES)
       : undefined;
   }
 

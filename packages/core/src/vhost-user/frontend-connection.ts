@@ -16,16 +16,7 @@ import {
   type SupportedRequest,
   VhostUserRequest,
 } from './message-layout.js';
-import { isRefusalNotice } from './refusal-notice.js';
-
-function refusedByPeer(): VringError {
-  return new VringError(
-    'ERR_VRING_PEER_REFUSED',
-    "the back-end refused this process's credentials (its uid or gid is not in the back-end's " +
-      'allow-list, see docs/operations.md#permissions-and-credentials)',
-    { reason: 'refused-by-peer' },
-  );
-}
+import { noticeError } from './refusal-notice.js';
 
 /** Deadlines of a {@link FrontendConnection}. @internal */
 export interface FrontendConnectionTimeouts {
@@ -99,8 +90,9 @@ export class FrontendConnection {
   }
 
   /**
-   * A back-end that refused us may have closed before our request went out: the send then
-   * fails with a disconnect while its refusal notice still waits, unread, in our socket.
+   * A back-end that refused us (or found us over a limit) may have closed before our request
+   * went out: the send then fails with a disconnect while its notice still waits, unread, in
+   * our socket.
    */
   async #send(frame: Uint8Array, fds: readonly number[]): Promise<void> {
     try {
@@ -111,7 +103,8 @@ export class FrontendConnection {
           .receive({ signal: AbortSignal.timeout(this.#timeouts.replyMs) })
           .catch(() => undefined);
         if (last) closeFds(last.fds);
-        if (last && isRefusalNotice(last.data)) throw refusedByPeer();
+        const notice = last && noticeError(last.data, 'back-end');
+        if (notice) throw notice;
       }
       throw error;
     }
@@ -136,9 +129,10 @@ export class FrontendConnection {
       }
       throw error;
     }
-    if (isRefusalNotice(message.data)) {
+    const notice = noticeError(message.data, 'back-end');
+    if (notice) {
       closeFds(message.fds);
-      throw refusedByPeer();
+      throw notice;
     }
     return decodeReply(message.data, message.fds, request) as ReplyBodies[keyof ReplyBodies];
   }

@@ -120,6 +120,9 @@ const FATAL_CODES = new Set([
   'ERR_VRING_QUEUE_BROKEN',
   // Credentials do not change by retrying: a refused process must be told, not spin.
   'ERR_VRING_PEER_REFUSED',
+  // Nor does our memory's size; and a full listener is not helped by a client hammering it
+  // (the application decides when to try again).
+  'ERR_VRING_LIMIT_EXCEEDED',
 ]);
 
 function isFatal(error: unknown): boolean {

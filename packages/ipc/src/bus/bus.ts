@@ -2,6 +2,7 @@ import {
   type FramePort,
   type ListenAccessOptions,
   type NotificationMode,
+  type PeerLimitOptions,
   VhostUserBackend,
   VringError,
 } from '@vring/core';
@@ -30,9 +31,12 @@ import { type Delivery, RouteTable } from './route-table.js';
 /**
  * Options of {@link createBus}. Who may attach: the socket file is `0600` and a client must
  * run as the bus's uid (or root) unless the {@link ListenAccessOptions} (`socketMode`,
- * `allowUids`, `allowGids`, `authorize`, `onRefused`) say otherwise.
+ * `allowUids`, `allowGids`, `authorize`, `onRefused`) say otherwise. What one client may cost
+ * it is capped by the {@link PeerLimitOptions} (`maxPeerMemory`, `maxConnections`,
+ * `maxConnectionsPerUid`); a client over one is disconnected and counted in
+ * {@link BusStats.limited}.
  */
-export interface BusOptions extends ListenAccessOptions {
+export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
   /**
    * Notification policy of every port's rings (default `adaptive`: each port's reader polls
    * while its client tends to send again within the poll, and sleeps otherwise; see
@@ -73,6 +77,12 @@ export interface BusStats {
   rejected: number;
   /** Connections refused on their credentials, before they could send anything. */
   refused: number;
+  /**
+   * Clients disconnected for going over a limit: turned away on arrival over
+   * `maxConnections` or `maxConnectionsPerUid`, or closed for offering more memory than
+   * `maxPeerMemory`.
+   */
+  limited: number;
 }
 
 interface Call {
@@ -160,6 +170,9 @@ export class Bus implements AsyncDisposable {
       allowGids: options.allowGids,
       authorize: options.authorize,
       onRefused: options.onRefused,
+      maxPeerMemory: options.maxPeerMemory,
+      maxConnections: options.maxConnections,
+      maxConnectionsPerUid: options.maxConnectionsPerUid,
     });
   }
 
@@ -170,6 +183,7 @@ export class Bus implements AsyncDisposable {
       subscriptions: this.#routes.size,
       ...this.#stats,
       refused: this.#backend.refusedPeers,
+      limited: this.#backend.limitedPeers,
     };
   }
 

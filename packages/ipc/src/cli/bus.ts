@@ -4,6 +4,8 @@ import {
   defineCommand,
   LISTEN_ACCESS_OPTIONS,
   listenAccessFrom,
+  PEER_LIMIT_OPTIONS,
+  peerLimitsFrom,
   stopSignal,
 } from '@vring/core/cli';
 import { createBus } from '../bus/bus.js';
@@ -23,7 +25,9 @@ export const busCommand = defineCommand({
     'disconnects the clients and exits 0. Clients reconnect and subscribe again by themselves ' +
     'when a bus comes back. The socket file is 0600 and only processes of this uid (or root) ' +
     'may attach unless --socket-mode, --allow-uid or --allow-gid say otherwise; refused ' +
-    'clients are logged with their pid and uid, counted, and see ERR_VRING_PEER_REFUSED.',
+    'clients are logged with their pid and uid, counted, and see ERR_VRING_PEER_REFUSED. A ' +
+    'client over one of the --max-* limits is disconnected, logged, counted, and sees ' +
+    'ERR_VRING_LIMIT_EXCEEDED.',
   options: {
     socket: {
       type: 'string',
@@ -39,6 +43,7 @@ export const busCommand = defineCommand({
       description: "how the bus's rings wake it; adaptive polls only while that pays",
     },
     ...LISTEN_ACCESS_OPTIONS,
+    ...PEER_LIMIT_OPTIONS,
   },
   examples: [
     "vring bus --socket /tmp/bus.sock   # clients: connectBus('/tmp/bus.sock')",
@@ -46,7 +51,11 @@ export const busCommand = defineCommand({
   ],
   async run(values) {
     const { socket, notification } = values;
-    const bus = createBus(socket, { notification, ...listenAccessFrom(socket, values) });
+    const bus = createBus(socket, {
+      notification,
+      ...listenAccessFrom(socket, values),
+      ...peerLimitsFrom(values),
+    });
     const stopped = stopSignal();
     console.log(
       `vring bus: listening on ${bus.path} (notification ${notification}); ` +
@@ -57,7 +66,8 @@ export const busCommand = defineCommand({
     console.log(
       `vring bus: ${signal}: clients ${s.clients}, subscriptions ${s.subscriptions}, ` +
         `published ${s.published}, delivered ${s.delivered}, dropped ${s.dropped}, ` +
-        `requests ${s.requests}, rejected ${s.rejected}, refused ${s.refused}`,
+        `requests ${s.requests}, rejected ${s.rejected}, refused ${s.refused}, ` +
+        `limited ${s.limited}`,
     );
     await bus[Symbol.asyncDispose]();
     return 0;
