@@ -25,8 +25,13 @@ import {
 } from '../wire/msgpack-prefix.js';
 import { BusClient, type ConnectBusOptions, DEFAULT_MAX_FRAME } from './bus-client.js';
 import { BusMember, type FanOut } from './bus-member.js';
-import type { BusReport, BusStats, ClientStats, SubjectCounters } from './bus-stats.js';
-import { SubjectTally } from './bus-stats.js';
+import {
+  type BusReport,
+  type BusStats,
+  type ClientStats,
+  type SubjectCounters,
+  SubjectTally,
+} from './bus-stats.js';
 import { InProcessTransport } from './in-process-transport.js';
 import type { QueueGroup } from './queue-group.js';
 import { isReserved, STATS_NAME } from './reserved-names.js';
@@ -70,6 +75,13 @@ const QUEUE_GROUP_HOLD = 'queue group';
 
 function malformed(what: string): VringError {
   return new VringError('ERR_VRING_PROTOCOL', `malformed ${what}`, { reason: 'bad-envelope' });
+}
+
+/** A client served or published on a name of the bus's own. */
+function reservedName(name: string): VringError {
+  return new VringError('ERR_VRING_PROTOCOL', `${name} is reserved for the bus`, {
+    reason: 'reserved-name',
+  });
 }
 
 /**
@@ -284,11 +296,7 @@ export class Bus implements AsyncDisposable {
         const [name] = this.#control(body, 1);
         if (typeof name !== 'string') throw malformed('SERVE');
         this.#name(name);
-        if (kind === Kind.SERVE && isReserved(name)) {
-          throw new VringError('ERR_VRING_PROTOCOL', `${name} is reserved for the bus`, {
-            reason: 'reserved-name',
-          });
-        }
+        if (kind === Kind.SERVE && isReserved(name)) throw reservedName(name);
         if (kind === Kind.SERVE) this.#serve(member, name);
         else this.#unserve(member, name);
         return;
@@ -365,11 +373,7 @@ export class Bus implements AsyncDisposable {
   /** A topic to publish on: a name, and not one of the bus's own. */
   #publishTopic(topic: string): void {
     this.#name(topic);
-    if (isReserved(topic)) {
-      throw new VringError('ERR_VRING_PROTOCOL', `${topic} is reserved for the bus`, {
-        reason: 'reserved-name',
-      });
-    }
+    if (isReserved(topic)) throw reservedName(topic);
   }
 
   #publish(member: BusMember, body: Uint8Array, owned: boolean): void {
