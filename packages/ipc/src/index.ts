@@ -6,13 +6,14 @@
  */
 
 export { type FramePort, VringError, type VringErrorCode } from '@vring/core';
-export { Bus, type BusOptions, type BusStats, createBus } from './bus/bus.js';
+export { Bus, type BusOptions, createBus } from './bus/bus.js';
 export {
   BusClient,
   type BusClientEvent,
   type ConnectBusOptions,
   connectBus,
 } from './bus/bus-client.js';
+export type { BusReport, BusStats, ClientStats, SubjectStats } from './bus/bus-stats.js';
 export {
   Channel,
   type ChannelOptions,
@@ -28,3 +29,4 @@ export {
   type SubscribeOptions,
   Subscription,
 } from './subscription.js';
+export type { BusFeature } from './wire/message-kinds.js';

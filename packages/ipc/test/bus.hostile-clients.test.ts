@@ -275,6 +275,18 @@ const cases: Array<{ name: string; send: RawFrame[]; code: string; reason?: stri
     reason: 'bad-envelope',
   },
   {
+    name: 'a PUBLISH on a topic reserved for the bus',
+    send: [{ kind: Kind.PUBLISH, stream: 2, body: packr.pack(['$vring.stats', 1]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'reserved-name',
+  },
+  {
+    name: 'a SERVE of a name reserved for the bus',
+    send: [{ kind: Kind.SERVE, stream: 2, body: packr.pack(['$vring.stats']) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'reserved-name',
+  },
+  {
     name: 'a request id reused while in flight',
     send: [
       { kind: Kind.SERVE, stream: 2, body: packr.pack(['svc']) },

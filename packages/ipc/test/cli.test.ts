@@ -12,6 +12,11 @@ import { type Command, echoCommand, pingCommand } from '@vring/core/cli';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { busCommand } from '../src/cli/bus.js';
+import { pubCommand } from '../src/cli/pub.js';
+import { reqCommand } from '../src/cli/req.js';
+import { statsCommand } from '../src/cli/stats.js';
+import { subCommand } from '../src/cli/sub.js';
+import { connectBus } from '../src/index.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const bin = join(root, 'packages/ipc/bin/vring.js');
@@ -19,7 +24,15 @@ const { version } = JSON.parse(readFileSync(join(root, 'packages/ipc/package.jso
   version: string;
 };
 // The commands' own declarations: the help must cover every option they declare.
-const commands: Command[] = [busCommand, pingCommand, echoCommand];
+const commands: Command[] = [
+  busCommand,
+  statsCommand,
+  pubCommand,
+  subCommand,
+  reqCommand,
+  pingCommand,
+  echoCommand,
+];
 const dir = mkdtempSync(join(tmpdir(), 'vring-cli-'));
 
 interface Run {
@@ -30,12 +43,17 @@ interface Run {
 
 async function vring(...args: string[]): Promise<Run> {
   const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: 'pipe' });
+  return vringOutput(child);
+}
+
+/** Everything `child` prints, and its exit code, once it has exited. */
+async function vringOutput(child: ChildProcess): Promise<Run> {
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
+  child.stdout!.on('data', (d: Buffer) => {
     stdout += d;
   });
-  child.stderr.on('data', (d: Buffer) => {
+  child.stderr!.on('data', (d: Buffer) => {
     stderr += d;
   });
   const [code] = (await once(child, 'close')) as [number | null];
@@ -90,6 +108,11 @@ function assertCommandHelp(command: Command, text: string): void {
             : `default: ${option.default}`;
     assert.ok(row.includes(said), `--${name} says "${said}":\n${text}`);
   }
+  for (const argument of command.arguments ?? []) {
+    const row = lines.find((l) => l.startsWith(`  ${argument.name} `));
+    assert.ok(row?.endsWith(argument.description), `${argument.name} is listed:\n${text}`);
+    assert.ok(lines[0]!.includes(` ${argument.name}`), `${argument.name} is in the usage`);
+  }
   assert.match(text, /-h, --help/);
   assert.match(text, /example:\n {2}vring /);
 }
@@ -99,6 +122,7 @@ test.before(() => {
 });
 
 test.after(() => {
+  for (const child of backgrounded) child.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -199,6 +223,36 @@ const usageErrors: Array<{ args: string[]; error: string; usage: string }> = [
     error: "vring echo: unexpected argument 'extra'",
     usage: 'usage: vring echo ',
   },
+  {
+    args: ['pub', '--socket', 'x'],
+    error: 'vring pub: missing SUBJECT',
+    usage: 'usage: vring pub --socket PATH [--wait MS] SUBJECT VALUE',
+  },
+  {
+    args: ['pub', '--socket', 'x', 'orders.new'],
+    error: 'vring pub: missing VALUE',
+    usage: 'usage: vring pub ',
+  },
+  {
+    args: ['pub', '--socket', 'x', 'orders.new', '1', '2'],
+    error: "vring pub: unexpected argument '2'",
+    usage: 'usage: vring pub ',
+  },
+  {
+    args: ['sub', '--socket', 'x'],
+    error: 'vring sub: missing PATTERN',
+    usage: 'usage: vring sub ',
+  },
+  {
+    args: ['sub', '--socket', 'x', 'a', '--count', '0'],
+    error: "vring sub: --count must be a whole number, 1 or more; got '0'",
+    usage: 'usage: vring sub ',
+  },
+  {
+    args: ['req', '--socket', 'x', 'math.add'],
+    error: 'vring req: missing VALUE',
+    usage: 'usage: vring req ',
+  },
 ];
 
 for (const { args, error, usage } of usageErrors) {
@@ -250,6 +304,167 @@ test('vring bus --socket-mode 0640 --allow-uid: the socket file gets that mode; 
     assert.match(stdout, /, refused 0, limited 0$/m);
   } finally {
     bus.child.kill('SIGKILL');
+  }
+});
+
+/** Runs `body` with a `vring bus` process at a fresh socket named `name`, killed after. */
+async function withBus(name: string, body: (socket: string) => Promise<void>): Promise<void> {
+  const socket = join(dir, `${name}.sock`);
+  const bus = await start('bus', '--socket', socket);
+  try {
+    await body(socket);
+  } finally {
+    bus.child.kill('SIGKILL');
+    await bus.exited;
+  }
+}
+
+/** Commands run in the background, killed at the end should a test fail before they exit. */
+const backgrounded: ChildProcess[] = [];
+
+/** Runs a command in the background; `line(pattern)` waits for a line of its stderr. */
+function background(...args: string[]) {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: 'pipe' });
+  backgrounded.push(child);
+  const run = vringOutput(child);
+  const lines = createInterface({ input: child.stderr })[Symbol.asyncIterator]();
+  return {
+    child,
+    done: run,
+    async line(pattern: RegExp): Promise<string> {
+      for (;;) {
+        const next = await lines.next();
+        if (next.done) throw new Error(`vring ${args.join(' ')} ended before ${pattern}`);
+        if (pattern.test(next.value)) return next.value;
+      }
+    },
+  };
+}
+
+test('vring sub prints each message on a line and exits after --count; vring pub: JSON or a string', async () => {
+  await withBus('pubsub', async (socket) => {
+    const sub = background('sub', '--socket', socket, 'orders.>', '--count', '3');
+    assert.is(
+      await sub.line(/^vring sub:/),
+      'vring sub: subscribed to orders.>; Ctrl-C or SIGTERM stops it',
+    );
+    // A value that starts with '-' goes after --, as the help says.
+    for (const value of ['{"id": 1, "items": [2, 3]}', 'hello world', '-2.5']) {
+      const args = value.startsWith('-') ? ['--', 'orders.new', value] : ['orders.new', value];
+      const r = await vring('pub', '--socket', socket, ...args);
+      assert.equal(r, { code: 0, stdout: '', stderr: '' }, value);
+    }
+    const { code, stdout } = await sub.done;
+    assert.is(code, 0);
+    assert.is(
+      stdout,
+      'orders.new {"id":1,"items":[2,3]}\norders.new "hello world"\norders.new -2.5\n',
+    );
+
+    const reserved = await vring('pub', '--socket', socket, '$vring.stats', '1');
+    assert.is(reserved.code, 2, reserved.stderr);
+    assert.match(reserved.stderr, /^vring pub: \$vring.stats is reserved for the bus/);
+  });
+});
+
+test('vring sub --queue: the members of a group share the messages', async () => {
+  await withBus('queue', async (socket) => {
+    const members = [1, 2].map(() =>
+      background('sub', '--socket', socket, 'jobs.*', '--queue', 'workers', '--count', '2'),
+    );
+    for (const m of members) await m.line(/in queue group workers/);
+    for (let i = 0; i < 4; i++) {
+      assert.is((await vring('pub', '--socket', socket, `jobs.${i}`, String(i))).code, 0);
+    }
+    const outputs = await Promise.all(members.map((m) => m.done));
+    const got = outputs.flatMap((o) => o.stdout.trim().split('\n'));
+    assert.equal(got.sort(), ['jobs.0 0', 'jobs.1 1', 'jobs.2 2', 'jobs.3 3']);
+    for (const o of outputs) assert.is(o.code, 0);
+  });
+});
+
+test('vring stats: the counters as a table by default, as JSON with --json', async () => {
+  await withBus('stats', async (socket) => {
+    await vring('pub', '--socket', socket, 'prices.AAPL', '189.5');
+    await vring('pub', '--socket', socket, 'prices.AAPL', '190');
+    const json = await vring('stats', '--socket', socket, '--json');
+    assert.is(json.code, 0, json.stderr);
+    const report = JSON.parse(json.stdout) as {
+      totals: { published: number };
+      clients: Array<{ pid: number; requestsSent: number }>;
+      subjects: unknown[];
+    };
+    assert.is(report.totals.published, 2);
+    assert.equal(report.subjects, [
+      { subject: 'prices.AAPL', published: 2, delivered: 0, dropped: 0 },
+    ]);
+    // The publishers have gone; the one client is the stats command itself.
+    assert.is(report.clients.length, 1);
+    assert.is(report.clients[0]!.requestsSent, 1);
+
+    const table = await vring('stats', '--socket', socket);
+    assert.is(table.code, 0, table.stderr);
+    const lines = table.stdout.split('\n');
+    assert.match(lines[0]!, new RegExp(`^bus ${socket}: clients 1, subscriptions 0, published 2,`));
+    assert.match(table.stdout, /^CLIENT +PID +UID +QUEUED +PUBLISHED +DELIVERED +DROPPED +SLOW/m);
+    assert.match(table.stdout, /^SUBJECT +PUBLISHED +DELIVERED +DROPPED\nprices\.AAPL +2 +0 +0$/m);
+  });
+});
+
+test('vring req prints the reply; a failure prints its code and exits 1', async () => {
+  await withBus('req', async (socket) => {
+    const responder = await connectBus(socket);
+    try {
+      responder.serve<number, number>('math.double', (n) => n * 2);
+      responder.serve('app.fail', () => {
+        throw Object.assign(new Error('out of stock'), { code: 'E_STOCK' });
+      });
+      responder.serve(
+        'app.slow',
+        (_value, { signal }) => new Promise((r) => signal.addEventListener('abort', r)),
+      );
+      await responder.flush();
+
+      assert.equal(await vring('req', '--socket', socket, 'math.double', '21'), {
+        code: 0,
+        stdout: '42\n',
+        stderr: '',
+      });
+      const cases = [
+        {
+          args: ['nobody.home', '1'],
+          error: 'vring req: nobody serves nobody.home [ERR_VRING_NO_RESPONDERS]',
+        },
+        { args: ['app.fail', '1'], error: 'vring req: out of stock [E_STOCK]' },
+        { args: ['--timeout', '200', 'app.slow', '1'], error: /\[ERR_VRING_TIMEOUT\]$/ },
+      ];
+      for (const c of cases) {
+        const r = await vring('req', '--socket', socket, ...c.args);
+        assert.is(r.code, 1, c.args.join(' '));
+        assert.is(r.stdout, '');
+        if (typeof c.error === 'string') assert.is(r.stderr, `${c.error}\n`);
+        else assert.match(r.stderr.trim(), c.error);
+      }
+    } finally {
+      responder.close();
+    }
+  });
+});
+
+test('with no bus at PATH, stats, pub, sub and req give up after --wait: ERR_VRING_TIMEOUT, exit 1', async () => {
+  const socket = join(dir, 'nobody.sock');
+  const runs = await Promise.all([
+    vring('stats', '--socket', socket, '--wait', '300'),
+    vring('pub', '--socket', socket, '--wait', '300', 'a', '1'),
+    vring('sub', '--socket', socket, '--wait', '300', 'a'),
+    vring('req', '--socket', socket, '--wait', '300', 'a', '1'),
+  ]);
+  for (const [i, name] of ['stats', 'pub', 'sub', 'req'].entries()) {
+    assert.is(runs[i]!.code, 1, runs[i]!.stderr);
+    assert.is(
+      runs[i]!.stderr,
+      `vring ${name}: no bus answered at ${socket} within 300 ms [ERR_VRING_TIMEOUT]\n`,
+    );
   }
 });
 

@@ -67,6 +67,16 @@ type OptionValue<T extends CommandOption> = T extends BooleanOption
       ? C | (Present<T> extends true ? never : undefined)
       : string | (Present<T> extends true ? never : undefined);
 
+/** A word a {@link Command} takes after its options, e.g. `SUBJECT`. @public */
+export interface CommandArgument {
+  /** As the usage shows it, e.g. `SUBJECT`. */
+  readonly name: string;
+  /** One line for the argument table of `--help`. */
+  readonly description: string;
+  /** May be left out; only arguments after every required one may be. */
+  readonly optional?: boolean;
+}
+
 /** What a {@link Command}'s `run` receives: every option parsed, checked and typed. @public */
 export type OptionValues<O extends CommandOptions> = {
   -readonly [K in keyof O]: OptionValue<O[K]>;
@@ -82,13 +92,16 @@ export interface Command<O extends CommandOptions = CommandOptions> {
   readonly description: string;
   /** Its options, by long name; `--help` is added to every command. */
   readonly options: O;
+  /** The words it takes after its options, in order; none when left out. */
+  readonly arguments?: readonly CommandArgument[];
   /** Shell lines shown under "example:". */
   readonly examples: readonly string[];
   /**
-   * Runs the command and resolves with its exit code. May throw {@link UsageError} for a
-   * value that only makes sense checked against another.
+   * Runs the command and resolves with its exit code. `args` are its {@link Command.arguments}, as
+   * many as were given (every required one is). May throw {@link UsageError} for a value
+   * that only makes sense checked against another.
    */
-  run(values: OptionValues<O>): Promise<number>;
+  run(values: OptionValues<O>, args: readonly string[]): Promise<number>;
 }
 
 /**
@@ -172,7 +185,18 @@ function synopsis(program: string, command: Command): string {
     const word = option.type === 'boolean' ? `--${name}` : `--${name} ${option.value}`;
     return option.type !== 'boolean' && option.required ? word : `[${word}]`;
   });
-  return [program, command.name, ...words].join(' ');
+  const args = (command.arguments ?? []).map((a) => (a.optional ? `[${a.name}]` : a.name));
+  return [program, command.name, ...words, ...args].join(' ');
+}
+
+function argumentTable(args: readonly CommandArgument[]): string[] {
+  if (args.length === 0) return [];
+  const left = Math.max(...args.map((a) => a.name.length)) + 4;
+  return [
+    'arguments:',
+    ...args.map((a) => `  ${a.name.padEnd(left - 2)}${wrap(a.description, WIDTH, left)}`),
+    '',
+  ];
 }
 
 /** The `--help` text of one command. @public */
@@ -182,6 +206,7 @@ export function commandUsage(program: string, command: Command): string {
     '',
     wrap(command.description, WIDTH, 0),
     '',
+    ...argumentTable(command.arguments ?? []),
     'options:',
     optionTable({ ...command.options, help: HELP }),
     '',
@@ -228,11 +253,11 @@ function parseConfig(options: CommandOptions): NonNullable<ParseArgsConfig['opti
 
 /**
  * Parses strictly, and rewords the errors of `parseArgs` to one line each: some span three,
- * and some give advice about positional arguments, which no command here takes.
+ * and some give advice about positional arguments that does not fit every command.
  */
-function strictParse(args: string[], options: CommandOptions) {
+function strictParse(args: string[], options: CommandOptions, allowPositionals = false) {
   try {
-    return parseArgs({ args, options: parseConfig(options), strict: true });
+    return parseArgs({ args, options: parseConfig(options), strict: true, allowPositionals });
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) throw error;
@@ -283,17 +308,33 @@ function convert(name: string, raw: string | boolean | undefined, option: Comman
   return text;
 }
 
+/** A command line parsed by {@link parseCommand}. @public */
+export interface ParsedCommand<O extends CommandOptions> {
+  /** Every option, checked and typed. */
+  values: OptionValues<O>;
+  /** The command's {@link Command.arguments}, in order (after `--` too). */
+  args: string[];
+}
+
+/** Checks the count of `given` words against the arguments `declared`. */
+function checkArguments(declared: readonly CommandArgument[], given: string[]): void {
+  const missing = declared.slice(given.length).find((a) => !a.optional);
+  if (missing) throw new UsageError(`missing ${missing.name}`);
+  const extra = given[declared.length];
+  if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}'`);
+}
+
 /**
  * Parses a command's arguments. Returns `'help'` when `-h`/`--help` is among the options
  * (before `--`): help wins over any other mistake on the same line, as the user asked for it.
- * @throws UsageError for an unknown option, a missing or bad value, or a missing required
- * option.
+ * @throws UsageError for an unknown option, a missing or bad value, a missing required
+ * option, or too few or too many arguments.
  * @public
  */
 export function parseCommand<O extends CommandOptions>(
   command: Command<O>,
   args: string[],
-): OptionValues<O> | 'help' {
+): ParsedCommand<O> | 'help' {
   const options = { ...command.options, help: HELP };
   // A lenient pass finds --help even on a line that the strict pass would reject.
   const { tokens } = parseArgs({
@@ -303,13 +344,14 @@ export function parseCommand<O extends CommandOptions>(
     tokens: true,
   });
   if (tokens.some((t) => t.kind === 'option' && t.name === 'help')) return 'help';
-  const { values } = strictParse(args, options);
+  const { values, positionals } = strictParse(args, options, command.arguments !== undefined);
   const parsed: Record<string, unknown> = {};
   for (const [name, option] of Object.entries(command.options)) {
     // Never an array: no option is `multiple`.
     parsed[name] = convert(name, values[name] as string | boolean | undefined, option);
   }
-  return parsed as OptionValues<O>;
+  checkArguments(command.arguments ?? [], positionals);
+  return { values: parsed as OptionValues<O>, args: positionals };
 }
 
 /** Where {@link runProgram} prints; the defaults are the process's own streams. @public */
@@ -374,7 +416,7 @@ export async function runProgram(
       output.out(usage);
       return 0;
     }
-    return await command.run(parsed);
+    return await command.run(parsed.values, parsed.args);
   } catch (error) {
     if (isUsageError(error)) {
       output.err(`${prefix}: ${(error as Error).message}\n\n${usage}`);

@@ -17,12 +17,14 @@ export { LISTEN_ACCESS_OPTIONS, listenAccessFrom } from './access-options.js';
 export {
   type BooleanOption,
   type Command,
+  type CommandArgument,
   type CommandOption,
   type CommandOptions,
   commandUsage,
   defineCommand,
   type IntegerOption,
   type OptionValues,
+  type ParsedCommand,
   type Program,
   type ProgramOutput,
   parseCommand,
@@ -89,7 +91,7 @@ export const pingCommand: Command = defineCommand({
 /** `vring echo`. @public */
 export const echoCommand: Command = defineCommand({
   name: 'echo',
-  summary: 'run a vhost-user backend that sends every frame back where it came from',
+  summary: 'run a vhost-user backend that sends every frame back to its sender',
   description:
     'Runs a vhost-user backend at PATH that sends every frame back to the port it came from: ' +
     'the peer of vring ping, and a target for DPDK virtio_user. Runs until Ctrl-C (SIGINT) ' +

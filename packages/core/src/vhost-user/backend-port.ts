@@ -17,6 +17,7 @@ import { VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
 import type { FramePolling, FramePort } from '../frame-port.js';
 import { MessageBatch } from '../message-batch.js';
+import type { PeerCredentials } from '../peer-access.js';
 import type { QueuePairStats, WaitOptions, WaitSendableOptions } from '../queue-pair-end.js';
 import { WaiterQueue } from '../waiter-queue.js';
 import {
@@ -58,6 +59,11 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
   readonly id: number;
   /** Settles when the port is closed: `undefined` for a normal close, else the error. */
   readonly closed: Promise<VringError | undefined>;
+  /**
+   * The front-end's process (pid, uid, gid as the kernel recorded them when the connection
+   * was made); undefined when the kernel could not tell.
+   */
+  readonly peer: PeerCredentials | undefined;
 
   readonly #options: ResolvedPortOptions;
   readonly #onError: PortErrorHandler;
@@ -85,6 +91,7 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
     onError: PortErrorHandler,
   ) {
     this.id = id;
+    this.peer = peerOf(socket);
     this.#options = resolvePortOptions(options);
     this.#onError = onError;
     this.closed = new Promise((resolve) => {
@@ -364,4 +371,13 @@ function addPairStats(into: VhostUserPortStats, pair: DeviceQueuePair): void {
   into.framesSent += s.messagesSent;
   into.bytesSent += s.bytesSent;
   into.dropped += s.dropped;
+}
+
+/** The credentials of the socket's peer, read once: they do not change for its lifetime. */
+function peerOf(socket: FdSocket): PeerCredentials | undefined {
+  try {
+    return socket.peerCredentials;
+  } catch {
+    return undefined;
+  }
 }

@@ -15,7 +15,7 @@ import type { Observable } from 'rxjs';
 import { Observable as RxObservable } from 'rxjs';
 import { Link } from '../link/link.js';
 import { MessageCodec, unencodable } from '../message-codec.js';
-import type { Replies, RequestManyOptions } from '../rpc/replies.js';
+import { type Replies, type RequestManyOptions, replies } from '../rpc/replies.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
 import {
@@ -25,9 +25,11 @@ import {
   type SubscriptionOwner,
 } from '../subscription.js';
 import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
-import { BUS_PROTOCOL_VERSION, Kind, PolicyCode } from '../wire/message-kinds.js';
+import { BUS_PROTOCOL_VERSION, type BusFeature, Kind, PolicyCode } from '../wire/message-kinds.js';
+import type { BusReport } from './bus-stats.js';
 import { DirectRouteListener } from './direct-route-listener.js';
 import { DirectRoutes } from './direct-routes.js';
+import { isReserved, STATS_NAME } from './reserved-names.js';
 
 /** Options of {@link connectBus}. */
 export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOptions {
@@ -213,6 +215,8 @@ export class BusClient implements AsyncDisposable {
   readonly #routes: DirectRoutes | undefined;
   /** Where requesters reach the names this client serves directly. */
   readonly #listener: DirectRouteListener | undefined;
+  /** What the bus of the current (or last) session said it supports, in its HELLO. */
+  #busFeatures: ReadonlySet<string> = new Set();
 
   /** @internal (use {@link connectBus}) */
   constructor(
@@ -257,7 +261,6 @@ export class BusClient implements AsyncDisposable {
       return error;
     });
     this.#link.post(Kind.HELLO, this.#hello());
-    if (this.#routes) this.#link.post(Kind.ROUTE, this.#routeOffer());
     this.#link.resume();
   }
 
@@ -274,6 +277,7 @@ export class BusClient implements AsyncDisposable {
   publish(topic: string, value: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
     try {
       this.#checkedTopics.check(topic);
+      if (isReserved(topic)) throw reservedError(topic);
     } catch (error) {
       return Promise.reject(asArgumentError(error));
     }
@@ -291,6 +295,7 @@ export class BusClient implements AsyncDisposable {
     new TopicPattern(pattern); // throws for a malformed pattern
     if (options.queue !== undefined) checkQueueName(options.queue);
     if (this.#link.done) throw this.#link.closedError;
+    if (options.queue !== undefined) this.#requireFeature('queue-groups');
     const id = this.#nextSubscription++;
     const subscription = new Subscription<T>(id, pattern, options, this.#subscriptionOwner);
     this.#subscriptions.set(id, subscription as Subscription<unknown>);
@@ -312,9 +317,14 @@ export class BusClient implements AsyncDisposable {
     );
   }
 
-  /** Answers requests for `name` (see {@link RpcHandler}). The bus spreads requests among the clients that serve a name. */
+  /**
+   * Answers requests for `name` (see {@link RpcHandler}). The bus spreads requests among the
+   * clients that serve a name. Names whose first token is `$vring` are the bus's own.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for a reserved name.
+   */
   serve<Q = unknown, R = unknown>(name: string, handler: RpcHandler<Q, R>): Service {
     if (this.#link.done) throw this.#link.closedError;
+    if (isReserved(name)) throw reservedError(name);
     const service = this.#responder.serve(name, handler);
     const listener = this.#listener;
     if (!listener) return service;
@@ -355,8 +365,40 @@ export class BusClient implements AsyncDisposable {
    * }
    * ```
    */
-  requestMany<R = unknown>(name: string, value: unknown, options?: RequestManyOptions): Replies<R> {
+  requestMany<R = unknown>(
+    name: string,
+    value: unknown,
+    options: RequestManyOptions = {},
+  ): Replies<R> {
+    try {
+      this.#requireFeature('request-many');
+    } catch (error) {
+      return replies<R>((sink) => {
+        sink.fail(error as VringError);
+        return () => {};
+      }, options);
+    }
     return this.#requester.requestMany<R>(name, value, options);
+  }
+
+  /**
+   * The bus's counters: its totals, each client's and each subject's (see {@link BusReport};
+   * a request to `$vring.stats`, answered by the bus itself).
+   * @throws VringError `ERR_VRING_FEATURE_MISMATCH` (reason `missing-bus-feature`) from a bus
+   * too old to count them, and the errors of {@link BusClient.request}.
+   */
+  busReport(options?: RequestOptions): Promise<BusReport> {
+    try {
+      this.#requireFeature('stats');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#requester.request<BusReport>(STATS_NAME, null, options);
+  }
+
+  /** Whether the bus (of the current session, or the last one) supports `feature`. */
+  supports(feature: BusFeature): boolean {
+    return this.#busFeatures.has(feature);
   }
 
   /**
@@ -452,8 +494,8 @@ export class BusClient implements AsyncDisposable {
       for (const name of this.#responder.names) {
         preamble.push({ kind: Kind.SERVE, body: this.#codec.encode([name]) });
       }
-      // Routes up stay up and in use: they never needed the bus.
-      if (this.#routes) preamble.push({ kind: Kind.ROUTE, body: this.#routeOffer() });
+      // Routes up stay up and in use: they never needed the bus. (ROUTE goes once the new
+      // bus's HELLO says it knows direct routes.)
       this.#link.restart(preamble);
       this.#emit({ type: 'connected', connection: event.connection });
     }
@@ -473,6 +515,19 @@ export class BusClient implements AsyncDisposable {
       this.#updateKeepAlive();
     },
   };
+
+  /**
+   * Refuses a call the bus would not understand: a bus from before `feature` disconnects a
+   * client that sends it.
+   */
+  #requireFeature(feature: BusFeature): void {
+    if (this.#busFeatures.has(feature)) return;
+    throw new VringError(
+      'ERR_VRING_FEATURE_MISMATCH',
+      `the bus does not support ${feature} (it is older than this client)`,
+      { reason: 'missing-bus-feature', data: { feature } },
+    );
+  }
 
   #hello(): Uint8Array {
     return this.#codec.encode([BUS_PROTOCOL_VERSION, this.#maxFrame]);
@@ -541,6 +596,11 @@ export class BusClient implements AsyncDisposable {
           throw new VringError('ERR_VRING_PROTOCOL', `the bus speaks another protocol version`, {
             reason: 'version',
           });
+        }
+        this.#busFeatures = featuresOf(hello[2]);
+        // Direct routes need a bus that has them: an older one would disconnect us for ROUTE.
+        if (this.#routes && this.#busFeatures.has('direct-routes')) {
+          this.#link.post(Kind.ROUTE, this.#routeOffer());
         }
         this.#sessions++;
         this.#helloWaiters.resolveAll();
@@ -622,6 +682,22 @@ export class BusClient implements AsyncDisposable {
     for (const s of subscriptions)
       s.end(this.#closing || error.code === 'ERR_VRING_CLOSED' ? undefined : error);
   }
+}
+
+/** The features a bus's HELLO lists; a bus from before the list has none. */
+function featuresOf(list: unknown): ReadonlySet<string> {
+  if (list === undefined) return new Set();
+  if (!Array.isArray(list) || !list.every((f) => typeof f === 'string')) {
+    throw protocolError('HELLO features');
+  }
+  return new Set(list);
+}
+
+function reservedError(name: string): VringError {
+  return new VringError(
+    'ERR_VRING_INVALID_ARGUMENT',
+    `${name} is reserved for the bus (names whose first token is $vring)`,
+  );
 }
 
 function asArgumentError(error: unknown): VringError {

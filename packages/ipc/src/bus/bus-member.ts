@@ -1,6 +1,7 @@
-import type { FramePort } from '@vring/core';
+import type { FramePort, PeerCredentials } from '@vring/core';
 import { Link } from '../link/link.js';
 import { Kind } from '../wire/message-kinds.js';
+import { ClientCounters } from './bus-stats.js';
 
 /** Frames a member is sent before its HELLO says what it takes. */
 const INITIAL_MAX_FRAME = 1514;
@@ -18,7 +19,10 @@ export interface FanOut {
  */
 export class BusMember {
   readonly id: number;
+  /** The client's process, when the kernel told (not for an in-process client). */
+  readonly peer: PeerCredentials | undefined;
   readonly link: Link;
+  readonly counters = new ClientCounters();
   /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
   greeted = false;
   /** Names this client serves. */
@@ -43,6 +47,7 @@ export class BusMember {
 
   constructor(
     id: number,
+    peer: PeerCredentials | undefined,
     port: FramePort,
     maxMessage: number,
     lowWaterMark: number,
@@ -50,6 +55,7 @@ export class BusMember {
     onWritable: (member: BusMember) => void,
   ) {
     this.id = id;
+    this.peer = peer;
     this.link = new Link(port, {
       maxFrame: Math.min(INITIAL_MAX_FRAME, port.maxMessage),
       maxMessage,

@@ -2,6 +2,7 @@ import {
   type FramePort,
   type ListenAccessOptions,
   type NotificationMode,
+  type PeerCredentials,
   type PeerLimitOptions,
   VhostUserBackend,
   VringError,
@@ -10,6 +11,7 @@ import { MessageCodec } from '../message-codec.js';
 import { checkTopic, TopicPattern } from '../topic.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
 import {
+  BUS_FEATURES,
   BUS_PROTOCOL_VERSION,
   Kind,
   MAX_NAME_BYTES,
@@ -24,8 +26,16 @@ import {
 } from '../wire/msgpack-prefix.js';
 import { BusClient, type ConnectBusOptions, DEFAULT_MAX_FRAME } from './bus-client.js';
 import { BusMember, type FanOut } from './bus-member.js';
+import {
+  type BusReport,
+  type BusStats,
+  type ClientStats,
+  type SubjectCounters,
+  SubjectTally,
+} from './bus-stats.js';
 import { InProcessTransport } from './in-process-transport.js';
 import type { QueueGroup } from './queue-group.js';
+import { isReserved, STATS_NAME } from './reserved-names.js';
 import { type Delivery, RouteTable } from './route-table.js';
 
 /**
@@ -56,35 +66,6 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
   onError?: (error: VringError, client: number) => void;
 }
 
-/** Counters of a {@link Bus}. */
-export interface BusStats {
-  /** Clients attached now. */
-  clients: number;
-  /** Subscriptions held now. */
-  subscriptions: number;
-  /** Messages published. */
-  published: number;
-  /**
-   * Copies delivered to clients: per message, one per client for all its plain
-   * subscriptions, and one per queue group (to the member it picked).
-   */
-  delivered: number;
-  /** Copies dropped for `drop` subscriptions. */
-  dropped: number;
-  /** Requests routed to a responder (a request-many counts once per responder). */
-  requests: number;
-  /** Clients disconnected for protocol violations. */
-  rejected: number;
-  /** Connections refused on their credentials, before they could send anything. */
-  refused: number;
-  /**
-   * Clients disconnected for going over a limit: turned away on arrival over
-   * `maxConnections` or `maxConnectionsPerUid`, or closed for offering more memory than
-   * `maxPeerMemory`.
-   */
-  limited: number;
-}
-
 interface Call {
   requester: BusMember;
   requestId: number;
@@ -98,6 +79,13 @@ const QUEUE_GROUP_HOLD = 'queue group';
 
 function malformed(what: string): VringError {
   return new VringError('ERR_VRING_PROTOCOL', `malformed ${what}`, { reason: 'bad-envelope' });
+}
+
+/** A client served or published on a name of the bus's own. */
+function reservedName(name: string): VringError {
+  return new VringError('ERR_VRING_PROTOCOL', `${name} is reserved for the bus`, {
+    reason: 'reserved-name',
+  });
 }
 
 /**
@@ -133,7 +121,8 @@ export class Bus implements AsyncDisposable {
   readonly #options: BusOptions;
   readonly #codec = new MessageCodec();
   readonly #members = new Set<BusMember>();
-  readonly #routes = new RouteTable<BusMember>();
+  readonly #subjects = new SubjectTally();
+  readonly #routes = new RouteTable<BusMember>(this.#subjects);
   readonly #servers = new Map<string, BusMember[]>();
   readonly #calls = new Map<number, Call>();
   /** Per name, the requesters told to reach its responder directly (see Kind.ROUTE). */
@@ -163,7 +152,7 @@ export class Bus implements AsyncDisposable {
     this.#backend = new VhostUserBackend(path, {
       notification: options.notification ?? 'adaptive',
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
-      onPort: (port) => this.#attach(port.id, port),
+      onPort: (port) => this.#attach(port.id, port, port.peer),
       onError: (error, port) => this.#report(error, port.id),
       socketMode: options.socketMode,
       allowUids: options.allowUids,
@@ -185,6 +174,31 @@ export class Bus implements AsyncDisposable {
       refused: this.#backend.refusedPeers,
       limited: this.#backend.limitedPeers,
     };
+  }
+
+  /**
+   * Every counter: the totals of {@link Bus.stats}, each client's and each subject's. Any
+   * client can read the same through the bus: `client.busReport()`, a request to
+   * `$vring.stats`, or `vring stats --socket PATH`.
+   */
+  report(): BusReport {
+    const clients: ClientStats[] = [];
+    for (const member of this.#members) {
+      const c = member.counters;
+      clients.push({
+        id: member.id,
+        ...(member.peer && { pid: member.peer.pid, uid: member.peer.uid }),
+        queued: member.link.queued,
+        published: c.published,
+        delivered: c.delivered,
+        dropped: c.dropped,
+        slowConsumer: c.slowConsumer,
+        requestsSent: c.requestsSent,
+        requestsServed: c.requestsServed,
+      });
+    }
+    clients.sort((a, b) => a.id - b.id);
+    return { totals: this.stats, clients, ...this.#subjects.snapshot() };
   }
 
   /**
@@ -226,9 +240,10 @@ export class Bus implements AsyncDisposable {
   }
 
   /** Makes a client of `transport`: `id` names it in errors and stats. */
-  #attach(id: number, transport: FramePort): void {
+  #attach(id: number, transport: FramePort, peer?: PeerCredentials): void {
     const member = new BusMember(
       id,
+      peer,
       transport,
       this.#maxMessage,
       this.#highWaterMark >> 1,
@@ -291,6 +306,7 @@ export class Bus implements AsyncDisposable {
         const [name] = this.#control(body, 1);
         if (typeof name !== 'string') throw malformed('SERVE');
         this.#name(name);
+        if (kind === Kind.SERVE && isReserved(name)) throw reservedName(name);
         if (kind === Kind.SERVE) this.#serve(member, name);
         else this.#unserve(member, name);
         return;
@@ -330,7 +346,11 @@ export class Bus implements AsyncDisposable {
         const frame = Math.min(maxFrame, member.link.transport.maxMessage);
         member.link.setMaxFrame(frame);
         member.greeted = true;
-        member.link.post(Kind.HELLO, this.#codec.encode([BUS_PROTOCOL_VERSION, frame]));
+        // The features element is one that clients from before it ignore.
+        member.link.post(
+          Kind.HELLO,
+          this.#codec.encode([BUS_PROTOCOL_VERSION, frame, BUS_FEATURES]),
+        );
         return;
       }
       default:
@@ -371,6 +391,12 @@ export class Bus implements AsyncDisposable {
     }
   }
 
+  /** A topic to publish on: a name, and not one of the bus's own. */
+  #publishTopic(topic: string): void {
+    this.#name(topic);
+    if (isReserved(topic)) throw reservedName(topic);
+  }
+
   #publish(member: BusMember, body: Uint8Array, owned: boolean): void {
     const reader = new MsgpackPrefixReader(body);
     if (reader.arrayLength() !== 2) throw malformed('PUBLISH');
@@ -379,25 +405,42 @@ export class Bus implements AsyncDisposable {
     // A topic in the route cache was checked when it got there: no split per message.
     let routes = this.#routes.cached(topic);
     if (!routes) {
-      this.#name(topic);
+      this.#publishTopic(topic);
       routes = this.#routes.lookup(topic);
     }
     reader.skipValue(MAX_VALUE_DEPTH);
     reader.end();
     this.#stats.published++;
+    member.counters.published++;
+    // The topic's counters come with its cached route: no lookup of their own.
+    const subject = routes.subject;
+    subject.published++;
     // "topic, value" is forwarded as it came, copied straight from the ring into each
     // subscriber's send batch (into a buffer of its own only for one that must queue).
     const fields = body.subarray(fieldsAt);
-    for (const d of routes.deliveries) this.#deliver(member, d, topic, fields, owned);
+    for (const d of routes.deliveries) this.#deliver(member, d, topic, subject, fields, owned);
     for (const group of routes.groups) {
       // A member that is gone or full is passed over while another has room.
-      const d = group.pick((to) => !to.link.done && to.link.queued < this.#highWaterMark);
-      if (d) this.#deliver(member, d, topic, fields, owned);
+      const d = group.pick((to) => !to.link.done && !this.#full(to));
+      if (d) this.#deliver(member, d, topic, subject, fields, owned);
       else {
         const least = group.pickLeastQueued((to) => to.link.queued);
-        if (least) this.#deliver(member, least, topic, fields, owned, group);
+        if (least) this.#deliver(member, least, topic, subject, fields, owned, group);
       }
     }
+  }
+
+  /**
+   * Whether `to`'s queue is at the high-water mark; the first time since it last drained
+   * counts as a slow-consumer event.
+   */
+  #full(to: BusMember): boolean {
+    if (to.link.queued < this.#highWaterMark) return false;
+    if (!to.counters.atHighWater) {
+      to.counters.atHighWater = true;
+      to.counters.slowConsumer++;
+    }
+    return true;
   }
 
   /**
@@ -409,14 +452,17 @@ export class Bus implements AsyncDisposable {
     from: BusMember,
     d: Delivery<BusMember>,
     topic: string,
+    subject: SubjectCounters,
     fields: Uint8Array,
     owned: boolean,
     group?: QueueGroup<BusMember>,
   ): void {
     const to = d.member;
-    if (to.link.queued >= this.#highWaterMark) {
+    if (this.#full(to)) {
       if (!d.block) {
         this.#stats.dropped++;
+        subject.dropped++;
+        to.counters.dropped++;
         for (const sid of d.sids) to.drops.set(sid, (to.drops.get(sid) ?? 0) + 1);
         return;
       }
@@ -424,6 +470,8 @@ export class Bus implements AsyncDisposable {
       else this.#hold(from, to);
     }
     this.#stats.delivered++;
+    subject.delivered++;
+    to.counters.delivered++;
     // A publish arrives with others of its batch more often than alone: deliveries of this
     // turn go out together, not the first one by itself.
     to.link.deferToBatch();
@@ -485,7 +533,7 @@ export class Bus implements AsyncDisposable {
   }
 
   #request(member: BusMember, body: Uint8Array, owned: boolean): void {
-    const { requestId, fields, servers, name } = this.#readRequest(member, body);
+    const { requestId, fields, servers, name } = this.#readRequest(member, body, false);
     if (!servers) return;
     const responder = servers[this.#roundRobin++ % servers.length]!;
     this.#offerRoute(member, responder, name, servers);
@@ -494,12 +542,13 @@ export class Bus implements AsyncDisposable {
     member.requests.set(requestId, callId);
     responder.answering.add(callId);
     this.#stats.requests++;
+    responder.counters.requestsServed++;
     this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
   }
 
   /** A REQUEST_MANY: the same REQUEST to every client serving the name, a call each. */
   #requestMany(member: BusMember, body: Uint8Array, owned: boolean): void {
-    const { requestId, fields, servers } = this.#readRequest(member, body);
+    const { requestId, fields, servers } = this.#readRequest(member, body, true);
     if (!servers) return;
     const fanOut: FanOut = { requester: member, requestId, calls: new Set() };
     member.fanOuts.set(requestId, fanOut);
@@ -510,17 +559,20 @@ export class Bus implements AsyncDisposable {
       fanOut.calls.add(callId);
       responder.answering.add(callId);
       this.#stats.requests++;
+      responder.counters.requestsServed++;
       this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
     }
   }
 
   /**
-   * Checks a REQUEST or REQUEST_MANY; answers NO_RESPONDERS (and returns no servers) when
-   * nobody serves its name. `fields` are its bytes from the name on.
+   * Checks a REQUEST or REQUEST_MANY (`many`); answers it (and returns no servers) when the
+   * name is the bus's own or when nobody serves it (NO_RESPONDERS). `fields` are its bytes
+   * from the name on.
    */
   #readRequest(
     member: BusMember,
     body: Uint8Array,
+    many: boolean,
   ): { requestId: number; fields: Uint8Array; servers: BusMember[] | undefined; name: string } {
     const reader = new MsgpackPrefixReader(body);
     if (reader.arrayLength() !== 3) throw malformed('REQUEST');
@@ -535,11 +587,33 @@ export class Bus implements AsyncDisposable {
     if (member.requests.has(requestId) || member.fanOuts.has(requestId)) {
       throw malformed(`REQUEST: id ${requestId} is in flight`);
     }
+    member.counters.requestsSent++;
     const servers = this.#servers.get(name);
-    if (!servers) {
+    // Reserved names are never served by a client: only a request that finds no server
+    // pays for the check.
+    if (!servers && name === STATS_NAME) this.#answerOwn(member, requestId, this.report(), many);
+    else if (!servers) {
       this.#replyError(member, requestId, 'ERR_VRING_NO_RESPONDERS', `nobody serves ${name}`);
     }
     return { requestId, fields: body.subarray(fieldsAt), servers, name };
+  }
+
+  /** Answers a request to a name of the bus's own: one value (a request-many: NEXT, END). */
+  #answerOwn(member: BusMember, requestId: number, value: unknown, many: boolean): void {
+    const status = many ? ReplyStatus.NEXT : ReplyStatus.VALUE;
+    member.link.post(
+      Kind.REPLY,
+      this.#codec.encode([requestId, status, value]),
+      undefined,
+      requestId,
+    );
+    if (!many) return;
+    member.link.post(
+      Kind.REPLY,
+      this.#codec.encode([requestId, ReplyStatus.END, null]),
+      undefined,
+      requestId,
+    );
   }
 
   /** Ends a request of `member` with an error of the bus's own. */
@@ -672,7 +746,7 @@ export class Bus implements AsyncDisposable {
     owned: boolean,
     kind: number = Kind.REPLY,
   ): void {
-    if (to.link.queued >= this.#highWaterMark) this.#hold(from, to);
+    if (this.#full(to)) this.#hold(from, to);
     to.link.post(kind, bytes, head, id, !owned);
   }
 
@@ -697,6 +771,8 @@ export class Bus implements AsyncDisposable {
   }
 
   #onWritable(member: BusMember): void {
+    // Drained to half: the next time it fills is a new slow-consumer event.
+    member.counters.atHighWater = false;
     // Cleared first: a publisher resumed here may be held again by this member at once.
     const blocked = [...member.blockedPublishers];
     member.blockedPublishers.clear();

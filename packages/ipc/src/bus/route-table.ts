@@ -1,5 +1,6 @@
 import type { TopicPattern } from '../topic.js';
 import { MsgpackPrefixWriter, prefixCapacity } from '../wire/msgpack-prefix.js';
+import type { SubjectCounters, SubjectTally } from './bus-stats.js';
 import { QueueGroup } from './queue-group.js';
 
 /** One subscription as the bus holds it. */
@@ -30,6 +31,8 @@ export interface Delivery<M> {
 export interface Routes<M> {
   deliveries: ReadonlyArray<Delivery<M>>;
   groups: ReadonlyArray<QueueGroup<M>>;
+  /** The topic's counters, held with its route so that counting costs no lookup. */
+  subject: SubjectCounters;
 }
 
 /** Topics resolved before the cache starts over (a bound on memory, not a tuning knob). */
@@ -44,7 +47,12 @@ export class RouteTable<M> {
   readonly #entries = new Map<M, Map<number, Entry<M>>>();
   readonly #groups = new Map<string, QueueGroup<M>>();
   readonly #cache = new Map<string, Routes<M>>();
+  readonly #subjects: SubjectTally;
   #count = 0;
+
+  constructor(subjects: SubjectTally) {
+    this.#subjects = subjects;
+  }
 
   /** Subscriptions held. */
   get size(): number {
@@ -138,7 +146,7 @@ export class RouteTable<M> {
       if (group.pattern.matches(topic)) groups.push(group);
     }
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
-    const routes = { deliveries, groups };
+    const routes = { deliveries, groups, subject: this.#subjects.of(topic) };
     this.#cache.set(topic, routes);
     return routes;
   }

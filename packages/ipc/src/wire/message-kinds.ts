@@ -5,7 +5,10 @@
 export const Kind = {
   /** Channel value: `value`. */
   MESSAGE: 1,
-  /** Start of a bus session, both ways: `[version, maxFrame]`. */
+  /**
+   * Start of a bus session, both ways: `[version, maxFrame]`; the bus's answer adds
+   * `features`, the names of what it supports beyond the first version ({@link BUS_FEATURES}).
+   */
   HELLO: 2,
   /**
    * Client → bus: `[sid, pattern, policy]` (policy 0 = block, 1 = drop), or
@@ -65,6 +68,16 @@ export const PolicyCode = { block: 0, drop: 1 } as const;
 
 /** Version carried by HELLO: a peer refuses a session of another version. */
 export const BUS_PROTOCOL_VERSION = 1;
+
+/**
+ * What this bus supports beyond the first version of the protocol, as its HELLO lists it:
+ * a client checks for a feature before it uses it, so that a bus without it refuses the
+ * call clearly instead of disconnecting the client.
+ */
+export const BUS_FEATURES = ['queue-groups', 'request-many', 'stats', 'direct-routes'] as const;
+
+/** A feature a bus may list in its HELLO. */
+export type BusFeature = (typeof BUS_FEATURES)[number];
 
 /** Longest topic or RPC name, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 1024;
