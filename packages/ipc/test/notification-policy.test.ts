@@ -53,6 +53,25 @@ test('waits that end soon after a sleep (the wakeup aside) bring polling back', 
   assert.ok(budget.next() > 0);
 });
 
+test('slow wakeups are learnt: waits that only ever last the wakeups bring polling back', () => {
+  const slowWakes = new PollBudget(port('adaptive'));
+  const latePeer = new PollBudget(port('adaptive'));
+  if (slowWakes.maxMs === 0) return;
+  for (let i = 0; i < 8; i++) {
+    slowWakes.ended(1, false);
+    latePeer.ended(1, false);
+  }
+  // The link first takes a wakeup to cost 25 µs, and learns better over some dozens of waits.
+  for (let i = 0; i < 96; i++) {
+    // Two wakeups of ~60 µs each, the same every time: the peer itself answers at once.
+    slowWakes.ended(0.12 + (i % 4) * 0.002, true);
+    // An answer 5 ms late is the peer's lateness, never a wakeup.
+    latePeer.ended(5 + (i % 4) * 0.01, true);
+  }
+  assert.ok(slowWakes.pays, 'polls again');
+  assert.not.ok(latePeer.pays, 'still sleeps');
+});
+
 test('a poll lasts a few times the usual wait, not the whole budget', () => {
   const budget = new PollBudget(port('adaptive', 1000));
   if (budget.maxMs === 0) return;

@@ -4,10 +4,21 @@ import type { FramePort } from '@vring/core';
 /** How far one outcome moves the averages: about the last eight waits count. */
 const WEIGHT = 1 / 8;
 /**
- * What a poll that catches its frame saves: the latency of a cross-core wakeup (and about
- * as much CPU for the arm, the sleep and the wake), on the small VMs we measure on.
+ * What a wakeup is first taken to cost (a cross-core wakeup on the small VMs we measure on),
+ * until the link has seen its own: a poll that catches its frame saves that much latency,
+ * and about as much CPU for the arm, the sleep and the wake.
  */
 const WAKEUP_MS = 0.025;
+/**
+ * What a wait that ends with a wakeup is taken to spend on wakeups is the shortest such
+ * wait seen lately (one wakeup or two: the peer's, when this link woke it, and its own),
+ * within these bounds: below the floor no sleep happened, and past the ceiling a wait is the
+ * peer's lateness, never a wakeup (a peer that answers after 5 ms is slow, not asleep).
+ */
+const WAKEUPS_FLOOR_MS = 0.01;
+const WAKEUPS_CEILING_MS = 0.25;
+/** How fast that shortest wait is forgotten: it creeps up this much per longer wait. */
+const WAKEUPS_DRIFT = 1 / 32;
 /** A poll lasts this many times as long as the waits it catches usually do. */
 const HEADROOM = 4;
 /** The shortest poll worth starting: a few native checks. */
@@ -67,9 +78,18 @@ export class PollBudget {
   #caught = 1;
   /** Usual length of the waits that ended within {@link maxMs}, as a moving average. */
   #usualMs: number;
+  /** What a wait that ends with a wakeup spends on wakeups (see {@link WAKEUPS_FLOOR_MS}). */
+  #wakeupsMs = WAKEUP_MS;
+  /**
+   * Whether slept waits are judged without their wakeups: in `adaptive` mode, whose peer
+   * polls too once polling pays. An `event` link's peer sleeps, so every answer it waits for
+   * costs a wakeup whatever it does: its short poll is for streams only.
+   */
+  readonly #peerMayPoll: boolean;
   #sinceProbe = 0;
 
   constructor(port: FramePort) {
+    this.#peerMayPoll = port.notification === 'adaptive';
     const max = longestPollMs(port);
     this.maxMs = max === Infinity || haveSpareCore() ? max : 0;
     this.#usualMs = this.maxMs / HEADROOM;
@@ -85,7 +105,7 @@ export class PollBudget {
   /** Whether polling has been paying: recent waits tended to end within the poll. */
   get pays(): boolean {
     const poll = this.pollMs;
-    return poll > 0 && this.#caught * WAKEUP_MS >= (1 - this.#caught) * poll;
+    return poll > 0 && this.#caught * this.#wakeupsMs >= (1 - this.#caught) * poll;
   }
 
   /** How long to poll the wait that begins now, in ms: 0 to sleep at once. */
@@ -97,12 +117,19 @@ export class PollBudget {
   }
 
   /**
-   * A wait ended `ms` after it began: caught by polling, or (`slept`) by a wakeup, whose own
-   * latency is then no part of when the frame arrived.
+   * A wait ended `ms` after it began: caught by polling, or (`slept`) by a wakeup. A slept
+   * wait is judged without what its wakeups cost: two peers that both sleep see every wait
+   * stretched by their wakeups, and would never find out that polling pays once both poll.
    */
   ended(ms: number, slept: boolean): void {
-    if (slept) ms = Math.max(0, ms - WAKEUP_MS);
     if (this.maxMs === 0 || this.maxMs === Infinity) return;
+    if (slept && this.#peerMayPoll) {
+      if (ms >= WAKEUPS_FLOOR_MS) {
+        const seen = Math.min(ms, WAKEUPS_CEILING_MS);
+        this.#wakeupsMs = Math.min(this.#wakeupsMs * (1 + WAKEUPS_DRIFT), seen);
+      }
+      ms = Math.max(0, ms - this.#wakeupsMs);
+    }
     const caught = ms <= this.pollMs;
     this.#caught += ((caught ? 1 : 0) - this.#caught) * WEIGHT;
     if (ms <= this.maxMs) this.#usualMs += (ms - this.#usualMs) * WEIGHT;
