@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { cpus } from 'node:os';
 import type { FramePort } from '@vring/core';
 
 /** How far one outcome moves the averages: about the last eight waits count. */
@@ -49,10 +49,15 @@ export function longestPollMs(port: FramePort): number {
   }
 }
 
-/** Whether this process can run beside its peer at all: on one core, polling only delays it. */
+/**
+ * Whether the machine has a core for the peer at all: on one, polling only delays it. (A
+ * process pinned to one core may well have a peer pinned to another, as benchmarks do; two
+ * pinned to the same core find out that polling does not pay, and a poll gives the core
+ * away every few microseconds meanwhile.)
+ */
 let spareCore: boolean | undefined;
 function haveSpareCore(): boolean {
-  spareCore ??= availableParallelism() > 1;
+  spareCore ??= cpus().length > 1;
   return spareCore;
 }
 
@@ -67,8 +72,8 @@ function haveSpareCore(): boolean {
  * while the share of recent waits that ended within the poll's length, p, satisfies
  * p × wakeup > (1 − p) × length. That fails when the peer answers slowly, is idle, or has
  * no core of its own (with more busy processes than cores, a peer that has to wait for a
- * core answers late, and the poll only takes the core from it). A process with a single core
- * never polls.
+ * core answers late, and the poll only takes the core from it). On a machine with a single
+ * core a link never polls.
  * @internal
  */
 export class PollBudget {
