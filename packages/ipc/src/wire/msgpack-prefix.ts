@@ -106,7 +106,11 @@ export class MsgpackPrefixReader {
     this.#need(length, 'string');
     const start = this.offset;
     this.offset += length;
-    return Buffer.from(this.#bytes.buffer, this.#bytes.byteOffset + start, length).toString('utf8');
+    const bytes = this.#bytes;
+    // A Buffer decodes a range of itself; a view of it per topic costs as much as the decode.
+    return bytes instanceof Buffer
+      ? bytes.toString('utf8', start, start + length)
+      : Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('utf8');
   }
 
   /** The bytes from the cursor to the end: the fields still to come, undecoded. */
@@ -128,15 +132,16 @@ export class MsgpackPrefixReader {
     // an even count still to read means the next item is a key.
     let pending = 1;
     let inMap = false;
+    // Each open level's count and whether it is a map, in one number: (count << 1) | map.
     const stack: number[] = [];
-    const mapLevels: boolean[] = [];
     while (pending > 0 || stack.length > 0) {
       if (pending === 0) {
-        pending = stack.pop()!;
-        inMap = mapLevels.pop()!;
+        const level = stack.pop()!;
+        pending = level >>> 1;
+        inMap = (level & 1) === 1;
         continue;
       }
-      const isKey = inMap && pending % 2 === 0;
+      const isKey = inMap && (pending & 1) === 0;
       pending--;
       const b = this.#byte('value');
       if (isKey && !isScalar(b)) {
@@ -212,8 +217,7 @@ export class MsgpackPrefixReader {
         if (stack.length + 1 >= maxDepth) throw malformed(`nesting deeper than ${maxDepth}`);
         // Every element takes at least one byte: a count beyond the bytes left is a lie.
         if (children > this.#bytes.byteLength - this.offset) throw malformed('truncated container');
-        stack.push(pending);
-        mapLevels.push(inMap);
+        stack.push(pending * 2 + (inMap ? 1 : 0));
         pending = children;
         inMap = (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf;
       }
