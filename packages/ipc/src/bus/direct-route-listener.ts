@@ -64,7 +64,9 @@ export class DirectRouteListener {
     endpoint: EndpointOptions,
     maxMessage: number,
   ): Promise<DirectRouteListener> {
-    const server = await FdServer.listen(address);
+    // Requesters come only to a client that serves names, and serving holds the process
+    // through the bus connection: the listener alone does not.
+    const server = (await FdServer.listen(address)).unref();
     return new DirectRouteListener(address, server, endpoint, maxMessage);
   }
 
@@ -91,6 +93,17 @@ export class DirectRouteListener {
   /** Stops serving every name directly (requests for them are answered `ERR_VRING_NO_RESPONDERS`). */
   stopServing(): void {
     for (const name of [...this.#handlers.keys()]) this.unserve(name);
+  }
+
+  /** Resolves once no handler runs on any direct channel (for the client's `drain()`). */
+  async handlersDone(): Promise<void> {
+    await Promise.all(
+      [...this.#inbound].map(async ({ channel }) => {
+        await channel.handlersDone();
+        // Their last replies reach the ring before the channel closes with the client.
+        await channel.drain().catch(() => {});
+      }),
+    );
   }
 
   /** Stops listening and closes every direct channel: their requests in flight are cancelled. */

@@ -38,10 +38,10 @@ class Route {
  * answers `ERR_VRING_NO_RESPONDERS`; the request is then asked of the bus (no handler ran),
  * which knows who serves it now.
  *
- * A route outlives the bus: a restarting bus does not interrupt it, and the route stays in
- * use after the client reconnects. The new bus did not make it, so it cannot take it back
- * when a second client comes to serve the name: requests then keep going to the first until
- * its route fails or it stops serving the name. @internal
+ * A route outlives the bus's going down: while the bus restarts, requests keep going over
+ * it. Once the client has reconnected, the routes of the old bus are forgotten (the new one
+ * could not take them back when a second client comes to serve a name), and the new bus
+ * offers them again after routing a request. @internal
  */
 export class DirectRoutes {
   readonly #endpoint: EndpointOptions;
@@ -143,6 +143,17 @@ export class DirectRoutes {
         finalize(() => this.#ended(route)),
       );
     });
+  }
+
+  /**
+   * Forgets what the bus offered: later requests go through the bus until it offers routes
+   * again. A route with requests out stays up until they settle.
+   */
+  forgetOffers(): void {
+    for (const [name, route] of [...this.#byName]) {
+      this.#drop(name, route);
+      this.#closeIfUnused(route);
+    }
   }
 
   /** Closes every route: requests out on them fail with `ERR_VRING_CLOSED`. */
