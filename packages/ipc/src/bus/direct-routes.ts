@@ -1,4 +1,10 @@
-import { DriverQueuePair, type EndpointOptions, FdSocket, VringError } from '@vring/core';
+import {
+  type DriverQueuePair,
+  type EndpointOptions,
+  FdSocket,
+  offerQueuePair,
+  VringError,
+} from '@vring/core';
 import { catchError, defer, finalize, type Observable } from 'rxjs';
 import { Channel } from '../channel.js';
 import type { RequestOptions } from '../rpc/requester.js';
@@ -208,14 +214,11 @@ export class DirectRoutes {
     let end: DriverQueuePair | undefined;
     try {
       socket = await FdSocket.connect(route.address);
-      end = DriverQueuePair.create({
+      end = await offerQueuePair(socket, {
         ...this.#endpoint,
         ...(this.#queueSize !== undefined && { queueSize: this.#queueSize }),
-        lifeline: socket,
+        signal: AbortSignal.timeout(HANDSHAKE_MS),
       });
-      const { descriptor, fds } = end.share();
-      await socket.send(Buffer.from(JSON.stringify(descriptor)), fds);
-      await socket.receive({ signal: AbortSignal.timeout(HANDSHAKE_MS) });
       if (route.closed || this.#closed) throw new Error('closed meanwhile');
       const channel = new Channel(end, { maxMessage: this.#maxMessage });
       const ownSocket = socket;
