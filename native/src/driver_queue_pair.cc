@@ -33,11 +33,6 @@ QueuePairLayout CheckedLayout(const std::shared_ptr<Mapping>& mapping, uint64_t 
   return layout;
 }
 
-std::optional<EventFd> AdoptCopy(int fd) {
-  if (fd < 0) return std::nullopt;
-  return EventFd::Adopt(DupFd(fd));
-}
-
 // Spans of the transmit area start on 16-byte boundaries: the area (a power-of-two number of
 // buffers of a multiple of 8 bytes) is a multiple of 16, so the largest message always fits.
 constexpr uint64_t kSpanAlign = 16;
@@ -54,8 +49,8 @@ DriverQueuePair::DriverQueuePair(std::shared_ptr<Mapping> mapping, uint64_t offs
       publish_slice_(PublishSliceBytes(config)),
       rx_(RingAt(mapping_->data() + offset, layout_.rx, config.queue_size), config.event_idx),
       tx_(RingAt(mapping_->data() + offset, layout_.tx, config.queue_size), config.event_idx),
-      rx_kick_(AdoptCopy(rx_kick_fd)),
-      tx_kick_(AdoptCopy(tx_kick_fd)),
+      rx_kick_(EventFd::AdoptCopyOf(rx_kick_fd)),
+      tx_kick_(EventFd::AdoptCopyOf(tx_kick_fd)),
       tx_spans_(uint64_t{config.queue_size} * config.buffer_size, config.queue_size, kSpanAlign),
       buffer_of_desc_(config.queue_size, 0),
       buffer_freed_(config.queue_size, 0),

@@ -50,6 +50,11 @@ EventFd EventFd::Adopt(UniqueFd fd) {
   return EventFd(std::move(fd));
 }
 
+std::optional<EventFd> EventFd::AdoptCopyOf(int fd) {
+  if (fd < 0) return std::nullopt;
+  return Adopt(DupFd(fd));
+}
+
 void EventFd::Signal() const {
   RequireOpen(fd_);
   const uint64_t one = 1;

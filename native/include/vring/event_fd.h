@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "vring/unique_fd.h"
 
@@ -22,6 +23,10 @@ class EventFd {
   // the peer's, for an fd that came over a socket) sees it too. Peers that poll their kick/call
   // fds (DPDK, QEMU) already open them non-blocking.
   static EventFd Adopt(UniqueFd fd);
+
+  // Adopt of a duplicate of `fd`, so the caller keeps its own; nothing when `fd` is negative,
+  // which is how a queue pair is told that a side has no such notifier.
+  static std::optional<EventFd> AdoptCopyOf(int fd);
 
   int fd() const { return fd_.get(); }
   bool valid() const { return fd_.valid(); }
