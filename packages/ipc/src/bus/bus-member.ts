@@ -25,6 +25,11 @@ export class BusMember {
   readonly counters = new ClientCounters();
   /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
   greeted = false;
+  /**
+   * Whether the client reads headers (it said so with FEATURES): until then the bus
+   * forwards it messages without theirs, as a client from before headers expects.
+   */
+  readsHeaders = false;
   /** Names this client serves. */
   readonly serves = new Set<string>();
   /** Requests this client made that are in flight: its request id → the bus's call id. */
