@@ -28,6 +28,7 @@ import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
 import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { BUS_PROTOCOL_VERSION, type BusFeature, Kind, PolicyCode } from '../wire/message-kinds.js';
 import type { BusReport } from './bus-stats.js';
+import { BusTracing } from './bus-tracing.js';
 import { DirectRouteListener } from './direct-route-listener.js';
 import { DirectRoutes } from './direct-routes.js';
 import { isReserved, STATS_NAME } from './reserved-names.js';
@@ -230,6 +231,8 @@ export class BusClient implements AsyncDisposable {
   readonly #listener: DirectRouteListener | undefined;
   /** What the bus of the current (or last) session said it supports, in its HELLO. */
   #busFeatures: ReadonlySet<string> = new Set();
+  /** OpenTelemetry spans and trace context, when an SDK was registered as the client started. */
+  readonly #tracing = BusTracing.ifRegistered();
 
   /** @internal (use {@link connectBus}) */
   constructor(
@@ -273,7 +276,7 @@ export class BusClient implements AsyncDisposable {
         this.#updateKeepAlive();
       },
       // A bus from before headers would disconnect a responder whose reply had some.
-      { sendsHeaders: () => this.#busFeatures.has('headers') },
+      { sendsHeaders: () => this.#busFeatures.has('headers'), tracer: this.#tracing },
     );
     this.closed = this.#link.closed.then((error) => {
       this.#shutDown(error ?? new VringError('ERR_VRING_CLOSED', 'bus client is closed'));
@@ -294,19 +297,33 @@ export class BusClient implements AsyncDisposable {
    * the message if none of it is in the ring yet (rejecting with the signal's reason).
    */
   publish(topic: string, value: unknown, options: PublishOptions = {}): Promise<void> {
-    const { headers } = options;
+    const tracing = this.#tracing;
+    if (tracing && this.#busFeatures.has('headers')) {
+      return tracing.publish(topic, options.headers, (headers) =>
+        this.#publish(topic, value, headers, options.signal),
+      );
+    }
+    return this.#publish(topic, value, options.headers, options.signal);
+  }
+
+  #publish(
+    topic: string,
+    value: unknown,
+    headers: MessageHeaders | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     try {
       this.#checkedTopics.check(topic);
       if (isReserved(topic)) throw reservedError(topic);
       if (headers !== undefined && this.#sendsHeaders(headers)) {
-        return this.#link.sendValue(Kind.PUBLISH, [topic, value, headers], topic, options.signal);
+        return this.#link.sendValue(Kind.PUBLISH, [topic, value, headers], topic, signal);
       }
     } catch (error) {
       return Promise.reject(asArgumentError(error));
     }
     // The topic is the lane: one topic's messages arrive in publish order, while a large
     // message on one topic shares the ring with the others.
-    return this.#link.sendValue(Kind.PUBLISH, [topic, value], topic, options.signal);
+    return this.#link.sendValue(Kind.PUBLISH, [topic, value], topic, signal);
   }
 
   /**
@@ -367,6 +384,14 @@ export class BusClient implements AsyncDisposable {
    * or the responder went away), `ERR_VRING_CLOSED`, or the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
+    const tracing = this.#tracing;
+    if (tracing && this.#busFeatures.has('headers')) {
+      return tracing.request(name, options, (traced) => this.#request<R>(name, value, traced));
+    }
+    return this.#request<R>(name, value, options);
+  }
+
+  #request<R>(name: string, value: unknown, options: RequestOptions | undefined): Promise<R> {
     try {
       if (options?.headers !== undefined) this.#sendsHeaders(options.headers);
     } catch (error) {
@@ -438,6 +463,20 @@ export class BusClient implements AsyncDisposable {
     name: string,
     value: unknown,
     options?: RequestOptions,
+  ): Observable<R> {
+    const tracing = this.#tracing;
+    if (tracing && this.#busFeatures.has('headers')) {
+      return tracing.requestStream(name, options, (traced) =>
+        this.#requestStream<R>(name, value, traced),
+      );
+    }
+    return this.#requestStream<R>(name, value, options);
+  }
+
+  #requestStream<R>(
+    name: string,
+    value: unknown,
+    options: RequestOptions | undefined,
   ): Observable<R> {
     if (options?.headers !== undefined) {
       try {
@@ -674,6 +713,7 @@ export class BusClient implements AsyncDisposable {
       message.length === 4
         ? { topic, value, headers: receivedHeaders(message[3]) }
         : { topic, value };
+    this.#tracing?.deliver(topic, delivered.headers);
     for (const id of ids) {
       // A subscription just ended may still get messages the bus had sent.
       this.#subscriptions.get(id as number)?.push(delivered, end - start);

@@ -39,6 +39,20 @@ export interface Service extends Disposable {
   stop(): void;
 }
 
+/** Traces the requests a responder handles (the bus client's OpenTelemetry spans). @internal */
+export interface HandlerTracer {
+  /** Starts tracing a request to `name` that came with `headers`. */
+  start(name: string, headers: MessageHeaders | undefined): HandlerTrace;
+}
+
+/** One handled request's trace. @internal */
+export interface HandlerTrace {
+  /** Runs the handler (in the trace's context). */
+  run<T>(fn: () => T): T;
+  /** The request is over: answered, or failed or cancelled with `error`. */
+  end(error?: unknown): void;
+}
+
 /** Options of a responder. @internal */
 export interface ResponderOptions {
   /** Requests handled at once before the link stops reading (default 4096). */
@@ -47,6 +61,8 @@ export interface ResponderOptions {
   maxQueuedReplies?: number;
   /** Whether the peer reads reply headers now (default: always); else they are left out. */
   sendsHeaders?: () => boolean;
+  /** Traces each request handled (default: none). */
+  tracer?: HandlerTracer | undefined;
 }
 
 /**
@@ -67,6 +83,7 @@ class Active implements RequestContext {
   #reason: VringError | undefined;
 
   replyHeaders: MessageHeaders | undefined = undefined;
+  trace: HandlerTrace | undefined = undefined;
 
   /** The handler's context is the request itself: no object per request for it. */
   constructor(
@@ -111,6 +128,7 @@ export class Responder {
   readonly #maxQueuedReplies: number;
   readonly #onChange: (event: ResponderEvent, name?: string) => void;
   readonly #sendsHeaders: () => boolean;
+  readonly #tracer: HandlerTracer | undefined;
   #busy = false;
 
   constructor(
@@ -125,6 +143,7 @@ export class Responder {
     this.#maxConcurrent = options.maxConcurrent ?? 4096;
     this.#maxQueuedReplies = options.maxQueuedReplies ?? 1024;
     this.#sendsHeaders = options.sendsHeaders ?? (() => true);
+    this.#tracer = options.tracer;
   }
 
   /** Requests being handled. */
@@ -210,7 +229,12 @@ export class Responder {
   #run(id: number, handler: RpcHandler, value: unknown, active: Active): void {
     let result: unknown;
     try {
-      result = handler(value, active);
+      const tracer = this.#tracer;
+      if (tracer) {
+        const trace = tracer.start(active.name, active.headers);
+        active.trace = trace;
+        result = trace.run(() => handler(value, active));
+      } else result = handler(value, active);
     } catch (error) {
       this.#fail(id, active, error);
       return;
@@ -300,6 +324,7 @@ export class Responder {
     active.finish();
     this.#updateBusy();
     this.#reply(id, status, value, active.replyHeaders);
+    active.trace?.end(status === ReplyStatus.ERROR ? value : undefined);
   }
 
   #stop(id: number, reason: VringError): void {
@@ -308,6 +333,7 @@ export class Responder {
     this.#active.delete(id);
     active.finish(reason);
     this.#updateBusy();
+    active.trace?.end(reason);
   }
 
   #send(
