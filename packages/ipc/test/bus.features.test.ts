@@ -26,6 +26,7 @@ test('the bus lists the features it supports in its HELLO', async () => {
       'stats',
       'direct-routes',
       'headers',
+      'publisher-order',
     ] as const) {
       assert.ok(client.supports(feature), feature);
     }
@@ -59,7 +60,7 @@ test('a client from before the list reads the HELLO as it always did and carries
     assert.is(frame, MAX_FRAME);
     assert.equal(
       features,
-      ['queue-groups', 'request-many', 'stats', 'direct-routes', 'headers'],
+      ['queue-groups', 'request-many', 'stats', 'direct-routes', 'headers', 'publisher-order'],
       'an extra, third element',
     );
     old.postValue(Kind.PUBLISH, ['t', 7], 1);

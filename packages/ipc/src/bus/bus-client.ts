@@ -65,6 +65,16 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
    * later. See docs/bus.md, "Direct routes".
    */
   directRoutes?: boolean;
+  /**
+   * The order this client's messages keep on their way to each subscriber (default
+   * `topic`). `topic`: messages on one topic arrive in publish order, and a large message
+   * does not hold up smaller ones on other topics (they may overtake it). `publisher`: all
+   * of them arrive in publish order, whatever their topics, as on one NATS connection; a
+   * message then waits for a large one published before it. Needs a bus that supports
+   * `publisher-order` (else publish fails with `ERR_VRING_FEATURE_MISMATCH`). See
+   * docs/bus.md, "Ordering".
+   */
+  ordering?: 'topic' | 'publisher';
 }
 
 /** Options of {@link BusClient.publish}. */
@@ -123,6 +133,7 @@ export async function connectBus(
   path: string,
   options: ConnectBusOptions = {},
 ): Promise<BusClient> {
+  inPublisherOrder(options);
   const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
   let client: BusClient | undefined;
   const device = await VirtioUser.open(path, {
@@ -168,6 +179,27 @@ async function listenForRequesters(
   }
   return undefined;
 }
+
+/**
+ * Whether `options` ask for publisher order.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for an ordering that is neither.
+ * @internal
+ */
+export function inPublisherOrder(options: Pick<ConnectBusOptions, 'ordering'>): boolean {
+  const { ordering } = options;
+  if (ordering === undefined || ordering === 'topic') return false;
+  if (ordering === 'publisher') return true;
+  throw new VringError(
+    'ERR_VRING_INVALID_ARGUMENT',
+    `ordering must be 'topic' or 'publisher', not ${String(ordering)}`,
+  );
+}
+
+/**
+ * The send lane of a client's publishes in publisher order: one for all of them. Never a
+ * topic (no topic is empty), and a string, so never a request's lane (its id) either.
+ */
+const PUBLISHER_LANE = '';
 
 /** The notification options of a client's rings, for its direct routes too. */
 function endpointOptions(options: ConnectBusOptions): EndpointOptions {
@@ -233,6 +265,8 @@ export class BusClient implements AsyncDisposable {
   #busFeatures: ReadonlySet<string> = new Set();
   /** OpenTelemetry spans and trace context, when an SDK was registered as the client started. */
   readonly #tracing = BusTracing.ifRegistered();
+  /** Publishes keep publisher order (see {@link ConnectBusOptions.ordering}). */
+  readonly #inOrder: boolean;
 
   /** @internal (use {@link connectBus}) */
   constructor(
@@ -243,6 +277,7 @@ export class BusClient implements AsyncDisposable {
   ) {
     this.#device = device;
     this.#options = options;
+    this.#inOrder = inPublisherOrder(options);
     this.#maxFrame = maxFrame;
     const maxMessage = options.maxMessage ?? DEFAULT_MAX_MESSAGE;
     this.#listener = listener;
@@ -312,18 +347,26 @@ export class BusClient implements AsyncDisposable {
     headers: MessageHeaders | undefined,
     signal: AbortSignal | undefined,
   ): Promise<void> {
+    // The topic is the lane: one topic's messages arrive in publish order, while a large
+    // message on one topic shares the ring with the others. In publisher order, one lane
+    // for every topic, and a kind that tells the bus to do the same.
+    let kind: number = Kind.PUBLISH;
+    let lane = topic;
     try {
       this.#checkedTopics.check(topic);
       if (isReserved(topic)) throw reservedError(topic);
+      if (this.#inOrder) {
+        this.#requireFeature('publisher-order');
+        kind = Kind.PUBLISH_IN_ORDER;
+        lane = PUBLISHER_LANE;
+      }
       if (headers !== undefined && this.#sendsHeaders(headers)) {
-        return this.#link.sendValue(Kind.PUBLISH, [topic, value, headers], topic, signal);
+        return this.#link.sendValue(kind, [topic, value, headers], lane, signal);
       }
     } catch (error) {
       return Promise.reject(asArgumentError(error));
     }
-    // The topic is the lane: one topic's messages arrive in publish order, while a large
-    // message on one topic shares the ring with the others.
-    return this.#link.sendValue(Kind.PUBLISH, [topic, value], topic, signal);
+    return this.#link.sendValue(kind, [topic, value], lane, signal);
   }
 
   /**

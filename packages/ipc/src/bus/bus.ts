@@ -25,7 +25,12 @@ import {
   MsgpackPrefixWriter,
   prefixCapacity,
 } from '../wire/msgpack-prefix.js';
-import { BusClient, type ConnectBusOptions, DEFAULT_MAX_FRAME } from './bus-client.js';
+import {
+  BusClient,
+  type ConnectBusOptions,
+  DEFAULT_MAX_FRAME,
+  inPublisherOrder,
+} from './bus-client.js';
 import { BusMember, type FanOut } from './bus-member.js';
 import {
   type BusReport,
@@ -210,9 +215,13 @@ export class Bus implements AsyncDisposable {
    * the bus.
    */
   async connect(
-    options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'> = {},
+    options: Pick<
+      ConnectBusOptions,
+      'maxFrame' | 'maxMessage' | 'signal' | 'onEvent' | 'ordering'
+    > = {},
   ): Promise<BusClient> {
     if (this.#closing) throw new VringError('ERR_VRING_CLOSED', 'the bus is closed');
+    inPublisherOrder(options);
     options.signal?.throwIfAborted();
     const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     // Capacity in frames, like a ring's 256 descriptors: a full client holds the bus back.
@@ -271,7 +280,10 @@ export class Bus implements AsyncDisposable {
     if (!member.greeted && kind !== Kind.HELLO) throw malformed('session: HELLO must come first');
     switch (kind) {
       case Kind.PUBLISH:
-        this.#publish(member, body, owned);
+        this.#publish(member, body, owned, false);
+        return;
+      case Kind.PUBLISH_IN_ORDER:
+        this.#publish(member, body, owned, true);
         return;
       case Kind.REQUEST:
         this.#request(member, body, owned);
@@ -406,7 +418,12 @@ export class Bus implements AsyncDisposable {
     if (isReserved(topic)) throw reservedName(topic);
   }
 
-  #publish(member: BusMember, body: Uint8Array, owned: boolean): void {
+  /**
+   * Routes a PUBLISH. Its DELIVERs go on the topic's lane (a subscriber gets one topic's
+   * messages in order, and a large one does not hold up the other topics), or, `inOrder`,
+   * on the publisher's (its messages stay in publish order, whatever their topics).
+   */
+  #publish(member: BusMember, body: Uint8Array, owned: boolean, inOrder: boolean): void {
     const reader = new MsgpackPrefixReader(body);
     const elements = reader.arrayLength();
     if (elements !== 2 && elements !== 3) throw malformed('PUBLISH');
@@ -432,16 +449,17 @@ export class Bus implements AsyncDisposable {
     // With headers, "topic, value, headers" to those that read them.
     const fields = body.subarray(fieldsAt, valueEnd);
     const headed = elements === 3 ? body.subarray(fieldsAt) : undefined;
+    const lane = inOrder ? member.orderLane : topic;
     for (const d of routes.deliveries) {
-      this.#deliver(member, d, topic, subject, fields, headed, owned);
+      this.#deliver(member, d, lane, subject, fields, headed, owned);
     }
     for (const group of routes.groups) {
       // A member that is gone or full is passed over while another has room.
       const d = group.pick((to) => !to.link.done && !this.#full(to));
-      if (d) this.#deliver(member, d, topic, subject, fields, headed, owned);
+      if (d) this.#deliver(member, d, lane, subject, fields, headed, owned);
       else {
         const least = group.pickLeastQueued((to) => to.link.queued);
-        if (least) this.#deliver(member, least, topic, subject, fields, headed, owned, group);
+        if (least) this.#deliver(member, least, lane, subject, fields, headed, owned, group);
       }
     }
   }
@@ -467,7 +485,7 @@ export class Bus implements AsyncDisposable {
   #deliver(
     from: BusMember,
     d: Delivery<BusMember>,
-    topic: string,
+    lane: string,
     subject: SubjectCounters,
     fields: Uint8Array,
     headed: Uint8Array | undefined,
@@ -493,8 +511,8 @@ export class Bus implements AsyncDisposable {
     // turn go out together, not the first one by itself.
     to.link.deferToBatch();
     if (headed && to.readsHeaders) {
-      to.link.post(Kind.DELIVER, headed, deliverHeadWithHeaders(d), topic, !owned);
-    } else to.link.post(Kind.DELIVER, fields, d.head, topic, !owned);
+      to.link.post(Kind.DELIVER, headed, deliverHeadWithHeaders(d), lane, !owned);
+    } else to.link.post(Kind.DELIVER, fields, d.head, lane, !owned);
   }
 
   #serve(member: BusMember, name: string): void {

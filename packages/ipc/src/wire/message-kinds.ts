@@ -58,6 +58,12 @@ export const Kind = {
    * messages without their headers.
    */
   FEATURES: 17,
+  /**
+   * Client → bus: a PUBLISH (same body) in publisher order: the bus keeps it behind every
+   * message the client published in publisher order before it, whatever their topics, on
+   * its way to each subscriber.
+   */
+  PUBLISH_IN_ORDER: 18,
 } as const;
 
 /** The `status` of a REPLY. */
@@ -89,6 +95,7 @@ export const BUS_FEATURES = [
   'stats',
   'direct-routes',
   'headers',
+  'publisher-order',
 ] as const;
 
 /** A feature a bus may list in its HELLO. */
