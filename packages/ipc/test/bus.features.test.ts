@@ -6,7 +6,7 @@ import { lastValueFrom } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rejection, until } from '../../../test-support/index.js';
-import { BusClient } from '../src/bus/bus-client.js';
+import { BusClient, type ConnectBusOptions } from '../src/bus/bus-client.js';
 import { InProcessTransport } from '../src/bus/in-process-transport.js';
 import { Link } from '../src/link/link.js';
 import { MessageCodec } from '../src/message-codec.js';
@@ -73,8 +73,11 @@ test('a client from before the list reads the HELLO as it always did and carries
   }
 });
 
-test('on a bus from before the features, a client refuses them with a typed error and stays connected', async () => {
-  // An older bus: it answers HELLO with [1, frame] alone, and records what it is sent.
+/**
+ * An older bus: it answers HELLO with [1, frame] alone, and records what it is sent; and a
+ * client of this version attached to it.
+ */
+function startOlderBus(options: ConnectBusOptions = {}) {
   const [clientEnd, busEnd] = InProcessTransport.pair(MAX_FRAME, 256);
   const received: Array<{ kind: number; body: unknown }> = [];
   const olderBus: Link = new Link(busEnd, {
@@ -87,7 +90,11 @@ test('on a bus from before the features, a client refuses them with a typed erro
     },
   });
   olderBus.resume();
-  const client = new BusClient(clientEnd, MAX_FRAME, {});
+  return { olderBus, received, client: new BusClient(clientEnd, MAX_FRAME, options) };
+}
+
+test('on a bus from before the features, a client refuses them with a typed error and stays connected', async () => {
+  const { olderBus, received, client } = startOlderBus();
   try {
     await client.ready(undefined);
     const expectRefused = (error: unknown, feature: string) => {
@@ -118,6 +125,24 @@ test('on a bus from before the features, a client refuses them with a typed erro
     assert.is((received[1]!.body as unknown[]).length, 3, 'a plain three-element SUBSCRIBE');
     assert.ok(client.connected);
     assert.not.ok(olderBus.done);
+  } finally {
+    client.close();
+    olderBus.close();
+  }
+});
+
+test('on a bus from before publisher order, a client in that order refuses to publish', async () => {
+  const { olderBus, received, client } = startOlderBus({ ordering: 'publisher' });
+  try {
+    await client.ready(undefined);
+    const error = await rejection(client.publish('jobs.1', 1));
+    assert.is(error.code, 'ERR_VRING_FEATURE_MISMATCH');
+    assert.is((error.data as { feature?: string }).feature, 'publisher-order');
+    assert.not.ok(
+      received.some((m) => m.kind === Kind.PUBLISH_IN_ORDER),
+      'nothing sent',
+    );
+    assert.ok(client.connected);
   } finally {
     client.close();
     olderBus.close();
