@@ -39,7 +39,11 @@ test('a publish and its delivery are one trace across processes', async () => {
   try {
     assert.is(await subscriber.line(), 'ready');
     publisher = spawnPeer(h.path, 'publisher');
-    const published = JSON.parse(await publisher.line()) as { spans: ExportedSpan[] };
+    const published = JSON.parse(await publisher.line()) as {
+      spans: ExportedSpan[];
+      refused: string;
+    };
+    assert.is(published.refused, 'ERR_VRING_INVALID_ARGUMENT', 'bad headers, traced');
     const received = JSON.parse(await subscriber.line()) as {
       headers: Record<string, string>;
       spans: ExportedSpan[];

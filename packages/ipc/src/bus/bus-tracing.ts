@@ -13,7 +13,7 @@ import {
 import { Observable } from 'rxjs';
 import type { RequestOptions } from '../rpc/requester.js';
 import type { HandlerTrace, HandlerTracer } from '../rpc/responder.js';
-import type { MessageHeaders } from '../wire/headers.js';
+import { checkHeaders, type MessageHeaders } from '../wire/headers.js';
 
 /** The instrumentation's name, as exporters show it. */
 const TRACER_NAME = '@vring/ipc';
@@ -63,7 +63,14 @@ export class BusTracing implements HandlerTracer {
         'messaging.destination.name': topic,
       },
     });
-    return settle(span, publish(inject(span, headers)));
+    let traced: MessageHeaders;
+    try {
+      traced = inject(span, headers);
+    } catch (error) {
+      failed(span, error);
+      return Promise.reject(error);
+    }
+    return settle(span, publish(traced));
   }
 
   /** A consumer span for a message delivered on `topic`, child of its publish's span. */
@@ -92,7 +99,14 @@ export class BusTracing implements HandlerTracer {
     request: (options: RequestOptions) => Promise<R>,
   ): Promise<R> {
     const span = this.#clientSpan(name);
-    return settle(span, request({ ...options, headers: inject(span, options?.headers) }));
+    let headers: MessageHeaders;
+    try {
+      headers = inject(span, options?.headers);
+    } catch (error) {
+      failed(span, error);
+      return Promise.reject(error);
+    }
+    return settle(span, request({ ...options, headers }));
   }
 
   /** {@link BusTracing.request} for a streamed reply: the span lasts until the stream ends. */
@@ -103,7 +117,15 @@ export class BusTracing implements HandlerTracer {
   ): Observable<R> {
     return new Observable<R>((subscriber) => {
       const span = this.#clientSpan(name);
-      const inner = request({ ...options, headers: inject(span, options?.headers) }).subscribe({
+      let headers: MessageHeaders;
+      try {
+        headers = inject(span, options?.headers);
+      } catch (error) {
+        failed(span, error);
+        subscriber.error(error);
+        return;
+      }
+      const inner = request({ ...options, headers }).subscribe({
         next: (value) => subscriber.next(value),
         error: (error: unknown) => {
           failed(span, error);
@@ -160,8 +182,13 @@ class SpanScope implements HandlerTrace {
   }
 }
 
-/** `headers` and the trace context of `span`, in a new object (the caller's stays as it was). */
+/**
+ * `headers` and the trace context of `span`, in a new object (the caller's stays as it was).
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for headers the caller got wrong (checked
+ * before they are copied: a copy would hide what was wrong with them).
+ */
 function inject(span: Span, headers: MessageHeaders | undefined): MessageHeaders {
+  if (headers !== undefined) checkHeaders(headers);
   const carrier: Record<string, string> = { ...headers };
   propagation.inject(trace.setSpan(context.active(), span), carrier);
   return carrier;
