@@ -10,7 +10,8 @@ import { BusClient, type ConnectBusOptions } from '../src/bus/bus-client.js';
 import { InProcessTransport } from '../src/bus/in-process-transport.js';
 import { Link } from '../src/link/link.js';
 import { MessageCodec } from '../src/message-codec.js';
-import { Kind } from '../src/wire/message-kinds.js';
+import { FRAME_HEADER_BYTES } from '../src/wire/frame-header.js';
+import { BUS_FEATURES, BUS_PROTOCOL_VERSION, Kind } from '../src/wire/message-kinds.js';
 import { startBus } from './fixtures/bus-harness.js';
 
 const MAX_FRAME = 9216;
@@ -26,13 +27,24 @@ test('the bus lists the features it supports in its HELLO', async () => {
       'stats',
       'direct-routes',
       'headers',
-      'publisher-order',
+      'order',
     ] as const) {
       assert.ok(client.supports(feature), feature);
     }
   } finally {
     await h.close();
   }
+});
+
+test("the bus's HELLO fits whole in the smallest frame a client may announce", () => {
+  // A session starts at a HELLO that is a whole message in one frame: a longer list of
+  // features would leave a client of 94-byte frames waiting for ever.
+  const smallest = FRAME_HEADER_BYTES + 64;
+  const hello = codec.encode([BUS_PROTOCOL_VERSION, smallest, BUS_FEATURES]);
+  assert.ok(
+    hello.byteLength <= smallest - FRAME_HEADER_BYTES,
+    `the HELLO takes ${hello.byteLength} bytes`,
+  );
 });
 
 test('a client from before the list reads the HELLO as it always did and carries on', async () => {
@@ -60,7 +72,7 @@ test('a client from before the list reads the HELLO as it always did and carries
     assert.is(frame, MAX_FRAME);
     assert.equal(
       features,
-      ['queue-groups', 'request-many', 'stats', 'direct-routes', 'headers', 'publisher-order'],
+      ['queue-groups', 'request-many', 'stats', 'direct-routes', 'headers', 'order'],
       'an extra, third element',
     );
     old.postValue(Kind.PUBLISH, ['t', 7], 1);
@@ -137,7 +149,7 @@ test('on a bus from before publisher order, a client in that order refuses to pu
     await client.ready(undefined);
     const error = await rejection(client.publish('jobs.1', 1));
     assert.is(error.code, 'ERR_VRING_FEATURE_MISMATCH');
-    assert.is((error.data as { feature?: string }).feature, 'publisher-order');
+    assert.is((error.data as { feature?: string }).feature, 'order');
     assert.not.ok(
       received.some((m) => m.kind === Kind.PUBLISH_IN_ORDER),
       'nothing sent',

@@ -71,7 +71,7 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
    * does not hold up smaller ones on other topics (they may overtake it). `publisher`: all
    * of them arrive in publish order, whatever their topics, as on one NATS connection; a
    * message then waits for a large one published before it. Needs a bus that supports
-   * `publisher-order` (else publish fails with `ERR_VRING_FEATURE_MISMATCH`). See
+   * `order` (else publish fails with `ERR_VRING_FEATURE_MISMATCH`). See
    * docs/bus.md, "Ordering".
    */
   ordering?: 'topic' | 'publisher';
@@ -356,7 +356,7 @@ export class BusClient implements AsyncDisposable {
       this.#checkedTopics.check(topic);
       if (isReserved(topic)) throw reservedError(topic);
       if (this.#inOrder) {
-        this.#requireFeature('publisher-order');
+        this.#requireFeature('order');
         kind = Kind.PUBLISH_IN_ORDER;
         lane = PUBLISHER_LANE;
       }

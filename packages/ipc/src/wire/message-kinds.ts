@@ -87,7 +87,9 @@ export const BUS_PROTOCOL_VERSION = 1;
 /**
  * What this bus supports beyond the first version of the protocol, as its HELLO lists it:
  * a client checks for a feature before it uses it, so that a bus without it refuses the
- * call clearly instead of disconnecting the client.
+ * call clearly instead of disconnecting the client. Keep the names short: the bus's HELLO
+ * must fit whole in the smallest frame a client may announce (64 bytes of body), or that
+ * client never finds the start of its session; a test checks it.
  */
 export const BUS_FEATURES = [
   'queue-groups',
@@ -95,7 +97,7 @@ export const BUS_FEATURES = [
   'stats',
   'direct-routes',
   'headers',
-  'publisher-order',
+  'order',
 ] as const;
 
 /** A feature a bus may list in its HELLO. */
