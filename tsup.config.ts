@@ -27,7 +27,9 @@ export default defineConfig(
     shims: true,
     splitting: false,
     treeshake: false,
-    external: ['@vring/core', 'msgpackr', 'rxjs'],
+    // Dependencies stay outside the bundle; @opentelemetry/api above all, whose global
+    // registry an application's SDK shares with it.
+    external: ['@vring/core', 'msgpackr', 'rxjs', '@opentelemetry/api'],
     tsconfig: 'tsconfig.json',
   })),
 );

@@ -6,26 +6,45 @@ import { lastValueFrom } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rejection, until } from '../../../test-support/index.js';
-import { BusClient } from '../src/bus/bus-client.js';
+import { BusClient, type ConnectBusOptions } from '../src/bus/bus-client.js';
 import { InProcessTransport } from '../src/bus/in-process-transport.js';
 import { Link } from '../src/link/link.js';
 import { MessageCodec } from '../src/message-codec.js';
-import { Kind } from '../src/wire/message-kinds.js';
+import { FRAME_HEADER_BYTES } from '../src/wire/frame-header.js';
+import { BUS_FEATURES, BUS_PROTOCOL_VERSION, Kind } from '../src/wire/message-kinds.js';
 import { startBus } from './fixtures/bus-harness.js';
 
 const MAX_FRAME = 9216;
 const codec = new MessageCodec();
 
-test('the bus lists queue-groups, request-many and stats in its HELLO', async () => {
+test('the bus lists the features it supports in its HELLO', async () => {
   const h = startBus();
   try {
     const client = await h.connect();
-    for (const feature of ['queue-groups', 'request-many', 'stats', 'direct-routes'] as const) {
+    for (const feature of [
+      'queue-groups',
+      'request-many',
+      'stats',
+      'direct-routes',
+      'headers',
+      'order',
+    ] as const) {
       assert.ok(client.supports(feature), feature);
     }
   } finally {
     await h.close();
   }
+});
+
+test("the bus's HELLO fits whole in the smallest frame a client may announce", () => {
+  // A session starts at a HELLO that is a whole message in one frame: a longer list of
+  // features would leave a client of 94-byte frames waiting for ever.
+  const smallest = FRAME_HEADER_BYTES + 64;
+  const hello = codec.encode([BUS_PROTOCOL_VERSION, smallest, BUS_FEATURES]);
+  assert.ok(
+    hello.byteLength <= smallest - FRAME_HEADER_BYTES,
+    `the HELLO takes ${hello.byteLength} bytes`,
+  );
 });
 
 test('a client from before the list reads the HELLO as it always did and carries on', async () => {
@@ -53,7 +72,7 @@ test('a client from before the list reads the HELLO as it always did and carries
     assert.is(frame, MAX_FRAME);
     assert.equal(
       features,
-      ['queue-groups', 'request-many', 'stats', 'direct-routes'],
+      ['queue-groups', 'request-many', 'stats', 'direct-routes', 'headers', 'order'],
       'an extra, third element',
     );
     old.postValue(Kind.PUBLISH, ['t', 7], 1);
@@ -66,8 +85,11 @@ test('a client from before the list reads the HELLO as it always did and carries
   }
 });
 
-test('on a bus from before the features, a client refuses them with a typed error and stays connected', async () => {
-  // An older bus: it answers HELLO with [1, frame] alone, and records what it is sent.
+/**
+ * An older bus: it answers HELLO with [1, frame] alone, and records what it is sent; and a
+ * client of this version attached to it.
+ */
+function startOlderBus(options: ConnectBusOptions = {}) {
   const [clientEnd, busEnd] = InProcessTransport.pair(MAX_FRAME, 256);
   const received: Array<{ kind: number; body: unknown }> = [];
   const olderBus: Link = new Link(busEnd, {
@@ -80,7 +102,11 @@ test('on a bus from before the features, a client refuses them with a typed erro
     },
   });
   olderBus.resume();
-  const client = new BusClient(clientEnd, MAX_FRAME, {});
+  return { olderBus, received, client: new BusClient(clientEnd, MAX_FRAME, options) };
+}
+
+test('on a bus from before the features, a client refuses them with a typed error and stays connected', async () => {
+  const { olderBus, received, client } = startOlderBus();
   try {
     await client.ready(undefined);
     const expectRefused = (error: unknown, feature: string) => {
@@ -97,6 +123,8 @@ test('on a bus from before the features, a client refuses them with a typed erro
     );
     expectRefused(await rejection(lastValueFrom(client.requestMany('svc', 1))), 'request-many');
     expectRefused(await rejection(client.busReport()), 'stats');
+    expectRefused(await rejection(client.publish('jobs.1', 1, { headers: { a: 'b' } })), 'headers');
+    expectRefused(await rejection(client.request('svc', 1, { headers: { a: 'b' } })), 'headers');
 
     // What the older bus understands still works, and it never saw the new messages.
     client.subscribe('jobs.*');
@@ -109,6 +137,24 @@ test('on a bus from before the features, a client refuses them with a typed erro
     assert.is((received[1]!.body as unknown[]).length, 3, 'a plain three-element SUBSCRIBE');
     assert.ok(client.connected);
     assert.not.ok(olderBus.done);
+  } finally {
+    client.close();
+    olderBus.close();
+  }
+});
+
+test('on a bus from before publisher order, a client in that order refuses to publish', async () => {
+  const { olderBus, received, client } = startOlderBus({ ordering: 'publisher' });
+  try {
+    await client.ready(undefined);
+    const error = await rejection(client.publish('jobs.1', 1));
+    assert.is(error.code, 'ERR_VRING_FEATURE_MISMATCH');
+    assert.is((error.data as { feature?: string }).feature, 'order');
+    assert.not.ok(
+      received.some((m) => m.kind === Kind.PUBLISH_IN_ORDER),
+      'nothing sent',
+    );
+    assert.ok(client.connected);
   } finally {
     client.close();
     olderBus.close();

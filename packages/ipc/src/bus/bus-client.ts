@@ -25,8 +25,10 @@ import {
   type SubscriptionOwner,
 } from '../subscription.js';
 import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
+import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { BUS_PROTOCOL_VERSION, type BusFeature, Kind, PolicyCode } from '../wire/message-kinds.js';
 import type { BusReport } from './bus-stats.js';
+import { BusTracing } from './bus-tracing.js';
 import { DirectRouteListener } from './direct-route-listener.js';
 import { DirectRoutes } from './direct-routes.js';
 import { isReserved, STATS_NAME } from './reserved-names.js';
@@ -64,6 +66,28 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
    * later. See docs/bus.md, "Direct routes".
    */
   directRoutes?: boolean;
+  /**
+   * The order this client's messages keep on their way to each subscriber (default
+   * `topic`). `topic`: messages on one topic arrive in publish order, and a large message
+   * does not hold up smaller ones on other topics (they may overtake it). `publisher`: all
+   * of them arrive in publish order, whatever their topics, as on one NATS connection; a
+   * message then waits for a large one published before it. Needs a bus that supports
+   * `order` (else publish fails with `ERR_VRING_FEATURE_MISMATCH`). See
+   * docs/bus.md, "Ordering".
+   */
+  ordering?: 'topic' | 'publisher';
+}
+
+/** Options of {@link BusClient.publish}. */
+export interface PublishOptions {
+  /** Aborting withdraws the message if none of it is in the ring yet. */
+  signal?: AbortSignal;
+  /**
+   * Headers sent with the message: each subscriber sees them in {@link BusMessage.headers}.
+   * Needs a bus that supports `headers` (else `ERR_VRING_FEATURE_MISMATCH`); subscribers
+   * from before headers get the message without them.
+   */
+  headers?: MessageHeaders;
 }
 
 /** What happened to a client's connection to its bus. */
@@ -110,6 +134,7 @@ export async function connectBus(
   path: string,
   options: ConnectBusOptions = {},
 ): Promise<BusClient> {
+  inPublisherOrder(options);
   const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
   let client: BusClient | undefined;
   const device = await VirtioUser.open(path, {
@@ -158,6 +183,27 @@ async function listenForRequesters(
   }
   return undefined;
 }
+
+/**
+ * Whether `options` ask for publisher order.
+ * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for an ordering that is neither.
+ * @internal
+ */
+export function inPublisherOrder(options: Pick<ConnectBusOptions, 'ordering'>): boolean {
+  const { ordering } = options;
+  if (ordering === undefined || ordering === 'topic') return false;
+  if (ordering === 'publisher') return true;
+  throw new VringError(
+    'ERR_VRING_INVALID_ARGUMENT',
+    `ordering must be 'topic' or 'publisher', not ${String(ordering)}`,
+  );
+}
+
+/**
+ * The send lane of a client's publishes in publisher order: one for all of them. Never a
+ * topic (no topic is empty), and a string, so never a request's lane (its id) either.
+ */
+const PUBLISHER_LANE = '';
 
 /** The notification options of a client's rings, for its direct routes too. */
 function endpointOptions(options: ConnectBusOptions): EndpointOptions {
@@ -221,6 +267,10 @@ export class BusClient implements AsyncDisposable {
   readonly #listener: DirectRouteListener | undefined;
   /** What the bus of the current (or last) session said it supports, in its HELLO. */
   #busFeatures: ReadonlySet<string> = new Set();
+  /** OpenTelemetry spans and trace context, when an SDK was registered as the client started. */
+  readonly #tracing = BusTracing.ifRegistered();
+  /** Publishes keep publisher order (see {@link ConnectBusOptions.ordering}). */
+  readonly #inOrder: boolean;
 
   /** @internal (use {@link connectBus}) */
   constructor(
@@ -231,6 +281,7 @@ export class BusClient implements AsyncDisposable {
   ) {
     this.#device = device;
     this.#options = options;
+    this.#inOrder = inPublisherOrder(options);
     this.#maxFrame = maxFrame;
     const maxMessage = options.maxMessage ?? DEFAULT_MAX_MESSAGE;
     this.#listener = listener;
@@ -253,14 +304,20 @@ export class BusClient implements AsyncDisposable {
       this.#updateKeepAlive();
       this.#checkQuiet();
     });
-    this.#responder = new Responder(this.#link, this.#codec, (event, name) => {
-      if (event === 'serve') this.#link.post(Kind.SERVE, this.#codec.encode([name]));
-      else if (event === 'unserve') this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
-      else if (event === 'busy') this.#link.pause('handlers');
-      else if (event === 'idle') this.#link.resume('handlers');
-      else this.#checkQuiet();
-      this.#updateKeepAlive();
-    });
+    this.#responder = new Responder(
+      this.#link,
+      this.#codec,
+      (event, name) => {
+        if (event === 'serve') this.#link.post(Kind.SERVE, this.#codec.encode([name]));
+        else if (event === 'unserve') this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
+        else if (event === 'busy') this.#link.pause('handlers');
+        else if (event === 'idle') this.#link.resume('handlers');
+        else this.#checkQuiet();
+        this.#updateKeepAlive();
+      },
+      // A bus from before headers would disconnect a responder whose reply had some.
+      { sendsHeaders: () => this.#busFeatures.has('headers'), tracer: this.#tracing },
+    );
     this.closed = this.#link.closed.then((error) => {
       this.#shutDown(error ?? new VringError('ERR_VRING_CLOSED', 'bus client is closed'));
       return error;
@@ -279,16 +336,42 @@ export class BusClient implements AsyncDisposable {
    * the message is in the ring; waits while a `block` subscriber is full. Aborting withdraws
    * the message if none of it is in the ring yet (rejecting with the signal's reason).
    */
-  publish(topic: string, value: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
+  publish(topic: string, value: unknown, options: PublishOptions = {}): Promise<void> {
+    const tracing = this.#tracing;
+    if (tracing && this.#busFeatures.has('headers')) {
+      return tracing.publish(topic, options.headers, (headers) =>
+        this.#publish(topic, value, headers, options.signal),
+      );
+    }
+    return this.#publish(topic, value, options.headers, options.signal);
+  }
+
+  #publish(
+    topic: string,
+    value: unknown,
+    headers: MessageHeaders | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    // The topic is the lane: one topic's messages arrive in publish order, while a large
+    // message on one topic shares the ring with the others. In publisher order, one lane
+    // for every topic, and a kind that tells the bus to do the same.
+    let kind: number = Kind.PUBLISH;
+    let lane = topic;
     try {
       this.#checkedTopics.check(topic);
       if (isReserved(topic)) throw reservedError(topic);
+      if (this.#inOrder) {
+        this.#requireFeature('order');
+        kind = Kind.PUBLISH_IN_ORDER;
+        lane = PUBLISHER_LANE;
+      }
+      if (headers !== undefined && this.#sendsHeaders(headers)) {
+        return this.#link.sendValue(kind, [topic, value, headers], lane, signal);
+      }
     } catch (error) {
       return Promise.reject(asArgumentError(error));
     }
-    // The topic is the lane: one topic's messages arrive in publish order, while a large
-    // message on one topic shares the ring with the others.
-    return this.#link.sendValue(Kind.PUBLISH, [topic, value], topic, options.signal);
+    return this.#link.sendValue(kind, [topic, value], lane, signal);
   }
 
   /**
@@ -349,6 +432,19 @@ export class BusClient implements AsyncDisposable {
    * or the responder went away), `ERR_VRING_CLOSED`, or the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
+    const tracing = this.#tracing;
+    if (tracing && this.#busFeatures.has('headers')) {
+      return tracing.request(name, options, (traced) => this.#request<R>(name, value, traced));
+    }
+    return this.#request<R>(name, value, options);
+  }
+
+  #request<R>(name: string, value: unknown, options: RequestOptions | undefined): Promise<R> {
+    try {
+      if (options?.headers !== undefined) this.#sendsHeaders(options.headers);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const routes = this.#routes;
     if (!routes) return this.#requester.request<R>(name, value, options);
     return routes.request<R>(name, value, options, () =>
@@ -377,6 +473,7 @@ export class BusClient implements AsyncDisposable {
   ): Replies<R> {
     try {
       this.#requireFeature('request-many');
+      if (options.headers !== undefined) this.#sendsHeaders(options.headers);
     } catch (error) {
       return replies<R>((sink) => {
         sink.fail(error as VringError);
@@ -415,6 +512,27 @@ export class BusClient implements AsyncDisposable {
     value: unknown,
     options?: RequestOptions,
   ): Observable<R> {
+    const tracing = this.#tracing;
+    if (tracing && this.#busFeatures.has('headers')) {
+      return tracing.requestStream(name, options, (traced) =>
+        this.#requestStream<R>(name, value, traced),
+      );
+    }
+    return this.#requestStream<R>(name, value, options);
+  }
+
+  #requestStream<R>(
+    name: string,
+    value: unknown,
+    options: RequestOptions | undefined,
+  ): Observable<R> {
+    if (options?.headers !== undefined) {
+      try {
+        this.#sendsHeaders(options.headers);
+      } catch (error) {
+        return new RxObservable<R>((subscriber) => subscriber.error(error));
+      }
+    }
     const routes = this.#routes;
     if (!routes) return this.#requester.requestStream<R>(name, value, options);
     return routes.requestStream<R>(name, value, options, () =>
@@ -536,6 +654,17 @@ export class BusClient implements AsyncDisposable {
     );
   }
 
+  /**
+   * Whether `headers` has any to send; refuses headers that break the bounds, and headers
+   * for a bus that would not understand them.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT`, `ERR_VRING_FEATURE_MISMATCH`.
+   */
+  #sendsHeaders(headers: MessageHeaders): boolean {
+    if (!checkHeaders(headers)) return false;
+    this.#requireFeature('headers');
+    return true;
+  }
+
   #hello(): Uint8Array {
     return this.#codec.encode([BUS_PROTOCOL_VERSION, this.#maxFrame]);
   }
@@ -609,6 +738,10 @@ export class BusClient implements AsyncDisposable {
         // back (when a second client serves a name, say). They are dropped, and the new bus
         // offers them again after routing a request.
         if (this.#sessions > 0) this.#routes?.forgetOffers();
+        // Until the bus knows we read headers it sends us messages without them.
+        if (this.#busFeatures.has('headers')) {
+          this.#link.post(Kind.FEATURES, this.#codec.encode([['headers']]));
+        }
         // Direct routes need a bus that has them: an older one would disconnect us for ROUTE.
         if (this.#routes && this.#busFeatures.has('direct-routes')) {
           this.#link.post(Kind.ROUTE, this.#routeOffer());
@@ -624,12 +757,20 @@ export class BusClient implements AsyncDisposable {
 
   #deliver(data: Uint8Array, start: number, end: number, owned: boolean): void {
     const message = this.#codec.decode(data, start, end, owned);
-    if (!Array.isArray(message) || message.length !== 3) throw protocolError('DELIVER');
+    if (!Array.isArray(message) || (message.length !== 3 && message.length !== 4)) {
+      throw protocolError('DELIVER');
+    }
     const [ids, topic, value] = message as [unknown, unknown, unknown];
     if (!Array.isArray(ids) || typeof topic !== 'string') throw protocolError('DELIVER fields');
+    // Only a message with headers has the property: the others keep their shape.
+    const delivered: BusMessage<unknown> =
+      message.length === 4
+        ? { topic, value, headers: receivedHeaders(message[3]) }
+        : { topic, value };
+    this.#tracing?.deliver(topic, delivered.headers);
     for (const id of ids) {
       // A subscription just ended may still get messages the bus had sent.
-      this.#subscriptions.get(id as number)?.push({ topic, value }, end - start);
+      this.#subscriptions.get(id as number)?.push(delivered, end - start);
     }
   }
 

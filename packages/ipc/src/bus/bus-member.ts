@@ -25,6 +25,17 @@ export class BusMember {
   readonly counters = new ClientCounters();
   /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
   greeted = false;
+  /**
+   * Whether the client reads headers (it said so with FEATURES): until then the bus
+   * forwards it messages without theirs, as a client from before headers expects.
+   */
+  readsHeaders = false;
+  /**
+   * The send lane of the DELIVERs of this client's PUBLISH_IN_ORDER messages, at every
+   * subscriber: one lane keeps them in publish order. It starts with a dot, so no topic
+   * (the lane of the others) is ever the same string.
+   */
+  readonly orderLane: string;
   /** Names this client serves. */
   readonly serves = new Set<string>();
   /** Requests this client made that are in flight: its request id → the bus's call id. */
@@ -55,6 +66,7 @@ export class BusMember {
     onWritable: (member: BusMember) => void,
   ) {
     this.id = id;
+    this.orderLane = `.${id}`;
     this.peer = peer;
     this.link = new Link(port, {
       maxFrame: Math.min(INITIAL_MAX_FRAME, port.maxMessage),
