@@ -27,7 +27,7 @@ export default defineConfig(
     shims: true,
     splitting: false,
     treeshake: false,
-    external: ['@vring/core', 'msgpackr', 'rxjs'],
+    external: ['@vring/core', 'msgpackr', 'rxjs', 'nats'],
     tsconfig: 'tsconfig.json',
   })),
 );

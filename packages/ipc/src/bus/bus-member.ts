@@ -25,6 +25,11 @@ export class BusMember {
   readonly counters = new ClientCounters();
   /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
   greeted = false;
+  /**
+   * Whether the client is a bridge to other buses (see nats-bridge.ts): it never gets back
+   * what it published or requested itself, and its serving does not count as the bus's own.
+   */
+  bridge = false;
   /** Names this client serves. */
   readonly serves = new Set<string>();
   /** Requests this client made that are in flight: its request id → the bus's call id. */

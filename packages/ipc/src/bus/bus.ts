@@ -34,6 +34,7 @@ import {
   SubjectTally,
 } from './bus-stats.js';
 import { InProcessTransport } from './in-process-transport.js';
+import { type NatsBridge, type NatsBridgeOptions, startNatsBridge } from './nats-bridge.js';
 import type { QueueGroup } from './queue-group.js';
 import { isReserved, STATS_NAME } from './reserved-names.js';
 import { type Delivery, RouteTable } from './route-table.js';
@@ -64,6 +65,17 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
   highWaterMark?: number;
   /** Called with the typed error that disconnected a client. Default: one line on stderr. */
   onError?: (error: VringError, client: number) => void;
+  /**
+   * Bridges the bus to a NATS cluster (see {@link NatsBridgeOptions} and docs/bus.md,
+   * "Across hosts: the NATS bridge"). The `nats` package is loaded only then.
+   */
+  nats?: NatsBridgeOptions;
+}
+
+/** What a bridge learns from the bus: which names its own clients serve. @internal */
+export interface BridgeWatch {
+  /** `name` got its first responder among the bus's clients (`true`) or lost its last. */
+  served(name: string, served: boolean): void;
 }
 
 interface Call {
@@ -117,6 +129,8 @@ export class Bus implements AsyncDisposable {
   readonly path: string;
   /** Settles once the bus is closed and every client is gone. */
   readonly closed: Promise<void>;
+  /** The bridge to NATS, when {@link BusOptions.nats} asked for one. */
+  readonly nats: NatsBridge | undefined;
   readonly #backend: VhostUserBackend;
   readonly #options: BusOptions;
   readonly #codec = new MessageCodec();
@@ -135,6 +149,7 @@ export class Bus implements AsyncDisposable {
   #roundRobin = 0;
   #closing = false;
   #resolveClosed!: () => void;
+  #bridgeWatch: BridgeWatch | undefined;
   readonly #stats = { published: 0, delivered: 0, dropped: 0, requests: 0, rejected: 0 };
 
   /** @internal (use {@link createBus}) */
@@ -146,9 +161,14 @@ export class Bus implements AsyncDisposable {
     if (!Number.isSafeInteger(this.#highWaterMark) || this.#highWaterMark < 2) {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'highWaterMark must be an integer ≥ 2');
     }
-    this.closed = new Promise((resolve) => {
+    const clientsGone = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
+    this.nats = options.nats ? startNatsBridge(this, options.nats) : undefined;
+    const bridgeClosed = this.nats?.closed;
+    this.closed = bridgeClosed
+      ? Promise.all([clientsGone, bridgeClosed]).then(() => {})
+      : clientsGone;
     this.#backend = new VhostUserBackend(path, {
       notification: options.notification ?? 'adaptive',
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
@@ -198,7 +218,9 @@ export class Bus implements AsyncDisposable {
       });
     }
     clients.sort((a, b) => a.id - b.id);
-    return { totals: this.stats, clients, ...this.#subjects.snapshot() };
+    const report: BusReport = { totals: this.stats, clients, ...this.#subjects.snapshot() };
+    if (this.nats) report.nats = this.nats.stats;
+    return report;
   }
 
   /**
@@ -211,12 +233,33 @@ export class Bus implements AsyncDisposable {
   async connect(
     options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'> = {},
   ): Promise<BusClient> {
+    return this.#connect(options, false);
+  }
+
+  /**
+   * Connects the in-process client of a bridge (see {@link BusMember.bridge}); `watch`
+   * hears from then on which names the bus's own clients serve, and the names served now
+   * are returned. One bridge per bus. @internal
+   */
+  async connectBridge(watch: BridgeWatch): Promise<{ client: BusClient; served: string[] }> {
+    const client = await this.#connect({}, true);
+    this.#bridgeWatch = watch;
+    const served = [...this.#servers]
+      .filter(([, servers]) => servers.some((s) => !s.bridge))
+      .map(([name]) => name);
+    return { client, served };
+  }
+
+  async #connect(
+    options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'>,
+    bridge: boolean,
+  ): Promise<BusClient> {
     if (this.#closing) throw new VringError('ERR_VRING_CLOSED', 'the bus is closed');
     options.signal?.throwIfAborted();
     const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     // Capacity in frames, like a ring's 256 descriptors: a full client holds the bus back.
     const [clientEnd, busEnd] = InProcessTransport.pair(maxFrame, 256);
-    this.#attach(this.#nextLocal--, busEnd);
+    this.#attach(this.#nextLocal--, busEnd).bridge = bridge;
     const client = new BusClient(clientEnd, maxFrame, options);
     await client.ready(options.signal);
     return client;
@@ -226,6 +269,7 @@ export class Bus implements AsyncDisposable {
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
+    void this.nats?.close();
     this.#backend.close();
     for (const member of this.#members) {
       if (member.link.transport instanceof InProcessTransport) member.link.close();
@@ -240,7 +284,7 @@ export class Bus implements AsyncDisposable {
   }
 
   /** Makes a client of `transport`: `id` names it in errors and stats. */
-  #attach(id: number, transport: FramePort, peer?: PeerCredentials): void {
+  #attach(id: number, transport: FramePort, peer?: PeerCredentials): BusMember {
     const member = new BusMember(
       id,
       peer,
@@ -259,6 +303,7 @@ export class Bus implements AsyncDisposable {
       this.#detach(member);
     });
     member.link.resume();
+    return member;
   }
 
   #report(error: VringError, client: number): void {
@@ -418,7 +463,11 @@ export class Bus implements AsyncDisposable {
     // "topic, value" is forwarded as it came, copied straight from the ring into each
     // subscriber's send batch (into a buffer of its own only for one that must queue).
     const fields = body.subarray(fieldsAt);
-    for (const d of routes.deliveries) this.#deliver(member, d, topic, subject, fields, owned);
+    for (const d of routes.deliveries) {
+      // A bridge's publish came from other buses: handing it back would send it out again.
+      if (d.member === member && member.bridge) continue;
+      this.#deliver(member, d, topic, subject, fields, owned);
+    }
     for (const group of routes.groups) {
       // A member that is gone or full is passed over while another has room.
       const d = group.pick((to) => !to.link.done && !this.#full(to));
@@ -482,8 +531,10 @@ export class Bus implements AsyncDisposable {
     if (member.serves.has(name)) return;
     member.serves.add(name);
     const servers = this.#servers.get(name);
+    const first = !member.bridge && !servers?.some((s) => !s.bridge);
     if (servers) servers.push(member);
     else this.#servers.set(name, [member]);
+    if (first) this.#bridgeWatch?.served(name, true);
     // Two responders now: requests are spread again, so nobody goes around the bus.
     this.#revokeRoutes(name);
   }
@@ -493,6 +544,9 @@ export class Bus implements AsyncDisposable {
     const servers = this.#servers.get(name)!.filter((p) => p !== member);
     if (servers.length > 0) this.#servers.set(name, servers);
     else this.#servers.delete(name);
+    if (!member.bridge && this.#bridgeWatch && !servers.some((s) => !s.bridge)) {
+      this.#bridgeWatch.served(name, false);
+    }
     this.#revokeRoutes(name);
   }
 
@@ -588,7 +642,12 @@ export class Bus implements AsyncDisposable {
       throw malformed(`REQUEST: id ${requestId} is in flight`);
     }
     member.counters.requestsSent++;
-    const servers = this.#servers.get(name);
+    let servers = this.#servers.get(name);
+    // A bridge asks on behalf of other buses: asking itself would send the request out again.
+    if (servers && member.bridge && servers.includes(member)) {
+      servers = servers.filter((s) => s !== member);
+      if (servers.length === 0) servers = undefined;
+    }
     // Reserved names are never served by a client: only a request that finds no server
     // pays for the check.
     if (!servers && name === STATS_NAME) this.#answerOwn(member, requestId, this.report(), many);
