@@ -12,6 +12,7 @@ export {
   type BusClientEvent,
   type ConnectBusOptions,
   connectBus,
+  type PublishOptions,
 } from './bus/bus-client.js';
 export type { BusReport, BusStats, ClientStats, SubjectStats } from './bus/bus-stats.js';
 export {
@@ -37,4 +38,5 @@ export {
   type SubscribeOptions,
   Subscription,
 } from './subscription.js';
+export type { MessageHeaders } from './wire/headers.js';
 export type { BusFeature } from './wire/message-kinds.js';

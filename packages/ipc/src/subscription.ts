@@ -1,6 +1,7 @@
 import { VringError } from '@vring/core';
 import { Observable } from 'rxjs';
 import { Inbox } from './inbox.js';
+import type { MessageHeaders } from './wire/headers.js';
 
 /** One message delivered to a subscription. */
 export interface BusMessage<T = unknown> {
@@ -8,6 +9,8 @@ export interface BusMessage<T = unknown> {
   topic: string;
   /** The published value, as msgpack decoded it. */
   value: T;
+  /** The headers it was published with; absent when it had none. */
+  headers?: MessageHeaders;
 }
 
 /**

@@ -16,11 +16,17 @@ import { startBus } from './fixtures/bus-harness.js';
 const MAX_FRAME = 9216;
 const codec = new MessageCodec();
 
-test('the bus lists queue-groups, request-many and stats in its HELLO', async () => {
+test('the bus lists the features it supports in its HELLO', async () => {
   const h = startBus();
   try {
     const client = await h.connect();
-    for (const feature of ['queue-groups', 'request-many', 'stats', 'direct-routes'] as const) {
+    for (const feature of [
+      'queue-groups',
+      'request-many',
+      'stats',
+      'direct-routes',
+      'headers',
+    ] as const) {
       assert.ok(client.supports(feature), feature);
     }
   } finally {
@@ -53,7 +59,7 @@ test('a client from before the list reads the HELLO as it always did and carries
     assert.is(frame, MAX_FRAME);
     assert.equal(
       features,
-      ['queue-groups', 'request-many', 'stats', 'direct-routes'],
+      ['queue-groups', 'request-many', 'stats', 'direct-routes', 'headers'],
       'an extra, third element',
     );
     old.postValue(Kind.PUBLISH, ['t', 7], 1);
@@ -97,6 +103,8 @@ test('on a bus from before the features, a client refuses them with a typed erro
     );
     expectRefused(await rejection(lastValueFrom(client.requestMany('svc', 1))), 'request-many');
     expectRefused(await rejection(client.busReport()), 'stats');
+    expectRefused(await rejection(client.publish('jobs.1', 1, { headers: { a: 'b' } })), 'headers');
+    expectRefused(await rejection(client.request('svc', 1, { headers: { a: 'b' } })), 'headers');
 
     // What the older bus understands still works, and it never saw the new messages.
     client.subscribe('jobs.*');

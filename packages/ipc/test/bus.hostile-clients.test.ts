@@ -39,6 +39,16 @@ function frames(batch: MessageBatch, list: RawFrame[]): MessageBatch {
   return batch;
 }
 
+/** A message too large for one frame, as its two fragments. */
+function inTwoFragments(kind: number, stream: number, body: Uint8Array): RawFrame[] {
+  const half = body.byteLength >> 1;
+  const totalLength = body.byteLength;
+  return [
+    { kind, stream, flags: FLAG_FIRST, totalLength, body: body.subarray(0, half) },
+    { kind, stream, flags: FLAG_LAST, totalLength, offset: half, body: body.subarray(half) },
+  ];
+}
+
 const hello: RawFrame = { kind: Kind.HELLO, stream: 1, body: packr.pack([1, MAX_FRAME]) };
 const chunk = new Uint8Array(1000);
 
@@ -265,6 +275,67 @@ const cases: Array<{ name: string; send: RawFrame[]; code: string; reason?: stri
   {
     name: 'a direct-route address of 2 KiB',
     send: [{ kind: Kind.ROUTE, stream: 2, body: packr.pack(['/'.repeat(2048)]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a publish whose headers are not a map',
+    send: [{ kind: Kind.PUBLISH, stream: 2, body: packr.pack(['t', 1, ['a', 'b']]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a publish with a header whose value is a number',
+    send: [{ kind: Kind.PUBLISH, stream: 2, body: packr.pack(['t', 1, { a: 1 }]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a publish with a header of an empty name',
+    send: [{ kind: Kind.PUBLISH, stream: 2, body: packr.pack(['t', 1, { '': 'x' }]) }],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a publish with 65 headers',
+    send: [
+      {
+        kind: Kind.PUBLISH,
+        stream: 2,
+        body: packr.pack([
+          't',
+          1,
+          Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 'v'])),
+        ]),
+      },
+    ],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a request whose headers take more than 16 KiB',
+    send: [
+      { kind: Kind.SERVE, stream: 2, body: packr.pack(['svc']) },
+      ...inTwoFragments(Kind.REQUEST, 3, packr.pack([7, 'svc', 1, { big: 'x'.repeat(17_000) }])),
+    ],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'a reply whose headers claim more entries than there are bytes',
+    send: [
+      {
+        kind: Kind.REPLY,
+        stream: 2,
+        body: Uint8Array.from([0x94, 0x01, 0x00, 0x01, 0x8f, 0xa1, 0x61]),
+      },
+    ],
+    code: 'ERR_VRING_PROTOCOL',
+    reason: 'bad-envelope',
+  },
+  {
+    name: 'features that are not a list of names',
+    send: [{ kind: Kind.FEATURES, stream: 2, body: packr.pack([[1]]) }],
     code: 'ERR_VRING_PROTOCOL',
     reason: 'bad-envelope',
   },

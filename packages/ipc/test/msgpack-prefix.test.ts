@@ -5,6 +5,12 @@ import { VringError } from '@vring/core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MessageCodec } from '../src/message-codec.js';
+import {
+  checkHeaders,
+  MAX_HEADER_COUNT,
+  MAX_HEADER_NAME_BYTES,
+  MAX_HEADERS_BYTES,
+} from '../src/wire/headers.js';
 import { MAX_VALUE_DEPTH } from '../src/wire/message-kinds.js';
 import { MsgpackPrefixReader } from '../src/wire/msgpack-prefix.js';
 
@@ -75,6 +81,60 @@ test('map values, and array elements, may still be anything plain', () => {
     vouch([0x92, ...item, ...item]);
     assert.not.throws(() => codec.decode(Uint8Array.from([0x81, 0xa1, 0x6b, ...item])), name);
   }
+});
+
+/** Walks `headers` as the bus does, then checks it stopped at their end. */
+function vouchHeaders(bytes: Uint8Array): void {
+  const reader = new MsgpackPrefixReader(bytes);
+  reader.skipHeaders(MAX_HEADER_COUNT, MAX_HEADER_NAME_BYTES, MAX_HEADERS_BYTES);
+  reader.end();
+}
+
+test('headers the client sends are headers the bus forwards, up to every bound', () => {
+  const full = Object.fromEntries(
+    Array.from({ length: MAX_HEADER_COUNT }, (_, i) => [`h${i}`.padEnd(200, 'n'), 'v']),
+  );
+  // The count at its most, long names, and one value near the byte bound.
+  for (const headers of [
+    { a: 'b' },
+    {},
+    full,
+    { big: 'x'.repeat(16_000) },
+    { ['n'.repeat(MAX_HEADER_NAME_BYTES)]: 'v' },
+  ]) {
+    assert.ok(checkHeaders(headers) || Object.keys(headers).length === 0);
+    vouchHeaders(codec.encode(headers));
+    assert.equal(codec.decode(codec.encode(headers)), headers);
+  }
+});
+
+test('headers that are not a bounded map of strings are refused', () => {
+  const refused: Array<[string, unknown]> = [
+    ['an array', ['a', 'b']],
+    ['a number value', { a: 1 }],
+    ['a nil value', { a: null }],
+    ['an empty name', { '': 'x' }],
+    ['a name too long', { ['n'.repeat(MAX_HEADER_NAME_BYTES + 1)]: 'x' }],
+    [
+      'too many',
+      Object.fromEntries(Array.from({ length: MAX_HEADER_COUNT + 1 }, (_, i) => [`h${i}`, ''])),
+    ],
+    ['too many bytes', { big: 'x'.repeat(MAX_HEADERS_BYTES) }],
+  ];
+  for (const [name, headers] of refused) {
+    assert.throws(
+      () => vouchHeaders(codec.encode(headers)),
+      (e: VringError) => e.reason === 'bad-envelope',
+      name,
+    );
+    assert.throws(
+      () => checkHeaders(headers),
+      (e: VringError) => e.reason === 'bad-headers',
+      name,
+    );
+  }
+  // A map that claims more entries than it holds.
+  assert.throws(() => vouchHeaders(Uint8Array.from([0x82, 0xa1, 0x61, 0xa1, 0x62])), /truncated/);
 });
 
 test.run();

@@ -25,6 +25,7 @@ import {
   type SubscriptionOwner,
 } from '../subscription.js';
 import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
+import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { BUS_PROTOCOL_VERSION, type BusFeature, Kind, PolicyCode } from '../wire/message-kinds.js';
 import type { BusReport } from './bus-stats.js';
 import { DirectRouteListener } from './direct-route-listener.js';
@@ -63,6 +64,18 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
    * later. See docs/bus.md, "Direct routes".
    */
   directRoutes?: boolean;
+}
+
+/** Options of {@link BusClient.publish}. */
+export interface PublishOptions {
+  /** Aborting withdraws the message if none of it is in the ring yet. */
+  signal?: AbortSignal;
+  /**
+   * Headers sent with the message: each subscriber sees them in {@link BusMessage.headers}.
+   * Needs a bus that supports `headers` (else `ERR_VRING_FEATURE_MISMATCH`); subscribers
+   * from before headers get the message without them.
+   */
+  headers?: MessageHeaders;
 }
 
 /** What happened to a client's connection to its bus. */
@@ -248,14 +261,20 @@ export class BusClient implements AsyncDisposable {
       this.#updateKeepAlive();
       this.#checkQuiet();
     });
-    this.#responder = new Responder(this.#link, this.#codec, (event, name) => {
-      if (event === 'serve') this.#link.post(Kind.SERVE, this.#codec.encode([name]));
-      else if (event === 'unserve') this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
-      else if (event === 'busy') this.#link.pause('handlers');
-      else if (event === 'idle') this.#link.resume('handlers');
-      else this.#checkQuiet();
-      this.#updateKeepAlive();
-    });
+    this.#responder = new Responder(
+      this.#link,
+      this.#codec,
+      (event, name) => {
+        if (event === 'serve') this.#link.post(Kind.SERVE, this.#codec.encode([name]));
+        else if (event === 'unserve') this.#link.post(Kind.UNSERVE, this.#codec.encode([name]));
+        else if (event === 'busy') this.#link.pause('handlers');
+        else if (event === 'idle') this.#link.resume('handlers');
+        else this.#checkQuiet();
+        this.#updateKeepAlive();
+      },
+      // A bus from before headers would disconnect a responder whose reply had some.
+      { sendsHeaders: () => this.#busFeatures.has('headers') },
+    );
     this.closed = this.#link.closed.then((error) => {
       this.#shutDown(error ?? new VringError('ERR_VRING_CLOSED', 'bus client is closed'));
       return error;
@@ -274,10 +293,14 @@ export class BusClient implements AsyncDisposable {
    * the message is in the ring; waits while a `block` subscriber is full. Aborting withdraws
    * the message if none of it is in the ring yet (rejecting with the signal's reason).
    */
-  publish(topic: string, value: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
+  publish(topic: string, value: unknown, options: PublishOptions = {}): Promise<void> {
+    const { headers } = options;
     try {
       this.#checkedTopics.check(topic);
       if (isReserved(topic)) throw reservedError(topic);
+      if (headers !== undefined && this.#sendsHeaders(headers)) {
+        return this.#link.sendValue(Kind.PUBLISH, [topic, value, headers], topic, options.signal);
+      }
     } catch (error) {
       return Promise.reject(asArgumentError(error));
     }
@@ -344,6 +367,11 @@ export class BusClient implements AsyncDisposable {
    * or the responder went away), `ERR_VRING_CLOSED`, or the handler's own error code.
    */
   request<R = unknown>(name: string, value: unknown, options?: RequestOptions): Promise<R> {
+    try {
+      if (options?.headers !== undefined) this.#sendsHeaders(options.headers);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const routes = this.#routes;
     if (!routes) return this.#requester.request<R>(name, value, options);
     return routes.request<R>(name, value, options, () =>
@@ -372,6 +400,7 @@ export class BusClient implements AsyncDisposable {
   ): Replies<R> {
     try {
       this.#requireFeature('request-many');
+      if (options.headers !== undefined) this.#sendsHeaders(options.headers);
     } catch (error) {
       return replies<R>((sink) => {
         sink.fail(error as VringError);
@@ -410,6 +439,13 @@ export class BusClient implements AsyncDisposable {
     value: unknown,
     options?: RequestOptions,
   ): Observable<R> {
+    if (options?.headers !== undefined) {
+      try {
+        this.#sendsHeaders(options.headers);
+      } catch (error) {
+        return new RxObservable<R>((subscriber) => subscriber.error(error));
+      }
+    }
     const routes = this.#routes;
     if (!routes) return this.#requester.requestStream<R>(name, value, options);
     return routes.requestStream<R>(name, value, options, () =>
@@ -529,6 +565,17 @@ export class BusClient implements AsyncDisposable {
     );
   }
 
+  /**
+   * Whether `headers` has any to send; refuses headers that break the bounds, and headers
+   * for a bus that would not understand them.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT`, `ERR_VRING_FEATURE_MISMATCH`.
+   */
+  #sendsHeaders(headers: MessageHeaders): boolean {
+    if (!checkHeaders(headers)) return false;
+    this.#requireFeature('headers');
+    return true;
+  }
+
   #hello(): Uint8Array {
     return this.#codec.encode([BUS_PROTOCOL_VERSION, this.#maxFrame]);
   }
@@ -598,6 +645,10 @@ export class BusClient implements AsyncDisposable {
           });
         }
         this.#busFeatures = featuresOf(hello[2]);
+        // Until the bus knows we read headers it sends us messages without them.
+        if (this.#busFeatures.has('headers')) {
+          this.#link.post(Kind.FEATURES, this.#codec.encode([['headers']]));
+        }
         // Direct routes need a bus that has them: an older one would disconnect us for ROUTE.
         if (this.#routes && this.#busFeatures.has('direct-routes')) {
           this.#link.post(Kind.ROUTE, this.#routeOffer());
@@ -613,12 +664,19 @@ export class BusClient implements AsyncDisposable {
 
   #deliver(data: Uint8Array, start: number, end: number, owned: boolean): void {
     const message = this.#codec.decode(data, start, end, owned);
-    if (!Array.isArray(message) || message.length !== 3) throw protocolError('DELIVER');
+    if (!Array.isArray(message) || (message.length !== 3 && message.length !== 4)) {
+      throw protocolError('DELIVER');
+    }
     const [ids, topic, value] = message as [unknown, unknown, unknown];
     if (!Array.isArray(ids) || typeof topic !== 'string') throw protocolError('DELIVER fields');
+    // Only a message with headers has the property: the others keep their shape.
+    const delivered: BusMessage<unknown> =
+      message.length === 4
+        ? { topic, value, headers: receivedHeaders(message[3]) }
+        : { topic, value };
     for (const id of ids) {
       // A subscription just ended may still get messages the bus had sent.
-      this.#subscriptions.get(id as number)?.push({ topic, value }, end - start);
+      this.#subscriptions.get(id as number)?.push(delivered, end - start);
     }
   }
 

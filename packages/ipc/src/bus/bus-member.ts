@@ -30,6 +30,11 @@ export class BusMember {
    * what it published or requested itself, and its serving does not count as the bus's own.
    */
   bridge = false;
+  /**
+   * Whether the client reads headers (it said so with FEATURES): until then the bus
+   * forwards it messages without theirs, as a client from before headers expects.
+   */
+  readsHeaders = false;
   /** Names this client serves. */
   readonly serves = new Set<string>();
   /** Requests this client made that are in flight: its request id → the bus's call id. */

@@ -10,6 +10,7 @@ import {
 import { MessageCodec } from '../message-codec.js';
 import { checkTopic, TopicPattern } from '../topic.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
+import { MAX_HEADER_COUNT, MAX_HEADER_NAME_BYTES, MAX_HEADERS_BYTES } from '../wire/headers.js';
 import {
   BUS_FEATURES,
   BUS_PROTOCOL_VERSION,
@@ -37,7 +38,7 @@ import { InProcessTransport } from './in-process-transport.js';
 import { type NatsBridge, type NatsBridgeOptions, startNatsBridge } from './nats-bridge.js';
 import type { QueueGroup } from './queue-group.js';
 import { isReserved, STATS_NAME } from './reserved-names.js';
-import { type Delivery, RouteTable } from './route-table.js';
+import { type Delivery, deliverHeadWithHeaders, RouteTable } from './route-table.js';
 
 /**
  * Options of {@link createBus}. Who may attach: the socket file is `0600` and a client must
@@ -367,6 +368,14 @@ export class Bus implements AsyncDisposable {
         member.directAddress = address;
         return;
       }
+      case Kind.FEATURES: {
+        const [features] = this.#control(body, 1);
+        if (!Array.isArray(features) || !features.every((f) => typeof f === 'string')) {
+          throw malformed('FEATURES');
+        }
+        member.readsHeaders = features.includes('headers');
+        return;
+      }
       case Kind.PING: {
         // Messages from one client are handled in order: the answer says all before it were.
         const [id] = this.#control(body, 1);
@@ -444,7 +453,8 @@ export class Bus implements AsyncDisposable {
 
   #publish(member: BusMember, body: Uint8Array, owned: boolean): void {
     const reader = new MsgpackPrefixReader(body);
-    if (reader.arrayLength() !== 2) throw malformed('PUBLISH');
+    const elements = reader.arrayLength();
+    if (elements !== 2 && elements !== 3) throw malformed('PUBLISH');
     const fieldsAt = reader.offset;
     const topic = reader.string(MAX_NAME_BYTES);
     // A topic in the route cache was checked when it got there: no split per message.
@@ -454,6 +464,8 @@ export class Bus implements AsyncDisposable {
       routes = this.#routes.lookup(topic);
     }
     reader.skipValue(MAX_VALUE_DEPTH);
+    const valueEnd = reader.offset;
+    if (elements === 3) skipHeaders(reader);
     reader.end();
     this.#stats.published++;
     member.counters.published++;
@@ -462,19 +474,21 @@ export class Bus implements AsyncDisposable {
     subject.published++;
     // "topic, value" is forwarded as it came, copied straight from the ring into each
     // subscriber's send batch (into a buffer of its own only for one that must queue).
-    const fields = body.subarray(fieldsAt);
+    // With headers, "topic, value, headers" to those that read them.
+    const fields = body.subarray(fieldsAt, valueEnd);
+    const headed = elements === 3 ? body.subarray(fieldsAt) : undefined;
     for (const d of routes.deliveries) {
       // A bridge's publish came from other buses: handing it back would send it out again.
       if (d.member === member && member.bridge) continue;
-      this.#deliver(member, d, topic, subject, fields, owned);
+      this.#deliver(member, d, topic, subject, fields, headed, owned);
     }
     for (const group of routes.groups) {
       // A member that is gone or full is passed over while another has room.
       const d = group.pick((to) => !to.link.done && !this.#full(to));
-      if (d) this.#deliver(member, d, topic, subject, fields, owned);
+      if (d) this.#deliver(member, d, topic, subject, fields, headed, owned);
       else {
         const least = group.pickLeastQueued((to) => to.link.queued);
-        if (least) this.#deliver(member, least, topic, subject, fields, owned, group);
+        if (least) this.#deliver(member, least, topic, subject, fields, headed, owned, group);
       }
     }
   }
@@ -503,6 +517,7 @@ export class Bus implements AsyncDisposable {
     topic: string,
     subject: SubjectCounters,
     fields: Uint8Array,
+    headed: Uint8Array | undefined,
     owned: boolean,
     group?: QueueGroup<BusMember>,
   ): void {
@@ -524,7 +539,9 @@ export class Bus implements AsyncDisposable {
     // A publish arrives with others of its batch more often than alone: deliveries of this
     // turn go out together, not the first one by itself.
     to.link.deferToBatch();
-    to.link.post(Kind.DELIVER, fields, d.head, topic, !owned);
+    if (headed && to.readsHeaders) {
+      to.link.post(Kind.DELIVER, headed, deliverHeadWithHeaders(d), topic, !owned);
+    } else to.link.post(Kind.DELIVER, fields, d.head, topic, !owned);
   }
 
   #serve(member: BusMember, name: string): void {
@@ -560,7 +577,9 @@ export class Bus implements AsyncDisposable {
       requester.directAddress === undefined ||
       typeof responder.directAddress !== 'string' ||
       responder === requester ||
-      requester.routedNames.has(name)
+      requester.routedNames.has(name) ||
+      // Headers a requester may send would reach a responder that cannot read them.
+      (requester.readsHeaders && !responder.readsHeaders)
     ) {
       return;
     }
@@ -587,7 +606,7 @@ export class Bus implements AsyncDisposable {
   }
 
   #request(member: BusMember, body: Uint8Array, owned: boolean): void {
-    const { requestId, fields, servers, name } = this.#readRequest(member, body, false);
+    const { requestId, fields, headed, servers, name } = this.#readRequest(member, body, false);
     if (!servers) return;
     const responder = servers[this.#roundRobin++ % servers.length]!;
     this.#offerRoute(member, responder, name, servers);
@@ -597,12 +616,12 @@ export class Bus implements AsyncDisposable {
     responder.answering.add(callId);
     this.#stats.requests++;
     responder.counters.requestsServed++;
-    this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
+    this.#forward(member, responder, Kind.REQUEST, callId, fields, headed, owned);
   }
 
   /** A REQUEST_MANY: the same REQUEST to every client serving the name, a call each. */
   #requestMany(member: BusMember, body: Uint8Array, owned: boolean): void {
-    const { requestId, fields, servers } = this.#readRequest(member, body, true);
+    const { requestId, fields, headed, servers } = this.#readRequest(member, body, true);
     if (!servers) return;
     const fanOut: FanOut = { requester: member, requestId, calls: new Set() };
     member.fanOuts.set(requestId, fanOut);
@@ -614,22 +633,29 @@ export class Bus implements AsyncDisposable {
       responder.answering.add(callId);
       this.#stats.requests++;
       responder.counters.requestsServed++;
-      this.#forward(member, responder, Kind.REQUEST, callId, fields, owned);
+      this.#forward(member, responder, Kind.REQUEST, callId, fields, headed, owned);
     }
   }
 
   /**
    * Checks a REQUEST or REQUEST_MANY (`many`); answers it (and returns no servers) when the
    * name is the bus's own or when nobody serves it (NO_RESPONDERS). `fields` are its bytes
-   * from the name on.
+   * from the name to the end of the value; `headed`, with headers, from the name to the end.
    */
   #readRequest(
     member: BusMember,
     body: Uint8Array,
     many: boolean,
-  ): { requestId: number; fields: Uint8Array; servers: BusMember[] | undefined; name: string } {
+  ): {
+    requestId: number;
+    fields: Uint8Array;
+    headed: Uint8Array | undefined;
+    servers: BusMember[] | undefined;
+    name: string;
+  } {
     const reader = new MsgpackPrefixReader(body);
-    if (reader.arrayLength() !== 3) throw malformed('REQUEST');
+    const elements = reader.arrayLength();
+    if (elements !== 3 && elements !== 4) throw malformed('REQUEST');
     const requestId = reader.uint();
     const fieldsAt = reader.offset;
     const name = reader.string(MAX_NAME_BYTES);
@@ -637,6 +663,8 @@ export class Bus implements AsyncDisposable {
     // The bus vouches for what it forwards: garbage costs its sender the connection, never
     // the receiver.
     reader.skipValue(MAX_VALUE_DEPTH);
+    const valueEnd = reader.offset;
+    if (elements === 4) skipHeaders(reader);
     reader.end();
     if (member.requests.has(requestId) || member.fanOuts.has(requestId)) {
       throw malformed(`REQUEST: id ${requestId} is in flight`);
@@ -654,7 +682,9 @@ export class Bus implements AsyncDisposable {
     else if (!servers) {
       this.#replyError(member, requestId, 'ERR_VRING_NO_RESPONDERS', `nobody serves ${name}`);
     }
-    return { requestId, fields: body.subarray(fieldsAt), servers, name };
+    const fields = body.subarray(fieldsAt, valueEnd);
+    const headed = elements === 4 ? body.subarray(fieldsAt) : undefined;
+    return { requestId, fields, headed, servers, name };
   }
 
   /** Answers a request to a name of the bus's own: one value (a request-many: NEXT, END). */
@@ -687,24 +717,31 @@ export class Bus implements AsyncDisposable {
 
   #reply(member: BusMember, body: Uint8Array, owned: boolean): void {
     const reader = new MsgpackPrefixReader(body);
-    if (reader.arrayLength() !== 3) throw malformed('REPLY');
+    const elements = reader.arrayLength();
+    if (elements !== 3 && elements !== 4) throw malformed('REPLY');
     const callId = reader.uint();
     const fieldsAt = reader.offset;
     const status = reader.uint();
     if (status > ReplyStatus.ERROR) throw malformed('REPLY: status');
     const valueAt = reader.offset;
     reader.skipValue(MAX_VALUE_DEPTH);
+    const valueEnd = reader.offset;
+    if (elements === 4) skipHeaders(reader);
     reader.end();
     const call = this.#calls.get(callId);
     // A reply to a call cancelled meanwhile is late, not wrong.
     if (!call || call.responder !== member) return;
+    const headed = elements === 4 ? body.subarray(fieldsAt) : undefined;
     if (call.fanOut) {
-      this.#replyOfMany(member, callId, call, call.fanOut, status, body.subarray(valueAt), owned);
+      // The value, and its headers to a requester that reads them.
+      const withHeaders = headed !== undefined && call.requester.readsHeaders;
+      const value = withHeaders ? body.subarray(valueAt) : body.subarray(valueAt, valueEnd);
+      this.#replyOfMany(member, callId, call, call.fanOut, status, value, withHeaders, owned);
       return;
     }
     if (status !== ReplyStatus.NEXT) this.#endCall(callId, call);
-    const fields = body.subarray(fieldsAt);
-    this.#forward(member, call.requester, Kind.REPLY, call.requestId, fields, owned);
+    const fields = body.subarray(fieldsAt, valueEnd);
+    this.#forward(member, call.requester, Kind.REPLY, call.requestId, fields, headed, owned);
   }
 
   /**
@@ -719,13 +756,14 @@ export class Bus implements AsyncDisposable {
     fanOut: FanOut,
     status: number,
     value: Uint8Array,
+    withHeaders: boolean,
     owned: boolean,
   ): void {
     const { requester, requestId } = fanOut;
     const failed = status === ReplyStatus.ERROR;
     if (status !== ReplyStatus.END) {
       const head = new MsgpackPrefixWriter(prefixCapacity(2))
-        .arrayHeader(3)
+        .arrayHeader(withHeaders ? 4 : 3)
         .uint(requestId)
         .uint(failed ? ReplyStatus.ERROR : ReplyStatus.NEXT)
         .finish();
@@ -780,8 +818,9 @@ export class Bus implements AsyncDisposable {
   }
 
   /**
-   * Sends `[id, ...fields]` to `to` (fields not `owned` are a view of the ring); a full `to`
-   * holds `from` back (RPC never drops).
+   * Sends `[id, ...fields]` to `to`, or `[id, ...headed]` when there are headers and `to`
+   * reads them (fields not `owned` are a view of the ring); a full `to` holds `from` back
+   * (RPC never drops).
    */
   #forward(
     from: BusMember,
@@ -789,10 +828,16 @@ export class Bus implements AsyncDisposable {
     kind: number,
     id: number,
     fields: Uint8Array,
+    headed: Uint8Array | undefined,
     owned: boolean,
   ): void {
-    const head = new MsgpackPrefixWriter(prefixCapacity(1)).arrayHeader(3).uint(id).finish();
-    this.#send(from, to, fields, head, id, owned, kind);
+    // With the headers, to a client that reads them; else the message as it was before them.
+    const withHeaders = headed !== undefined && to.readsHeaders;
+    const head = new MsgpackPrefixWriter(prefixCapacity(1))
+      .arrayHeader(withHeaders ? 4 : 3)
+      .uint(id)
+      .finish();
+    this.#send(from, to, withHeaders ? headed : fields, head, id, owned, kind);
   }
 
   /** Posts `head` + `bytes` to `to` on lane `id`; a full `to` holds `from` back. */
@@ -896,4 +941,9 @@ export class Bus implements AsyncDisposable {
     for (const other of this.#members) other.blockedPublishers.delete(member);
     if (this.#closing && this.#members.size === 0) this.#resolveClosed();
   }
+}
+
+/** Walks a message's headers (see wire/headers.ts): the bus forwards only headers it checked. */
+function skipHeaders(reader: MsgpackPrefixReader): void {
+  reader.skipHeaders(MAX_HEADER_COUNT, MAX_HEADER_NAME_BYTES, MAX_HEADERS_BYTES);
 }

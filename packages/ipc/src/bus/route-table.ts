@@ -19,6 +19,8 @@ export interface Delivery<M> {
   member: M;
   /** The subscription ids, as the DELIVER prefix `[sids, ` already encoded. */
   head: Uint8Array;
+  /** The same prefix for a DELIVER with headers (`[sids, topic, value, headers]`), once needed. */
+  headWithHeaders: Uint8Array | undefined;
   sids: number[];
   /** Whether any of them has the `block` policy (then the publisher waits, else the bus drops). */
   block: boolean;
@@ -84,7 +86,13 @@ export class RouteTable<M> {
         this.#groups.set(key, group);
       }
       entry.group = group;
-      entry.asMember = { member, head: deliverHead([sid]), sids: [sid], block: !drop };
+      entry.asMember = {
+        member,
+        head: deliverHead([sid]),
+        headWithHeaders: undefined,
+        sids: [sid],
+        block: !drop,
+      };
       group.add(entry.asMember);
     }
     entries.set(sid, entry);
@@ -139,7 +147,7 @@ export class RouteTable<M> {
         block ||= !e.drop;
       }
       if (sids.length === 0) continue;
-      deliveries.push({ member, head: deliverHead(sids), sids, block });
+      deliveries.push({ member, head: deliverHead(sids), headWithHeaders: undefined, sids, block });
     }
     const groups: Array<QueueGroup<M>> = [];
     for (const group of this.#groups.values()) {
@@ -150,6 +158,21 @@ export class RouteTable<M> {
     this.#cache.set(topic, routes);
     return routes;
   }
+}
+
+/**
+ * The DELIVER prefix of `d` for a publish with headers: `[sids, ` under an array header of
+ * four elements, made the first time a publish with headers goes there.
+ */
+export function deliverHeadWithHeaders<M>(d: Delivery<M>): Uint8Array {
+  let head = d.headWithHeaders;
+  if (!head) {
+    head = Buffer.from(d.head);
+    // A fixarray header: 0x93 becomes 0x94.
+    head[0] = 0x94;
+    d.headWithHeaders = head;
+  }
+  return head;
 }
 
 /** DELIVER is [sids, topic, value]; the publish's "topic, value" follows this prefix. */

@@ -1,6 +1,7 @@
 import { VringError } from '@vring/core';
 import { Observable } from 'rxjs';
 import { Fifo } from '../fifo.js';
+import type { MessageHeaders } from '../wire/headers.js';
 import { ReplyStatus } from '../wire/message-kinds.js';
 import { fromWireError } from './remote-error.js';
 
@@ -20,6 +21,8 @@ export interface RequestManyOptions {
   stall?: number;
   /** Aborting ends the replies with `ERR_VRING_ABORTED` and cancels the responders' work. */
   signal?: AbortSignal;
+  /** Headers sent with the request to every responder (see `RequestOptions.headers`). */
+  headers?: MessageHeaders;
 }
 
 /**

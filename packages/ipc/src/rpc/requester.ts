@@ -3,6 +3,7 @@ import { Observable } from 'rxjs';
 import type { Link } from '../link/link.js';
 import type { MessageCodec } from '../message-codec.js';
 import { CheckedTopics } from '../topic.js';
+import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
 import { type Deadline, Deadlines } from './deadlines.js';
 import { fromWireError } from './remote-error.js';
@@ -18,6 +19,14 @@ export interface RequestOptions {
   timeout?: number;
   /** Aborting rejects the request with `ERR_VRING_ABORTED` and tells the responder to stop. */
   signal?: AbortSignal;
+  /**
+   * Headers sent with the request; its handler reads them in `context.headers`. On a bus,
+   * needs a bus that supports `headers` (else `ERR_VRING_FEATURE_MISMATCH`); on a Channel, a
+   * peer of this version or later.
+   */
+  headers?: MessageHeaders;
+  /** Called with the headers of each reply that has some (see `RequestContext.replyHeaders`). */
+  onReplyHeaders?: (headers: MessageHeaders) => void;
 }
 
 /** What a request's replies go to: a promise's settlers or an Observable's subscriber. */
@@ -101,7 +110,11 @@ export class Requester {
           Kind.REQUEST_MANY,
           name,
           value,
-          { timeout: Infinity, ...(signal && { signal }) },
+          {
+            timeout: Infinity,
+            ...(signal && { signal }),
+            ...(options.headers && { headers: options.headers }),
+          },
           sink,
         ),
       options,
@@ -143,13 +156,19 @@ export class Requester {
   /** Takes a REPLY message. @throws VringError `ERR_VRING_PROTOCOL` for a malformed one. */
   onReply(data: Uint8Array, start: number, end: number, owned: boolean): void {
     const reply = this.#codec.decode(data, start, end, owned);
-    if (!Array.isArray(reply) || reply.length !== 3) throw protocolError('not [id, status, value]');
+    if (!Array.isArray(reply) || (reply.length !== 3 && reply.length !== 4)) {
+      throw protocolError('not [id, status, value]');
+    }
     const [id, status, value] = reply as [unknown, unknown, unknown];
     if (typeof id !== 'number' || typeof status !== 'number' || status < 0 || status > 3) {
       throw protocolError('bad id or status');
     }
     // A reply to a request that timed out or was aborted is late, not wrong.
     const pending = this.#pending.get(id);
+    if (reply.length === 4) {
+      const headers = receivedHeaders(reply[3]);
+      if (pending instanceof Call) pending.onHeaders?.(headers);
+    }
     if (pending?.reply(status, value)) this.#finish(id);
   }
 
@@ -169,7 +188,7 @@ export class Requester {
     options: RequestOptions,
     pending: Pending,
   ): () => void {
-    const { signal } = options;
+    const { signal, headers } = options;
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     const id = this.#nextFreeId();
     try {
@@ -180,13 +199,16 @@ export class Requester {
       if (signal?.aborted) throw aborted(signal);
       if (this.#link.done) throw this.#link.closedError;
       // Encoded straight into the send batch; the reply cannot come before the call below is
-      // registered (it is read in a later turn).
-      this.#link.postValue(kind, [id, name, value], id);
+      // registered (it is read in a later turn). Headers, when there are some, go last.
+      if (headers !== undefined && checkHeaders(headers)) {
+        this.#link.postValue(kind, [id, name, value, headers], id);
+      } else this.#link.postValue(kind, [id, name, value], id);
     } catch (error) {
       pending.fail(error as VringError);
       return () => {};
     }
     const call = new Call(this, id, name, timeout, pending);
+    call.onHeaders = options.onReplyHeaders;
     // The link keeps the process alive while a request is out; the deadline need not.
     if (Number.isFinite(timeout)) call.deadline = this.#deadlines.add(timeout, call);
     if (signal) call.unwatch = onAbort(signal, () => call.cancel(aborted(signal)));
@@ -223,6 +245,8 @@ export class Requester {
 class Call implements Pending {
   deadline: Deadline | undefined = undefined;
   unwatch: (() => void) | undefined = undefined;
+  /** Takes the headers of the replies that have some. */
+  onHeaders: ((headers: MessageHeaders) => void) | undefined = undefined;
   #over = false;
 
   constructor(

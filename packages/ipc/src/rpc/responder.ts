@@ -3,6 +3,7 @@ import { isObservable, type Observable, type Subscription as RxSubscription } fr
 import type { Link } from '../link/link.js';
 import type { MessageCodec } from '../message-codec.js';
 import { checkTopic } from '../topic.js';
+import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
 import { toWireError } from './remote-error.js';
 
@@ -12,6 +13,13 @@ export interface RequestContext {
   readonly name: string;
   /** Aborted when the requester cancels (abort, timeout, unsubscribe) or goes away. */
   readonly signal: AbortSignal;
+  /** The headers the request came with, if any. */
+  readonly headers: MessageHeaders | undefined;
+  /**
+   * Headers to send with the replies from now on (each streamed value, and the last reply).
+   * A bus without `headers` support gets the replies without them.
+   */
+  replyHeaders: MessageHeaders | undefined;
 }
 
 /**
@@ -37,6 +45,8 @@ export interface ResponderOptions {
   maxConcurrent?: number;
   /** Stream replies queued unsent before a stream fails with `ERR_VRING_QUEUE_FULL` (default 1024). */
   maxQueuedReplies?: number;
+  /** Whether the peer reads reply headers now (default: always); else they are left out. */
+  sendsHeaders?: () => boolean;
 }
 
 /**
@@ -56,8 +66,13 @@ class Active implements RequestContext {
   #abort: AbortController | undefined;
   #reason: VringError | undefined;
 
+  replyHeaders: MessageHeaders | undefined = undefined;
+
   /** The handler's context is the request itself: no object per request for it. */
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    readonly headers: MessageHeaders | undefined,
+  ) {}
 
   get signal(): AbortSignal {
     if (!this.#abort) {
@@ -95,6 +110,7 @@ export class Responder {
   readonly #maxConcurrent: number;
   readonly #maxQueuedReplies: number;
   readonly #onChange: (event: ResponderEvent, name?: string) => void;
+  readonly #sendsHeaders: () => boolean;
   #busy = false;
 
   constructor(
@@ -108,6 +124,7 @@ export class Responder {
     this.#onChange = onChange;
     this.#maxConcurrent = options.maxConcurrent ?? 4096;
     this.#maxQueuedReplies = options.maxQueuedReplies ?? 1024;
+    this.#sendsHeaders = options.sendsHeaders ?? (() => true);
   }
 
   /** Requests being handled. */
@@ -154,7 +171,9 @@ export class Responder {
   /** Takes a REQUEST. @throws VringError `ERR_VRING_PROTOCOL` for a malformed one. */
   onRequest(data: Uint8Array, start: number, end: number, owned: boolean): void {
     const request = this.#codec.decode(data, start, end, owned);
-    if (!Array.isArray(request) || request.length !== 3) throw protocolError('request');
+    if (!Array.isArray(request) || (request.length !== 3 && request.length !== 4)) {
+      throw protocolError('request');
+    }
     const [id, name, value] = request as [unknown, unknown, unknown];
     if (typeof id !== 'number' || !Number.isInteger(id) || typeof name !== 'string') {
       throw protocolError('request id or name');
@@ -169,7 +188,8 @@ export class Responder {
       });
       return;
     }
-    const active = new Active(name);
+    const headers = request.length === 4 ? receivedHeaders(request[3]) : undefined;
+    const active = new Active(name, headers);
     this.#active.set(id, active);
     this.#updateBusy();
     this.#run(id, handler, value, active);
@@ -244,7 +264,7 @@ export class Responder {
           return;
         }
         queued++;
-        const sent = this.#send(id, ReplyStatus.NEXT, v);
+        const sent = this.#send(id, ReplyStatus.NEXT, v, active.replyHeaders);
         if (sent)
           void sent.then(
             () => queued--,
@@ -264,7 +284,7 @@ export class Responder {
         if (active.finished) return;
         if (next.done) break;
         // Waiting for each reply to reach the ring is the iterable's backpressure.
-        await this.#send(id, ReplyStatus.NEXT, next.value);
+        await this.#send(id, ReplyStatus.NEXT, next.value, active.replyHeaders);
       }
       this.#finish(id, ReplyStatus.END, null);
     } finally {
@@ -279,7 +299,7 @@ export class Responder {
     this.#active.delete(id);
     active.finish();
     this.#updateBusy();
-    this.#reply(id, status, value);
+    this.#reply(id, status, value, active.replyHeaders);
   }
 
   #stop(id: number, reason: VringError): void {
@@ -290,28 +310,50 @@ export class Responder {
     this.#updateBusy();
   }
 
-  #send(id: number, status: number, value: unknown): Promise<void> | undefined {
-    const body = this.#encodeReply(id, status, value);
+  #send(
+    id: number,
+    status: number,
+    value: unknown,
+    headers: MessageHeaders | undefined,
+  ): Promise<void> | undefined {
+    const body = this.#encodeReply(id, status, value, headers);
     return this.#link.done
       ? undefined
       : this.#link.send(Kind.REPLY, body, undefined, id).catch(() => {});
   }
 
-  #reply(id: number, status: number, value: unknown): void {
+  #reply(id: number, status: number, value: unknown, headers?: MessageHeaders): void {
     // The request id is the lane: a stream's replies arrive in order whatever their sizes.
     try {
-      this.#link.postValue(Kind.REPLY, [id, status, value], id);
+      if (this.#withHeaders(headers))
+        this.#link.postValue(Kind.REPLY, [id, status, value, headers], id);
+      else this.#link.postValue(Kind.REPLY, [id, status, value], id);
     } catch (error) {
       this.#link.post(Kind.REPLY, this.#unencodable(id, error), undefined, id);
     }
   }
 
-  #encodeReply(id: number, status: number, value: unknown): Uint8Array {
+  #encodeReply(
+    id: number,
+    status: number,
+    value: unknown,
+    headers: MessageHeaders | undefined,
+  ): Uint8Array {
     try {
+      if (this.#withHeaders(headers)) return this.#codec.encode([id, status, value, headers]);
       return this.#codec.encode([id, status, value]);
     } catch (error) {
       return this.#unencodable(id, error);
     }
+  }
+
+  /**
+   * Whether a reply goes with `headers`: there are some, and the peer reads them.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` for headers that break the bounds (the
+   * reply becomes that error).
+   */
+  #withHeaders(headers: MessageHeaders | undefined): headers is MessageHeaders {
+    return headers !== undefined && checkHeaders(headers) && this.#sendsHeaders();
   }
 
   /** The error reply that stands for a reply msgpack cannot encode. */
@@ -320,9 +362,11 @@ export class Responder {
       id,
       ReplyStatus.ERROR,
       toWireError(
-        new VringError('ERR_VRING_INVALID_ARGUMENT', 'the reply cannot be encoded as msgpack', {
-          cause: error,
-        }),
+        error instanceof VringError && error.reason === 'bad-headers'
+          ? error
+          : new VringError('ERR_VRING_INVALID_ARGUMENT', 'the reply cannot be encoded as msgpack', {
+              cause: error,
+            }),
       ),
     ]);
   }

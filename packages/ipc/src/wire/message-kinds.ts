@@ -17,17 +17,20 @@ export const Kind = {
   SUBSCRIBE: 3,
   /** Client → bus: `[sid]`. */
   UNSUBSCRIBE: 4,
-  /** Client → bus: `[topic, value]`. */
+  /** Client → bus: `[topic, value]`, or `[topic, value, headers]` (see wire/headers.ts). */
   PUBLISH: 5,
-  /** Bus → client: `[sids, topic, value]`, one message per client for all its matching subscriptions. */
+  /**
+   * Bus → client: `[sids, topic, value]` (`[sids, topic, value, headers]` for a publish
+   * with headers), one message per client for all its matching subscriptions.
+   */
   DELIVER: 6,
   /** Client → bus: `[name]`, this client answers requests for `name`. */
   SERVE: 7,
   /** Client → bus: `[name]`. */
   UNSERVE: 8,
-  /** Requester → responder: `[requestId, name, value]`. */
+  /** Requester → responder: `[requestId, name, value]`, or with `headers` last. */
   REQUEST: 9,
-  /** Responder → requester: `[requestId, status, value]` (see {@link ReplyStatus}). */
+  /** Responder → requester: `[requestId, status, value]` (see {@link ReplyStatus}), or with `headers` last. */
   REPLY: 10,
   /** Requester → responder: `[requestId]`, the requester no longer wants the reply. */
   CANCEL: 11,
@@ -49,6 +52,12 @@ export const Kind = {
    * responder at `address`; `[name, nil]` takes that back.
    */
   ROUTE: 16,
+  /**
+   * Client → bus: `[features]`, what this client reads beyond the first version (today
+   * `headers`): sent once the bus's HELLO has listed them. Until then the bus sends it
+   * messages without their headers.
+   */
+  FEATURES: 17,
 } as const;
 
 /** The `status` of a REPLY. */
@@ -74,7 +83,13 @@ export const BUS_PROTOCOL_VERSION = 1;
  * a client checks for a feature before it uses it, so that a bus without it refuses the
  * call clearly instead of disconnecting the client.
  */
-export const BUS_FEATURES = ['queue-groups', 'request-many', 'stats', 'direct-routes'] as const;
+export const BUS_FEATURES = [
+  'queue-groups',
+  'request-many',
+  'stats',
+  'direct-routes',
+  'headers',
+] as const;
 
 /** A feature a bus may list in its HELLO. */
 export type BusFeature = (typeof BUS_FEATURES)[number];

@@ -89,21 +89,7 @@ export class MsgpackPrefixReader {
 
   /** A UTF-8 string of at most `maxBytes` bytes. */
   string(maxBytes: number): string {
-    const b = this.#byte('string');
-    let length: number;
-    if (b >= 0xa0 && b <= 0xbf) length = b & 0x1f;
-    else if (b === 0xd9) length = this.#byte('string');
-    else if (b === 0xda) {
-      this.#need(2, 'string');
-      length = this.#view.getUint16(this.offset);
-      this.offset += 2;
-    } else if (b === 0xdb) {
-      this.#need(4, 'string');
-      length = this.#view.getUint32(this.offset);
-      this.offset += 4;
-    } else throw malformed('expected a string');
-    if (length > maxBytes) throw malformed(`a string of ${length} bytes (limit ${maxBytes})`);
-    this.#need(length, 'string');
+    const length = this.#stringLength(maxBytes);
     const start = this.offset;
     this.offset += length;
     const bytes = this.#bytes;
@@ -111,6 +97,47 @@ export class MsgpackPrefixReader {
     return bytes instanceof Buffer
       ? bytes.toString('utf8', start, start + length)
       : Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('utf8');
+  }
+
+  /**
+   * Walks message headers without decoding them: a map of at most `maxCount` entries whose
+   * names (1 to `maxNameBytes` bytes) and values are strings, `maxBytes` at most in all.
+   * @throws VringError `ERR_VRING_PROTOCOL` (reason `bad-envelope`).
+   */
+  skipHeaders(maxCount: number, maxNameBytes: number, maxBytes: number): void {
+    const start = this.offset;
+    const b = this.#byte('headers');
+    let count: number;
+    if (b >= 0x80 && b <= 0x8f) count = b & 0x0f;
+    else if (b === 0xde) count = this.#length(2);
+    else if (b === 0xdf) count = this.#length(4);
+    else throw malformed('headers: expected a map');
+    if (count > maxCount) throw malformed(`headers: more than ${maxCount}`);
+    for (let i = 0; i < count; i++) {
+      const nameLength = this.#stringLength(maxNameBytes);
+      if (nameLength === 0) throw malformed('headers: an empty name');
+      this.offset += nameLength;
+      const valueLength = this.#stringLength(maxBytes);
+      this.offset += valueLength;
+      if (this.offset - start > maxBytes) throw malformed(`headers: more than ${maxBytes} bytes`);
+    }
+  }
+
+  /**
+   * Reads a string's header, checks that its `length` bytes (at most `maxBytes`) are there,
+   * and returns the length; the cursor is then at the string's first byte.
+   */
+  #stringLength(maxBytes: number): number {
+    const b = this.#byte('string');
+    let length: number;
+    if (b >= 0xa0 && b <= 0xbf) length = b & 0x1f;
+    else if (b === 0xd9) length = this.#byte('string');
+    else if (b === 0xda) length = this.#length(2);
+    else if (b === 0xdb) length = this.#length(4);
+    else throw malformed('expected a string');
+    if (length > maxBytes) throw malformed(`a string of ${length} bytes (limit ${maxBytes})`);
+    this.#need(length, 'string');
+    return length;
   }
 
   /** The bytes from the cursor to the end: the fields still to come, undecoded. */
