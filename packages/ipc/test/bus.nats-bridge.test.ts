@@ -4,7 +4,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Packr } from 'msgpackr';
-import { connect, type NatsConnection } from 'nats';
+import { connect, headers, type NatsConnection } from 'nats';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -91,9 +91,18 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
       workersB.every((w) => w.pending > 0),
       'both workers take turns',
     );
+    // Headers cross with the message.
+    const headedOnB = b!.subscribe<number>('orders.headed');
+    await b!.flush();
+    await a!.publish('orders.headed', 1, { headers: { 'Trace-Id': 'abc' } });
+    const headed = await headedOnB.next();
+    assert.equal(headed.value?.headers, { 'Trace-Id': 'abc' });
 
     // RPC across hosts: served on A, requested on B (and the error codes carried over).
-    a!.serve<[number, number], number>('math.add', ([x, y]) => x + y);
+    a!.serve<[number, number], number>('math.add', ([x, y], context) => {
+      context.replyHeaders = { 'Added-By': 'A', ...context.headers };
+      return x + y;
+    });
     a!.serve('math.fail', () => {
       throw Object.assign(new Error('no such account'), { code: 'E_ACCOUNT' });
     });
@@ -103,6 +112,15 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
       'math.add to be reachable from B',
     );
     assert.is(sum, 5);
+    let replyHeaders: Record<string, string> | undefined;
+    const headedSum = await b!.request<number>('math.add', [1, 1], {
+      headers: { 'Trace-Id': 'xyz' },
+      onReplyHeaders: (h) => {
+        replyHeaders = { ...h };
+      },
+    });
+    assert.is(headedSum, 2);
+    assert.equal(replyHeaders, { 'Added-By': 'A', 'Trace-Id': 'xyz' });
     const fail = await rejection(b!.request('math.fail', null));
     assert.is(fail.code, 'E_ACCOUNT');
     assert.is(fail.message, 'no such account');
@@ -111,8 +129,8 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
     const [reportA, reportB] = await Promise.all([a!.busReport(), b!.busReport()]);
     assert.ok(reportA.nats!.exported >= 50, 'A exported its publishes');
     assert.ok(reportB.nats!.imported >= 50, 'B imported them');
-    assert.is(reportB.nats!.requestsOut, 3);
-    assert.is(reportA.nats!.requestsIn, 2);
+    assert.is(reportB.nats!.requestsOut, 4);
+    assert.is(reportA.nats!.requestsIn, 3);
     assert.ok(reportA.nats!.connected);
   } finally {
     for (const c of clients) c.close();
@@ -253,6 +271,11 @@ natsTest(
       }, 'the bridge to deliver NATS messages');
       const first = await events.next();
       assert.equal(first.value, { topic: 'events.login', value: { n: 1 } });
+      const natsHeaders = headers();
+      natsHeaders.set('Trace-Id', 'from-nats');
+      nc.publish('events.login', msgpack.pack({ n: 0 }), { headers: natsHeaders });
+      const headed = await events.next();
+      assert.equal(headed.value?.headers, { 'Trace-Id': 'from-nats' });
       // Not msgpack: counted, not delivered, and the bridge carries on.
       nc.publish('events.login', new TextEncoder().encode('{"n":2}'));
       nc.publish('events.login', msgpack.pack({ n: 3 }));

@@ -13,9 +13,10 @@ import type {
 } from 'nats';
 import { MessageCodec } from '../message-codec.js';
 import { fromWireError, toWireError, type WireError } from '../rpc/remote-error.js';
-import type { Service } from '../rpc/responder.js';
+import type { RequestContext, Service } from '../rpc/responder.js';
 import type { Subscription } from '../subscription.js';
 import { TopicPattern } from '../topic.js';
+import type { MessageHeaders } from '../wire/headers.js';
 import type { Bus } from './bus.js';
 import type { BusClient } from './bus-client.js';
 
@@ -356,7 +357,7 @@ export class NatsBridge {
     if (standIn && !service) {
       this.#standIns.set(
         name,
-        this.#client!.serve(name, (value) => this.#requestFromNats(name, value)),
+        this.#client!.serve(name, (value, context) => this.#requestFromNats(name, value, context)),
       );
     } else if (!standIn && service) {
       service.stop();
@@ -366,10 +367,43 @@ export class NatsBridge {
 
   /** Sends what the bus's clients publish on an exported pattern to NATS. */
   async #exportFrom(subscription: Subscription): Promise<void> {
-    for await (const { topic, value } of subscription) this.#send(topic, this.#codec.encode(value));
+    for await (const { topic, value, headers } of subscription) {
+      this.#send(topic, this.#codec.encode(value), headers);
+    }
   }
 
-  #send(subject: string, payload: Uint8Array): void {
+  /**
+   * A message's headers as NATS headers, with the bridge's origin. A name NATS does not take
+   * in a header (one with `:` or white space) is left out.
+   */
+  #toNats(headers: MessageHeaders | undefined): MsgHdrs {
+    if (headers === undefined) return this.#originHeaders;
+    const nats = this.#nats!.headers();
+    for (const [name, value] of Object.entries(headers)) {
+      try {
+        nats.set(name, value);
+      } catch {
+        // Not a NATS header name: it cannot cross.
+      }
+    }
+    nats.set(ORIGIN_HEADER, this.id);
+    return nats;
+  }
+
+  /** A NATS message's headers as the bus's, without the bridge's own (several values: joined by `,`). */
+  #fromNats(nats: MsgHdrs | undefined): MessageHeaders | undefined {
+    if (!nats) return undefined;
+    const headers: Record<string, string> = {};
+    let any = false;
+    for (const [name, values] of nats) {
+      if (name === ORIGIN_HEADER || name === ERROR_HEADER) continue;
+      headers[name] = values.join(',');
+      any = true;
+    }
+    return any ? headers : undefined;
+  }
+
+  #send(subject: string, payload: Uint8Array, headers: MessageHeaders | undefined): void {
     const connection = this.#connection!;
     if (this.#reconnecting) {
       const size = payload.byteLength + subject.length;
@@ -380,7 +414,7 @@ export class NatsBridge {
       this.#buffered += size;
     }
     try {
-      connection.publish(subject, payload, { headers: this.#originHeaders });
+      connection.publish(subject, payload, { headers: this.#toNats(headers) });
       this.#counts.exported++;
     } catch {
       // Closed: nothing will take it.
@@ -405,7 +439,8 @@ export class NatsBridge {
       try {
         // Awaited: a bus that holds its publishers back holds this subscription back, and
         // the NATS server then treats the bridge as a slow consumer.
-        await client.publish(msg.subject, value);
+        const headers = this.#fromNats(msg.headers);
+        await client.publish(msg.subject, value, headers ? { headers } : {});
         this.#counts.imported++;
       } catch {
         if (this.#closing) return;
@@ -420,39 +455,47 @@ export class NatsBridge {
     if (!msg.reply) return;
     this.#counts.requestsIn++;
     let reply: Uint8Array;
-    let headers: MsgHdrs | undefined;
+    let replyHeaders: MessageHeaders | undefined;
+    let headers: MsgHdrs;
     try {
       const value = this.#codec.decode(msg.data);
-      reply = this.#codec.encode(
-        await this.#client!.request(msg.subject, value, { timeout: this.#requestTimeout }),
-      );
+      const requestHeaders = this.#fromNats(msg.headers);
+      const answer = await this.#client!.request(msg.subject, value, {
+        timeout: this.#requestTimeout,
+        ...(requestHeaders && { headers: requestHeaders }),
+        onReplyHeaders: (h) => {
+          replyHeaders = h;
+        },
+      });
+      reply = this.#codec.encode(answer);
+      headers = this.#toNats(replyHeaders);
     } catch (error) {
       const wire = toWireError(error);
-      headers = this.#nats!.headers();
-      headers.set(ORIGIN_HEADER, this.id);
+      headers = this.#toNats({ ...replyHeaders });
       headers.set(ERROR_HEADER, wire.code);
       reply = this.#codec.encode(wire);
     }
     try {
-      msg.respond(reply, { headers: headers ?? this.#originHeaders });
+      msg.respond(reply, { headers });
     } catch {
       this.#counts.dropped++;
     }
   }
 
   /** A request of the bus's clients for an imported name nobody serves here: asks NATS. */
-  async #requestFromNats(name: string, value: unknown): Promise<unknown> {
+  async #requestFromNats(name: string, value: unknown, context: RequestContext): Promise<unknown> {
     this.#counts.requestsOut++;
     let msg: Msg;
     try {
       msg = await this.#connection!.request(name, this.#codec.encode(value), {
         timeout: this.#requestTimeout,
-        headers: this.#originHeaders,
+        headers: this.#toNats(context.headers),
       });
     } catch (error) {
       throw fromNatsError(error, name);
     }
     const failed = msg.headers?.get(ERROR_HEADER);
+    context.replyHeaders = this.#fromNats(msg.headers);
     let reply: unknown;
     try {
       reply = this.#codec.decode(msg.data);
