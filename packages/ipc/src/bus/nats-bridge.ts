@@ -27,6 +27,9 @@ export const ORIGIN_HEADER = 'Vring-Origin';
  * payload is the msgpack of `{ code, message, data? }`.
  */
 export const ERROR_HEADER = 'Vring-Error';
+/** Imported messages on their way into the bus before the bridge waits for them. */
+const IMPORT_WINDOW = 256;
+
 /** The NATS queue group of the bridges' RPC subscriptions: one bus answers each request. */
 export const RPC_QUEUE = 'vring.rpc';
 
@@ -425,6 +428,16 @@ export class NatsBridge {
   /** Delivers NATS messages on an imported pattern on the bus. */
   async #importFrom(subscription: NatsSubscription): Promise<void> {
     const client = this.#client!;
+    const delivered = () => {
+      this.#counts.imported++;
+    };
+    const refused = () => {
+      if (!this.#closing) this.#counts.rejected++;
+    };
+    // Publishes in flight: a window of them is awaited at a time, so that a bus holding its
+    // publishers back holds this subscription back (the NATS server then treats the bridge
+    // as a slow consumer), without a wait per message.
+    let window: Array<Promise<void>> = [];
     for await (const msg of subscription) {
       // A request is for a bridge that answers it, not a message to deliver.
       if (msg.reply) continue;
@@ -436,15 +449,14 @@ export class NatsBridge {
         this.#counts.rejected++;
         continue;
       }
-      try {
-        // Awaited: a bus that holds its publishers back holds this subscription back, and
-        // the NATS server then treats the bridge as a slow consumer.
-        const headers = this.#fromNats(msg.headers);
-        await client.publish(msg.subject, value, headers ? { headers } : {});
-        this.#counts.imported++;
-      } catch {
+      const headers = this.#fromNats(msg.headers);
+      window.push(
+        client.publish(msg.subject, value, headers ? { headers } : {}).then(delivered, refused),
+      );
+      if (window.length === IMPORT_WINDOW || subscription.getPending() === 0) {
+        await Promise.all(window);
+        window = [];
         if (this.#closing) return;
-        this.#counts.rejected++;
       }
     }
   }
