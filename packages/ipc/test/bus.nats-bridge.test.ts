@@ -28,6 +28,7 @@ import {
   createBus,
   ERROR_HEADER,
   ORIGIN_HEADER,
+  type VringError,
 } from '../src/index.js';
 
 const msgpack = new Packr({ useRecords: false });
@@ -59,6 +60,40 @@ async function take<T>(messages: AsyncIterable<BusMessage<T>>, count: number): P
   }
   return values;
 }
+
+test('bridge options that cannot work are refused at once with ERR_VRING_INVALID_ARGUMENT', () => {
+  const bad = [
+    { servers: [] },
+    { servers: 'nats://127.0.0.1:1', export: ['orders..new'] },
+    { servers: 'nats://127.0.0.1:1', import: ['a.>.b'] },
+    { servers: 'nats://127.0.0.1:1', reconnectBufferBytes: 0 },
+  ];
+  for (const nats of bad) {
+    try {
+      createBus(socketPath('bad'), { nats: nats as never });
+      assert.unreachable(`accepted ${JSON.stringify(nats)}`);
+    } catch (error) {
+      assert.is((error as VringError).code, 'ERR_VRING_INVALID_ARGUMENT', JSON.stringify(nats));
+    }
+  }
+});
+
+test('a bridge that cannot reach NATS says so, and its bus works and closes all the same', async () => {
+  const errors: VringError[] = [];
+  const bus = createBus(socketPath('lonely'), {
+    nats: { servers: 'nats://127.0.0.1:1', onError: (e) => errors.push(e) },
+  });
+  const failure = await rejection(bus.nats!.ready);
+  assert.is(failure.code, 'ERR_VRING_PEER_DISCONNECTED');
+  assert.is(errors.length, 1, 'reported once through onError');
+  const client = await bus.connect();
+  const echoes = client.subscribe<number>('local');
+  await client.flush();
+  await client.publish('local', 7);
+  assert.is((await echoes.next()).value?.value, 7);
+  assert.is(bus.report().nats?.connected, false);
+  await bus[Symbol.asyncDispose]();
+});
 
 natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RPC', async () => {
   const server = await startNatsServer();
