@@ -101,6 +101,7 @@ export const busCommand = defineCommand({
       `vring bus: listening on ${bus.path} (notification ${notification}); ` +
         'Ctrl-C or SIGTERM prints the counters and stops it',
     );
+    let bridgeFailed = false;
     if (bus.nats) {
       const bridge = bus.nats;
       bridge.ready.then(
@@ -110,7 +111,10 @@ export const busCommand = defineCommand({
               `import ${values.import ?? '-'}`,
           ),
         // The bridge printed why on stderr; without it, this is not the bus that was asked for.
-        () => process.kill(process.pid, 'SIGTERM'),
+        () => {
+          bridgeFailed = true;
+          process.kill(process.pid, 'SIGTERM');
+        },
       );
     }
     const signal = await stopped;
@@ -130,6 +134,6 @@ export const busCommand = defineCommand({
       );
     }
     await bus[Symbol.asyncDispose]();
-    return 0;
+    return bridgeFailed ? 1 : 0;
   },
 });
