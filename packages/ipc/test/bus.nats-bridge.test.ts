@@ -113,6 +113,8 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
     const workersB = [b!.subscribe<number>('orders.*', { queue: 'w' })];
     workersB.push(b!.subscribe<number>('orders.*', { queue: 'w' }));
     await Promise.all([a!.flush(), b!.flush()]);
+    // B's queue group is on an imported subject: B's bridge carries it over to NATS.
+    await until(async () => (await b!.busReport()).nats!.queueGroups === 1, 'the group carried');
     for (let i = 0; i < 50; i++) await a!.publish('orders.new', i);
     for (let i = 50; i < 100; i++) await b!.publish('orders.new', i);
     const expected = Array.from({ length: 100 }, (_, i) => i);
@@ -173,6 +175,81 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
     await server.kill();
   }
 });
+
+natsTest(
+  'a queue group with members on two hosts gets each NATS message once, on one host',
+  async () => {
+    const server = await startNatsServer();
+    const nats = { servers: server.url, import: ['jobs.>'] };
+    const buses = [
+      createBus(socketPath('qa'), { onError: () => {}, nats }),
+      createBus(socketPath('qb'), { onError: () => {}, nats }),
+    ];
+    const nc = await connect({ servers: server.url });
+    try {
+      await Promise.all(buses.map((b) => b.nats!.ready));
+      const clients = await Promise.all(buses.map((b) => b.connect()));
+      const workers = clients.flatMap((c) => [
+        c.subscribe<number>('jobs.*', { queue: 'workers' }),
+        c.subscribe<number>('jobs.*', { queue: 'workers' }),
+      ]);
+      // Plain subscribers still get every message.
+      const watchers = clients.map((c) => c.subscribe<number>('jobs.>'));
+      await Promise.all(clients.map((c) => c.flush()));
+      await until(() => buses.every((b) => b.nats!.stats.queueGroups === 1), 'the groups carried');
+      await until(async () => {
+        nc.publish('jobs.probe', msgpack.pack(-1));
+        await nc.flush();
+        await sleep(20);
+        return watchers.every((w) => w.pending > 0);
+      }, 'both bridges to receive');
+      const jobs = 200;
+      for (let i = 0; i < jobs; i++) nc.publish('jobs.run', msgpack.pack(i));
+      await nc.flush();
+      const taken = () => workers.reduce((n, w) => n + w.pending, 0);
+      await until(
+        () => watchers.every((w) => w.pending >= jobs) && taken() >= jobs,
+        'every job to reach the watchers and the workers',
+      );
+      await sleep(100); // a duplicate, if any, would be on its way
+      const jobsTaken: number[] = [];
+      const perHost = [0, 0];
+      for (const [i, w] of workers.entries()) {
+        while (w.pending > 0) {
+          const { value } = await w.next();
+          if (value!.value < 0) continue; // a probe
+          jobsTaken.push(value!.value);
+          perHost[i < 2 ? 0 : 1]!++;
+        }
+      }
+      assert.equal(
+        jobsTaken.sort((x, y) => x - y),
+        Array.from({ length: jobs }, (_, i) => i),
+        'each job once, across hosts',
+      );
+      assert.ok(
+        perHost.every((n) => n > 0),
+        `both hosts took jobs: ${perHost}`,
+      );
+      for (const w of watchers) {
+        const seen: number[] = [];
+        while (w.pending > 0) {
+          const { value } = await w.next();
+          if (value!.value >= 0) seen.push(value!.value);
+        }
+        assert.equal(
+          seen,
+          Array.from({ length: jobs }, (_, i) => i),
+          'a plain subscriber: all, once',
+        );
+      }
+    } finally {
+      await nc.close();
+      await Promise.all(buses.map((b) => b[Symbol.asyncDispose]()));
+      await server.kill();
+    }
+  },
+);
 
 natsTest('a timeout across hosts is ERR_VRING_TIMEOUT', async () => {
   const server = await startNatsServer();

@@ -77,6 +77,17 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
 export interface BridgeWatch {
   /** `name` got its first responder among the bus's clients (`true`) or lost its last. */
   served(name: string, served: boolean): void;
+  /** Queue subscriptions came or went: {@link Bus.queueGroups} may have changed. */
+  groupsChanged(): void;
+}
+
+/**
+ * Where a bridge client's publishes go (see {@link BusMember.bridgeRoute}): to plain
+ * subscriptions or not, and to which queue groups. @internal
+ */
+export interface BridgeRoute {
+  plain: boolean;
+  group(pattern: string, queue: string): boolean;
 }
 
 interface Call {
@@ -234,7 +245,7 @@ export class Bus implements AsyncDisposable {
   async connect(
     options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'> = {},
   ): Promise<BusClient> {
-    return this.#connect(options, false);
+    return this.#connect(options, undefined);
   }
 
   /**
@@ -242,9 +253,12 @@ export class Bus implements AsyncDisposable {
    * hears from then on which names the bus's own clients serve, and the names served now
    * are returned. One bridge per bus. @internal
    */
-  async connectBridge(watch: BridgeWatch): Promise<{ client: BusClient; served: string[] }> {
-    const client = await this.#connect({}, true);
-    this.#bridgeWatch = watch;
+  async connectBridge(
+    route: BridgeRoute,
+    watch?: BridgeWatch,
+  ): Promise<{ client: BusClient; served: string[] }> {
+    const client = await this.#connect({}, route);
+    if (watch) this.#bridgeWatch = watch;
     const served = [...this.#servers]
       .filter(([, servers]) => servers.some((s) => !s.bridge))
       .map(([name]) => name);
@@ -253,17 +267,24 @@ export class Bus implements AsyncDisposable {
 
   async #connect(
     options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'>,
-    bridge: boolean,
+    bridge: BridgeRoute | undefined,
   ): Promise<BusClient> {
     if (this.#closing) throw new VringError('ERR_VRING_CLOSED', 'the bus is closed');
     options.signal?.throwIfAborted();
     const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     // Capacity in frames, like a ring's 256 descriptors: a full client holds the bus back.
     const [clientEnd, busEnd] = InProcessTransport.pair(maxFrame, 256);
-    this.#attach(this.#nextLocal--, busEnd).bridge = bridge;
+    const member = this.#attach(this.#nextLocal--, busEnd);
+    member.bridge = bridge !== undefined;
+    member.bridgeRoute = bridge;
     const client = new BusClient(clientEnd, maxFrame, options);
     await client.ready(options.signal);
     return client;
+  }
+
+  /** The queue groups of the bus's clients, by pattern and queue name. @internal */
+  queueGroups(): Array<{ pattern: string; queue: string }> {
+    return this.#routes.queueGroups();
   }
 
   /** Stops accepting clients and disconnects every one. Idempotent. */
@@ -339,12 +360,14 @@ export class Bus implements AsyncDisposable {
           this.#name(queue);
         }
         this.#routes.add(member, sid, this.#pattern(pattern), policy === PolicyCode.drop, queue);
+        if (queue !== undefined) this.#bridgeWatch?.groupsChanged();
         return;
       }
       case Kind.UNSUBSCRIBE: {
         const [sid] = this.#control(body, 1);
         if (typeof sid !== 'number') throw malformed('UNSUBSCRIBE');
         this.#routes.remove(member, sid);
+        this.#bridgeWatch?.groupsChanged();
         return;
       }
       case Kind.SERVE:
@@ -477,12 +500,17 @@ export class Bus implements AsyncDisposable {
     // With headers, "topic, value, headers" to those that read them.
     const fields = body.subarray(fieldsAt, valueEnd);
     const headed = elements === 3 ? body.subarray(fieldsAt) : undefined;
-    for (const d of routes.deliveries) {
-      // A bridge's publish came from other buses: handing it back would send it out again.
-      if (d.member === member && member.bridge) continue;
-      this.#deliver(member, d, topic, subject, fields, headed, owned);
+    // A bridge's publish came from other buses: see BusMember.bridgeRoute for where it goes.
+    const bridgeRoute = member.bridgeRoute;
+    if (!bridgeRoute || bridgeRoute.plain) {
+      for (const d of routes.deliveries) {
+        // Handing a bridge back its own publish would send it out again.
+        if (d.member === member && bridgeRoute) continue;
+        this.#deliver(member, d, topic, subject, fields, headed, owned);
+      }
     }
     for (const group of routes.groups) {
+      if (bridgeRoute && !bridgeRoute.group(group.pattern.source, group.queue)) continue;
       // A member that is gone or full is passed over while another has room.
       const d = group.pick((to) => !to.link.done && !this.#full(to));
       if (d) this.#deliver(member, d, topic, subject, fields, headed, owned);
@@ -908,6 +936,7 @@ export class Bus implements AsyncDisposable {
   #detach(member: BusMember): void {
     this.#members.delete(member);
     this.#routes.removeMember(member);
+    this.#bridgeWatch?.groupsChanged();
     for (const name of member.routedNames) {
       const told = this.#routed.get(name);
       told?.delete(member);

@@ -93,6 +93,8 @@ export interface NatsBridgeStats {
   rejected: number;
   /** The reconnect buffer's size in bytes ({@link NatsBridgeOptions.reconnectBufferBytes}). */
   reconnectBufferBytes: number;
+  /** The bus's queue groups on imported subjects, carried over as NATS queue subscriptions. */
+  queueGroups: number;
 }
 
 type NatsModule = typeof import('nats');
@@ -116,6 +118,34 @@ function positive(value: number | undefined, fallback: number, what: string): nu
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) throw invalid(`${what} must be a positive number`);
   return value;
+}
+
+/** What names a queue group: its pattern and queue name. */
+function groupKey(pattern: string, queue: string): string {
+  return `${queue}\u0000${pattern}`;
+}
+
+/** Whether every subject that pattern `inner` matches, pattern `outer` matches too. */
+function covers(outer: string[], inner: string[]): boolean {
+  for (let i = 0; i < outer.length; i++) {
+    // A final `>` takes one token or more: `inner` has at least one from here.
+    if (outer[i] === '>') return i < inner.length;
+    if (i >= inner.length || inner[i] === '>') return false;
+    if (outer[i] !== '*' && outer[i] !== inner[i]) return false;
+  }
+  return outer.length === inner.length;
+}
+
+/**
+ * The subject a queue group of `pattern` on an imported `imported` subscribes to on NATS:
+ * the narrower of the two, when one covers the other (else the group is not carried).
+ */
+function narrower(imported: string, pattern: string): string | undefined {
+  const a = imported.split('.');
+  const b = pattern.split('.');
+  if (covers(a, b)) return pattern;
+  if (covers(b, a)) return imported;
+  return undefined;
 }
 
 /** A NATS request's failure as the bus's requesters know failures. */
@@ -168,6 +198,10 @@ export class NatsBridge {
   readonly #servedHere = new Set<string>();
   /** NATS subscriptions answering requests for names served here and exported. */
   readonly #answering = new Map<string, NatsSubscription>();
+  /** The bus's queue groups carried over to NATS queue subscriptions, by {@link groupKey}. */
+  readonly #carried = new Map<string, { client: BusClient; subscriptions: NatsSubscription[] }>();
+  /** Carrying groups over, one change after the other. */
+  #groupsWork: Promise<void> = Promise.resolve();
   /** Services on the bus standing in for the cluster's responders of imported names. */
   readonly #standIns = new Map<string, Service>();
   readonly #counts = {
@@ -236,6 +270,7 @@ export class NatsBridge {
       server: connection?.getServer() ?? '',
       ...this.#counts,
       reconnectBufferBytes: this.#bufferLimit,
+      queueGroups: this.#carried.size,
     };
   }
 
@@ -249,6 +284,9 @@ export class NatsBridge {
 
   async #shutDown(): Promise<void> {
     await this.ready.catch(() => {});
+    await this.#groupsWork;
+    for (const carried of this.#carried.values()) carried.client.close();
+    this.#carried.clear();
     for (const service of this.#standIns.values()) service.stop();
     this.#standIns.clear();
     this.#client?.close();
@@ -296,19 +334,29 @@ export class NatsBridge {
     origin.set(ORIGIN_HEADER, this.id);
     this.#originHeaders = origin;
     void this.#watchStatus(connection);
-    const { client, served } = await this.#bus.connectBridge({
+    const route = {
+      plain: true,
+      // A carried group's share of NATS messages comes through its own queue subscription.
+      group: (pattern: string, queue: string) => !this.#carried.has(groupKey(pattern, queue)),
+    };
+    const { client, served } = await this.#bus.connectBridge(route, {
       served: (name, isServed) => {
         if (isServed) this.#servedHere.add(name);
         else this.#servedHere.delete(name);
         if (this.#started) this.#reconcile(name);
       },
+      groupsChanged: () => this.#groupsChanged(),
     });
     this.#client = client;
     if (this.#closing) return;
     for (const name of served) this.#servedHere.add(name);
     for (const pattern of this.#export) void this.#exportFrom(client.subscribe(pattern.source));
-    for (const pattern of this.#import) void this.#importFrom(connection.subscribe(pattern.source));
+    for (const pattern of this.#import) {
+      this.#background(this.#importFrom(connection.subscribe(pattern.source), client));
+    }
     this.#started = true;
+    this.#groupsChanged();
+    await this.#groupsWork;
     for (const name of new Set([...this.#servedHere, ...this.#importedNames])) {
       this.#reconcile(name);
     }
@@ -368,10 +416,81 @@ export class NatsBridge {
     }
   }
 
+  #groupsChanged(): void {
+    if (!this.#started || this.#closing) return;
+    this.#groupsWork = this.#groupsWork.then(() => this.#carryGroups()).catch(this.#failed);
+  }
+
+  /** Reports what failed in the background, unless the bridge is closing anyway. */
+  readonly #failed = (error: unknown) => {
+    if (this.#closing) return;
+    this.#onError(
+      error instanceof VringError
+        ? error
+        : new VringError('ERR_VRING_PEER_DISCONNECTED', 'the bridge failed', { cause: error }),
+    );
+  };
+
+  #background(work: Promise<void>): void {
+    work.catch(this.#failed);
+  }
+
+  /**
+   * Brings the carried queue groups in line with the bus's: each queue group on an imported
+   * subject has a NATS queue subscription of the same queue name (on the narrower of its
+   * pattern and the import's), and a bus client of the bridge that delivers what it brings
+   * to that group alone. NATS gives each message to one subscription of a queue name, so
+   * one bus among those with the group, and that bus to one member.
+   */
+  async #carryGroups(): Promise<void> {
+    const wanted = new Map<string, { queue: string; subjects: string[] }>();
+    for (const { pattern, queue } of this.#bus.queueGroups()) {
+      const subjects = this.#import
+        .map((i) => narrower(i.source, pattern))
+        .filter((p): p is string => p !== undefined);
+      if (subjects.length > 0) wanted.set(groupKey(pattern, queue), { queue, subjects });
+    }
+    for (const [key, carried] of this.#carried) {
+      if (wanted.has(key)) continue;
+      this.#carried.delete(key);
+      for (const subscription of carried.subscriptions) subscription.unsubscribe();
+      carried.client.close();
+    }
+    for (const [key, { queue, subjects }] of wanted) {
+      if (this.#carried.has(key) || this.#closing) continue;
+      let client: BusClient;
+      try {
+        ({ client } = await this.#bus.connectBridge({
+          plain: false,
+          group: (pattern, name) => groupKey(pattern, name) === key,
+        }));
+      } catch {
+        return; // the bus is closing
+      }
+      const connection = this.#connection!;
+      const subscriptions = subjects.map((subject) => connection.subscribe(subject, { queue }));
+      for (const subscription of subscriptions) {
+        this.#background(this.#importFrom(subscription, client));
+      }
+      // The group leaves the bridge's plain subscriptions once the server has its queue
+      // subscription (or a while later if it does not answer): a message may reach the
+      // group twice meanwhile, but none is lost to it.
+      await Promise.race([
+        connection.flush().catch(() => {}),
+        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
+      this.#carried.set(key, { client, subscriptions });
+    }
+  }
+
   /** Sends what the bus's clients publish on an exported pattern to NATS. */
   async #exportFrom(subscription: Subscription): Promise<void> {
-    for await (const { topic, value, headers } of subscription) {
-      this.#send(topic, this.#codec.encode(value), headers);
+    try {
+      for await (const { topic, value, headers } of subscription) {
+        this.#send(topic, this.#codec.encode(value), headers);
+      }
+    } catch {
+      // The bus closed under the bridge: it is closing too.
     }
   }
 
@@ -426,8 +545,7 @@ export class NatsBridge {
   }
 
   /** Delivers NATS messages on an imported pattern on the bus. */
-  async #importFrom(subscription: NatsSubscription): Promise<void> {
-    const client = this.#client!;
+  async #importFrom(subscription: NatsSubscription, client: BusClient): Promise<void> {
     const delivered = () => {
       this.#counts.imported++;
     };
