@@ -120,6 +120,18 @@ function positive(value: number | undefined, fallback: number, what: string): nu
   return value;
 }
 
+/** Waits for the server to have what `connection` sent, a second at most. */
+async function flushed(connection: NatsConnection): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    connection.flush().catch(() => {}),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, 1000);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 /** What names a queue group: its pattern and queue name. */
 function groupKey(pattern: string, queue: string): string {
   return `${queue}\u0000${pattern}`;
@@ -293,12 +305,7 @@ export class NatsBridge {
     const connection = this.#connection;
     if (!connection || connection.isClosed()) return;
     // Flushed only when there is a server to take it: a reconnecting client would wait.
-    if (!this.#reconnecting) {
-      await Promise.race([
-        connection.flush().catch(() => {}),
-        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
-      ]);
-    }
+    if (!this.#reconnecting) await flushed(connection);
     await connection.close().catch(() => {});
   }
 
@@ -343,7 +350,13 @@ export class NatsBridge {
       served: (name, isServed) => {
         if (isServed) this.#servedHere.add(name);
         else this.#servedHere.delete(name);
-        if (this.#started) this.#reconcile(name);
+        if (!this.#started || this.#closing) return;
+        // Called from the bus's message handling: a failure here is the bridge's, not the bus's.
+        try {
+          this.#reconcile(name);
+        } catch (error) {
+          this.#failed(error);
+        }
       },
       groupsChanged: () => this.#groupsChanged(),
     });
@@ -475,10 +488,7 @@ export class NatsBridge {
       // The group leaves the bridge's plain subscriptions once the server has its queue
       // subscription (or a while later if it does not answer): a message may reach the
       // group twice meanwhile, but none is lost to it.
-      await Promise.race([
-        connection.flush().catch(() => {}),
-        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
-      ]);
+      await flushed(connection);
       this.#carried.set(key, { client, subscriptions });
     }
   }
