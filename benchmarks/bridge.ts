@@ -155,11 +155,13 @@ async function main(): Promise<void> {
     const bridgeRtt = await latency(() => b.request('bench.echo', payload));
     const report = await b.busReport();
 
+    const cell = (text: string, width: number) => text.padStart(width);
     const row = (name: string, rate: number, [p50, p99]: [number, number]) =>
-      `| ${name.padEnd(34)} | ${Math.round(rate).toLocaleString('en').padStart(9)} | ${p50.toFixed(0).padStart(6)} | ${p99.toFixed(0).padStart(6)} |`;
+      `| ${name.padEnd(34)} | ${cell(Math.round(rate).toLocaleString('en'), 9)} | ` +
+      `${cell(p50.toFixed(0), 10)} | ${cell(p99.toFixed(0), 10)} |`;
     console.log(`\nNATS bridge, ${size}-byte values, ${messages} messages, ${requests} requests`);
     console.log(`| ${'path'.padEnd(34)} |     msg/s | RTT p50 µs | RTT p99 µs |`);
-    console.log(`| ${'-'.repeat(34)} | --------: | ------: | ------: |`);
+    console.log(`| ${'-'.repeat(34)} | --------: | ---------: | ---------: |`);
     console.log(row('bus alone (two clients of B)', busRate, busRtt));
     console.log(row('NATS alone (two nats clients)', natsRate, natsRtt));
     console.log(row('bridged (A → nats-server → B)', bridgeRate, bridgeRtt));
