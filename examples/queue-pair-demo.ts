@@ -11,21 +11,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  DeviceQueuePair,
-  DriverQueuePair,
-  FdServer,
-  FdSocket,
-  MessageBatch,
-  type QueuePairDescriptor,
-} from '@vring/core';
+import { acceptQueuePair, FdServer, FdSocket, MessageBatch, offerQueuePair } from '@vring/core';
 
 async function echoChild(socketPath: string): Promise<void> {
   const socket = await FdSocket.connect(socketPath);
-  const { data, fds } = await socket.receive();
-  const device = DeviceQueuePair.attach(JSON.parse(data.toString()) as QueuePairDescriptor, fds, {
-    lifeline: socket,
-  });
+  const device = await acceptQueuePair(socket);
   const batch = new MessageBatch();
   try {
     for (;;) {
@@ -48,9 +38,8 @@ async function parent(count: number): Promise<void> {
   const socket = await server.accept();
   server.close();
 
-  const pair = DriverQueuePair.create({ lifeline: socket });
+  const pair = await offerQueuePair(socket);
   const { descriptor, fds } = pair.share();
-  await socket.send(Buffer.from(JSON.stringify(descriptor)), fds);
   console.log(
     `parent ${process.pid} → child ${child.pid}: queue pair of ${descriptor.queueSize} × ` +
       `${descriptor.bufferSize} B buffers in a ${descriptor.regionSize / 1024} KiB memfd, ` +

@@ -82,8 +82,8 @@ const standalone = [
   'bus-standalone-event',
   'bus-standalone-adaptive',
   'bus-standalone-poll',
-  'bus-direct-event',
-  'bus-direct-adaptive',
+  'bus-relayed-event',
+  'bus-relayed-adaptive',
 ];
 
 /** The RPC and pub/sub targets against a socket and against NATS. */

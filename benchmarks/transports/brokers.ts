@@ -91,12 +91,19 @@ interface Launch {
   ready(child: ChildProcess): Promise<boolean>;
 }
 
+/**
+ * Extra Node flags for a standalone `vring bus`, e.g.
+ * VRING_BENCH_BROKER_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/p" to profile the broker.
+ */
+const brokerNodeFlags = (process.env.VRING_BENCH_BROKER_FLAGS ?? '').split(' ').filter(Boolean);
+
 async function launch(broker: Broker, path: string): Promise<Launch> {
   if (broker.kind === 'vring-bus') {
     const ipc = dirname(createRequire(import.meta.url).resolve('@vring/ipc/package.json'));
     return {
       argv: [
         process.execPath,
+        ...brokerNodeFlags,
         join(ipc, 'bin', 'vring.js'),
         'bus',
         '--socket',

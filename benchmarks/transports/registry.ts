@@ -25,9 +25,9 @@ export const registry: Record<string, () => Promise<Transport>> = {
     (await import('./vring-bus.js')).vringBus('adaptive', 'standalone'),
   'bus-standalone-poll': async () =>
     (await import('./vring-bus.js')).vringBus('poll', 'standalone'),
-  'bus-direct-event': async () => (await import('./vring-bus.js')).vringBus('event', 'direct'),
-  'bus-direct-adaptive': async () =>
-    (await import('./vring-bus.js')).vringBus('adaptive', 'direct'),
+  'bus-relayed-event': async () => (await import('./vring-bus.js')).vringBus('event', 'relayed'),
+  'bus-relayed-adaptive': async () =>
+    (await import('./vring-bus.js')).vringBus('adaptive', 'relayed'),
   'channel-rpc-event': async () =>
     (await import('./vring-channel-rpc.js')).vringChannelRpc('event'),
   'channel-rpc-adaptive': async () =>

@@ -9,12 +9,12 @@
 // - standalone: the bus is a process of its own, `vring bus --socket P --notification M`
 //   (the @vring/ipc command, started by the runner as the case's broker), and the
 //   publisher / server attaches to it with `connectBus` like everyone else, as a broker
-//   is used. Fan-out: N + 2 processes. RPC: 3 processes, each request crossing four rings
-//   (client → bus → server and back).
+//   is used, with connectBus's defaults: direct routes on, so that after the first request
+//   through the bus the client and the server talk over a queue pair of their own (two
+//   rings per request). Fan-out: N + 2 processes. RPC: 3 processes.
 //
-// - direct: standalone, with every client taking part in direct routes (RPC only): after the
-//   first request through the bus, the client and the server talk over a queue pair of
-//   their own (ConnectBusOptions.directRoutes).
+// - relayed: standalone with direct routes turned off (RPC only): each request crosses four
+//   rings (client → bus → server and back), the cost of the bus's hop.
 //
 // The bus and every client run in the same notification mode.
 import type { NotificationMode } from '@vring/core';
@@ -25,12 +25,12 @@ import type { Payload } from './payload.js';
 import { modeLabel, type PeerArgs, type Transport } from './transport.js';
 import { sendWindow, windowed } from './value-scenarios.js';
 
-type Topology = 'hosted' | 'standalone' | 'direct';
+type Topology = 'hosted' | 'standalone' | 'relayed';
 
 /** How every client of a case connects. */
 const clientOptions = (mode: NotificationMode, topology: Topology) => ({
   notification: mode,
-  directRoutes: topology === 'direct',
+  ...(topology === 'relayed' && { directRoutes: false }),
 });
 
 const DATA = 'bench.data';
@@ -195,7 +195,7 @@ export function vringBus(mode: NotificationMode, topology: Topology): Transport 
   const what = {
     hosted: 'hosted by publisher / server',
     standalone: 'standalone `vring bus`',
-    direct: 'standalone `vring bus`, direct routes',
+    relayed: 'standalone `vring bus`, direct routes off',
   }[topology];
   return {
     name: topology === 'hosted' ? `bus-${mode}` : `bus-${topology}-${mode}`,
@@ -206,7 +206,7 @@ export function vringBus(mode: NotificationMode, topology: Topology): Transport 
         ? { processes: 'pair' }
         : { processes: 'pair', broker: { kind: 'vring-bus', notification: mode } },
     // Direct routes serve requests only.
-    scenarios: mode === 'poll' || topology === 'direct' ? ['rpc'] : ['fanout', 'rpc', 'idle'],
+    scenarios: mode === 'poll' || topology === 'relayed' ? ['rpc'] : ['fanout', 'rpc', 'idle'],
     run: (args) => run(args, mode, topology),
   };
 }

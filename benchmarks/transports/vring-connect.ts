@@ -2,12 +2,11 @@
 // driver (it creates the rings and memory), the listening side the device (it attaches to
 // what it is handed over a Unix socket with SCM_RIGHTS). Every vring transport starts here.
 import {
-  DeviceQueuePair,
-  DriverQueuePair,
+  acceptQueuePair,
   FdServer,
   FdSocket,
   type NotificationMode,
-  type QueuePairDescriptor,
+  offerQueuePair,
   type QueuePairEnd,
 } from '@vring/core';
 import { reportReady } from './measure.js';
@@ -32,22 +31,11 @@ export async function openQueuePair(
     reportReady();
     socket = await server.accept();
     server.close();
-    const { data, fds } = await socket.receive();
-    const descriptor = JSON.parse(data.toString()) as QueuePairDescriptor;
-    end = DeviceQueuePair.attach(descriptor, fds, { notification, lifeline: socket });
-    await socket.send(Buffer.from('attached'));
+    end = await acceptQueuePair(socket, { notification });
   } else {
     socket = await FdSocket.connect(args.path);
-    const driver = DriverQueuePair.create({
-      notification,
-      lifeline: socket,
-      queueSize: 1024,
-      ...geometry,
-    });
-    const { descriptor, fds } = driver.share();
-    await socket.send(Buffer.from(JSON.stringify(descriptor)), fds);
-    await socket.receive(); // the device is attached: from here on nothing is set-up cost
-    end = driver;
+    // Resolves once the device has attached: from here on nothing is set-up cost.
+    end = await offerQueuePair(socket, { notification, queueSize: 1024, ...geometry });
   }
   return {
     end,

@@ -65,6 +65,7 @@ export interface VhostUserQueuePairState {
  * The device (vhost-user backend) end of a queue pair that lives in a peer's memory. It
  * maps the peer's region and checks everything the peer writes into the rings: a peer
  * that writes garbage breaks the queue with `ERR_VRING_BAD_RING`, never this process.
+ * Over a Unix socket, {@link acceptQueuePair} receives, attaches and answers in one call.
  *
  * @example
  * ```ts

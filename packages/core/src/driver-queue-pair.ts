@@ -41,7 +41,8 @@ const NativeDriverQueuePair = native.DriverQueuePair as NativeDriverClass;
  * The driver (virtio-user frontend) end of a virtio-net queue pair: it owns the shared
  * region that holds both rings and every packet buffer, and the eventfds. Hand
  * {@link DriverQueuePair.share} to the peer, which attaches with
- * {@link DeviceQueuePair.attach}.
+ * {@link DeviceQueuePair.attach}; over a Unix socket, {@link offerQueuePair} and
+ * {@link acceptQueuePair} do that handshake.
  *
  * @example
  * ```ts

@@ -89,6 +89,8 @@ export class FdServer implements AsyncDisposable {
   #failure: VringError | undefined;
   #done = false;
   #referenced = false;
+  /** Whether waiting for a connection keeps the process alive (see {@link FdServer.unref}). */
+  #holdsProcess = true;
 
   private constructor(
     path: string,
@@ -167,6 +169,16 @@ export class FdServer implements AsyncDisposable {
     }
   }
 
+  /**
+   * Waiting for a connection no longer keeps the process alive, as `net.Server.unref()`:
+   * for a server that only matters while something else holds the process.
+   */
+  unref(): this {
+    this.#holdsProcess = false;
+    this.#updateRef();
+    return this;
+  }
+
   /** Stops listening and removes the socket file. Connections already accepted stay open. */
   close(): void {
     this.#finish(undefined);
@@ -223,7 +235,7 @@ export class FdServer implements AsyncDisposable {
 
   #updateRef(): void {
     if (this.#done) return;
-    const hold = this.#acceptors.size > 0;
+    const hold = this.#holdsProcess && this.#acceptors.size > 0;
     if (hold === this.#referenced) return;
     this.#referenced = hold;
     if (hold) this.#listener.ref();

@@ -36,6 +36,12 @@ export {
   type WaitOptions,
   type WaitSendableOptions,
 } from './queue-pair-end.js';
+export {
+  type AcceptQueuePairOptions,
+  acceptQueuePair,
+  offerQueuePair,
+  type QueuePairHandshakeOptions,
+} from './queue-pair-handshake.js';
 export type { ReconnectOptions } from './reconnect-backoff.js';
 export { type MapRegionOptions, SharedRegion } from './shared-region.js';
 export { VhostUserBackend, type VhostUserBackendOptions } from './vhost-user/backend.js';

@@ -1,4 +1,4 @@
-import { type FramePort, VringError } from '@vring/core';
+import { type FramePort, VringError, WaiterQueue } from '@vring/core';
 import { Observable } from 'rxjs';
 import { Inbox } from './inbox.js';
 import { Link } from './link/link.js';
@@ -88,6 +88,8 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   readonly #codec = new MessageCodec();
   readonly #requester: Requester;
   readonly #responder: Responder;
+  /** Waiters for the last running handler to finish (see {@link Channel.handlersDone}). */
+  #quiet: WaiterQueue<void> | undefined;
   readonly #inbox: Inbox<T>;
   /** `views` mode: what gives back the memory each value views. */
   readonly #leases: WeakMap<object, () => void> | undefined;
@@ -116,6 +118,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     this.#responder = new Responder(this.#link, this.#codec, (event) => {
       if (event === 'busy') this.#link.pause('handlers');
       else if (event === 'idle') this.#link.resume('handlers');
+      else if (event === 'quiet') this.#quiet?.resolveAll();
       this.#updateKeepAlive();
     });
     this.closed = this.#link.closed.then((error) => {
@@ -123,6 +126,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
       this.#inbox.end(error);
       this.#requester.failAll(reason);
       this.#responder.stopAll(reason);
+      this.#quiet?.resolveAll();
       return error;
     });
     this.#link.resume();
@@ -228,6 +232,17 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
     options?: RequestOptions,
   ): Observable<R> {
     return this.#requester.requestStream<R>(name, value, options);
+  }
+
+  /**
+   * Resolves once no handler of this channel is running (at once if none is): for an owner
+   * that stops serving and waits for the work under way, as a bus client's `drain()` does.
+   * @internal
+   */
+  handlersDone(): Promise<void> {
+    if (this.#responder.active === 0 || this.#link.done) return Promise.resolve();
+    this.#quiet ??= new WaiterQueue<void>();
+    return this.#quiet.wait();
   }
 
   /** Resolves once everything sent so far is in the ring. */

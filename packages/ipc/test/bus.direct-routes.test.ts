@@ -1,6 +1,11 @@
 // Direct routes: a requester and the only responder of a name, both taking part, talk over a
 // queue pair of their own once the bus has introduced them; the bus remains the fallback.
 // Real processes: the responder runs in a child; the bus and a requester run here.
+
+import { once } from 'node:events';
+import { existsSync, utimesSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -58,7 +63,7 @@ async function inScene(body: (scene: Scene) => Promise<void>): Promise<void> {
   const path = socketPath('direct');
   const bus = createBus(path);
   const responder = await startResponder(path);
-  const client = await connectBus(path, { directRoutes: true, retryInitialMs: 20 });
+  const client = await connectBus(path, { retryInitialMs: 20 });
   const scene: Scene = { path, bus, responder, client, others: [] };
   try {
     await body(scene);
@@ -137,6 +142,46 @@ test('a responder killed mid-request fails it with ERR_VRING_PEER_DISCONNECTED; 
     await routeUp(client, bus);
   }));
 
+test('the route socket of a killed client is removed by the next client there; a live one stays', () =>
+  inScene(async ({ path, responder }) => {
+    const dir = dirname(path);
+    const left = join(dir, `.vring-route-${responder.process.pid}-1`);
+    assert.ok(existsSync(left), 'the responder listens for requesters next to the bus');
+    responder.kill('SIGKILL');
+    await responder.exited;
+    // A listener whose pid means nothing here (a client in another pid namespace, say).
+    const decoy = join(dir, `.vring-route-${2 ** 22 + 1}-1`);
+    const live = createServer().listen(decoy);
+    await once(live, 'listening');
+    try {
+      // Both older than the grace given to a client between bind and listen.
+      const old = new Date(Date.now() - 60_000);
+      for (const file of [left, decoy]) utimesSync(file, old, old);
+      const next = spawnFixture('bus-idle-client.ts', [path]);
+      assert.is(await next.exited, 0);
+      assert.not.ok(existsSync(left), 'nobody listened there: removed');
+      assert.ok(existsSync(decoy), 'somebody listens there: kept');
+    } finally {
+      live.close();
+    }
+  }));
+
+test('a responder that drains answers the requests out on its direct routes first', () =>
+  inScene(async ({ bus, responder, client }) => {
+    await routeUp(client, bus);
+    // Routes go by name: the bus routes the first direct.slow, and points the name here.
+    await client.request('direct.slow', 0);
+    assert.is(await responder.line(), 'slow');
+    const before = bus.stats.requests;
+    const pending = client.request<Echo>('direct.slow', 5);
+    assert.is(await responder.line(), 'slow');
+    responder.process.stdin!.write('drain\n');
+    assert.equal(await pending, { value: 5, pid: responder.process.pid });
+    assert.is(await responder.line(), 'drained');
+    assert.is(await responder.exited, 0);
+    assert.is(bus.stats.requests, before, 'the request went over the route');
+  }));
+
 test('a requester that dies mid-request cancels its handler; the responder serves on', () =>
   inScene(async ({ path, client, others }) => {
     const requester = spawnFixture('bus-direct-requester.ts', [path]);
@@ -149,7 +194,7 @@ test('a requester that dies mid-request cancels its handler; the responder serve
     assert.is(reply.value, 3);
   }));
 
-test('a bus that restarts does not interrupt a direct route, which stays in use', () =>
+test('a bus that restarts does not interrupt a direct route; the new bus makes its own', () =>
   inScene(async (scene) => {
     const { path, responder: first, client, others } = scene;
     await routeUp(client, scene.bus);
@@ -161,19 +206,26 @@ test('a bus that restarts does not interrupt a direct route, which stays in use'
     const bus = createBus(path);
     scene.bus = bus;
     await until(() => client.connected && bus.stats.clients === 2);
-    for (let i = 0; i < 20; i++) {
-      const reply = await client.request<Echo>('direct.echo', i);
-      assert.equal(reply, { value: i, pid: first.process.pid });
-    }
-    assert.is(bus.stats.requests, 0, 'the new bus routed none of them');
-    // The new bus did not make the route and cannot take it back. When its responder stops
-    // serving the name, a request on it is asked of the bus, which knows who serves it now.
+    // The old bus's route is forgotten: the new bus routes a request (once the responder has
+    // served the name to it again), then offers its own.
+    await until(async () => {
+      const before = bus.stats.requests;
+      const answered = await client.request('direct.echo', 0).then(
+        () => true,
+        () => false,
+      );
+      return answered && bus.stats.requests > before;
+    });
+    await routeUp(client, bus);
+    assert.ok(bus.stats.requests > 0, 'the new bus routed the first requests');
+    const reply = await client.request<Echo>('direct.echo', 3);
+    assert.equal(reply, { value: 3, pid: first.process.pid });
+    // That route is the new bus's to take back: a second responder gets its share.
     const second = await startResponder(path);
     others.push(second);
-    first.process.stdin!.write('unserve\n');
-    assert.is(await first.line(), 'unserved');
-    const reply = await client.request<Echo>('direct.echo', 7);
-    assert.equal(reply, { value: 7, pid: second.process.pid });
+    const pids = new Set<number>();
+    for (let i = 0; i < 20; i++) pids.add((await client.request<Echo>('direct.echo', i)).pid);
+    assert.equal(pids, new Set([first.process.pid, second.process.pid]));
   }));
 
 test('a second responder takes the route back: requests are spread through the bus again', () =>

@@ -72,6 +72,20 @@ test('slow wakeups are learnt: waits that only ever last the wakeups bring polli
   assert.not.ok(latePeer.pays, 'still sleeps');
 });
 
+test('a poll that finds another thread waiting for its core stops polling until probes catch again', () => {
+  const budget = new PollBudget(port('adaptive'));
+  if (budget.maxMs === 0) return;
+  for (let i = 0; i < 8; i++) budget.ended(0.004, false);
+  assert.ok(budget.pays, 'replies within microseconds: polling pays');
+  budget.contended();
+  assert.not.ok(budget.pays, 'the core was wanted by somebody else');
+  const polls = Array.from({ length: 16 }, () => budget.next());
+  assert.is(polls.filter((ms) => ms > 0).length, 1, 'one probe in sixteen');
+  // Probes that catch their frame at once, with the core to spare, bring polling back.
+  for (let i = 0; i < 6; i++) budget.ended(0.004, false);
+  assert.ok(budget.pays);
+});
+
 test('a poll lasts a few times the usual wait, not the whole budget', () => {
   const budget = new PollBudget(port('adaptive', 1000));
   if (budget.maxMs === 0) return;

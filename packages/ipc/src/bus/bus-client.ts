@@ -31,6 +31,7 @@ import type { BusReport } from './bus-stats.js';
 import { DirectRouteListener } from './direct-route-listener.js';
 import { DirectRoutes } from './direct-routes.js';
 import { isReserved, STATS_NAME } from './reserved-names.js';
+import { ROUTE_SOCKET_PREFIX, removeStaleRouteSockets } from './stale-route-sockets.js';
 
 /** Options of {@link connectBus}. */
 export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOptions {
@@ -56,7 +57,7 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
   /** Told when the connection to the bus drops and comes back. */
   onEvent?: (event: BusClientEvent) => void;
   /**
-   * Take part in direct routes (default false): once the bus has routed a request for a
+   * Take part in direct routes (default true): once the bus has routed a request for a
    * name to the only client serving it, and that client takes part too, later requests for
    * the name go straight to it over a queue pair of their own, one hop each way instead of
    * two through the bus; the bus remains the fallback. This client also listens, next to the
@@ -135,7 +136,8 @@ export async function connectBus(
     maxMessage: maxFrame,
     onEvent: (event) => client?.onDeviceEvent(event),
   });
-  const listener = options.directRoutes ? await listenForRequesters(path, options) : undefined;
+  const listener =
+    (options.directRoutes ?? true) ? await listenForRequesters(path, options) : undefined;
   client = new BusClient(device, maxFrame, options, listener);
   await client.ready(options.signal);
   return client;
@@ -154,13 +156,15 @@ async function listenForRequesters(
 ): Promise<DirectRouteListener | undefined> {
   const endpoint = endpointOptions(options);
   const maxMessage = options.maxMessage ?? DEFAULT_MAX_MESSAGE;
-  const name = `.vring-route-${process.pid}-${++listeners}`;
+  const name = `${ROUTE_SOCKET_PREFIX}${process.pid}-${++listeners}`;
   for (const dir of [dirname(busPath), tmpdir()]) {
     const address = join(dir, name);
     // sun_path holds 107 bytes and a terminating NUL.
     if (Buffer.byteLength(address) > 107) continue;
     try {
-      return await DirectRouteListener.listen(address, endpoint, maxMessage);
+      const listener = await DirectRouteListener.listen(address, endpoint, maxMessage);
+      void removeStaleRouteSockets(dir);
+      return listener;
     } catch {
       // Not writable, say: try the next place.
     }
@@ -243,13 +247,14 @@ export class BusClient implements AsyncDisposable {
     this.#maxFrame = maxFrame;
     const maxMessage = options.maxMessage ?? DEFAULT_MAX_MESSAGE;
     this.#listener = listener;
-    this.#routes = options.directRoutes
-      ? new DirectRoutes(
-          endpointOptions(options),
-          { queueSize: options.queueSize, maxMessage },
-          () => this.#checkQuiet(),
-        )
-      : undefined;
+    this.#routes =
+      (options.directRoutes ?? true)
+        ? new DirectRoutes(
+            endpointOptions(options),
+            { queueSize: options.queueSize, maxMessage },
+            () => this.#checkQuiet(),
+          )
+        : undefined;
     this.#link = new Link(device, {
       maxFrame,
       maxMessage,
@@ -483,6 +488,8 @@ export class BusClient implements AsyncDisposable {
     const quiet = this.#quietWaiters.wait();
     this.#checkQuiet();
     await quiet;
+    // Requesters that reached this client directly get their answers too.
+    await this.#listener?.handlersDone();
     await this.#link.drain();
     this.close();
     await this.closed;
@@ -649,6 +656,10 @@ export class BusClient implements AsyncDisposable {
         if (this.#busFeatures.has('headers')) {
           this.#link.post(Kind.FEATURES, this.#codec.encode([['headers']]));
         }
+        // A new session is a bus that made none of the routes in use: it could not take them
+        // back (when a second client serves a name, say). They are dropped, and the new bus
+        // offers them again after routing a request.
+        if (this.#sessions > 0) this.#routes?.forgetOffers();
         // Direct routes need a bus that has them: an older one would disconnect us for ROUTE.
         if (this.#routes && this.#busFeatures.has('direct-routes')) {
           this.#link.post(Kind.ROUTE, this.#routeOffer());

@@ -277,7 +277,12 @@ export class Bus implements AsyncDisposable {
     const member = this.#attach(this.#nextLocal--, busEnd);
     member.bridge = bridge !== undefined;
     member.bridgeRoute = bridge;
-    const client = new BusClient(clientEnd, maxFrame, options);
+    // A bridge's requests go through the bus, which keeps them from the bridge itself.
+    const client = new BusClient(
+      clientEnd,
+      maxFrame,
+      bridge ? { ...options, directRoutes: false } : options,
+    );
     await client.ready(options.signal);
     return client;
   }

@@ -1,6 +1,5 @@
-import { closeSync } from 'node:fs';
 import {
-  DeviceQueuePair,
+  acceptQueuePair,
   type EndpointOptions,
   FdServer,
   type FdSocket,
@@ -11,9 +10,6 @@ import type { RpcHandler, Service } from '../rpc/responder.js';
 
 /** How long a requester has to hand over its rings once it has connected. */
 const HANDSHAKE_MS = 5000;
-
-/** What the requester sends once it has attached: the rings are read from here on. */
-export const ATTACHED = Buffer.from('attached');
 
 /** A requester that reached a responder directly: its channel and the names it serves on it. */
 interface Inbound {
@@ -64,7 +60,9 @@ export class DirectRouteListener {
     endpoint: EndpointOptions,
     maxMessage: number,
   ): Promise<DirectRouteListener> {
-    const server = await FdServer.listen(address);
+    // Requesters come only to a client that serves names, and serving holds the process
+    // through the bus connection: the listener alone does not.
+    const server = (await FdServer.listen(address)).unref();
     return new DirectRouteListener(address, server, endpoint, maxMessage);
   }
 
@@ -93,6 +91,17 @@ export class DirectRouteListener {
     for (const name of [...this.#handlers.keys()]) this.unserve(name);
   }
 
+  /** Resolves once no handler runs on any direct channel (for the client's `drain()`). */
+  async handlersDone(): Promise<void> {
+    await Promise.all(
+      [...this.#inbound].map(async ({ channel }) => {
+        await channel.handlersDone();
+        // Their last replies reach the ring before the channel closes with the client.
+        await channel.drain().catch(() => {});
+      }),
+    );
+  }
+
   /** Stops listening and closes every direct channel: their requests in flight are cancelled. */
   close(): void {
     if (this.#closed) return;
@@ -110,28 +119,23 @@ export class DirectRouteListener {
   }
 
   async #attach(socket: FdSocket): Promise<void> {
-    let end: DeviceQueuePair | undefined;
     try {
-      const { data, fds } = await socket.receive({ signal: AbortSignal.timeout(HANDSHAKE_MS) });
-      try {
-        end = DeviceQueuePair.attach(JSON.parse(data.toString('utf8')), fds, {
-          ...this.#endpoint,
-          lifeline: socket,
-        });
-      } finally {
-        // attach duplicated what it keeps.
-        for (const fd of fds) closeQuietly(fd);
-      }
-      if (this.#closed) throw new VringError('ERR_VRING_CLOSED', 'not serving any more');
-      const channel = new Channel(end, { maxMessage: this.#maxMessage });
-      const inbound: Inbound = { socket, channel, services: new Map() };
-      this.#inbound.add(inbound);
-      for (const [name, handler] of this.#handlers) this.#serveOn(inbound, name, handler);
-      void channel.closed.then(() => this.#drop(inbound));
-      await socket.send(ATTACHED);
+      await acceptQueuePair(socket, {
+        ...this.#endpoint,
+        signal: AbortSignal.timeout(HANDSHAKE_MS),
+        // Every name is served before the requester may send its first request.
+        beforeAttached: (end) => {
+          if (this.#closed) throw new VringError('ERR_VRING_CLOSED', 'not serving any more');
+          const channel = new Channel(end, { maxMessage: this.#maxMessage });
+          const inbound: Inbound = { socket, channel, services: new Map() };
+          this.#inbound.add(inbound);
+          for (const [name, handler] of this.#handlers) this.#serveOn(inbound, name, handler);
+          void channel.closed.then(() => this.#drop(inbound));
+        },
+      });
     } catch {
-      // Garbage, a timeout or a requester gone mid-handshake: drop this one, serve the rest.
-      end?.close();
+      // Garbage, a timeout or a requester gone mid-handshake: drop this one (its channel, if
+      // made, closes with the pair), serve the rest.
       socket.close();
     }
   }
@@ -149,13 +153,5 @@ export class DirectRouteListener {
     if (!this.#inbound.delete(inbound)) return;
     inbound.channel.close();
     inbound.socket.close();
-  }
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Already closed.
   }
 }

@@ -1,4 +1,10 @@
-import { DriverQueuePair, type EndpointOptions, FdSocket, VringError } from '@vring/core';
+import {
+  type DriverQueuePair,
+  type EndpointOptions,
+  FdSocket,
+  offerQueuePair,
+  VringError,
+} from '@vring/core';
 import { catchError, defer, finalize, type Observable } from 'rxjs';
 import { Channel } from '../channel.js';
 import type { RequestOptions } from '../rpc/requester.js';
@@ -38,10 +44,10 @@ class Route {
  * answers `ERR_VRING_NO_RESPONDERS`; the request is then asked of the bus (no handler ran),
  * which knows who serves it now.
  *
- * A route outlives the bus: a restarting bus does not interrupt it, and the route stays in
- * use after the client reconnects. The new bus did not make it, so it cannot take it back
- * when a second client comes to serve the name: requests then keep going to the first until
- * its route fails or it stops serving the name. @internal
+ * A route outlives the bus's going down: while the bus restarts, requests keep going over
+ * it. Once the client has reconnected, the routes of the old bus are forgotten (the new one
+ * could not take them back when a second client comes to serve a name), and the new bus
+ * offers them again after routing a request. @internal
  */
 export class DirectRoutes {
   readonly #endpoint: EndpointOptions;
@@ -145,6 +151,17 @@ export class DirectRoutes {
     });
   }
 
+  /**
+   * Forgets what the bus offered: later requests go through the bus until it offers routes
+   * again. A route with requests out stays up until they settle.
+   */
+  forgetOffers(): void {
+    for (const [name, route] of [...this.#byName]) {
+      this.#drop(name, route);
+      this.#closeIfUnused(route);
+    }
+  }
+
   /** Closes every route: requests out on them fail with `ERR_VRING_CLOSED`. */
   close(): void {
     this.#closed = true;
@@ -197,14 +214,11 @@ export class DirectRoutes {
     let end: DriverQueuePair | undefined;
     try {
       socket = await FdSocket.connect(route.address);
-      end = DriverQueuePair.create({
+      end = await offerQueuePair(socket, {
         ...this.#endpoint,
         ...(this.#queueSize !== undefined && { queueSize: this.#queueSize }),
-        lifeline: socket,
+        signal: AbortSignal.timeout(HANDSHAKE_MS),
       });
-      const { descriptor, fds } = end.share();
-      await socket.send(Buffer.from(JSON.stringify(descriptor)), fds);
-      await socket.receive({ signal: AbortSignal.timeout(HANDSHAKE_MS) });
       if (route.closed || this.#closed) throw new Error('closed meanwhile');
       const channel = new Channel(end, { maxMessage: this.#maxMessage });
       const ownSocket = socket;

@@ -122,6 +122,15 @@ export class PollBudget {
   }
 
   /**
+   * A poll found another thread waiting for its core (a yield kept the core away): polling
+   * takes the core from a process that has work, perhaps the very peer it waits for. The
+   * link stops polling until probes show polls catching again, with the core to spare.
+   */
+  readonly contended = (): void => {
+    this.#caught = 0;
+  };
+
+  /**
    * A wait ended `ms` after it began: caught by polling, or (`slept`) by a wakeup. A slept
    * wait is judged without what its wakeups cost: two peers that both sleep see every wait
    * stretched by their wakeups, and would never find out that polling pays once both poll.

@@ -11,14 +11,22 @@ const LOOP_TURN_MS = 0.01;
 const YIELD_AFTER_MS = 0.02;
 
 /**
+ * A yield that kept the core away from the poller this long means another thread was
+ * waiting for it: the poll was taking the core from somebody (more busy threads than cores).
+ */
+const CONTENDED_YIELD_MS = 0.03;
+
+/**
  * Calls `attempt` every fourth microtask turn until it succeeds (true), `ms` have passed or
  * `stop()` says so (false). Promise work runs between attempts (a native check costs about
- * three microtask turns); timers and I/O every {@link LOOP_TURN_MS}.
+ * three microtask turns); timers and I/O every {@link LOOP_TURN_MS}. `contended` is told
+ * when a yield found another thread waiting for the core.
  */
 export async function pollUntil(
   attempt: () => boolean,
   ms: number,
   stop: () => boolean,
+  contended?: () => void,
 ): Promise<boolean> {
   let now = performance.now();
   const until = now + ms;
@@ -34,8 +42,13 @@ export async function pollUntil(
     if (now > until) return false;
     if (now > turn) {
       await new Promise((resolve) => setImmediate(resolve));
-      if (now > yieldFrom) yieldCpu();
-      turn = performance.now() + LOOP_TURN_MS;
+      if (now > yieldFrom) {
+        const before = performance.now();
+        yieldCpu();
+        turn = performance.now();
+        if (turn - before > CONTENDED_YIELD_MS) contended?.();
+        turn += LOOP_TURN_MS;
+      } else turn = performance.now() + LOOP_TURN_MS;
     }
   }
 }

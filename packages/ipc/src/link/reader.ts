@@ -277,6 +277,7 @@ export class Reader {
       () => take() > 0,
       ms,
       () => link.done || this.#pausedBy.size > 0 || (ms === Infinity && !link.wanted),
+      this.#budget?.contended,
     );
   }
 }

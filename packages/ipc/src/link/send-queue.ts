@@ -3,7 +3,7 @@ import { encodeOrFail, MessageCodec, unencodable } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
 import { InPlaceWriter } from './in-place-writer.js';
-import { longestPollMs } from './poll-budget.js';
+import { PollBudget } from './poll-budget.js';
 import { pollUntil } from './polling.js';
 import { SendGroup } from './send-group.js';
 
@@ -115,6 +115,12 @@ export abstract class SendQueue {
   #wroteThisTurn = false;
   #failure: VringError | undefined;
   #done = false;
+  /**
+   * How long to poll for room before sleeping, learnt like the reader's poll: room comes
+   * within microseconds from a receiver draining on another core, and never during a poll
+   * from one that shares this core or has stopped taking messages.
+   */
+  #room: PollBudget | undefined;
 
   /**
    * `batch` is where messages are cut into frames before they go into the ring.
@@ -589,14 +595,25 @@ export abstract class SendQueue {
     return true;
   }
 
+  #roomBudget(): PollBudget {
+    this.#room ??= new PollBudget(this.transport);
+    return this.#room;
+  }
+
   /** Waits until `o` has gone in place: polling for room first, then sleeping on the port. */
   async #roomFor(o: Outgoing): Promise<void> {
     const transport = this.transport;
     const attempt = () => this.#sendInPlace(o);
     // Stops when the message went, was withdrawn, or became one for the batch (see #fill).
     const stop = () => this.#done || o.withdrawn || !this.#goesInPlace(o);
+    const budget = this.#roomBudget();
     while (!o.done && !stop()) {
-      if (await pollUntil(attempt, longestPollMs(transport), stop)) return;
+      const began = performance.now();
+      const pollMs = budget.next();
+      if (pollMs > 0 && (await pollUntil(attempt, pollMs, stop, budget.contended))) {
+        budget.ended(performance.now() - began, false);
+        return;
+      }
       if (stop()) return;
       try {
         // The message's own signal ends the wait too: a withdrawn message waits for nothing.
@@ -608,6 +625,7 @@ export abstract class SendQueue {
         if (o.withdrawn) return;
         throw error;
       }
+      budget.ended(performance.now() - began, true);
       if (!stop()) attempt();
     }
   }
@@ -629,16 +647,22 @@ export abstract class SendQueue {
    */
   async #sendRest(batch: MessageBatch, start: number): Promise<void> {
     const transport = this.transport;
-    const pollMs = longestPollMs(transport);
+    const budget = this.#roomBudget();
     let sent = start;
     const attempt = () => {
       sent += transport.trySend(batch, sent);
       return sent === batch.count;
     };
     while (sent < batch.count && !this.#done) {
-      if (await pollUntil(attempt, pollMs, () => this.#done)) return;
+      const began = performance.now();
+      const pollMs = budget.next();
+      if (pollMs > 0 && (await pollUntil(attempt, pollMs, () => this.#done, budget.contended))) {
+        budget.ended(performance.now() - began, false);
+        return;
+      }
       // The size matters: a frame may need several of the peer's receive buffers.
       await transport.waitSendable({ bytes: batch.lengths[sent]! });
+      budget.ended(performance.now() - began, true);
       attempt();
     }
   }
