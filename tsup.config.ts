@@ -28,8 +28,8 @@ export default defineConfig(
     splitting: false,
     treeshake: false,
     // Dependencies stay outside the bundle; @opentelemetry/api above all, whose global
-    // registry an application's SDK shares with it.
-    external: ['@vring/core', 'msgpackr', 'rxjs', '@opentelemetry/api'],
+    // registry an application's SDK shares with it, and nats, loaded only for a bridge.
+    external: ['@vring/core', 'msgpackr', 'rxjs', '@opentelemetry/api', 'nats'],
     tsconfig: 'tsconfig.json',
   })),
 );

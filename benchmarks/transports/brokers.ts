@@ -6,11 +6,18 @@
 // itself.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createConnection, createServer } from 'node:net';
-import { delimiter, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { NotificationMode } from '@vring/core';
+import {
+  freePort,
+  NATS_SERVER_MISSING,
+  natsAnswers,
+  natsServerPath,
+} from '../../test-support/nats-server.js';
+
+export { NATS_SERVER_MISSING, natsServerPath };
 
 /** What runs between the peers; data, so the results JSON records the topology. */
 export type Broker =
@@ -32,58 +39,6 @@ export interface RunningBroker {
   exited: Promise<string>;
   /** Stops it (SIGTERM, then SIGKILL after a grace time) and waits for it to exit. */
   stop(): Promise<void>;
-}
-
-const executable = (file: string) => {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-/**
- * The `nats-server` binary: $VRING_BENCH_NATS_SERVER if set (a server built or downloaded
- * elsewhere), else on PATH or where Debian's package puts it (/usr/sbin, not on every
- * user's PATH).
- */
-export function natsServerPath(): string | undefined {
-  const chosen = process.env.VRING_BENCH_NATS_SERVER;
-  if (chosen) return executable(chosen) ? chosen : undefined;
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin'];
-  return dirs
-    .filter(Boolean)
-    .map((dir) => join(dir, 'nats-server'))
-    .find(executable);
-}
-
-export const NATS_SERVER_MISSING = 'nats-server not installed (apt-get install nats-server)';
-
-/** A loopback port nobody listens on now (the kernel's pick). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-/** Resolves once a NATS server answers on `port` with its INFO line. */
-async function natsAnswers(port: number): Promise<boolean> {
-  const socket = createConnection(port, '127.0.0.1');
-  try {
-    const answered = new Promise<boolean>((resolve) => {
-      socket.once('data', (chunk: Buffer) => resolve(chunk.toString().startsWith('INFO ')));
-      socket.once('error', () => resolve(false));
-      socket.once('close', () => resolve(false));
-    });
-    return await answered;
-  } finally {
-    socket.destroy();
-  }
 }
 
 /** Brokers alive now: stopped on the runner's way out, whatever the way. */

@@ -16,6 +16,14 @@ export {
 } from './bus/bus-client.js';
 export type { BusReport, BusStats, ClientStats, SubjectStats } from './bus/bus-stats.js';
 export {
+  ERROR_HEADER,
+  NatsBridge,
+  type NatsBridgeOptions,
+  type NatsBridgeStats,
+  ORIGIN_HEADER,
+  RPC_QUEUE,
+} from './bus/nats-bridge.js';
+export {
   Channel,
   type ChannelOptions,
   type ChannelSendOptions,

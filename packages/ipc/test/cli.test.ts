@@ -253,6 +253,11 @@ const usageErrors: Array<{ args: string[]; error: string; usage: string }> = [
     error: 'vring req: missing VALUE',
     usage: 'usage: vring req ',
   },
+  {
+    args: ['bus', '--socket', 'x', '--export', 'orders.>'],
+    error: 'vring bus: --export and --import need --nats',
+    usage: 'usage: vring bus ',
+  },
 ];
 
 for (const { args, error, usage } of usageErrors) {
@@ -283,6 +288,13 @@ test('vring bus --socket PATH: says where it listens and how to stop it; SIGTERM
   } finally {
     bus.child.kill('SIGKILL');
   }
+});
+
+test('vring bus --nats with no NATS server there: says so on stderr, exit 1', async () => {
+  const socket = join(dir, 'bus-nats.sock');
+  const r = await vring('bus', '--socket', socket, '--nats', 'nats://127.0.0.1:1');
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, 'nats bridge: cannot reach NATS at nats://127.0.0.1:1');
 });
 
 test('vring bus --socket-mode 0640 --allow-uid: the socket file gets that mode; the counters include refusals and limits', async () => {

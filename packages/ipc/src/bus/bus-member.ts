@@ -1,6 +1,7 @@
 import type { FramePort, PeerCredentials } from '@vring/core';
 import { Link } from '../link/link.js';
 import { Kind } from '../wire/message-kinds.js';
+import type { BridgeRoute } from './bus.js';
 import { ClientCounters } from './bus-stats.js';
 
 /** Frames a member is sent before its HELLO says what it takes. */
@@ -25,6 +26,17 @@ export class BusMember {
   readonly counters = new ClientCounters();
   /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
   greeted = false;
+  /**
+   * Whether the client is a bridge to other buses (see nats-bridge.ts): it never gets back
+   * what it published or requested itself, and its serving does not count as the bus's own.
+   */
+  bridge = false;
+  /**
+   * For a bridge's client, where its publishes go: the plain subscriptions or not, and the
+   * queue groups it picks (a group whose share comes through a NATS queue subscription of
+   * its own takes nothing from the bridge's other clients).
+   */
+  bridgeRoute: BridgeRoute | undefined = undefined;
   /**
    * Whether the client reads headers (it said so with FEATURES): until then the bus
    * forwards it messages without theirs, as a client from before headers expects.

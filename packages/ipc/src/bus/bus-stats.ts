@@ -1,3 +1,5 @@
+import type { NatsBridgeStats } from './nats-bridge.js';
+
 /** Counters of a {@link Bus}, in total. */
 export interface BusStats {
   /** Clients attached now. */
@@ -80,6 +82,8 @@ export interface BusReport {
   subjects: SubjectStats[];
   /** Subjects first published to after the limit was reached, counted together. */
   otherSubjects: Omit<SubjectStats, 'subject'>;
+  /** The bridge's counters, when the bus is bridged to NATS. */
+  nats?: NatsBridgeStats;
 }
 
 /** Subjects counted one by one: a bound on the bus's memory, not a tuning knob. */

@@ -40,6 +40,7 @@ import {
   SubjectTally,
 } from './bus-stats.js';
 import { InProcessTransport } from './in-process-transport.js';
+import { type NatsBridge, type NatsBridgeOptions, startNatsBridge } from './nats-bridge.js';
 import type { QueueGroup } from './queue-group.js';
 import { isReserved, STATS_NAME } from './reserved-names.js';
 import { type Delivery, deliverHeadWithHeaders, RouteTable } from './route-table.js';
@@ -70,6 +71,28 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
   highWaterMark?: number;
   /** Called with the typed error that disconnected a client. Default: one line on stderr. */
   onError?: (error: VringError, client: number) => void;
+  /**
+   * Bridges the bus to a NATS cluster (see {@link NatsBridgeOptions} and docs/bus.md,
+   * "Across hosts: the NATS bridge"). The `nats` package is loaded only then.
+   */
+  nats?: NatsBridgeOptions;
+}
+
+/** What a bridge learns from the bus: which names its own clients serve. @internal */
+export interface BridgeWatch {
+  /** `name` got its first responder among the bus's clients (`true`) or lost its last. */
+  served(name: string, served: boolean): void;
+  /** Queue subscriptions came or went: {@link Bus.queueGroups} may have changed. */
+  groupsChanged(): void;
+}
+
+/**
+ * Where a bridge client's publishes go (see {@link BusMember.bridgeRoute}): to plain
+ * subscriptions or not, and to which queue groups. @internal
+ */
+export interface BridgeRoute {
+  plain: boolean;
+  group(pattern: string, queue: string): boolean;
 }
 
 interface Call {
@@ -123,6 +146,8 @@ export class Bus implements AsyncDisposable {
   readonly path: string;
   /** Settles once the bus is closed and every client is gone. */
   readonly closed: Promise<void>;
+  /** The bridge to NATS, when {@link BusOptions.nats} asked for one. */
+  readonly nats: NatsBridge | undefined;
   readonly #backend: VhostUserBackend;
   readonly #options: BusOptions;
   readonly #codec = new MessageCodec();
@@ -141,6 +166,7 @@ export class Bus implements AsyncDisposable {
   #roundRobin = 0;
   #closing = false;
   #resolveClosed!: () => void;
+  #bridgeWatch: BridgeWatch | undefined;
   readonly #stats = { published: 0, delivered: 0, dropped: 0, requests: 0, rejected: 0 };
 
   /** @internal (use {@link createBus}) */
@@ -152,9 +178,14 @@ export class Bus implements AsyncDisposable {
     if (!Number.isSafeInteger(this.#highWaterMark) || this.#highWaterMark < 2) {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'highWaterMark must be an integer ≥ 2');
     }
-    this.closed = new Promise((resolve) => {
+    const clientsGone = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
+    this.nats = options.nats ? startNatsBridge(this, options.nats) : undefined;
+    const bridgeClosed = this.nats?.closed;
+    this.closed = bridgeClosed
+      ? Promise.all([clientsGone, bridgeClosed]).then(() => {})
+      : clientsGone;
     this.#backend = new VhostUserBackend(path, {
       notification: options.notification ?? 'adaptive',
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
@@ -204,7 +235,9 @@ export class Bus implements AsyncDisposable {
       });
     }
     clients.sort((a, b) => a.id - b.id);
-    return { totals: this.stats, clients, ...this.#subjects.snapshot() };
+    const report: BusReport = { totals: this.stats, clients, ...this.#subjects.snapshot() };
+    if (this.nats) report.nats = this.nats.stats;
+    return report;
   }
 
   /**
@@ -220,22 +253,59 @@ export class Bus implements AsyncDisposable {
       'maxFrame' | 'maxMessage' | 'signal' | 'onEvent' | 'ordering'
     > = {},
   ): Promise<BusClient> {
+    return this.#connect(options, undefined);
+  }
+
+  /**
+   * Connects the in-process client of a bridge (see {@link BusMember.bridge}); `watch`
+   * hears from then on which names the bus's own clients serve, and the names served now
+   * are returned. One bridge per bus. @internal
+   */
+  async connectBridge(
+    route: BridgeRoute,
+    watch?: BridgeWatch,
+  ): Promise<{ client: BusClient; served: string[] }> {
+    const client = await this.#connect({}, route);
+    if (watch) this.#bridgeWatch = watch;
+    const served = [...this.#servers]
+      .filter(([, servers]) => servers.some((s) => !s.bridge))
+      .map(([name]) => name);
+    return { client, served };
+  }
+
+  async #connect(
+    options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'>,
+    bridge: BridgeRoute | undefined,
+  ): Promise<BusClient> {
     if (this.#closing) throw new VringError('ERR_VRING_CLOSED', 'the bus is closed');
     inPublisherOrder(options);
     options.signal?.throwIfAborted();
     const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     // Capacity in frames, like a ring's 256 descriptors: a full client holds the bus back.
     const [clientEnd, busEnd] = InProcessTransport.pair(maxFrame, 256);
-    this.#attach(this.#nextLocal--, busEnd);
-    const client = new BusClient(clientEnd, maxFrame, options);
+    const member = this.#attach(this.#nextLocal--, busEnd);
+    member.bridge = bridge !== undefined;
+    member.bridgeRoute = bridge;
+    // A bridge's requests go through the bus, which keeps them from the bridge itself.
+    const client = new BusClient(
+      clientEnd,
+      maxFrame,
+      bridge ? { ...options, directRoutes: false } : options,
+    );
     await client.ready(options.signal);
     return client;
+  }
+
+  /** The queue groups of the bus's clients, by pattern and queue name. @internal */
+  queueGroups(): Array<{ pattern: string; queue: string }> {
+    return this.#routes.queueGroups();
   }
 
   /** Stops accepting clients and disconnects every one. Idempotent. */
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
+    void this.nats?.close();
     this.#backend.close();
     for (const member of this.#members) {
       if (member.link.transport instanceof InProcessTransport) member.link.close();
@@ -250,7 +320,7 @@ export class Bus implements AsyncDisposable {
   }
 
   /** Makes a client of `transport`: `id` names it in errors and stats. */
-  #attach(id: number, transport: FramePort, peer?: PeerCredentials): void {
+  #attach(id: number, transport: FramePort, peer?: PeerCredentials): BusMember {
     const member = new BusMember(
       id,
       peer,
@@ -269,6 +339,7 @@ export class Bus implements AsyncDisposable {
       this.#detach(member);
     });
     member.link.resume();
+    return member;
   }
 
   #report(error: VringError, client: number): void {
@@ -306,12 +377,14 @@ export class Bus implements AsyncDisposable {
           this.#name(queue);
         }
         this.#routes.add(member, sid, this.#pattern(pattern), policy === PolicyCode.drop, queue);
+        if (queue !== undefined) this.#bridgeWatch?.groupsChanged();
         return;
       }
       case Kind.UNSUBSCRIBE: {
         const [sid] = this.#control(body, 1);
         if (typeof sid !== 'number') throw malformed('UNSUBSCRIBE');
         this.#routes.remove(member, sid);
+        this.#bridgeWatch?.groupsChanged();
         return;
       }
       case Kind.SERVE:
@@ -450,10 +523,17 @@ export class Bus implements AsyncDisposable {
     const fields = body.subarray(fieldsAt, valueEnd);
     const headed = elements === 3 ? body.subarray(fieldsAt) : undefined;
     const lane = inOrder ? member.orderLane : topic;
-    for (const d of routes.deliveries) {
-      this.#deliver(member, d, lane, subject, fields, headed, owned);
+    // A bridge's publish came from other buses: see BusMember.bridgeRoute for where it goes.
+    const bridgeRoute = member.bridgeRoute;
+    if (!bridgeRoute || bridgeRoute.plain) {
+      for (const d of routes.deliveries) {
+        // Handing a bridge back its own publish would send it out again.
+        if (d.member === member && bridgeRoute) continue;
+        this.#deliver(member, d, lane, subject, fields, headed, owned);
+      }
     }
     for (const group of routes.groups) {
+      if (bridgeRoute && !bridgeRoute.group(group.pattern.source, group.queue)) continue;
       // A member that is gone or full is passed over while another has room.
       const d = group.pick((to) => !to.link.done && !this.#full(to));
       if (d) this.#deliver(member, d, lane, subject, fields, headed, owned);
@@ -519,8 +599,10 @@ export class Bus implements AsyncDisposable {
     if (member.serves.has(name)) return;
     member.serves.add(name);
     const servers = this.#servers.get(name);
+    const first = !member.bridge && !servers?.some((s) => !s.bridge);
     if (servers) servers.push(member);
     else this.#servers.set(name, [member]);
+    if (first) this.#bridgeWatch?.served(name, true);
     // Two responders now: requests are spread again, so nobody goes around the bus.
     this.#revokeRoutes(name);
   }
@@ -530,6 +612,9 @@ export class Bus implements AsyncDisposable {
     const servers = this.#servers.get(name)!.filter((p) => p !== member);
     if (servers.length > 0) this.#servers.set(name, servers);
     else this.#servers.delete(name);
+    if (!member.bridge && this.#bridgeWatch && !servers.some((s) => !s.bridge)) {
+      this.#bridgeWatch.served(name, false);
+    }
     this.#revokeRoutes(name);
   }
 
@@ -636,7 +721,12 @@ export class Bus implements AsyncDisposable {
       throw malformed(`REQUEST: id ${requestId} is in flight`);
     }
     member.counters.requestsSent++;
-    const servers = this.#servers.get(name);
+    let servers = this.#servers.get(name);
+    // A bridge asks on behalf of other buses: asking itself would send the request out again.
+    if (servers && member.bridge && servers.includes(member)) {
+      servers = servers.filter((s) => s !== member);
+      if (servers.length === 0) servers = undefined;
+    }
     // Reserved names are never served by a client: only a request that finds no server
     // pays for the check.
     if (!servers && name === STATS_NAME) this.#answerOwn(member, requestId, this.report(), many);
@@ -869,6 +959,7 @@ export class Bus implements AsyncDisposable {
   #detach(member: BusMember): void {
     this.#members.delete(member);
     this.#routes.removeMember(member);
+    this.#bridgeWatch?.groupsChanged();
     for (const name of member.routedNames) {
       const told = this.#routed.get(name);
       told?.delete(member);

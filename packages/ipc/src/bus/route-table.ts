@@ -66,6 +66,11 @@ export class RouteTable<M> {
     return this.#groups.size;
   }
 
+  /** The queue groups with members, by pattern and queue name. */
+  queueGroups(): Array<{ pattern: string; queue: string }> {
+    return [...this.#groups.values()].map((g) => ({ pattern: g.pattern.source, queue: g.queue }));
+  }
+
   /** Adds a subscription; with a `queue` name it joins that queue group of `pattern`. */
   add(member: M, sid: number, pattern: TopicPattern, drop: boolean, queue?: string): void {
     let entries = this.#entries.get(member);

@@ -7,8 +7,28 @@ import {
   PEER_LIMIT_OPTIONS,
   peerLimitsFrom,
   stopSignal,
+  UsageError,
 } from '@vring/core/cli';
 import { createBus } from '../bus/bus.js';
+import type { NatsBridgeOptions } from '../bus/nats-bridge.js';
+
+const list = (text: string | undefined) =>
+  text === undefined ? [] : text.split(',').filter((s) => s.length > 0);
+
+/** The bridge the options ask for; --export and --import without --nats are a mistake. */
+function natsBridgeFrom(values: {
+  nats: string | undefined;
+  export: string | undefined;
+  import: string | undefined;
+}): NatsBridgeOptions | undefined {
+  if (values.nats === undefined) {
+    if (values.export !== undefined || values.import !== undefined) {
+      throw new UsageError('--export and --import need --nats');
+    }
+    return undefined;
+  }
+  return { servers: list(values.nats), export: list(values.export), import: list(values.import) };
+}
 
 const NOTIFICATION_MODES = [
   'event',
@@ -42,25 +62,61 @@ export const busCommand = defineCommand({
       default: 'adaptive',
       description: "how the bus's rings wake it; adaptive polls only while that pays",
     },
+    nats: {
+      type: 'string',
+      value: 'URL',
+      description: 'bridge the bus to NATS at URL (several servers of a cluster: comma-separated)',
+    },
+    export: {
+      type: 'string',
+      value: 'SUBJECT,...',
+      description:
+        'with --nats: subjects whose publishes go to NATS and whose local responders answer NATS requests',
+    },
+    import: {
+      type: 'string',
+      value: 'SUBJECT,...',
+      description:
+        'with --nats: subjects whose NATS messages are delivered here and whose requests go to NATS',
+    },
     ...LISTEN_ACCESS_OPTIONS,
     ...PEER_LIMIT_OPTIONS,
   },
   examples: [
     "vring bus --socket /tmp/bus.sock   # clients: connectBus('/tmp/bus.sock')",
     'vring bus --socket /run/vring/bus.sock --socket-mode 0666 --allow-uid 1000,1001',
+    "vring bus --socket /tmp/bus.sock --nats nats://10.0.0.5:4222 --export 'orders.>' --import 'prices.>,quote'",
   ],
   async run(values) {
     const { socket, notification } = values;
+    const nats = natsBridgeFrom(values);
     const bus = createBus(socket, {
       notification,
       ...listenAccessFrom(socket, values),
       ...peerLimitsFrom(values),
+      ...(nats && { nats }),
     });
     const stopped = stopSignal();
     console.log(
       `vring bus: listening on ${bus.path} (notification ${notification}); ` +
         'Ctrl-C or SIGTERM prints the counters and stops it',
     );
+    let bridgeFailed = false;
+    if (bus.nats) {
+      const bridge = bus.nats;
+      bridge.ready.then(
+        () =>
+          console.log(
+            `vring bus: bridged to NATS at ${values.nats}: export ${values.export ?? '-'}, ` +
+              `import ${values.import ?? '-'}`,
+          ),
+        // The bridge printed why on stderr; without it, this is not the bus that was asked for.
+        () => {
+          bridgeFailed = true;
+          process.kill(process.pid, 'SIGTERM');
+        },
+      );
+    }
     const signal = await stopped;
     const s = bus.stats;
     console.log(
@@ -69,7 +125,15 @@ export const busCommand = defineCommand({
         `requests ${s.requests}, rejected ${s.rejected}, refused ${s.refused}, ` +
         `limited ${s.limited}`,
     );
+    if (bus.nats) {
+      const n = bus.nats.stats;
+      console.log(
+        `vring bus: nats bridge: exported ${n.exported}, imported ${n.imported}, ` +
+          `requests out ${n.requestsOut}, requests in ${n.requestsIn}, dropped ${n.dropped}, ` +
+          `rejected ${n.rejected}, reconnects ${n.reconnects}`,
+      );
+    }
     await bus[Symbol.asyncDispose]();
-    return 0;
+    return bridgeFailed ? 1 : 0;
   },
 });
