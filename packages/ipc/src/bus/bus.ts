@@ -274,7 +274,7 @@ export class Bus implements AsyncDisposable {
   }
 
   async #connect(
-    options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent'>,
+    options: Pick<ConnectBusOptions, 'maxFrame' | 'maxMessage' | 'signal' | 'onEvent' | 'ordering'>,
     bridge: BridgeRoute | undefined,
   ): Promise<BusClient> {
     if (this.#closing) throw new VringError('ERR_VRING_CLOSED', 'the bus is closed');
