@@ -119,14 +119,21 @@ export class DirectRoutes {
     const route = this.#up(name);
     if (!route) return viaBus();
     this.#began(route);
-    return route.channel
-      .request<R>(name, value, options)
-      .catch((error: unknown) => {
-        if (!notServed(error)) throw error;
-        this.#drop(name, route);
+    // One reaction for both outcomes: a request pays for no promise beyond the channel's.
+    return route.channel.request<R>(name, value, options).then(
+      (reply) => {
+        this.#ended(route);
+        return reply;
+      },
+      (error: unknown) => {
+        const served = !notServed(error);
+        // Dropped first: a route no name goes to any more closes when its last request ends.
+        if (!served) this.#drop(name, route);
+        this.#ended(route);
+        if (served) throw error;
         return viaBus();
-      })
-      .finally(() => this.#ended(route));
+      },
+    );
   }
 
   /** {@link DirectRoutes.request} for a streaming handler. */
