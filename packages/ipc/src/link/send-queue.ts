@@ -2,6 +2,7 @@ import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vri
 import { encodeOrFail, MessageCodec, unencodable } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
+import { FORWARD_MIN, FrameForwarder } from './frame-forwarder.js';
 import { InPlaceWriter } from './in-place-writer.js';
 import { PollBudget } from './poll-budget.js';
 import { pollUntil } from './polling.js';
@@ -86,6 +87,8 @@ export abstract class SendQueue {
   #fragmenter: Fragmenter;
   /** Large messages written where the peer reads them, when the port lends its memory. */
   readonly #inPlace: InPlaceWriter | undefined;
+  /** Large bodies posted written straight into the ring, when the port joins frames. */
+  readonly #forwarder: FrameForwarder | undefined;
   readonly #sendBatch: MessageBatch;
   readonly #options: SendQueueOptions;
   readonly #lowWaterMark: number;
@@ -131,7 +134,12 @@ export abstract class SendQueue {
     this.#codec = options.codec ?? new MessageCodec();
     this.#fragmenter = this.#fragmenterFor(options.maxFrame);
     const lending = transport.peerInThread ? undefined : transport.lending;
-    this.#inPlace = lending && new InPlaceWriter(lending, this.#codec, transport.maxMessage);
+    // A port that cannot write in place (a device end) would have large messages wait for
+    // room that never comes.
+    this.#inPlace = lending?.writesInPlace
+      ? new InPlaceWriter(lending, this.#codec, transport.maxMessage)
+      : undefined;
+    this.#forwarder = lending && new FrameForwarder(lending);
     this.#sendBatch = batch;
     this.#options = options;
     this.#lowWaterMark = options.lowWaterMark ?? 256;
@@ -232,9 +240,43 @@ export abstract class SendQueue {
    */
   post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane, borrowed = false): void {
     if (this.#done) return;
+    if (body.byteLength >= FORWARD_MIN && this.#forward(kind, body, head, lane, borrowed)) return;
     if (this.#place(kind, body, head) === QUEUE) {
       this.#queue(kind, borrowed ? Buffer.from(body) : body, head, lane, undefined, undefined);
     }
+  }
+
+  /**
+   * Writes a large posted message straight into the ring, frame by frame, each byte of its
+   * body copied once, from where it lies (see {@link FrameForwarder}), when nothing queued
+   * would be overtaken. Frames that find no room wait in the queue (a `borrowed` body is
+   * copied for them). False when it does not apply: the port cannot join frames, or
+   * messages are waiting.
+   */
+  #forward(
+    kind: number,
+    body: Uint8Array,
+    head: Uint8Array | undefined,
+    lane: Lane,
+    borrowed: boolean,
+  ): boolean {
+    const forwarder = this.#forwarder;
+    if (!forwarder || !this.#appendable() || this.#sendBatch.count > 0) return false;
+    if (head && !forwarder.fits(head, this.#fragmenter)) return false;
+    const message = new Outgoing(kind, this.#stream(), body, head, lane, undefined, undefined);
+    let done = false;
+    try {
+      done = forwarder.write(message, this.#fragmenter);
+    } catch {
+      // A failing port fails the link through the pump, as any send does.
+    }
+    this.#wake?.();
+    if (done) return true;
+    if (borrowed) message.body = Buffer.from(body);
+    this.#outgoing.push(message);
+    if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
+    this.#kick();
+    return true;
   }
 
   /**
