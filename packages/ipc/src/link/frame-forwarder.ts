@@ -36,17 +36,22 @@ export class FrameForwarder {
   }
 
   /**
-   * Writes frames of `message` from where it stopped until it is done (true) or the ring has
-   * no room for the next frame (false: continue from `message.offset` later).
+   * Writes up to `maxFrames` frames of `message` from where it stopped; returns whether it
+   * is done. Not done: the ring had no room for the next frame, or `maxFrames` went (see
+   * `message.offset`).
    * @throws VringError what the port throws when it fails.
    */
-  write(message: OutgoingMessage, fragmenter: Fragmenter): boolean {
+  write(
+    message: OutgoingMessage,
+    fragmenter: Fragmenter,
+    maxFrames = Number.POSITIVE_INFINITY,
+  ): boolean {
     const { head, body, kind, stream } = message;
     const headBytes = head.byteLength;
     const total = headBytes + body.byteLength;
     const chunk = fragmenter.chunkBytes;
     const lending = this.#lending;
-    while (!message.done) {
+    for (let frames = 0; !message.done && frames < maxFrames; frames++) {
       const offset = message.offset;
       const length = Math.min(chunk, total - offset);
       const last = offset + length === total;

@@ -599,6 +599,22 @@ export abstract class SendQueue {
     return o.lazy || inPlace.fits(o.head.byteLength + o.body.byteLength);
   }
 
+  /**
+   * Whether `o` goes frame by frame straight from its body into the ring (see
+   * {@link FrameForwarder}): a large body, on a port that joins frames, and not a message
+   * for in place.
+   */
+  #forwards(o: Outgoing): boolean {
+    const forwarder = this.#forwarder;
+    return (
+      forwarder !== undefined &&
+      !o.lazy &&
+      o.body.byteLength >= FORWARD_MIN &&
+      !this.#goesInPlace(o) &&
+      forwarder.fits(o.head, this.#fragmenter)
+    );
+  }
+
   /** Writes `o` into room the port lends, as one whole frame; false when there is none yet. */
   #sendInPlace(o: Outgoing): boolean {
     // A withdrawn message is out of the queue (and its staging buffer maybe reused): a wait
@@ -642,12 +658,23 @@ export abstract class SendQueue {
     return this.#room;
   }
 
-  /** Waits until `o` has gone in place: polling for room first, then sleeping on the port. */
+  /**
+   * Waits until `o` has gone in place, or its next frame has gone straight into the ring
+   * (a forwarded message): polling for room first, then sleeping on the port.
+   */
   async #roomFor(o: Outgoing): Promise<void> {
     const transport = this.transport;
-    const attempt = () => this.#sendInPlace(o);
+    const forwarded = this.#forwards(o);
+    const from = o.offset;
+    const attempt = forwarded
+      ? () => this.#forwarder!.write(o, this.#fragmenter, 1) || o.offset !== from
+      : () => this.#sendInPlace(o);
     // Stops when the message went, was withdrawn, or became one for the batch (see #fill).
-    const stop = () => this.#done || o.withdrawn || !this.#goesInPlace(o);
+    const stop = () =>
+      this.#done || o.withdrawn || (forwarded ? o.offset !== from : !this.#goesInPlace(o));
+    const bytes = forwarded
+      ? FRAME_HEADER_BYTES + this.#fragmenter.chunkBytes
+      : FRAME_HEADER_BYTES + o.body.byteLength;
     const budget = this.#roomBudget();
     while (!o.done && !stop()) {
       const began = performance.now();
@@ -660,7 +687,7 @@ export abstract class SendQueue {
       try {
         // The message's own signal ends the wait too: a withdrawn message waits for nothing.
         await transport.waitSendable({
-          bytes: FRAME_HEADER_BYTES + o.body.byteLength,
+          bytes,
           ...(o.signal && { signal: o.signal }),
         });
       } catch (error) {
@@ -731,6 +758,22 @@ export abstract class SendQueue {
           // No room yet; or a lazy value turned out too large for one frame, and goes on
           // below as frames of its encoding.
           if (this.#goesInPlace(o)) return o;
+        }
+        if (this.#forwards(o)) {
+          // Straight from the body into the ring, after what is in the batch.
+          if (batch.count > 0) return undefined;
+          const offset = o.offset;
+          if (this.#forwarder!.write(o, this.#fragmenter, FRAMES_PER_TURN)) {
+            progress = true;
+            continue;
+          }
+          if (o.offset === offset) return o; // no room for its next frame yet
+          progress = true;
+          if (o.lane !== undefined) {
+            blocked ??= new Set();
+            blocked.add(o.lane);
+          }
+          continue;
         }
         const before = batch.count;
         const done = this.#fragmenter.write(batch, o, FRAMES_PER_TURN);
