@@ -58,7 +58,10 @@ function framesOf(batch: InPlaceBatch): Buffer[] {
 }
 
 async function receiveInPlace(
-  port: { waitReceivable(): Promise<void>; lending: { tryReceiveInPlace(b: InPlaceBatch): number } },
+  port: {
+    waitReceivable(): Promise<void>;
+    lending: { tryReceiveInPlace(b: InPlaceBatch): number };
+  },
   batch: InPlaceBatch,
 ): Promise<number> {
   for (;;) {
@@ -138,9 +141,12 @@ test('a back-end never writes in place, and a joined frame beyond maxFrame is re
     const lending = p.port.lending;
     assert.is(lending.writesInPlace, false);
     assert.is(lending.reserve(1024), undefined);
-    assert.throws(() => lending.commit(10), (e: Error & { code?: string }) => {
-      return e.code === 'ERR_VRING_INVALID_ARGUMENT';
-    });
+    assert.throws(
+      () => lending.commit(10),
+      (e: Error & { code?: string }) => {
+        return e.code === 'ERR_VRING_INVALID_ARGUMENT';
+      },
+    );
     assert.throws(
       () => lending.trySendJoined(Buffer.alloc(100), Buffer.alloc(MAX_FRAME)),
       (e: Error & { code?: string }) => e.code === 'ERR_VRING_OVERSIZED_MESSAGE',

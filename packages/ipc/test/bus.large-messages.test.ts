@@ -45,19 +45,28 @@ test('values of 64 B to 16 MiB reach subscriber processes through a bus process 
     assert.is(await bus.line(), 'ready');
     for (const maxFrame of [9216, 64 * 1024]) {
       subscribers.push(
-        spawnFixture('bus-checksum-subscriber.ts', [path, 'sized', String(count), String(maxFrame)]),
+        spawnFixture('bus-checksum-subscriber.ts', [
+          path,
+          'sized',
+          String(count),
+          String(maxFrame),
+        ]),
       );
     }
     for (const s of subscribers) assert.is(await s.line(), 'ready');
     const publisher = await connectBus(path);
     let seq = 0;
     for (let round = 0; round < ROUNDS; round++) {
+      // A round at once: large values queue at the bus behind each other and small ones
+      // behind them, and must still arrive in publish order.
+      const sent: Promise<void>[] = [];
       for (const size of SIZES) {
         const data = patterned(size, seq);
         const sha256 = createHash('sha256').update(data).digest('hex');
-        await publisher.publish('sized', { seq, size, sha256, data });
+        sent.push(publisher.publish('sized', { seq, size, sha256, data }));
         seq++;
       }
+      await Promise.all(sent);
     }
     const results = await Promise.all(subscribers.map(async (s) => JSON.parse(await s.line())));
     for (const [i, r] of results.entries()) {

@@ -69,7 +69,7 @@ export class FrameForwarder {
       message.offset = offset + length;
       message.done = last;
     }
-    return true;
+    return message.done;
   }
 
   #headersFor(headBytes: number): Buffer {

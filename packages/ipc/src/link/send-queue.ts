@@ -2,6 +2,7 @@ import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vri
 import { encodeOrFail, MessageCodec, unencodable } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
+import { keptCopyOf } from './borrowed-copy.js';
 import { FORWARD_MIN, FrameForwarder } from './frame-forwarder.js';
 import { InPlaceWriter } from './in-place-writer.js';
 import { PollBudget } from './poll-budget.js';
@@ -242,7 +243,7 @@ export abstract class SendQueue {
     if (this.#done) return;
     if (body.byteLength >= FORWARD_MIN && this.#forward(kind, body, head, lane, borrowed)) return;
     if (this.#place(kind, body, head) === QUEUE) {
-      this.#queue(kind, borrowed ? Buffer.from(body) : body, head, lane, undefined, undefined);
+      this.#queue(kind, borrowed ? keptCopyOf(body) : body, head, lane, undefined, undefined);
     }
   }
 
@@ -272,7 +273,7 @@ export abstract class SendQueue {
     }
     this.#wake?.();
     if (done) return true;
-    if (borrowed) message.body = Buffer.from(body);
+    if (borrowed) message.body = keptCopyOf(body);
     this.#outgoing.push(message);
     if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
     this.#kick();
