@@ -469,7 +469,7 @@ TEST(queue_pair_device_never_starts_a_message_it_cannot_finish) {
 
 TEST(queue_pair_device_sends_one_message_joined_from_parts_each_copied_once) {
   // 16 receive buffers of 256 bytes: a head of 20 and a body of 1500 bytes take 6 of them.
-  Pair p(Config(16, 256, 4096));
+  Pair p(Config(16, 256, 3800));
   Batch whole;
   whole.Add(1520, 7);
   const ByteSpan parts[2] = {{whole.ptr(), 20}, {whole.ptr() + 20, 1500}};
@@ -479,11 +479,11 @@ TEST(queue_pair_device_sends_one_message_joined_from_parts_each_copied_once) {
   Received r = ReceiveAll(*p.drv);
   EXPECT_EQ(r.count, 1u);
   EXPECT(r.Is(0, 1520, 7));
-  // Not buffers enough for a message of 3000 + 1000 bytes: nothing is taken, and it goes
-  // whole once the driver has posted them again.
+  // A message of 3000 + 700 bytes takes 15 buffers; with 10 of 16 in use nothing is taken,
+  // and it goes whole once the driver has posted them again.
   Batch big;
-  big.Add(4000, 8);
-  const ByteSpan halves[2] = {{big.ptr(), 3000}, {big.ptr() + 3000, 1000}};
+  big.Add(3700, 8);
+  const ByteSpan halves[2] = {{big.ptr(), 3000}, {big.ptr() + 3000, 700}};
   Batch filler;
   for (uint32_t i = 0; i < 10; ++i) filler.Add(200, 20 + i);
   EXPECT_EQ(p.dev->Send(filler.ptr(), filler.lengths.data(), 10), 10u);
@@ -494,9 +494,9 @@ TEST(queue_pair_device_sends_one_message_joined_from_parts_each_copied_once) {
   EXPECT(p.dev->SendJoined(halves, 2));
   Received r2 = ReceiveAll(*p.drv);
   EXPECT_EQ(r2.count, 1u);
-  EXPECT(r2.Is(0, 4000, 8));
+  EXPECT(r2.Is(0, 3700, 8));
   // Parts adding up to more than max_message are refused whole.
-  const ByteSpan over[2] = {{big.ptr(), 4000}, {big.ptr(), 100}};
+  const ByteSpan over[2] = {{big.ptr(), 3700}, {big.ptr(), 200}};
   EXPECT_THROWS_CODE(p.dev->SendJoined(over, 2), ErrorCode::kOversizedMessage);
   EXPECT_EQ(p.dev->stats().messages_sent, 12u);
   EXPECT(!p.drv->broken() && !p.dev->broken());
