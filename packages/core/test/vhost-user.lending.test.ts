@@ -6,10 +6,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { socketPath, until } from '../../../test-support/index.js';
+import type { DriverQueuePair } from '../src/driver-queue-pair.js';
 import { InPlaceBatch } from '../src/in-place-batch.js';
 import { VhostUserBackend } from '../src/vhost-user/backend.js';
 import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
+import { VhostUserRequest as R } from '../src/vhost-user/message-layout.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
+import {
+  createDriver,
+  dpdkHandshake,
+  RawVhostUserClient,
+} from './fixtures/vhost-user-raw-client.js';
 import { rejectsVring } from './fixtures/vring-assert.js';
 
 const MAX_FRAME = 64 * 1024;
@@ -171,6 +178,55 @@ test('a closed port refuses joined frames with ERR_VRING_CLOSED', async () => {
     );
   } finally {
     p.close();
+  }
+});
+
+/** The transmit ring's used index: how many frames the device has given back to `driver`. */
+function returnedToDriver(driver: DriverQueuePair): number {
+  const used = BigInt(driver.share().descriptor.tx.used);
+  return driver.region.read(Number(used - driver.region.address) + 2, 2).readUInt16LE(0);
+}
+
+test('frames held when the front-end stops the rings go back to it first; their later release leaves the new rings alone', async () => {
+  const path = socketPath('lending');
+  const ports: VhostUserPort[] = [];
+  const backend = new VhostUserBackend(path, { onPort: (port) => ports.push(port) });
+  const driver = createDriver();
+  const client = new RawVhostUserClient(path);
+  try {
+    await dpdkHandshake(client, driver);
+    await until(() => ports[0]?.live === true);
+    const port = ports[0]!;
+    const batch = new InPlaceBatch({ scratchBytes: 65536 });
+    await driver.send(patterned(20_000, 6));
+    assert.is(await receiveInPlace(port, batch), 1);
+    assert.is(batch.held, 1);
+    assert.is(returnedToDriver(driver), 0, 'held: not given back yet');
+    // The front-end stops the rings (as DPDK's virtio_user does before a restart).
+    await client.request(R.SET_VRING_ENABLE, { index: 0, num: 0 });
+    await client.request(R.SET_VRING_ENABLE, { index: 1, num: 0 });
+    await client.request(R.GET_VRING_BASE, { index: 0, num: 0 });
+    assert.equal(await client.request(R.GET_VRING_BASE, { index: 1, num: 0 }), {
+      index: 1,
+      num: 1,
+    });
+    assert.is(port.live, false);
+    assert.is(returnedToDriver(driver), 1, 'given back when the rings stopped');
+    await dpdkHandshake(client, driver, { replay: true });
+    await until(() => port.live);
+    await driver.send(patterned(30_000, 7));
+    const again = new InPlaceBatch({ scratchBytes: 65536 });
+    assert.is(await receiveInPlace(port, again), 1);
+    assert.ok(framesOf(again)[0]!.equals(patterned(30_000, 7)));
+    // The reader releases the old frame late: nothing of the new rings goes back for it.
+    port.release(1);
+    assert.is(returnedToDriver(driver), 1);
+    port.release(1);
+    assert.is(returnedToDriver(driver), 2);
+  } finally {
+    client.close();
+    driver.close();
+    backend.close();
   }
 });
 
