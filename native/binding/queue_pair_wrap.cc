@@ -88,6 +88,8 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     if constexpr (std::is_same_v<Pair, DriverQueuePair>) {
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::Reserve>("reserve"));
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::Commit>("commit"));
+    } else {
+      props.push_back(Base::template InstanceMethod<&QueuePairWrap::SendJoined>("sendJoined"));
     }
     return Base::DefineClass(env, name, props);
   }
@@ -240,6 +242,18 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     VRING_TRY
     Open(env).CommitSend(ArgU64(env, info[0], "bytes"));
     return env.Undefined();
+    VRING_CATCH(env)
+  }
+
+  // sendJoined(head, body) -> whether the message `head` + `body` went (device only).
+  Napi::Value SendJoined(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    const Bytes head = ArgBytes(env, info[0], "head");
+    const Bytes body = ArgBytes(env, info[1], "body");
+    const ByteSpan parts[2] = {{head.data, head.size}, {body.data, body.size}};
+    return Napi::Boolean::New(env, pair.SendJoined(parts, 2));
     VRING_CATCH(env)
   }
 

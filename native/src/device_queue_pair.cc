@@ -44,7 +44,8 @@ void CheckLengths(const uint32_t* lengths, uint32_t count, uint32_t max_message)
 // what went into each chain (its used length).
 class ScatterWriter {
  public:
-  explicit ScatterWriter(std::vector<Chain>& chains) : chains_(chains) {}
+  // `written` is the caller's, reused: one writer per message allocates nothing.
+  ScatterWriter(std::vector<Chain>& chains, std::vector<uint32_t>& written) : chains_(chains), written_(written) {}
 
   void Write(const uint8_t* src, uint64_t n) {
     while (n > 0) {
@@ -81,10 +82,10 @@ class ScatterWriter {
 
  private:
   std::vector<Chain>& chains_;
+  std::vector<uint32_t>& written_;
   uint32_t chain_ = 0;
   size_t segment_ = 0;
   uint32_t offset_ = 0;
-  std::vector<uint32_t> written_;
 };
 
 }  // namespace
@@ -257,9 +258,43 @@ LentArea DeviceQueuePair::Area(uint32_t index) const {
   return {r.host, r.size, memory_->mapping(index)};
 }
 
+DeviceQueuePair::Placement DeviceQueuePair::PlaceMessage(const ByteSpan* parts, uint32_t part_count,
+                                                         uint64_t len) {
+  const uint64_t total = len + kNetHeaderSize;
+  uint32_t taken = 0;
+  uint64_t capacity = 0;
+  while (capacity < total) {
+    if (taken == chains_.size()) chains_.emplace_back();
+    if (!rx_.Pop(&chains_[taken])) {
+      rx_.Unpop(taken);
+      return Placement::kNoBuffers;
+    }
+    if (chains_[taken].writable_bytes == 0) {
+      rx_.MarkBroken("receive-buffer-not-writable", "receive chain has no device-writable buffer");
+    }
+    capacity += chains_[taken].writable_bytes;
+    ++taken;
+    if (!config_.mergeable) break;
+  }
+  if (capacity < total) {
+    // Without mergeable buffers a message must fit one chain; like a NIC, drop it.
+    rx_.Unpop(taken);
+    ++stats_.dropped;
+    return Placement::kDropped;
+  }
+  uint8_t header[kNetHeaderSize] = {};
+  const uint16_t num_buffers = static_cast<uint16_t>(config_.mergeable ? taken : 1);
+  std::memcpy(header + kNetHeaderNumBuffersOffset, &num_buffers, 2);
+  ScatterWriter writer(chains_, written_);
+  writer.Reset(taken);
+  writer.Write(header, kNetHeaderSize);
+  for (uint32_t p = 0; p < part_count; ++p) writer.Write(parts[p].data, parts[p].size);
+  for (uint32_t j = 0; j < taken; ++j) rx_.PushUsed(chains_[j].head, writer.written(j));
+  return Placement::kPlaced;
+}
+
 uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uint32_t count) {
   CheckLengths(lengths, count, config_.max_message);
-  ScatterWriter writer(chains_);
   const uint8_t* src = data;
   uint64_t bytes = 0;
   uint64_t unpublished = 0;  // bytes (headers included) in used entries not yet published
@@ -267,46 +302,15 @@ uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
   uint32_t i = 0;
   for (; i < count; ++i) {
     const uint32_t len = lengths[i];
-    const uint64_t total = uint64_t{len} + kNetHeaderSize;
-    uint32_t taken = 0;
-    uint64_t capacity = 0;
-    bool out_of_buffers = false;
-    while (capacity < total) {
-      if (taken == chains_.size()) chains_.emplace_back();
-      if (!rx_.Pop(&chains_[taken])) {
-        out_of_buffers = true;
-        break;
-      }
-      if (chains_[taken].writable_bytes == 0) {
-        rx_.MarkBroken("receive-buffer-not-writable", "receive chain has no device-writable buffer");
-      }
-      capacity += chains_[taken].writable_bytes;
-      ++taken;
-      if (!config_.mergeable) break;
-    }
-    if (out_of_buffers) {
-      rx_.Unpop(taken);
-      break;
-    }
-    if (capacity < total) {
-      // Without mergeable buffers a message must fit one chain; like a NIC, drop it.
-      rx_.Unpop(taken);
-      ++stats_.dropped;
-      src += len;
-      continue;
-    }
-    uint8_t header[kNetHeaderSize] = {};
-    const uint16_t num_buffers = static_cast<uint16_t>(config_.mergeable ? taken : 1);
-    std::memcpy(header + kNetHeaderNumBuffersOffset, &num_buffers, 2);
-    writer.Reset(taken);
-    writer.Write(header, kNetHeaderSize);
-    writer.Write(src, len);
-    for (uint32_t j = 0; j < taken; ++j) rx_.PushUsed(chains_[j].head, writer.written(j));
+    const ByteSpan part{src, len};
+    const Placement placed = PlaceMessage(&part, 1, len);
+    if (placed == Placement::kNoBuffers) break;
     src += len;
+    if (placed == Placement::kDropped) continue;
     bytes += len;
     ++delivered;
     // Whole messages only: the driver takes a message's buffers once all of them are used.
-    unpublished += total;
+    unpublished += uint64_t{len} + kNetHeaderSize;
     if (unpublished >= publish_slice_) {
       PublishUsed(rx_, rx_call_);
       unpublished = 0;
@@ -319,6 +323,23 @@ uint32_t DeviceQueuePair::Send(const uint8_t* data, const uint32_t* lengths, uin
   }
   // Dropped messages count as handled: the caller must not resend them.
   return i;
+}
+
+bool DeviceQueuePair::SendJoined(const ByteSpan* parts, uint32_t part_count) {
+  uint64_t len = 0;
+  for (uint32_t p = 0; p < part_count; ++p) len += parts[p].size;
+  if (len > config_.max_message) {
+    throw Error(ErrorCode::kOversizedMessage,
+                "message of " + std::to_string(len) + " bytes exceeds maxMessage " + std::to_string(config_.max_message));
+  }
+  const Placement placed = PlaceMessage(parts, part_count, len);
+  if (placed == Placement::kNoBuffers) return false;
+  if (placed == Placement::kPlaced) {
+    PublishUsed(rx_, rx_call_);
+    stats_.messages_sent += 1;
+    stats_.bytes_sent += len;
+  }
+  return true;
 }
 
 bool DeviceQueuePair::WaitReceivable(uint64_t budget_ns) {

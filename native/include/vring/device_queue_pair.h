@@ -18,6 +18,12 @@
 
 namespace vring {
 
+// Bytes to send, where they lie.
+struct ByteSpan {
+  const uint8_t* data;
+  uint64_t size;
+};
+
 class DeviceQueuePair {
  public:
   // Ring addresses are in the driver's ring (user) address space; each ring must lie
@@ -53,6 +59,13 @@ class DeviceQueuePair {
   // if a length exceeds max_message.
   uint32_t Send(const uint8_t* data, const uint32_t* lengths, uint32_t count);
 
+  // Writes one message made of `parts`, in order, into the driver's receive buffers: each
+  // part copied once, straight from where it lies (a frame another driver transmitted,
+  // say, behind a header of the caller's). False when the driver has not posted buffers
+  // enough yet; true once it is delivered (or dropped, like Send). Throws
+  // kOversizedMessage (nothing sent) beyond max_message.
+  bool SendJoined(const ByteSpan* parts, uint32_t part_count);
+
   bool WaitReceivable(uint64_t budget_ns);
   // Spins until the driver has posted receive buffers for a message of `next_message` bytes
   // (0: unknown, any message), and at least an eighth of the ring.
@@ -75,6 +88,10 @@ class DeviceQueuePair {
   void Call(std::optional<EventFd>& fd);
   // Receive buffers a message of `next_message` bytes takes (0: any message, one buffer).
   uint32_t BuffersNeeded(uint64_t next_message) const;
+  enum class Placement { kPlaced, kDropped, kNoBuffers };
+  // Writes one message of `len` bytes made of `parts` behind its net header into as many
+  // receive chains as it takes; unpublished. kNoBuffers: nothing taken, try again later.
+  Placement PlaceMessage(const ByteSpan* parts, uint32_t part_count, uint64_t len);
   // Checks the popped chain (chain_) and returns its payload size.
   uint64_t CheckedPayload();
   // Copies the popped chain's payload to `dst`.
@@ -96,6 +113,7 @@ class DeviceQueuePair {
   uint32_t held_first_ = 0, held_count_ = 0;
   Chain chain_;                // scratch for Receive
   std::vector<Chain> chains_;  // scratch for Send (one message may take many receive chains)
+  std::vector<uint32_t> written_;  // scratch for Send: bytes written into each of those chains
   PortStats stats_;
 };
 

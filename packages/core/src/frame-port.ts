@@ -88,6 +88,12 @@ export interface FrameLending {
   /** Gives back the oldest `count` frames held. */
   release(count: number): void;
   /**
+   * Whether this end writes frames in place ({@link FrameLending.reserve} can return room):
+   * a driver end does; a device end writes into the buffers its driver posted, so it
+   * never does.
+   */
+  readonly writesInPlace: boolean;
+  /**
    * Room to write the next frame into, as large as is contiguous now and at least
    * `minBytes`, or undefined when there is none yet (or this end cannot write in place).
    * Valid until the next send, reserve or commit.
@@ -95,4 +101,11 @@ export interface FrameLending {
   reserve(minBytes: number): Buffer | undefined;
   /** Sends the first `bytes` bytes written into the reserved room as one frame. */
   commit(bytes: number): void;
+  /**
+   * Sends one frame made of `head` followed by `body` without waiting, each copied once
+   * straight into the memory the peer reads: for forwarding a frame read in place behind a
+   * header of one's own, with no batch in between. False when there is no room for it now.
+   * @throws VringError `ERR_VRING_OVERSIZED_MESSAGE` (nothing sent) beyond `maxMessage`.
+   */
+  trySendJoined(head: Uint8Array, body: Uint8Array): boolean;
 }

@@ -91,13 +91,15 @@ export interface NativeQueuePairEnd {
   /** Only the driver writes in place (the device writes into buffers the driver chose). */
   reserve?(minBytes: number, out: Float64Array): boolean;
   commit?(bytes: number): void;
+  /** The device's way to send a frame from two places (the driver reserves room instead). */
+  sendJoined?(head: Uint8Array, body: Uint8Array): boolean;
 }
 
 /**
  * Frames from this size on are read in place: below it a copy costs less than holding the
- * memory and a native call to release it.
+ * memory and a native call to release it. @internal
  */
-const IN_PLACE_MIN = 8 * 1024;
+export const IN_PLACE_MIN = 8 * 1024;
 
 /**
  * What both ends of a queue pair do: batch send and receive, and the notification policy
@@ -249,6 +251,11 @@ export abstract class QueuePairEnd
     });
   }
 
+  /** Whether this end writes frames in place: the driver does, the device never does. */
+  get writesInPlace(): boolean {
+    return this.handle.reserve !== undefined;
+  }
+
   /**
    * Room in shared memory for the next frame, at least `minBytes` and as large as is
    * contiguous now, or undefined when there is none yet or this end cannot write in place
@@ -275,6 +282,28 @@ export abstract class QueuePairEnd
       handle.commit!(bytes);
       return 0;
     });
+  }
+
+  /** Sends `head` + `body` as one frame, each copied once into the ring; false without room now. */
+  trySendJoined(head: Uint8Array, body: Uint8Array): boolean {
+    const bytes = head.byteLength + body.byteLength;
+    if (bytes > this.maxMessage) {
+      throw new VringError(
+        'ERR_VRING_OVERSIZED_MESSAGE',
+        `message of ${bytes} bytes exceeds maxMessage ${this.maxMessage}`,
+      );
+    }
+    const handle = this.handle;
+    if (handle.sendJoined) {
+      this.#checkSendable();
+      return this.#call(() => Number(handle.sendJoined!(head, body))) === 1;
+    }
+    const room = this.reserve(bytes);
+    if (!room) return false;
+    room.set(head, 0);
+    room.set(body, head.byteLength);
+    this.commit(bytes);
+    return true;
   }
 
   #lentAreas(): readonly Buffer[] {

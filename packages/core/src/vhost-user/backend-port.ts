@@ -15,10 +15,16 @@ import type { DeviceQueuePair } from '../device-queue-pair.js';
 import type { NotificationMode } from '../endpoint-options.js';
 import { VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
-import type { FramePolling, FramePort } from '../frame-port.js';
+import type { FrameLending, FramePolling, FramePort } from '../frame-port.js';
+import type { InPlaceBatch } from '../in-place-batch.js';
 import { MessageBatch } from '../message-batch.js';
 import type { PeerCredentials } from '../peer-access.js';
-import type { QueuePairStats, WaitOptions, WaitSendableOptions } from '../queue-pair-end.js';
+import {
+  IN_PLACE_MIN,
+  type QueuePairStats,
+  type WaitOptions,
+  type WaitSendableOptions,
+} from '../queue-pair-end.js';
 import { WaiterQueue } from '../waiter-queue.js';
 import {
   type ResolvedPortOptions,
@@ -54,7 +60,7 @@ export type PortErrorHandler = (error: VringError, port: VhostUserPort) => void;
  *
  * @public
  */
-export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
+export class VhostUserPort implements FramePort, FramePolling, FrameLending, AsyncDisposable {
   /** A number unique within the backend, for logs. */
   readonly id: number;
   /** Settles when the port is closed: `undefined` for a normal close, else the error. */
@@ -70,6 +76,13 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
   readonly #session: VhostUserSession;
   readonly #liveWaiters = new WaiterQueue<void>(() => undefined);
   #pair: DeviceQueuePair | undefined;
+  /** Frames read in place from the live pair and not released yet. */
+  #held = 0;
+  /**
+   * Frames a stopped pair gave back as it stopped, that the reader still counts as held:
+   * the oldest it releases, so they are skipped there.
+   */
+  #heldByStopped = 0;
   #keepAlive = true;
   #done = false;
   #failure: VringError | undefined;
@@ -201,11 +214,90 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
   readonly peerInThread = false;
 
   /** A port can be polled: {@link VhostUserPort.tryReceive} and {@link VhostUserPort.waitReceivable}. */
-  /** Not offered yet: frames are copied through batches. */
-  readonly lending = undefined;
-
   get polling(): FramePolling {
     return this;
+  }
+
+  /**
+   * A port reads large frames where the front-end wrote them, in the front-end's memory, and
+   * sends a frame from two places with one copy ({@link VhostUserPort.trySendJoined}); it
+   * never writes in place (it writes into the buffers the front-end posted).
+   */
+  get lending(): FrameLending {
+    return this;
+  }
+
+  /** Frames of at least this many bytes are read in place (as a device queue pair's). */
+  readonly inPlaceMin = IN_PLACE_MIN;
+
+  /** A back-end writes into the buffers its front-end posted, never in place. */
+  readonly writesInPlace = false;
+
+  /**
+   * Takes what has arrived without waiting (0 while the rings are not live), large frames
+   * where they lie in the front-end's memory: held until {@link VhostUserPort.release}.
+   * When the front-end stops the rings, frames still held are given back to it first (a
+   * view of one stays readable, but the front-end may then reuse that memory).
+   */
+  tryReceiveInPlace(batch: InPlaceBatch): number {
+    const pair = this.#pair;
+    if (!pair || this.#done) {
+      batch.filled(0, []);
+      return 0;
+    }
+    try {
+      const n = pair.tryReceiveInPlace(batch);
+      this.#held += batch.held;
+      return n;
+    } catch (error) {
+      this.#throwUnlessRestarted(pair, error);
+      batch.filled(0, []);
+      return 0;
+    }
+  }
+
+  /** Gives back the oldest `count` frames held (those of a stopped pair went back already). */
+  release(count: number): void {
+    const stale = Math.min(count, this.#heldByStopped);
+    this.#heldByStopped -= stale;
+    const live = Math.min(count - stale, this.#held);
+    if (live === 0) return;
+    this.#held -= live;
+    const pair = this.#pair;
+    if (!pair || this.#done) return;
+    try {
+      pair.release(live);
+    } catch (error) {
+      this.#throwUnlessRestarted(pair, error);
+    }
+  }
+
+  /** Never room: a back-end cannot write in place. */
+  reserve(_minBytes: number): Buffer | undefined {
+    return undefined;
+  }
+
+  /** @throws VringError `ERR_VRING_INVALID_ARGUMENT`: a back-end cannot write in place. */
+  commit(_bytes: number): void {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'a vhost-user port cannot write in place');
+  }
+
+  /**
+   * Writes one frame, `head` then `body`, into the front-end's receive buffers without
+   * waiting, each copied once; false when it has not posted buffers enough (or the rings
+   * are down). Rejects once the port is closed.
+   * @throws VringError `ERR_VRING_OVERSIZED_MESSAGE` beyond {@link VhostUserPort.maxMessage}.
+   */
+  trySendJoined(head: Uint8Array, body: Uint8Array): boolean {
+    const pair = this.#pair;
+    if (this.#done) throw this.#failure ?? new VringError('ERR_VRING_CLOSED', 'port is closed');
+    if (!pair) return false;
+    try {
+      return pair.trySendJoined(head, body);
+    } catch (error) {
+      this.#throwUnlessRestarted(pair, error);
+      return false;
+    }
   }
 
   /** Let pending waits keep the process alive (the default); holds across ring restarts. */
@@ -339,6 +431,17 @@ export class VhostUserPort implements FramePort, FramePolling, AsyncDisposable {
   }
 
   #stopped(pair: DeviceQueuePair): void {
+    // What the reader still holds goes back to the front-end before the ring stops: chains
+    // never returned would be lost to it. The reader's later releases of them are skipped.
+    if (this.#held > 0) {
+      try {
+        pair.release(this.#held);
+      } catch {
+        // A ring the front-end broke: nothing to give back to.
+      }
+      this.#heldByStopped += this.#held;
+      this.#held = 0;
+    }
     addPairStats(this.#totals, pair);
     this.#pair = undefined;
   }

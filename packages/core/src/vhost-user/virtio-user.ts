@@ -9,7 +9,8 @@ import { DriverQueuePair } from '../driver-queue-pair.js';
 import { type NotificationMode, notificationPolicy } from '../endpoint-options.js';
 import { positiveOption, VringError } from '../errors.js';
 import type { FdSocket } from '../fd-socket.js';
-import type { FramePolling, FramePort } from '../frame-port.js';
+import type { FrameLending, FramePolling, FramePort } from '../frame-port.js';
+import type { InPlaceBatch } from '../in-place-batch.js';
 import type { MessageBatch } from '../message-batch.js';
 import type { ConnectAccessOptions, ListenAccessOptions } from '../peer-access.js';
 import type {
@@ -167,7 +168,7 @@ function replyTimeouts(options: VirtioUserOptions): FrontendConnectionTimeouts {
  * ```
  * @public
  */
-export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
+export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncDisposable {
   /** The socket path. */
   readonly path: string;
   /** Whether this side listens (server mode). */
@@ -327,11 +328,53 @@ export class VirtioUser implements FramePort, FramePolling, AsyncDisposable {
   readonly peerInThread = false;
 
   /** A VirtioUser can be polled: {@link VirtioUser.tryReceive} and {@link VirtioUser.waitReceivable}. */
-  /** Not offered yet: frames are copied through batches. */
-  readonly lending = undefined;
-
   get polling(): FramePolling {
     return this;
+  }
+
+  /**
+   * A VirtioUser reads large frames in its receive buffers and writes them into its
+   * transmit area in place, like the driver end of a queue pair: its rings are that end's,
+   * handed to the back-end (see docs/architecture.md, "Large messages").
+   */
+  get lending(): FrameLending {
+    return this;
+  }
+
+  /** Frames of at least this many bytes are read in place. */
+  get inPlaceMin(): number {
+    return this.#queuePair.inPlaceMin;
+  }
+
+  /**
+   * See {@link QueuePairEnd.tryReceiveInPlace}. Frames held stay held across a reconnect:
+   * the buffers under them are posted again only once they are released.
+   */
+  tryReceiveInPlace(batch: InPlaceBatch): number {
+    return this.#queuePair.tryReceiveInPlace(batch);
+  }
+
+  /** See {@link QueuePairEnd.release}. */
+  release(count: number): void {
+    this.#queuePair.release(count);
+  }
+
+  /** A front-end writes frames in place. */
+  readonly writesInPlace = true;
+
+  /** See {@link QueuePairEnd.reserve}. */
+  reserve(minBytes: number): Buffer | undefined {
+    return this.#queuePair.reserve(minBytes);
+  }
+
+  /** See {@link QueuePairEnd.commit}. */
+  commit(bytes: number): void {
+    this.#queuePair.commit(bytes);
+  }
+
+  /** See {@link QueuePairEnd.trySendJoined}. */
+  trySendJoined(head: Uint8Array, body: Uint8Array): boolean {
+    return this.#queuePair.trySendJoined(head, body);
   }
 
   /** See {@link QueuePairEnd.trySend}. */

@@ -51,7 +51,11 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
   spinMicros?: number;
   /** Largest message accepted, encoded (default 64 MiB). */
   maxMessage?: number;
-  /** Largest frame sent or received (default 9216). */
+  /**
+   * Largest frame sent or received (default 9216; the bus may allow less, see
+   * `BusOptions.maxFrame`). A value that fits one frame goes whole: encoded where the bus
+   * reads it, read where the bus wrote it. The rings grow with it, to hold four frames.
+   */
   maxFrame?: number;
   /** Descriptors per ring (default 256). */
   queueSize?: number;
@@ -142,6 +146,7 @@ export async function connectBus(
     ...(options.notification && { notification: options.notification }),
     ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
     ...(options.queueSize !== undefined && { queueSize: options.queueSize }),
+    bufferSize: bufferSizeFor(maxFrame, options.queueSize ?? 256),
     ...(options.retryInitialMs !== undefined && { retryInitialMs: options.retryInitialMs }),
     ...(options.retryMaxMs !== undefined && { retryMaxMs: options.retryMaxMs }),
     ...(options.expectPeerUid !== undefined && { expectPeerUid: options.expectPeerUid }),
@@ -153,6 +158,14 @@ export async function connectBus(
   client = new BusClient(device, maxFrame, options, listener);
   await client.ready(options.signal);
   return client;
+}
+
+/**
+ * Packet buffers for frames of `maxFrame` bytes: the rings hold four frames (and their net
+ * headers) each way, so large frames stream; 2 KiB, a whole Ethernet frame, at the least.
+ */
+function bufferSizeFor(maxFrame: number, queueSize: number): number {
+  return Math.max(2048, Math.ceil((4 * (maxFrame + 12)) / queueSize / 64) * 64);
 }
 
 let listeners = 0;

@@ -65,6 +65,14 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
   /** Largest message a client may send, encoded (default 64 MiB). */
   maxMessage?: number;
   /**
+   * Largest frame a client may use, in bytes (default 65535; a client asks for its own,
+   * {@link ConnectBusOptions.maxFrame}, and gets the smaller). A message that fits one frame
+   * crosses the bus whole: read where its publisher wrote it and written into each
+   * subscriber's ring with one copy. Larger frames cost the bus memory per client: about
+   * three buffers of this size.
+   */
+  maxFrame?: number;
+  /**
    * Messages queued for one client before backpressure applies (default 1024): a `block`
    * subscription then holds the publisher back, a `drop` one loses the message.
    */
@@ -189,6 +197,7 @@ export class Bus implements AsyncDisposable {
     this.#backend = new VhostUserBackend(path, {
       notification: options.notification ?? 'adaptive',
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
+      ...(options.maxFrame !== undefined && { maxFrame: options.maxFrame }),
       onPort: (port) => this.#attach(port.id, port, port.peer),
       onError: (error, port) => this.#report(error, port.id),
       socketMode: options.socketMode,

@@ -2,6 +2,8 @@ import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vri
 import { encodeOrFail, MessageCodec, unencodable } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
+import { keptCopyOf } from './borrowed-copy.js';
+import { FORWARD_MIN, FrameForwarder } from './frame-forwarder.js';
 import { InPlaceWriter } from './in-place-writer.js';
 import { PollBudget } from './poll-budget.js';
 import { pollUntil } from './polling.js';
@@ -86,6 +88,8 @@ export abstract class SendQueue {
   #fragmenter: Fragmenter;
   /** Large messages written where the peer reads them, when the port lends its memory. */
   readonly #inPlace: InPlaceWriter | undefined;
+  /** Large bodies posted written straight into the ring, when the port joins frames. */
+  readonly #forwarder: FrameForwarder | undefined;
   readonly #sendBatch: MessageBatch;
   readonly #options: SendQueueOptions;
   readonly #lowWaterMark: number;
@@ -131,7 +135,12 @@ export abstract class SendQueue {
     this.#codec = options.codec ?? new MessageCodec();
     this.#fragmenter = this.#fragmenterFor(options.maxFrame);
     const lending = transport.peerInThread ? undefined : transport.lending;
-    this.#inPlace = lending && new InPlaceWriter(lending, this.#codec, transport.maxMessage);
+    // A port that cannot write in place (a device end) would have large messages wait for
+    // room that never comes.
+    this.#inPlace = lending?.writesInPlace
+      ? new InPlaceWriter(lending, this.#codec, transport.maxMessage)
+      : undefined;
+    this.#forwarder = lending && new FrameForwarder(lending);
     this.#sendBatch = batch;
     this.#options = options;
     this.#lowWaterMark = options.lowWaterMark ?? 256;
@@ -232,9 +241,43 @@ export abstract class SendQueue {
    */
   post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane, borrowed = false): void {
     if (this.#done) return;
+    if (body.byteLength >= FORWARD_MIN && this.#forward(kind, body, head, lane, borrowed)) return;
     if (this.#place(kind, body, head) === QUEUE) {
-      this.#queue(kind, borrowed ? Buffer.from(body) : body, head, lane, undefined, undefined);
+      this.#queue(kind, borrowed ? keptCopyOf(body) : body, head, lane, undefined, undefined);
     }
+  }
+
+  /**
+   * Writes a large posted message straight into the ring, frame by frame, each byte of its
+   * body copied once, from where it lies (see {@link FrameForwarder}), when nothing queued
+   * would be overtaken. Frames that find no room wait in the queue (a `borrowed` body is
+   * copied for them). False when it does not apply: the port cannot join frames, or
+   * messages are waiting.
+   */
+  #forward(
+    kind: number,
+    body: Uint8Array,
+    head: Uint8Array | undefined,
+    lane: Lane,
+    borrowed: boolean,
+  ): boolean {
+    const forwarder = this.#forwarder;
+    if (!forwarder || !this.#appendable() || this.#sendBatch.count > 0) return false;
+    if (head && !forwarder.fits(head, this.#fragmenter)) return false;
+    const message = new Outgoing(kind, this.#stream(), body, head, lane, undefined, undefined);
+    let done = false;
+    try {
+      done = forwarder.write(message, this.#fragmenter);
+    } catch {
+      // A failing port fails the link through the pump, as any send does.
+    }
+    this.#wake?.();
+    if (done) return true;
+    if (borrowed) message.body = keptCopyOf(body);
+    this.#outgoing.push(message);
+    if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
+    this.#kick();
+    return true;
   }
 
   /**
@@ -557,6 +600,22 @@ export abstract class SendQueue {
     return o.lazy || inPlace.fits(o.head.byteLength + o.body.byteLength);
   }
 
+  /**
+   * Whether `o` goes frame by frame straight from its body into the ring (see
+   * {@link FrameForwarder}): a large body, on a port that joins frames, and not a message
+   * for in place.
+   */
+  #forwards(o: Outgoing): boolean {
+    const forwarder = this.#forwarder;
+    return (
+      forwarder !== undefined &&
+      !o.lazy &&
+      o.body.byteLength >= FORWARD_MIN &&
+      !this.#goesInPlace(o) &&
+      forwarder.fits(o.head, this.#fragmenter)
+    );
+  }
+
   /** Writes `o` into room the port lends, as one whole frame; false when there is none yet. */
   #sendInPlace(o: Outgoing): boolean {
     // A withdrawn message is out of the queue (and its staging buffer maybe reused): a wait
@@ -600,12 +659,23 @@ export abstract class SendQueue {
     return this.#room;
   }
 
-  /** Waits until `o` has gone in place: polling for room first, then sleeping on the port. */
+  /**
+   * Waits until `o` has gone in place, or its next frame has gone straight into the ring
+   * (a forwarded message): polling for room first, then sleeping on the port.
+   */
   async #roomFor(o: Outgoing): Promise<void> {
     const transport = this.transport;
-    const attempt = () => this.#sendInPlace(o);
+    const forwarded = this.#forwards(o);
+    const from = o.offset;
+    const attempt = forwarded
+      ? () => this.#forwarder!.write(o, this.#fragmenter, 1) || o.offset !== from
+      : () => this.#sendInPlace(o);
     // Stops when the message went, was withdrawn, or became one for the batch (see #fill).
-    const stop = () => this.#done || o.withdrawn || !this.#goesInPlace(o);
+    const stop = () =>
+      this.#done || o.withdrawn || (forwarded ? o.offset !== from : !this.#goesInPlace(o));
+    const bytes = forwarded
+      ? FRAME_HEADER_BYTES + this.#fragmenter.chunkBytes
+      : FRAME_HEADER_BYTES + o.body.byteLength;
     const budget = this.#roomBudget();
     while (!o.done && !stop()) {
       const began = performance.now();
@@ -618,7 +688,7 @@ export abstract class SendQueue {
       try {
         // The message's own signal ends the wait too: a withdrawn message waits for nothing.
         await transport.waitSendable({
-          bytes: FRAME_HEADER_BYTES + o.body.byteLength,
+          bytes,
           ...(o.signal && { signal: o.signal }),
         });
       } catch (error) {
@@ -689,6 +759,22 @@ export abstract class SendQueue {
           // No room yet; or a lazy value turned out too large for one frame, and goes on
           // below as frames of its encoding.
           if (this.#goesInPlace(o)) return o;
+        }
+        if (this.#forwards(o)) {
+          // Straight from the body into the ring, after what is in the batch.
+          if (batch.count > 0) return undefined;
+          const offset = o.offset;
+          if (this.#forwarder!.write(o, this.#fragmenter, FRAMES_PER_TURN)) {
+            progress = true;
+            continue;
+          }
+          if (o.offset === offset) return o; // no room for its next frame yet
+          progress = true;
+          if (o.lane !== undefined) {
+            blocked ??= new Set();
+            blocked.add(o.lane);
+          }
+          continue;
         }
         const before = batch.count;
         const done = this.#fragmenter.write(batch, o, FRAMES_PER_TURN);

@@ -269,8 +269,24 @@ export class Fragmenter {
    * written straight into memory the port lends, where the peer will read it.
    */
   writeWholeFrame(frame: Buffer, kind: number, stream: number, length: number): void {
+    this.writeFrameHeaders(frame, kind, WHOLE, stream, length, 0);
+  }
+
+  /**
+   * Writes the headers of a frame that carries bytes from `offset` on of a message of
+   * `total` bytes, at the start of `frame`: for a frame whose chunk is sent from where it
+   * lies instead of being copied behind them.
+   */
+  writeFrameHeaders(
+    frame: Buffer,
+    kind: number,
+    flags: number,
+    stream: number,
+    total: number,
+    offset: number,
+  ): void {
     frame.set(this.#ethernet, 0);
-    this.#writeRecordHeader(frame, ETHERNET_HEADER_BYTES, kind, WHOLE, stream, length, 0);
+    this.#writeRecordHeader(frame, ETHERNET_HEADER_BYTES, kind, flags, stream, total, offset);
   }
 
   /** Ends the open frame: the next message starts a frame of its own. */
