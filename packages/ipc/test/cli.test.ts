@@ -209,6 +209,16 @@ const usageErrors: Array<{ args: string[]; error: string; usage: string }> = [
     usage: 'usage: vring bus ',
   },
   {
+    args: ['bus', '--socket', join(dir, 'frame.sock'), '--max-frame', '64k'],
+    error: "vring bus: --max-frame takes a whole number of bytes; got '64k'",
+    usage: 'usage: vring bus ',
+  },
+  {
+    args: ['bus', '--socket', join(dir, 'frame.sock'), '--max-frame', '10'],
+    error: 'vring bus: maxFrame must be an integer of at least 94 bytes',
+    usage: 'usage: vring bus ',
+  },
+  {
     args: ['echo', '--socket', join(dir, 'limit.sock'), '--max-peer-memory', '1.5'],
     error: "vring echo: --max-peer-memory takes a positive whole number; got '1.5'",
     usage: 'usage: vring echo ',

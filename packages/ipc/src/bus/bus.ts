@@ -183,6 +183,17 @@ export class Bus implements AsyncDisposable {
     this.#options = options;
     this.#highWaterMark = options.highWaterMark ?? 1024;
     this.#maxMessage = options.maxMessage ?? 64 * 1024 * 1024;
+    // The frame every client may announce, the smallest, must still hold a HELLO.
+    const maxFrame = options.maxFrame;
+    if (
+      maxFrame !== undefined &&
+      !(Number.isInteger(maxFrame) && maxFrame >= FRAME_HEADER_BYTES + 64)
+    ) {
+      throw new VringError(
+        'ERR_VRING_INVALID_ARGUMENT',
+        `maxFrame must be an integer of at least ${FRAME_HEADER_BYTES + 64} bytes`,
+      );
+    }
     if (!Number.isSafeInteger(this.#highWaterMark) || this.#highWaterMark < 2) {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'highWaterMark must be an integer ≥ 2');
     }

@@ -62,6 +62,12 @@ export const busCommand = defineCommand({
       default: 'adaptive',
       description: "how the bus's rings wake it; adaptive polls only while that pays",
     },
+    'max-frame': {
+      type: 'string',
+      value: 'BYTES',
+      description:
+        'largest frame a client may use (default 65535): a message that fits one crosses the bus whole, with one copy per subscriber; each client costs the bus about three buffers of this size',
+    },
     nats: {
       type: 'string',
       value: 'URL',
@@ -84,14 +90,20 @@ export const busCommand = defineCommand({
   },
   examples: [
     "vring bus --socket /tmp/bus.sock   # clients: connectBus('/tmp/bus.sock')",
+    'vring bus --socket /tmp/bus.sock --max-frame 1048832   # 1 MiB values cross whole',
     'vring bus --socket /run/vring/bus.sock --socket-mode 0666 --allow-uid 1000,1001',
     "vring bus --socket /tmp/bus.sock --nats nats://10.0.0.5:4222 --export 'orders.>' --import 'prices.>,quote'",
   ],
   async run(values) {
     const { socket, notification } = values;
     const nats = natsBridgeFrom(values);
+    const maxFrame = values['max-frame'];
+    if (maxFrame !== undefined && !/^[0-9]+$/.test(maxFrame)) {
+      throw new UsageError(`--max-frame takes a whole number of bytes; got '${maxFrame}'`);
+    }
     const bus = createBus(socket, {
       notification,
+      ...(maxFrame !== undefined && { maxFrame: Number(maxFrame) }),
       ...listenAccessFrom(socket, values),
       ...peerLimitsFrom(values),
       ...(nats && { nats }),
