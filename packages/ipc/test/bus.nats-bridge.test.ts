@@ -149,6 +149,8 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
       'math.add to be reachable from B',
     );
     assert.is(sum, 5);
+    // Tries before A's bridge took math.add on NATS were forwarded too: counted from here.
+    const forwarded = (await b!.busReport()).nats!.requestsOut;
     let replyHeaders: Record<string, string> | undefined;
     const headedSum = await b!.request<number>('math.add', [1, 1], {
       headers: { 'Trace-Id': 'xyz' },
@@ -166,7 +168,7 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
     const [reportA, reportB] = await Promise.all([a!.busReport(), b!.busReport()]);
     assert.ok(reportA.nats!.exported >= 50, 'A exported its publishes');
     assert.ok(reportB.nats!.imported >= 50, 'B imported them');
-    assert.is(reportB.nats!.requestsOut, 4);
+    assert.is(reportB.nats!.requestsOut - forwarded, 3, 'B forwarded its three requests');
     assert.is(reportA.nats!.requestsIn, 3);
     assert.ok(reportA.nats!.connected);
   } finally {
@@ -177,75 +179,97 @@ natsTest('host A and host B, each bridged, exchange pub/sub, queue groups and RP
 });
 
 natsTest(
-  'a queue group with members on two hosts gets each NATS message once, on one host',
+  'a queue group with members on two hosts handles each message once, wherever it is published',
   async () => {
     const server = await startNatsServer();
-    const nats = { servers: server.url, import: ['jobs.>'] };
-    const buses = [
-      createBus(socketPath('qa'), { onError: () => {}, nats }),
-      createBus(socketPath('qb'), { onError: () => {}, nats }),
+    const hosts = [
+      await startHost(server.url, 'jobs.>', 'jobs.>'),
+      await startHost(server.url, 'jobs.>', 'jobs.>'),
     ];
+    const clients: BusClient[] = [];
     const nc = await connect({ servers: server.url });
     try {
-      await Promise.all(buses.map((b) => b.nats!.ready));
-      const clients = await Promise.all(buses.map((b) => b.connect()));
-      const workers = clients.flatMap((c) => [
+      clients.push(...(await Promise.all(hosts.map((h) => connectBus(pathOf(h))))));
+      const [a, b] = clients as [BusClient, BusClient];
+      // Two members of group `workers` on each host, and a plain subscriber on each.
+      const workers = clients.map((c) => [
         c.subscribe<number>('jobs.*', { queue: 'workers' }),
         c.subscribe<number>('jobs.*', { queue: 'workers' }),
       ]);
-      // Plain subscribers still get every message.
       const watchers = clients.map((c) => c.subscribe<number>('jobs.>'));
       await Promise.all(clients.map((c) => c.flush()));
-      await until(() => buses.every((b) => b.nats!.stats.queueGroups === 1), 'the groups carried');
+      await until(
+        async () =>
+          (await Promise.all(clients.map((c) => c.busReport()))).every(
+            (r) => r.nats!.queueGroups === 1,
+          ),
+        'the group carried on both hosts',
+      );
       await until(async () => {
         nc.publish('jobs.probe', msgpack.pack(-1));
         await nc.flush();
         await sleep(20);
         return watchers.every((w) => w.pending > 0);
       }, 'both bridges to receive');
-      const jobs = 200;
-      for (let i = 0; i < jobs; i++) nc.publish('jobs.run', msgpack.pack(i));
+      // 0-99 published on host A, 100-199 on host B, 200-299 by a plain NATS client.
+      const perSource = 100;
+      for (let i = 0; i < perSource; i++) {
+        await a.publish('jobs.run', i);
+        await b.publish('jobs.run', perSource + i);
+        nc.publish('jobs.run', msgpack.pack(2 * perSource + i));
+      }
       await nc.flush();
-      const taken = () => workers.reduce((n, w) => n + w.pending, 0);
+      const jobs = 3 * perSource;
+      const all = Array.from({ length: jobs }, (_, i) => i);
+      const taken = () => workers.flat().reduce((n, w) => n + w.pending, 0);
       await until(
         () => watchers.every((w) => w.pending >= jobs) && taken() >= jobs,
         'every job to reach the watchers and the workers',
       );
-      await sleep(100); // a duplicate, if any, would be on its way
-      const jobsTaken: number[] = [];
-      const perHost = [0, 0];
-      for (const [i, w] of workers.entries()) {
-        while (w.pending > 0) {
-          const { value } = await w.next();
-          if (value!.value < 0) continue; // a probe
-          jobsTaken.push(value!.value);
-          perHost[i < 2 ? 0 : 1]!++;
+      await sleep(200); // a second delivery, if any, would be on its way
+      /** What a subscription holds, without the probes; none with headers (none were sent). */
+      const drain = async (subscription: (typeof watchers)[number]) => {
+        const values: number[] = [];
+        while (subscription.pending > 0) {
+          const { value } = await subscription.next();
+          assert.is(value!.headers, undefined, 'the bridges’ own headers stay off the bus');
+          if (value!.value >= 0) values.push(value!.value);
         }
+        return values;
+      };
+      const handled: number[][] = [];
+      for (const members of workers) {
+        handled.push((await Promise.all(members.map(drain))).flat());
       }
+      const [onA, onB] = handled as [number[], number[]];
       assert.equal(
-        jobsTaken.sort((x, y) => x - y),
-        Array.from({ length: jobs }, (_, i) => i),
-        'each job once, across hosts',
+        [...onA, ...onB].sort((x, y) => x - y),
+        all,
+        'each job handled once, by one member on one host',
       );
+      // A host's own publishes reach its own members; the plain client's are shared out.
+      assert.is(onA.filter((v) => v < perSource).length, perSource, 'A handled what A published');
+      assert.is(
+        onB.filter((v) => v >= perSource && v < 2 * perSource).length,
+        perSource,
+        'B handled what B published',
+      );
+      const fromNats = (values: number[]) => values.filter((v) => v >= 2 * perSource).length;
       assert.ok(
-        perHost.every((n) => n > 0),
-        `both hosts took jobs: ${perHost}`,
+        fromNats(onA) > 0 && fromNats(onB) > 0,
+        `both hosts took the NATS client's jobs: ${fromNats(onA)} and ${fromNats(onB)}`,
       );
-      for (const w of watchers) {
-        const seen: number[] = [];
-        while (w.pending > 0) {
-          const { value } = await w.next();
-          if (value!.value >= 0) seen.push(value!.value);
-        }
+      for (const [host, watcher] of watchers.entries()) {
         assert.equal(
-          seen,
-          Array.from({ length: jobs }, (_, i) => i),
-          'a plain subscriber: all, once',
+          (await drain(watcher)).sort((x, y) => x - y),
+          all,
+          `the plain subscriber on host ${'AB'[host]}: every job, once`,
         );
       }
     } finally {
+      for (const c of clients) c.close();
       await nc.close();
-      await Promise.all(buses.map((b) => b[Symbol.asyncDispose]()));
+      for (const h of hosts) h.kill();
       await server.kill();
     }
   },

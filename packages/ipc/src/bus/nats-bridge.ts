@@ -27,6 +27,11 @@ export const ORIGIN_HEADER = 'Vring-Origin';
  * payload is the msgpack of `{ code, message, data? }`.
  */
 export const ERROR_HEADER = 'Vring-Error';
+/**
+ * The NATS header, one value per queue name, naming the queue groups that already got a
+ * message on the bus that published it: a bridge does not give it to those groups again.
+ */
+const QUEUED_HEADER = 'Vring-Queued';
 /** Imported messages on their way into the bus before the bridge waits for them. */
 const IMPORT_WINDOW = 256;
 
@@ -132,6 +137,17 @@ async function flushed(connection: NatsConnection): Promise<void> {
   clearTimeout(timer);
 }
 
+/** A queue group of the bus carried over to NATS (see `NatsBridge.#carryGroups`). */
+interface CarriedGroup {
+  queue: string;
+  pattern: TopicPattern;
+  /** The subjects of its NATS queue subscriptions: where it takes part across hosts. */
+  subjects: TopicPattern[];
+  /** The bridge's bus client that delivers to this group alone. */
+  client: BusClient;
+  subscriptions: NatsSubscription[];
+}
+
 /** What names a queue group: its pattern and queue name. */
 function groupKey(pattern: string, queue: string): string {
   return `${queue}\u0000${pattern}`;
@@ -211,7 +227,13 @@ export class NatsBridge {
   /** NATS subscriptions answering requests for names served here and exported. */
   readonly #answering = new Map<string, NatsSubscription>();
   /** The bus's queue groups carried over to NATS queue subscriptions, by {@link groupKey}. */
-  readonly #carried = new Map<string, { client: BusClient; subscriptions: NatsSubscription[] }>();
+  readonly #carried = new Map<string, CarriedGroup>();
+  /**
+   * The bus's queue groups now, by {@link groupKey}: updated as the bus reports each change,
+   * before the carried groups catch up, so that a group that just lost its last member is
+   * not named as having had a message.
+   */
+  #groupsNow = new Set<string>();
   /** Carrying groups over, one change after the other. */
   #groupsWork: Promise<void> = Promise.resolve();
   /** Services on the bus standing in for the cluster's responders of imported names. */
@@ -431,6 +453,7 @@ export class NatsBridge {
 
   #groupsChanged(): void {
     if (!this.#started || this.#closing) return;
+    this.#groupsNow = new Set(this.#bus.queueGroups().map((g) => groupKey(g.pattern, g.queue)));
     this.#groupsWork = this.#groupsWork.then(() => this.#carryGroups()).catch(this.#failed);
   }
 
@@ -453,15 +476,17 @@ export class NatsBridge {
    * subject has a NATS queue subscription of the same queue name (on the narrower of its
    * pattern and the import's), and a bus client of the bridge that delivers what it brings
    * to that group alone. NATS gives each message to one subscription of a queue name, so
-   * one bus among those with the group, and that bus to one member.
+   * one bus among those with the group, and that bus to one member. A message a bus's own
+   * client published has reached that bus's group already: it goes out naming the group
+   * (`Vring-Queued`), and the bus NATS picks for it does not deliver it to the group again.
    */
   async #carryGroups(): Promise<void> {
-    const wanted = new Map<string, { queue: string; subjects: string[] }>();
+    const wanted = new Map<string, { pattern: string; queue: string; subjects: string[] }>();
     for (const { pattern, queue } of this.#bus.queueGroups()) {
       const subjects = this.#import
         .map((i) => narrower(i.source, pattern))
         .filter((p): p is string => p !== undefined);
-      if (subjects.length > 0) wanted.set(groupKey(pattern, queue), { queue, subjects });
+      if (subjects.length > 0) wanted.set(groupKey(pattern, queue), { pattern, queue, subjects });
     }
     for (const [key, carried] of this.#carried) {
       if (wanted.has(key)) continue;
@@ -469,7 +494,7 @@ export class NatsBridge {
       for (const subscription of carried.subscriptions) subscription.unsubscribe();
       carried.client.close();
     }
-    for (const [key, { queue, subjects }] of wanted) {
+    for (const [key, { pattern, queue, subjects }] of wanted) {
       if (this.#carried.has(key) || this.#closing) continue;
       let client: BusClient;
       try {
@@ -483,13 +508,19 @@ export class NatsBridge {
       const connection = this.#connection!;
       const subscriptions = subjects.map((subject) => connection.subscribe(subject, { queue }));
       for (const subscription of subscriptions) {
-        this.#background(this.#importFrom(subscription, client));
+        this.#background(this.#importFrom(subscription, client, queue));
       }
       // The group leaves the bridge's plain subscriptions once the server has its queue
       // subscription (or a while later if it does not answer): a message may reach the
       // group twice meanwhile, but none is lost to it.
       await flushed(connection);
-      this.#carried.set(key, { client, subscriptions });
+      this.#carried.set(key, {
+        queue,
+        pattern: new TopicPattern(pattern),
+        subjects: subjects.map((subject) => new TopicPattern(subject)),
+        client,
+        subscriptions,
+      });
     }
   }
 
@@ -497,7 +528,7 @@ export class NatsBridge {
   async #exportFrom(subscription: Subscription): Promise<void> {
     try {
       for await (const { topic, value, headers } of subscription) {
-        this.#send(topic, this.#codec.encode(value), headers);
+        this.#send(topic, this.#codec.encode(value), headers, this.#queuedHere(topic));
       }
     } catch {
       // The bus closed under the bridge: it is closing too.
@@ -505,13 +536,32 @@ export class NatsBridge {
   }
 
   /**
-   * A message's headers as NATS headers, with the bridge's origin. A name NATS does not take
-   * in a header (one with `:` or white space) is left out.
+   * The queue names of the carried groups that the bus gave a message on `topic` published
+   * by one of its own clients: a group of the bus now whose pattern and NATS subscription
+   * both match the topic. (A group on a subject the bus does not import is the bus's own,
+   * not part of a group across hosts, and is not named.)
    */
-  #toNats(headers: MessageHeaders | undefined): MsgHdrs {
-    if (headers === undefined) return this.#originHeaders;
+  #queuedHere(topic: string): string[] {
+    const queues: string[] = [];
+    for (const [key, group] of this.#carried) {
+      if (queues.includes(group.queue) || !this.#groupsNow.has(key)) continue;
+      if (group.pattern.matches(topic) && group.subjects.some((s) => s.matches(topic))) {
+        queues.push(group.queue);
+      }
+    }
+    return queues;
+  }
+
+  /**
+   * A message's headers as NATS headers, with the bridge's origin and the queue groups that
+   * had it already. A name NATS does not take in a header (one with `:` or white space) is
+   * left out, and so are the bridge's own, which only the bridge sets.
+   */
+  #toNats(headers: MessageHeaders | undefined, queued: string[] = []): MsgHdrs {
+    if (headers === undefined && queued.length === 0) return this.#originHeaders;
     const nats = this.#nats!.headers();
-    for (const [name, value] of Object.entries(headers)) {
+    for (const [name, value] of Object.entries(headers ?? {})) {
+      if (name === ORIGIN_HEADER || name === QUEUED_HEADER) continue;
       try {
         nats.set(name, value);
       } catch {
@@ -519,6 +569,8 @@ export class NatsBridge {
       }
     }
     nats.set(ORIGIN_HEADER, this.id);
+    // One value per queue name, not a joined list: no separator to mistake for a name's own.
+    for (const queue of queued) nats.append(QUEUED_HEADER, queue);
     return nats;
   }
 
@@ -528,14 +580,19 @@ export class NatsBridge {
     const headers: Record<string, string> = {};
     let any = false;
     for (const [name, values] of nats) {
-      if (name === ORIGIN_HEADER || name === ERROR_HEADER) continue;
+      if (name === ORIGIN_HEADER || name === ERROR_HEADER || name === QUEUED_HEADER) continue;
       headers[name] = values.join(',');
       any = true;
     }
     return any ? headers : undefined;
   }
 
-  #send(subject: string, payload: Uint8Array, headers: MessageHeaders | undefined): void {
+  #send(
+    subject: string,
+    payload: Uint8Array,
+    headers: MessageHeaders | undefined,
+    queued: string[],
+  ): void {
     const connection = this.#connection!;
     if (this.#reconnecting) {
       const size = payload.byteLength + subject.length;
@@ -546,7 +603,7 @@ export class NatsBridge {
       this.#buffered += size;
     }
     try {
-      connection.publish(subject, payload, { headers: this.#toNats(headers) });
+      connection.publish(subject, payload, { headers: this.#toNats(headers, queued) });
       this.#counts.exported++;
     } catch {
       // Closed: nothing will take it.
@@ -554,8 +611,16 @@ export class NatsBridge {
     }
   }
 
-  /** Delivers NATS messages on an imported pattern on the bus. */
-  async #importFrom(subscription: NatsSubscription, client: BusClient): Promise<void> {
+  /**
+   * Delivers NATS messages on an imported pattern on the bus; for the queue subscription of
+   * a carried group (`queue`), all but those whose publisher's bus gave them to a group of
+   * that name already.
+   */
+  async #importFrom(
+    subscription: NatsSubscription,
+    client: BusClient,
+    queue?: string,
+  ): Promise<void> {
     const delivered = () => {
       this.#counts.imported++;
     };
@@ -570,6 +635,8 @@ export class NatsBridge {
       // A request is for a bridge that answers it, not a message to deliver.
       if (msg.reply) continue;
       if (msg.headers?.get(ORIGIN_HEADER) === this.id) continue;
+      // Its publisher's bus had a member of the group handle it: once per message.
+      if (queue !== undefined && msg.headers?.values(QUEUED_HEADER).includes(queue)) continue;
       let value: unknown;
       try {
         value = this.#codec.decode(msg.data);
