@@ -127,6 +127,14 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
     return this.#session.features;
   }
 
+  /**
+   * The negotiated vhost-user protocol features (0 until SET_PROTOCOL_FEATURES arrived), e.g.
+   * whether the front-end may ask for acks (REPLY_ACK, bit 3).
+   */
+  get protocolFeatures(): bigint {
+    return this.#session.protocolFeatures;
+  }
+
   /** Largest frame this port sends or receives (the `maxFrame` option). */
   get maxMessage(): number {
     return this.#options.maxFrame;

@@ -5,9 +5,10 @@
  * RESET_OWNER and SET/GET_STATUS, and starts a {@link DeviceQueuePair} whenever the rings
  * are complete, stopping it whenever the front-end changes them.
  *
- * Every control message is decoded and validated by `message-decoder.ts` before it is acted on;
- * anything invalid ends the session with a reason, and every fd and mapping it held is
- * released.
+ * Every control message is decoded and validated by `message-decoder.ts` before it is acted on.
+ * A refused request that asked for an ack (NEED_REPLY) is answered with a NACK and the session
+ * goes on where `refusal-policy.ts` says the port stays usable; any other refusal ends the
+ * session with a reason, and every fd and mapping it held is released.
  *
  * @packageDocumentation
  */
@@ -38,6 +39,7 @@ import {
 import { encodeAck, encodeReply } from './message-encoder.js';
 import { type MemoryTable, VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
 import { limitNotice, noticeError } from './refusal-notice.js';
+import { requestToNack } from './refusal-policy.js';
 
 /**
  * Refuses a memory table whose regions add up to more than `limit` bytes, before any of it
@@ -129,6 +131,11 @@ export class VhostUserSession {
     return this.#features;
   }
 
+  /** The protocol features SET_PROTOCOL_FEATURES agreed on (0 before it arrived). */
+  get protocolFeatures(): bigint {
+    return this.#protocolFeatures;
+  }
+
   /** Stops the data path, closes the connection and releases every fd and mapping. Idempotent. */
   close(): void {
     if (this.#done) return;
@@ -181,8 +188,7 @@ export class VhostUserSession {
         return;
       }
       try {
-        const message = decodeRequest(frame, fds, { maxVrings: VRINGS });
-        await this.#handle(message);
+        await this.#handle(frame, fds);
       } catch (error) {
         const code = (error as VringError).code;
         if (code === 'ERR_VRING_PEER_DISCONNECTED' || code === 'ERR_VRING_CLOSED') {
@@ -206,14 +212,29 @@ export class VhostUserSession {
     }
   }
 
-  async #handle(message: VhostUserRequestMessage): Promise<void> {
+  /**
+   * Decodes and applies one request and answers it. A refusal that `refusal-policy.ts` lets
+   * the session survive is answered with a NACK; every other one is thrown and ends it.
+   */
+  async #handle(frame: Buffer, fds: number[]): Promise<void> {
+    let message: VhostUserRequestMessage;
     let reply: Buffer | undefined;
     try {
-      reply = this.#apply(message);
+      message = decodeRequest(frame, fds, { maxVrings: VRINGS });
+      try {
+        reply = this.#apply(message);
+      } catch (error) {
+        // Whatever the message carried and nobody adopted is released with it.
+        closeFds(message.fds);
+        throw error;
+      }
     } catch (error) {
-      // Whatever the message carried and nobody adopted is released with it.
-      closeFds(message.fds);
-      throw error;
+      const nacked = requestToNack(frame, error);
+      if (nacked === undefined) throw error;
+      // Refusals are checked before a request changes anything, so the rings run on as
+      // they were.
+      await this.#socket.send(encodeAck(nacked, 1n));
+      return;
     }
     if (reply) {
       await this.#socket.send(reply);
@@ -294,10 +315,10 @@ export class VhostUserSession {
             'SET_VRING_ADDR asks for logging, LOG_ALL was not offered',
           );
         }
-        this.#stopIfRunning();
         checkRingInMemory(memory, m.payload.descUser, 'descriptor table');
         checkRingInMemory(memory, m.payload.availUser, 'avail ring');
         checkRingInMemory(memory, m.payload.usedUser, 'used ring');
+        this.#stopIfRunning();
         this.#rings[m.payload.index]!.addr = {
           desc: m.payload.descUser,
           avail: m.payload.availUser,

@@ -31,9 +31,10 @@ export interface FrontendConnectionTimeouts {
 }
 
 /**
- * Request/reply over a connected vhost-user socket for the front-end. After a failure
- * (timeout, NACK, malformed reply) the connection is in an unknown state — a late reply
- * would be taken for the next request's — so the caller must close it.
+ * Request/reply over a connected vhost-user socket for the front-end. After a timeout or a
+ * malformed reply the connection is in an unknown state — a late reply would be taken for the
+ * next request's — so the caller must close it. A NACK leaves it in step (the back-end
+ * answered and kept the connection), so a caller may go on after one.
  * @internal
  */
 export class FrontendConnection {
