@@ -3,7 +3,7 @@
 // Real processes: the responder runs in a child; the bus and a requester run here.
 
 import { once } from 'node:events';
-import { existsSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, utimesSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { test } from 'uvu';
@@ -145,12 +145,15 @@ test('a responder killed mid-request fails it with ERR_VRING_PEER_DISCONNECTED; 
 test('the route socket of a killed client is removed by the next client there; a live one stays', () =>
   inScene(async ({ path, responder }) => {
     const dir = dirname(path);
-    const left = join(dir, `.vring-route-${responder.process.pid}-1`);
-    assert.ok(existsSync(left), 'the responder listens for requesters next to the bus');
+    const own = readdirSync(dir).filter((f) =>
+      f.startsWith(`.vring-route-${responder.process.pid}-`),
+    );
+    assert.is(own.length, 1, 'the responder listens for requesters next to the bus');
+    const left = join(dir, own[0]!);
     responder.kill('SIGKILL');
     await responder.exited;
     // A listener whose pid means nothing here (a client in another pid namespace, say).
-    const decoy = join(dir, `.vring-route-${2 ** 22 + 1}-1`);
+    const decoy = join(dir, `.vring-route-${2 ** 22 + 1}-1-0badcafe`);
     const live = createServer().listen(decoy);
     await once(live, 'listening');
     try {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
@@ -181,7 +182,10 @@ async function listenForRequesters(
 ): Promise<DirectRouteListener | undefined> {
   const endpoint = endpointOptions(options);
   const maxMessage = options.maxMessage ?? DEFAULT_MAX_MESSAGE;
-  const name = `${ROUTE_SOCKET_PREFIX}${process.pid}-${++listeners}`;
+  // The nonce keeps two clients apart whose pids are alike: containers' clients are all
+  // pid 1, and an address offered across mount namespaces may name another one's socket.
+  const nonce = randomBytes(4).toString('hex');
+  const name = `${ROUTE_SOCKET_PREFIX}${process.pid}-${++listeners}-${nonce}`;
   for (const dir of [dirname(busPath), tmpdir()]) {
     const address = join(dir, name);
     // sun_path holds 107 bytes and a terminating NUL.

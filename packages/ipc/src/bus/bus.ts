@@ -306,12 +306,9 @@ export class Bus implements AsyncDisposable {
     const member = this.#attach(this.#nextLocal--, busEnd);
     member.bridge = bridge !== undefined;
     member.bridgeRoute = bridge;
-    // A bridge's requests go through the bus, which keeps them from the bridge itself.
-    const client = new BusClient(
-      clientEnd,
-      maxFrame,
-      bridge ? { ...options, directRoutes: false } : options,
-    );
+    // An in-process client takes no direct routes: it is in the bus's process already, and a
+    // bridge's requests go through the bus, which keeps them from the bridge itself.
+    const client = new BusClient(clientEnd, maxFrame, { ...options, directRoutes: false });
     await client.ready(options.signal);
     return client;
   }

@@ -10,6 +10,8 @@ import type { RpcHandler, Service } from '../rpc/responder.js';
 
 /** How long a requester has to hand over its rings once it has connected. */
 const HANDSHAKE_MS = 5000;
+/** How long a draining client waits for a requester to take its last replies. */
+const REPLIES_FLUSH_MS = 5000;
 
 /** A requester that reached a responder directly: its channel and the names it serves on it. */
 interface Inbound {
@@ -96,8 +98,16 @@ export class DirectRouteListener {
     await Promise.all(
       [...this.#inbound].map(async ({ channel }) => {
         await channel.handlersDone();
-        // Their last replies reach the ring before the channel closes with the client.
-        await channel.drain().catch(() => {});
+        // Their last replies reach the ring before the channel closes with the client; a
+        // requester that stopped reading gets a few seconds, as the bus gives nobody more.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          channel.drain().catch(() => {}),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, REPLIES_FLUSH_MS);
+          }),
+        ]);
+        clearTimeout(timer);
       }),
     );
   }

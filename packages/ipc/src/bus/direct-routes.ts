@@ -126,12 +126,17 @@ export class DirectRoutes {
         return reply;
       },
       (error: unknown) => {
-        const served = !notServed(error);
+        if (!notServed(error)) {
+          this.#ended(route);
+          throw error;
+        }
         // Dropped first: a route no name goes to any more closes when its last request ends.
-        if (!served) this.#drop(name, route);
+        this.#drop(name, route);
+        // The fallback is out (and counted by the client) before this request stops counting
+        // here: a drain() waiting for quiet must not see a moment with nothing pending.
+        const fallback = viaBus();
         this.#ended(route);
-        if (served) throw error;
-        return viaBus();
+        return fallback;
       },
     );
   }

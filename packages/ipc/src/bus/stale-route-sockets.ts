@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 /** How a client names the socket it listens on for direct routes. */
 export const ROUTE_SOCKET_PREFIX = '.vring-route-';
-const ROUTE_SOCKET = /^\.vring-route-(\d+)-\d+$/;
+const ROUTE_SOCKET = /^\.vring-route-(\d+)-\d+(?:-[0-9a-f]+)?$/;
 
 /**
  * A socket younger than this is left alone: its client may be between bind and listen,
@@ -40,7 +40,12 @@ export async function removeStaleRouteSockets(dir: string): Promise<void> {
     try {
       const stat = await lstat(path);
       if (!stat.isSocket() || now - stat.mtimeMs < GRACE_MS) continue;
-      if (await nobodyListens(path)) await unlink(path);
+      if (!(await nobodyListens(path))) continue;
+      // Still the file that was judged: not one a new client made there meanwhile.
+      const again = await lstat(path);
+      if (again.ino === stat.ino && again.dev === stat.dev && again.mtimeMs === stat.mtimeMs) {
+        await unlink(path);
+      }
     } catch {
       // Gone meanwhile, or not ours to remove.
     }

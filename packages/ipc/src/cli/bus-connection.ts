@@ -28,7 +28,8 @@ export const WAIT_OPTION = {
 export async function connectFromCli(socket: string, waitMs: number): Promise<BusClient> {
   const signal = AbortSignal.timeout(waitMs);
   try {
-    return await connectBus(socket, { signal });
+    // A command's few requests would not pay for a route's handshake, nor its listener.
+    return await connectBus(socket, { signal, directRoutes: false });
   } catch (error) {
     if (!signal.aborted) throw error;
     throw new VringError('ERR_VRING_TIMEOUT', `no bus answered at ${socket} within ${waitMs} ms`);

@@ -19,8 +19,8 @@ const CONTENDED_YIELD_MS = 0.03;
 /**
  * Calls `attempt` every fourth microtask turn until it succeeds (true), `ms` have passed or
  * `stop()` says so (false). Promise work runs between attempts (a native check costs about
- * three microtask turns); timers and I/O every {@link LOOP_TURN_MS}. `contended` is told
- * when a yield found another thread waiting for the core.
+ * three microtask turns); timers and I/O every {@link LOOP_TURN_MS}. When a yield finds
+ * another thread waiting for the core, `contended` (if given) is told and the poll ends.
  */
 export async function pollUntil(
   attempt: () => boolean,
@@ -46,7 +46,11 @@ export async function pollUntil(
         const before = performance.now();
         yieldCpu();
         turn = performance.now();
-        if (turn - before > CONTENDED_YIELD_MS) contended?.();
+        if (turn - before > CONTENDED_YIELD_MS && contended) {
+          // The core is wanted: sleep now rather than poll on.
+          contended();
+          return false;
+        }
         turn += LOOP_TURN_MS;
       } else turn = performance.now() + LOOP_TURN_MS;
     }
