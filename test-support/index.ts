@@ -60,6 +60,11 @@ export interface Child {
   readonly process: ChildProcess;
   /** Everything it has printed so far on the streams read. */
   output(): string;
+  /**
+   * What it has printed on stdout alone: a prompt there is not split by a line on stderr
+   * that arrived in the middle of it (testpmd warns on stderr while printing its prompt).
+   */
+  stdout(): string;
   /** The next line of its stdout that no earlier call returned; rejects if it exits first. */
   line(): Promise<string>;
   /** The first match of `pattern` in its output; rejects if it exits without printing one. */
@@ -122,8 +127,10 @@ export function spawnChild(
   const changed = () => {
     for (const waiter of [...waiters]) waiter();
   };
+  let stdoutText = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {
     out += text;
+    stdoutText += text;
     partial += text;
     for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
       lines.push(partial.slice(0, nl));
@@ -169,6 +176,7 @@ export function spawnChild(
     process: child,
     exited,
     output: () => out,
+    stdout: () => stdoutText,
     line: () =>
       waitOutput(() => (taken < lines.length ? lines[taken++] : undefined), 'printing a line'),
     waitFor: (pattern: RegExp) =>

@@ -152,7 +152,7 @@ async function exactCase(devargs: string): Promise<void> {
 
 function waitForPrompts(p: Child, count: number): Promise<void> {
   return p.waitUntil(
-    () => (p.output().match(/testpmd> /g)?.length ?? 0) >= count,
+    () => (p.stdout().match(/testpmd> /g)?.length ?? 0) >= count,
     `prompt ${count}`,
   );
 }
@@ -218,7 +218,7 @@ async function reconnectCase(): Promise<void> {
     // virtio_user blocks in accept() for its first back-end before testpmd starts.
     await pmd.waitFor(/waiting for client connection/);
     echo = startEcho(socket, '--client');
-    await pmd.waitFor(/testpmd> /);
+    await pmd.waitUntil(() => pmd.stdout().includes('testpmd> '), 'its prompt');
     pmd.process.stdin!.write('start tx_first\n');
     assert.ok(await rxGrows(pmd, 0), 'traffic flows through the first echo');
     // Kill the back-end while traffic runs, then start a new one.
