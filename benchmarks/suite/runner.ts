@@ -74,6 +74,11 @@ function coreOf(index: number): string {
 /** A broker's core: 0, beside the first connecting peer, while the listener has core 1. */
 const BROKER_CORE = '0';
 
+/** How a peer ended: its signal or its exit code. */
+function exitOf(peer: Peer): string {
+  return peer.child.signalCode ?? `exit code ${peer.child.exitCode}`;
+}
+
 /** The end of a peer's stderr: the error line of a Node crash, the stack left out. */
 function tail(peer: Peer): string {
   const lines = peer.stderr
@@ -143,7 +148,16 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
       }
       // Connecting peers load while the listener does; they connect once it listens.
       const ready = await peers[0]!.lines.next();
-      if (ready.done) throw new Error('the listening peer exited before it was ready');
+      if (ready.done) {
+        if (failure) throw new Error(failure);
+        // The listener is killed when any peer fails first: name the one that did.
+        const first = failedPeer && failedPeer !== peers[0] ? failedPeer : undefined;
+        throw new Error(
+          first
+            ? `a peer failed before the listener was ready (${exitOf(first)}): ${tail(first)}`
+            : `the listening peer exited before it was ready: ${tail(peers[0]!)}`,
+        );
+      }
       for (const p of peers.slice(1)) p.child.stdin!.end('go\n');
     }
     const collect = async (lines: AsyncIterator<string>) => {
@@ -159,8 +173,7 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
     if (failure) throw new Error(failure);
     const failed = failedPeer ?? peers.find((p) => p.child.exitCode !== 0);
     if (failed) {
-      const how = failed.child.signalCode ?? `exit code ${failed.child.exitCode}`;
-      throw new Error(`a peer failed (${how}): ${tail(failed)}`);
+      throw new Error(`a peer failed (${exitOf(failed)}): ${tail(failed)}`);
     }
     spec.reduce?.(result);
     return result;
