@@ -13,6 +13,7 @@ import {
 } from '../src/wire/headers.js';
 import { MAX_VALUE_DEPTH } from '../src/wire/message-kinds.js';
 import { MsgpackPrefixReader } from '../src/wire/msgpack-prefix.js';
+import { RepeatedString } from '../src/wire/repeated-string.js';
 
 const codec = new MessageCodec();
 
@@ -135,6 +136,52 @@ test('headers that are not a bounded map of strings are refused', () => {
   }
   // A map that claims more entries than it holds.
   assert.throws(() => vouchHeaders(Uint8Array.from([0x82, 0xa1, 0x61, 0xa1, 0x62])), /truncated/);
+});
+
+test('one reader reset per message reads big-endian lengths and ids the way msgpack writes them', () => {
+  const reader = new MsgpackPrefixReader();
+  for (const [id, items] of [
+    [7, 3],
+    [0xfe, 20],
+    [0x1234, 0x1234],
+    [0xfedcba98, 0x10000],
+  ] as const) {
+    const bytes = codec.encode([id]);
+    assert.is(reader.reset(bytes).arrayLength(), 1);
+    assert.is(reader.uint(), id);
+    reader.end();
+    const header = codec.encode(new Array(items).fill(0)).subarray(0, items > 0xffff ? 5 : 3);
+    assert.is(
+      reader.reset(items > 15 ? header : codec.encode(new Array(items).fill(0))).arrayLength(),
+      items,
+    );
+  }
+  // Reset forgets the last message: a shorter one read next is not read past its end.
+  reader.reset(codec.encode([1, 2, 3]));
+  reader.arrayLength();
+  reader.uint();
+  reader.reset(Uint8Array.of(0x92, 0x01));
+  assert.is(reader.arrayLength(), 2);
+  assert.is(reader.uint(), 1);
+  assert.throws(
+    () => reader.uint(),
+    (e: unknown) => e instanceof VringError && e.code === 'ERR_VRING_PROTOCOL',
+  );
+});
+
+test('a repeated topic decodes to the same string until its bytes change, even where they were overwritten', () => {
+  const repeated = new RepeatedString();
+  const ring = Buffer.from('xxorders.euyy');
+  const first = repeated.decode(ring, 2, 9);
+  assert.is(first, 'orders.eu');
+  assert.is(repeated.decode(Buffer.from('orders.eu'), 0, 9), first);
+  // The ring buffer is reused for the next message: what was kept is a copy of its own.
+  ring.write('orders.us', 2);
+  assert.is(repeated.decode(ring, 2, 9), 'orders.us');
+  assert.is(repeated.decode(Buffer.from('orders.eu'), 0, 9), 'orders.eu');
+  const long = 'a'.repeat(RepeatedString.MAX_BYTES + 1);
+  assert.is(repeated.decode(Buffer.from(long), 0, long.length), long);
+  assert.is(repeated.decode(new TextEncoder().encode('héllo'), 0, 6), 'héllo');
 });
 
 test.run();

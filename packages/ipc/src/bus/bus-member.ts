@@ -1,6 +1,7 @@
 import type { FramePort, PeerCredentials } from '@vring/core';
 import { Link } from '../link/link.js';
 import { Kind } from '../wire/message-kinds.js';
+import { RepeatedString } from '../wire/repeated-string.js';
 import type { BridgeRoute } from './bus.js';
 import { ClientCounters } from './bus-stats.js';
 
@@ -24,6 +25,10 @@ export class BusMember {
   readonly peer: PeerCredentials | undefined;
   readonly link: Link;
   readonly counters = new ClientCounters();
+  /** The topic this client last published on, to spare decoding it again per message. */
+  readonly recentTopic = new RepeatedString();
+  /** The name this client last requested, likewise. */
+  readonly recentName = new RepeatedString();
   /** Whether the client's HELLO has arrived: nothing else is accepted before it. */
   greeted = false;
   /**

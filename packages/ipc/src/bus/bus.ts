@@ -159,6 +159,8 @@ export class Bus implements AsyncDisposable {
   readonly #backend: VhostUserBackend;
   readonly #options: BusOptions;
   readonly #codec = new MessageCodec();
+  /** Reads the envelope of each message routed; one message at a time, start to end. */
+  readonly #reader = new MsgpackPrefixReader();
   readonly #members = new Set<BusMember>();
   readonly #subjects = new SubjectTally();
   readonly #routes = new RouteTable<BusMember>(this.#subjects);
@@ -514,11 +516,11 @@ export class Bus implements AsyncDisposable {
    * on the publisher's (its messages stay in publish order, whatever their topics).
    */
   #publish(member: BusMember, body: Uint8Array, owned: boolean, inOrder: boolean): void {
-    const reader = new MsgpackPrefixReader(body);
+    const reader = this.#reader.reset(body);
     const elements = reader.arrayLength();
     if (elements !== 2 && elements !== 3) throw malformed('PUBLISH');
     const fieldsAt = reader.offset;
-    const topic = reader.string(MAX_NAME_BYTES);
+    const topic = reader.string(MAX_NAME_BYTES, member.recentTopic);
     // A topic in the route cache was checked when it got there: no split per message.
     let routes = this.#routes.cached(topic);
     if (!routes) {
@@ -721,12 +723,12 @@ export class Bus implements AsyncDisposable {
     servers: BusMember[] | undefined;
     name: string;
   } {
-    const reader = new MsgpackPrefixReader(body);
+    const reader = this.#reader.reset(body);
     const elements = reader.arrayLength();
     if (elements !== 3 && elements !== 4) throw malformed('REQUEST');
     const requestId = reader.uint();
     const fieldsAt = reader.offset;
-    const name = reader.string(MAX_NAME_BYTES);
+    const name = reader.string(MAX_NAME_BYTES, member.recentName);
     this.#name(name);
     // The bus vouches for what it forwards: garbage costs its sender the connection, never
     // the receiver.
@@ -784,7 +786,7 @@ export class Bus implements AsyncDisposable {
   }
 
   #reply(member: BusMember, body: Uint8Array, owned: boolean): void {
-    const reader = new MsgpackPrefixReader(body);
+    const reader = this.#reader.reset(body);
     const elements = reader.arrayLength();
     if (elements !== 3 && elements !== 4) throw malformed('REPLY');
     const callId = reader.uint();

@@ -328,9 +328,10 @@ export class Fragmenter {
     const headBytes = head.byteLength;
     const end = offset + length;
     if (offset < headBytes) {
-      const part = head.subarray(offset, Math.min(end, headBytes));
-      data.set(part, to);
-      to += part.byteLength;
+      // A head is a few bytes of routing fields: copied byte by byte, with no view of it
+      // (a router writes one per delivery).
+      const headEnd = Math.min(end, headBytes);
+      for (let i = offset; i < headEnd; i++) data[to++] = head[i]!;
     }
     if (end > headBytes) {
       const from = Math.max(offset - headBytes, 0);

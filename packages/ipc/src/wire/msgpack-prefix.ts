@@ -1,4 +1,5 @@
 import { VringError } from '@vring/core';
+import { type RepeatedString, utf8 } from './repeated-string.js';
 
 /**
  * Reads and writes the leading fields of a msgpack array without decoding the rest. The bus
@@ -27,16 +28,29 @@ function isScalar(b: number): boolean {
   );
 }
 
-/** A cursor over a msgpack buffer; every read checks bounds and throws `ERR_VRING_PROTOCOL`. */
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * A cursor over a msgpack buffer; every read checks bounds and throws `ERR_VRING_PROTOCOL`.
+ * A router keeps one and {@link MsgpackPrefixReader.reset}s it per message: it allocates
+ * nothing per message.
+ */
 export class MsgpackPrefixReader {
   /** Offset of the next unread byte. */
   offset = 0;
-  readonly #bytes: Uint8Array;
-  readonly #view: DataView;
+  #bytes: Uint8Array;
+  /** {@link MsgpackPrefixReader.skipValue}'s open levels, kept for the next value. */
+  readonly #levels: number[] = [];
 
-  constructor(bytes: Uint8Array) {
+  constructor(bytes: Uint8Array = NO_BYTES) {
     this.#bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  /** Starts reading `bytes` from their first byte. */
+  reset(bytes: Uint8Array): this {
+    this.#bytes = bytes;
+    this.offset = 0;
+    return this;
   }
 
   #need(n: number, what: string): void {
@@ -52,18 +66,8 @@ export class MsgpackPrefixReader {
   arrayLength(): number {
     const b = this.#byte('array');
     if (b >= 0x90 && b <= 0x9f) return b & 0x0f;
-    if (b === 0xdc) {
-      this.#need(2, 'array');
-      const n = this.#view.getUint16(this.offset);
-      this.offset += 2;
-      return n;
-    }
-    if (b === 0xdd) {
-      this.#need(4, 'array');
-      const n = this.#view.getUint32(this.offset);
-      this.offset += 4;
-      return n;
-    }
+    if (b === 0xdc) return this.#length(2);
+    if (b === 0xdd) return this.#length(4);
     throw malformed('expected an array');
   }
 
@@ -72,31 +76,22 @@ export class MsgpackPrefixReader {
     const b = this.#byte('integer');
     if (b <= 0x7f) return b;
     if (b === 0xcc) return this.#byte('integer');
-    if (b === 0xcd) {
-      this.#need(2, 'integer');
-      const n = this.#view.getUint16(this.offset);
-      this.offset += 2;
-      return n;
-    }
-    if (b === 0xce) {
-      this.#need(4, 'integer');
-      const n = this.#view.getUint32(this.offset);
-      this.offset += 4;
-      return n;
-    }
+    if (b === 0xcd) return this.#length(2);
+    if (b === 0xce) return this.#length(4);
     throw malformed('expected an unsigned 32-bit integer');
   }
 
-  /** A UTF-8 string of at most `maxBytes` bytes. */
-  string(maxBytes: number): string {
+  /**
+   * A UTF-8 string of at most `maxBytes` bytes; `repeated` hands back the string it decoded
+   * last when the bytes are the same.
+   */
+  string(maxBytes: number, repeated?: RepeatedString): string {
     const length = this.#stringLength(maxBytes);
     const start = this.offset;
     this.offset += length;
-    const bytes = this.#bytes;
-    // A Buffer decodes a range of itself; a view of it per topic costs as much as the decode.
-    return bytes instanceof Buffer
-      ? bytes.toString('utf8', start, start + length)
-      : Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('utf8');
+    return repeated
+      ? repeated.decode(this.#bytes, start, length)
+      : utf8(this.#bytes, start, length);
   }
 
   /**
@@ -160,7 +155,8 @@ export class MsgpackPrefixReader {
     let pending = 1;
     let inMap = false;
     // Each open level's count and whether it is a map, in one number: (count << 1) | map.
-    const stack: number[] = [];
+    const stack = this.#levels;
+    stack.length = 0;
     while (pending > 0 || stack.length > 0) {
       if (pending === 0) {
         const level = stack.pop()!;
@@ -256,16 +252,15 @@ export class MsgpackPrefixReader {
     if (this.offset !== this.#bytes.byteLength) throw malformed('bytes after the value');
   }
 
+  /** A big-endian unsigned integer of `size` bytes (msgpack's lengths and integers). */
   #length(size: 1 | 2 | 4): number {
     this.#need(size, 'length');
-    const n =
-      size === 1
-        ? this.#bytes[this.offset]!
-        : size === 2
-          ? this.#view.getUint16(this.offset)
-          : this.#view.getUint32(this.offset);
+    const b = this.#bytes;
+    const at = this.offset;
     this.offset += size;
-    return n;
+    if (size === 1) return b[at]!;
+    if (size === 2) return (b[at]! << 8) | b[at + 1]!;
+    return b[at]! * 0x1000000 + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
   }
 
   #skip(n: number, what: string): void {
@@ -275,7 +270,7 @@ export class MsgpackPrefixReader {
 
   #extension(size: number): void {
     this.#need(1, 'extension');
-    const type = this.#view.getInt8(this.offset);
+    const type = (this.#bytes[this.offset]! << 24) >> 24;
     this.offset += 1;
     const allowed =
       (type === 0 && size === 1) || (type === -1 && (size === 4 || size === 8 || size === 12));
