@@ -59,7 +59,7 @@ export class FrameForwarder {
       // Only the first frame carries the head: fits() keeps it whole in there.
       const headPart = offset === 0 ? headBytes : 0;
       const headers = this.#headersFor(headPart);
-      fragmenter.writeFrameHeaders(headers, kind, flags, stream, total, offset);
+      fragmenter.writeFrameHeaders(headers, { kind, flags, stream, totalLength: total, offset });
       if (headPart > 0) headers.set(head, FRAME_HEADER_BYTES);
       const from = offset === 0 ? 0 : offset - headBytes;
       const chunkOfBody = body.subarray(from, from + length - headPart);

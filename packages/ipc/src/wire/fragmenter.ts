@@ -6,6 +6,7 @@ import {
   FLAG_LAST,
   FLAG_MORE,
   FRAME_HEADER_BYTES,
+  type FrameHeader,
   RECORD_HEADER_BYTES,
   WIRE_VERSION,
   writeFrameHeader,
@@ -102,16 +103,14 @@ export class Fragmenter {
       const flags = (offset === 0 ? FLAG_FIRST : 0) | (last ? FLAG_LAST : 0);
       batch.data.set(this.#ethernet, at);
       const record = at + ETHERNET_HEADER_BYTES;
-      this.#writeRecordHeader(
-        batch.data,
-        record,
-        message.kind,
+      this.#writeRecordHeader(batch.data, record, {
+        kind: message.kind,
         flags,
-        message.stream,
-        total,
+        stream: message.stream,
+        totalLength: total,
         offset,
-      );
-      this.#copyChunk(batch.data, record + RECORD_HEADER_BYTES, head, body, offset, length);
+      });
+      this.#copyChunk(batch.data, record + RECORD_HEADER_BYTES, message, offset, length);
       message.offset = offset + length;
       message.done = last;
       // A fragment ends its frame: only whole messages share one.
@@ -137,8 +136,8 @@ export class Fragmenter {
     const inOpenFrame = this.#fitsOpenFrame(batch, length);
     const at = batch.byteLength + (inOpenFrame ? RECORD_HEADER_BYTES : FRAME_HEADER_BYTES);
     if (at + length > batch.data.length) return false;
-    this.#copyChunk(batch.data, at, head, body, 0, length);
-    return this.#commit(batch, kind, stream, length, inOpenFrame);
+    this.#copyChunk(batch.data, at, { head, body }, 0, length);
+    return this.#commit(batch, { kind, stream, length, inOpenFrame });
   }
 
   /**
@@ -159,7 +158,8 @@ export class Fragmenter {
    * does not fit the batch.
    */
   commitWhole(batch: MessageBatch, kind: number, stream: number, length: number): boolean {
-    if (this.#fitsOpenFrame(batch, length)) return this.#commit(batch, kind, stream, length, true);
+    if (this.#fitsOpenFrame(batch, length))
+      return this.#commit(batch, { kind, stream, length, inOpenFrame: true });
     const base = batch.byteLength;
     if (
       length > this.#chunk ||
@@ -173,7 +173,7 @@ export class Fragmenter {
       const from = base + RECORD_HEADER_BYTES;
       batch.data.copyWithin(base + FRAME_HEADER_BYTES, from, from + length);
     }
-    return this.#commit(batch, kind, stream, length, false);
+    return this.#commit(batch, { kind, stream, length, inOpenFrame: false });
   }
 
   /**
@@ -206,15 +206,13 @@ export class Fragmenter {
       const at = batch.appendAt(FRAME_HEADER_BYTES + Math.min(chunk, length - offset));
       const flags = (i === 0 ? FLAG_FIRST : 0) | (i === frames - 1 ? FLAG_LAST : 0);
       data.set(this.#ethernet, at);
-      this.#writeRecordHeader(
-        data,
-        at + ETHERNET_HEADER_BYTES,
+      this.#writeRecordHeader(data, at + ETHERNET_HEADER_BYTES, {
         kind,
         flags,
         stream,
-        length,
+        totalLength: length,
         offset,
-      );
+      });
     }
     // A fragment ends its frame: only whole messages share one.
     this.#openBatch = undefined;
@@ -235,13 +233,7 @@ export class Fragmenter {
   }
 
   /** Writes the headers of a whole message whose body is in place after them. */
-  #commit(
-    batch: MessageBatch,
-    kind: number,
-    stream: number,
-    length: number,
-    inOpenFrame: boolean,
-  ): boolean {
+  #commit(batch: MessageBatch, { kind, stream, length, inOpenFrame }: WholeRecord): boolean {
     const data = batch.data;
     let record: number;
     if (inOpenFrame) {
@@ -257,7 +249,13 @@ export class Fragmenter {
       this.#openCount = batch.count;
       this.#openStart = at;
     }
-    this.#writeRecordHeader(data, record, kind, WHOLE, stream, length, 0);
+    this.#writeRecordHeader(data, record, {
+      kind,
+      flags: WHOLE,
+      stream,
+      totalLength: length,
+      offset: 0,
+    });
     this.#openEnd = batch.byteLength;
     this.#openFlagsAt = record + 2;
     return true;
@@ -269,24 +267,16 @@ export class Fragmenter {
    * written straight into memory the port lends, where the peer will read it.
    */
   writeWholeFrame(frame: Buffer, kind: number, stream: number, length: number): void {
-    this.writeFrameHeaders(frame, kind, WHOLE, stream, length, 0);
+    this.writeFrameHeaders(frame, { kind, flags: WHOLE, stream, totalLength: length, offset: 0 });
   }
 
   /**
-   * Writes the headers of a frame that carries bytes from `offset` on of a message of
-   * `total` bytes, at the start of `frame`: for a frame whose chunk is sent from where it
-   * lies instead of being copied behind them.
+   * Writes the Ethernet header and the record header `header` at the start of `frame`: for
+   * a frame whose chunk is sent from where it lies instead of being copied behind them.
    */
-  writeFrameHeaders(
-    frame: Buffer,
-    kind: number,
-    flags: number,
-    stream: number,
-    total: number,
-    offset: number,
-  ): void {
+  writeFrameHeaders(frame: Buffer, header: FrameHeader): void {
     frame.set(this.#ethernet, 0);
-    this.#writeRecordHeader(frame, ETHERNET_HEADER_BYTES, kind, flags, stream, total, offset);
+    this.#writeRecordHeader(frame, ETHERNET_HEADER_BYTES, header);
   }
 
   /** Ends the open frame: the next message starts a frame of its own. */
@@ -294,34 +284,25 @@ export class Fragmenter {
     this.#openBatch = undefined;
   }
 
-  #writeRecordHeader(
-    data: Buffer,
-    at: number,
-    kind: number,
-    flags: number,
-    stream: number,
-    total: number,
-    offset: number,
-  ): void {
+  #writeRecordHeader(data: Buffer, at: number, header: FrameHeader): void {
     if (this.#viewOf !== data) {
       this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
       this.#viewOf = data;
     }
     const view = this.#view!;
     data[at] = WIRE_VERSION;
-    data[at + 1] = kind;
-    view.setUint16(at + 2, flags, true);
-    view.setUint32(at + 4, stream, true);
-    view.setUint32(at + 8, total, true);
-    view.setUint32(at + 12, offset, true);
+    data[at + 1] = header.kind;
+    view.setUint16(at + 2, header.flags, true);
+    view.setUint32(at + 4, header.stream, true);
+    view.setUint32(at + 8, header.totalLength, true);
+    view.setUint32(at + 12, header.offset, true);
   }
 
-  /** Copies bytes `[offset, offset + length)` of head + body to `to`. */
+  /** Copies bytes `[offset, offset + length)` of the message's head + body to `to`. */
   #copyChunk(
     data: Buffer,
     to: number,
-    head: Uint8Array,
-    body: Uint8Array,
+    { head, body }: MessageBytes,
     offset: number,
     length: number,
   ): void {
@@ -339,6 +320,22 @@ export class Fragmenter {
       else data.set(body.subarray(from, end - headBytes), to);
     }
   }
+}
+
+/** A whole message whose body is in place in the batch, to commit with its headers. */
+interface WholeRecord {
+  readonly kind: number;
+  readonly stream: number;
+  /** Body bytes. */
+  readonly length: number;
+  /** Whether it joins the open frame as another record, rather than starting a frame. */
+  readonly inOpenFrame: boolean;
+}
+
+/** A message's bytes on the wire: `head` followed by `body`. */
+interface MessageBytes {
+  readonly head: Uint8Array;
+  readonly body: Uint8Array;
 }
 
 /**
