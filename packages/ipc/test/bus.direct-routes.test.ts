@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { existsSync, readdirSync, utimesSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -183,6 +184,46 @@ test('a responder that drains answers the requests out on its direct routes firs
     assert.is(await responder.line(), 'drained');
     assert.is(await responder.exited, 0);
     assert.is(bus.stats.requests, before, 'the request went over the route');
+  }));
+
+test("a requester that drains while its route's responder dies: drain resolves, every request settles", () =>
+  inScene(async ({ path, bus, responder, client, others }) => {
+    // Each name gets its route from the bus on its first request.
+    await client.request('rpc.never', null, { timeout: 100 }).catch(() => {});
+    await client.request('rpc.running', null);
+    await routeUp(client, bus);
+    const before = bus.stats.requests;
+    const onRoute = rejection(client.request('rpc.never', null));
+    await until(async () => (await client.request<number>('rpc.running', null)) === 1);
+    assert.is(bus.stats.requests, before, 'the request is out on the route');
+    let drained = false;
+    const draining = client.drain().then(() => {
+      drained = true;
+    });
+    // A request made while draining still gets its answer.
+    assert.is((await client.request<Echo>('rpc.echo', 4)).value, 4);
+    assert.not.ok(drained, 'drain waits for the request out on the route');
+    // The bus takes over once the route's responder is gone: a second one serves the names.
+    const second = await startResponder(path);
+    others.push(second);
+    responder.kill('SIGKILL');
+    assert.is((await onRoute).code, 'ERR_VRING_PEER_DISCONNECTED');
+    const hung = sleep(30_000, 'hung', { ref: false });
+    assert.is(await Promise.race([draining, hung]), undefined, 'drain resolved');
+    await client.closed;
+    // Nothing of the route is left to the bus: another requester is answered by the second.
+    const other = await connectBus(path);
+    try {
+      const reply = await until(() =>
+        other.request<Echo>('rpc.echo', 5).then(
+          (r) => r,
+          () => undefined,
+        ),
+      );
+      assert.equal(reply, { value: 5, pid: second.process.pid });
+    } finally {
+      other.close();
+    }
   }));
 
 test('a requester that dies mid-request cancels its handler; the responder serves on', () =>
