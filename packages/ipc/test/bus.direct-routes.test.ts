@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { existsSync, readdirSync, utimesSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -25,7 +26,7 @@ function spawnFixture(name: string, args: string[]): Child {
 }
 
 async function startResponder(path: string): Promise<Child> {
-  const responder = spawnFixture('bus-direct-responder.ts', [path]);
+  const responder = spawnFixture('bus-rpc-server.ts', [path]);
   assert.is(await responder.line(), 'ready');
   return responder;
 }
@@ -33,14 +34,14 @@ async function startResponder(path: string): Promise<Child> {
 type Echo = { value: number; pid: number };
 
 /**
- * Calls direct.echo until ten calls in a row reach the responder without the bus routing
+ * Calls rpc.echo until ten calls in a row reach the responder without the bus routing
  * them: the direct route is up.
  */
 async function routeUp(client: BusClient, bus: Bus): Promise<void> {
   for (let round = 0; round < 100; round++) {
     const before = bus.stats.requests;
     for (let i = 0; i < 10; i++) {
-      const reply = await client.request<Echo>('direct.echo', i);
+      const reply = await client.request<Echo>('rpc.echo', i);
       assert.is(reply.value, i);
     }
     if (bus.stats.requests === before) return;
@@ -79,7 +80,7 @@ test('after the first request, a sole responder is reached without the bus', () 
     await routeUp(client, bus);
     const before = bus.stats.requests;
     const replies = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => client.request<Echo>('direct.echo', i)),
+      Array.from({ length: 200 }, (_, i) => client.request<Echo>('rpc.echo', i)),
     );
     assert.equal(
       replies.map((r) => r.value),
@@ -91,26 +92,26 @@ test('after the first request, a sole responder is reached without the bus', () 
 
 test('on a direct route, errors, timeouts, aborts and streams behave as through the bus', () =>
   inScene(async ({ bus, client }) => {
-    for (const name of ['direct.fail', 'direct.never', 'direct.running', 'direct.count']) {
+    for (const name of ['rpc.fail', 'rpc.never', 'rpc.running', 'rpc.count']) {
       // Each name gets its route from the bus on its first request.
       await client.request(name, 1, { timeout: 200 }).catch(() => {});
     }
     await routeUp(client, bus);
     const before = bus.stats.requests;
-    const failed = await rejection(client.request('direct.fail', 7));
-    assert.is(failed.code, 'E_DIRECT_FAIL');
+    const failed = await rejection(client.request('rpc.fail', 7));
+    assert.is(failed.code, 'E_RPC_FAIL');
     assert.is(failed.message, 'failed 7');
-    const late = await rejection(client.request('direct.never', null, { timeout: 50 }));
+    const late = await rejection(client.request('rpc.never', null, { timeout: 50 }));
     assert.is(late.code, 'ERR_VRING_TIMEOUT');
     const controller = new AbortController();
-    const aborted = client.request('direct.never', null, { signal: controller.signal });
+    const aborted = client.request('rpc.never', null, { signal: controller.signal });
     controller.abort();
     assert.is((await rejection(aborted)).code, 'ERR_VRING_ABORTED');
-    // The responder was told: every direct.never handler has been cancelled.
-    await until(async () => (await client.request<number>('direct.running', null)) === 0);
+    // The responder was told: every rpc.never handler has been cancelled.
+    await until(async () => (await client.request<number>('rpc.running', null)) === 0);
     const counted: number[] = [];
     await new Promise<void>((resolve, reject) =>
-      client.requestStream<number>('direct.count', null).subscribe({
+      client.requestStream<number>('rpc.count', null).subscribe({
         next: (n) => counted.push(n),
         error: reject,
         complete: resolve,
@@ -118,26 +119,26 @@ test('on a direct route, errors, timeouts, aborts and streams behave as through 
     );
     assert.equal(counted, [1, 2, 3]);
     assert.is(bus.stats.requests, before, 'all of it went straight to the responder');
-    const unknown = await rejection(client.request('direct.nobody', null));
+    const unknown = await rejection(client.request('rpc.nobody', null));
     assert.is(unknown.code, 'ERR_VRING_NO_RESPONDERS', 'a name nobody serves, through the bus');
   }));
 
 test('a responder killed mid-request fails it with ERR_VRING_PEER_DISCONNECTED; the bus takes over', () =>
   inScene(async ({ path, bus, responder, client, others }) => {
-    await client.request('direct.never', null, { timeout: 100 }).catch(() => {});
+    await client.request('rpc.never', null, { timeout: 100 }).catch(() => {});
     await routeUp(client, bus);
-    const pending = client.request('direct.never', null);
-    await until(async () => (await client.request<number>('direct.running', null)) === 1);
+    const pending = client.request('rpc.never', null);
+    await until(async () => (await client.request<number>('rpc.running', null)) === 1);
     responder.kill('SIGKILL');
     assert.is((await rejection(pending)).code, 'ERR_VRING_PEER_DISCONNECTED');
     // Once the bus has seen it go, nobody serves the name.
     await until(async () => {
-      const error = await rejection(client.request('direct.echo', 1));
+      const error = await rejection(client.request('rpc.echo', 1));
       return error.code === 'ERR_VRING_NO_RESPONDERS';
     });
     const second = await startResponder(path);
     others.push(second);
-    const reply = await client.request<Echo>('direct.echo', 2);
+    const reply = await client.request<Echo>('rpc.echo', 2);
     assert.equal(reply, { value: 2, pid: second.process.pid });
     await routeUp(client, bus);
   }));
@@ -172,11 +173,11 @@ test('the route socket of a killed client is removed by the next client there; a
 test('a responder that drains answers the requests out on its direct routes first', () =>
   inScene(async ({ bus, responder, client }) => {
     await routeUp(client, bus);
-    // Routes go by name: the bus routes the first direct.slow, and points the name here.
-    await client.request('direct.slow', 0);
+    // Routes go by name: the bus routes the first rpc.slow, and points the name here.
+    await client.request('rpc.slow', 0);
     assert.is(await responder.line(), 'slow');
     const before = bus.stats.requests;
-    const pending = client.request<Echo>('direct.slow', 5);
+    const pending = client.request<Echo>('rpc.slow', 5);
     assert.is(await responder.line(), 'slow');
     responder.process.stdin!.write('drain\n');
     assert.equal(await pending, { value: 5, pid: responder.process.pid });
@@ -185,15 +186,55 @@ test('a responder that drains answers the requests out on its direct routes firs
     assert.is(bus.stats.requests, before, 'the request went over the route');
   }));
 
+test("a requester that drains while its route's responder dies: drain resolves, every request settles", () =>
+  inScene(async ({ path, bus, responder, client, others }) => {
+    // Each name gets its route from the bus on its first request.
+    await client.request('rpc.never', null, { timeout: 100 }).catch(() => {});
+    await client.request('rpc.running', null);
+    await routeUp(client, bus);
+    const before = bus.stats.requests;
+    const onRoute = rejection(client.request('rpc.never', null));
+    await until(async () => (await client.request<number>('rpc.running', null)) === 1);
+    assert.is(bus.stats.requests, before, 'the request is out on the route');
+    let drained = false;
+    const draining = client.drain().then(() => {
+      drained = true;
+    });
+    // A request made while draining still gets its answer.
+    assert.is((await client.request<Echo>('rpc.echo', 4)).value, 4);
+    assert.not.ok(drained, 'drain waits for the request out on the route');
+    // The bus takes over once the route's responder is gone: a second one serves the names.
+    const second = await startResponder(path);
+    others.push(second);
+    responder.kill('SIGKILL');
+    assert.is((await onRoute).code, 'ERR_VRING_PEER_DISCONNECTED');
+    const hung = sleep(30_000, 'hung', { ref: false });
+    assert.is(await Promise.race([draining, hung]), undefined, 'drain resolved');
+    await client.closed;
+    // Nothing of the route is left to the bus: another requester is answered by the second.
+    const other = await connectBus(path);
+    try {
+      const reply = await until(() =>
+        other.request<Echo>('rpc.echo', 5).then(
+          (r) => r,
+          () => undefined,
+        ),
+      );
+      assert.equal(reply, { value: 5, pid: second.process.pid });
+    } finally {
+      other.close();
+    }
+  }));
+
 test('a requester that dies mid-request cancels its handler; the responder serves on', () =>
   inScene(async ({ path, client, others }) => {
     const requester = spawnFixture('bus-direct-requester.ts', [path]);
     others.push(requester);
     assert.is(await requester.line(), 'routed');
-    await until(async () => (await client.request<number>('direct.running', null)) === 1);
+    await until(async () => (await client.request<number>('rpc.running', null)) === 1);
     requester.kill('SIGKILL');
-    await until(async () => (await client.request<number>('direct.running', null)) === 0);
-    const reply = await client.request<Echo>('direct.echo', 3);
+    await until(async () => (await client.request<number>('rpc.running', null)) === 0);
+    const reply = await client.request<Echo>('rpc.echo', 3);
     assert.is(reply.value, 3);
   }));
 
@@ -205,7 +246,7 @@ test('a bus that restarts does not interrupt a direct route; the new bus makes i
     await scene.bus.closed;
     await until(() => !client.connected);
     // No bus at all: the route still answers.
-    for (let i = 0; i < 20; i++) assert.is((await client.request<Echo>('direct.echo', i)).value, i);
+    for (let i = 0; i < 20; i++) assert.is((await client.request<Echo>('rpc.echo', i)).value, i);
     const bus = createBus(path);
     scene.bus = bus;
     await until(() => client.connected && bus.stats.clients === 2);
@@ -213,7 +254,7 @@ test('a bus that restarts does not interrupt a direct route; the new bus makes i
     // served the name to it again), then offers its own.
     await until(async () => {
       const before = bus.stats.requests;
-      const answered = await client.request('direct.echo', 0).then(
+      const answered = await client.request('rpc.echo', 0).then(
         () => true,
         () => false,
       );
@@ -221,13 +262,13 @@ test('a bus that restarts does not interrupt a direct route; the new bus makes i
     });
     await routeUp(client, bus);
     assert.ok(bus.stats.requests > 0, 'the new bus routed the first requests');
-    const reply = await client.request<Echo>('direct.echo', 3);
+    const reply = await client.request<Echo>('rpc.echo', 3);
     assert.equal(reply, { value: 3, pid: first.process.pid });
     // That route is the new bus's to take back: a second responder gets its share.
     const second = await startResponder(path);
     others.push(second);
     const pids = new Set<number>();
-    for (let i = 0; i < 20; i++) pids.add((await client.request<Echo>('direct.echo', i)).pid);
+    for (let i = 0; i < 20; i++) pids.add((await client.request<Echo>('rpc.echo', i)).pid);
     assert.equal(pids, new Set([first.process.pid, second.process.pid]));
   }));
 
@@ -238,7 +279,7 @@ test('a second responder takes the route back: requests are spread through the b
     others.push(second);
     const pids = new Set<number>();
     const before = bus.stats.requests;
-    for (let i = 0; i < 20; i++) pids.add((await client.request<Echo>('direct.echo', i)).pid);
+    for (let i = 0; i < 20; i++) pids.add((await client.request<Echo>('rpc.echo', i)).pid);
     assert.ok(bus.stats.requests > before, 'the bus routes them again');
     assert.equal(pids, new Set([first.process.pid, second.process.pid]));
   }));

@@ -139,7 +139,8 @@ test('10,000 concurrent requests across processes, with remote errors, timeouts 
           if (i % 10 === 1) return await client.request('rpc.fail', i);
           if (i % 100 === 2) return await client.request('rpc.never', i, { timeout: 100 });
           if (i % 100 === 3) return await client.request('rpc.never', i, { signal: abort.signal });
-          return await client.request('rpc.echo', { i, pad: 'p'.repeat(i % 500) });
+          const echo = { i, pad: 'p'.repeat(i % 500) };
+          return (await client.request<{ value: unknown }>('rpc.echo', echo)).value;
         } catch (error) {
           return error as { code: string; message: string };
         }

@@ -98,15 +98,13 @@ export class BusTracing implements HandlerTracer {
     options: RequestOptions | undefined,
     request: (options: RequestOptions) => Promise<R>,
   ): Promise<R> {
-    const span = this.#clientSpan(name);
-    let headers: MessageHeaders;
+    let started: StartedRequest;
     try {
-      headers = inject(span, options?.headers);
+      started = this.#startRequest(name, options);
     } catch (error) {
-      failed(span, error);
       return Promise.reject(error);
     }
-    return settle(span, request({ ...options, headers }));
+    return settle(started.span, request(started.options));
   }
 
   /** {@link BusTracing.request} for a streamed reply: the span lasts until the stream ends. */
@@ -116,16 +114,15 @@ export class BusTracing implements HandlerTracer {
     request: (options: RequestOptions) => Observable<R>,
   ): Observable<R> {
     return new Observable<R>((subscriber) => {
-      const span = this.#clientSpan(name);
-      let headers: MessageHeaders;
+      let started: StartedRequest;
       try {
-        headers = inject(span, options?.headers);
+        started = this.#startRequest(name, options);
       } catch (error) {
-        failed(span, error);
         subscriber.error(error);
         return;
       }
-      const inner = request({ ...options, headers }).subscribe({
+      const { span } = started;
+      const inner = request(started.options).subscribe({
         next: (value) => subscriber.next(value),
         error: (error: unknown) => {
           failed(span, error);
@@ -154,12 +151,28 @@ export class BusTracing implements HandlerTracer {
     return new SpanScope(span);
   }
 
-  #clientSpan(name: string): Span {
-    return this.#tracer.startSpan(`request ${name}`, {
+  /**
+   * A new client span for a request to `name`, and the request's options with headers that
+   * carry its context. Headers the caller got wrong end the span as failed before the throw.
+   */
+  #startRequest(name: string, options: RequestOptions | undefined): StartedRequest {
+    const span = this.#tracer.startSpan(`request ${name}`, {
       kind: SpanKind.CLIENT,
       attributes: { 'rpc.system': 'vring', 'rpc.method': name },
     });
+    try {
+      return { span, options: { ...options, headers: inject(span, options?.headers) } };
+    } catch (error) {
+      failed(span, error);
+      throw error;
+    }
   }
+}
+
+/** A request's client span, and its options with headers that carry the span's context. */
+interface StartedRequest {
+  readonly span: Span;
+  readonly options: RequestOptions;
 }
 
 /** A handler's span: the handler runs in its context, so its own calls continue the trace. */

@@ -12,19 +12,27 @@ import type { RequestOptions } from '../rpc/requester.js';
 /** How long a responder has to attach to the rings it is handed. */
 const HANDSHAKE_MS = 5000;
 
+/**
+ * Where a route stands. `connecting`: requests go through the bus until it is `up`.
+ * `unreachable`: it could not be reached (another mount namespace, a dead responder, a
+ * refusal) and is not tried again. `closed`: it was up and has closed, or closes.
+ */
+type RouteState = 'connecting' | 'up' | 'unreachable' | 'closed';
+
 /** One responder reached directly: one queue pair, shared by every name it serves us. */
 class Route {
+  state: RouteState = 'connecting';
+  /** Set when the route is up. */
   channel: Channel | undefined;
   /** Names the bus has pointed here and not taken back. */
   readonly names = new Set<string>();
   /** Requests (and streams) out on this route. */
   pending = 0;
-  closed = false;
 
   constructor(readonly address: string) {}
 
   close(): void {
-    this.closed = true;
+    this.state = 'closed';
     this.channel?.close();
   }
 }
@@ -53,10 +61,13 @@ export class DirectRoutes {
   readonly #endpoint: EndpointOptions;
   readonly #queueSize: number | undefined;
   readonly #maxMessage: number;
-  readonly #byAddress = new Map<string, Route>();
+  /** Every route, by its responder's address: one record of its state each. */
+  readonly #routes = new Map<string, Route>();
+  /**
+   * Which route each name goes to: the inverse of the routes' `names`, so that a request
+   * finds its route in one look-up. Kept in step by #drop and #forget.
+   */
   readonly #byName = new Map<string, Route>();
-  /** Addresses that could not be reached (another mount namespace, say): not tried again. */
-  readonly #unreachable = new Set<string>();
   readonly #onIdle: () => void;
   #pending = 0;
   #closed = false;
@@ -81,7 +92,7 @@ export class DirectRoutes {
   /** Direct routes up now. */
   get up(): number {
     let n = 0;
-    for (const route of this.#byAddress.values()) if (route.channel) n++;
+    for (const route of this.#routes.values()) if (route.state === 'up') n++;
     return n;
   }
 
@@ -95,11 +106,12 @@ export class DirectRoutes {
       this.#byName.delete(name);
       this.#closeIfUnused(old);
     }
-    if (address === null || this.#unreachable.has(address)) return;
-    let route = this.#byAddress.get(address);
+    if (address === null) return;
+    let route = this.#routes.get(address);
+    if (route?.state === 'unreachable') return;
     if (!route) {
       route = new Route(address);
-      this.#byAddress.set(address, route);
+      this.#routes.set(address, route);
       void this.#connect(route);
     }
     route.names.add(name);
@@ -177,15 +189,15 @@ export class DirectRoutes {
   /** Closes every route: requests out on them fail with `ERR_VRING_CLOSED`. */
   close(): void {
     this.#closed = true;
-    for (const route of this.#byAddress.values()) route.close();
-    this.#byAddress.clear();
+    for (const route of this.#routes.values()) route.close();
+    this.#routes.clear();
     this.#byName.clear();
   }
 
   /** The route `name` goes to, if it is up. */
   #up(name: string): (Route & { readonly channel: Channel }) | undefined {
     const route = this.#byName.get(name);
-    return route?.channel ? (route as Route & { readonly channel: Channel }) : undefined;
+    return route?.state === 'up' ? (route as Route & { readonly channel: Channel }) : undefined;
   }
 
   /** `name` no longer goes to `route`. */
@@ -208,13 +220,16 @@ export class DirectRoutes {
 
   /** A route no name goes to any more is closed once nothing is out on it. */
   #closeIfUnused(route: Route): void {
-    if (route.names.size > 0 || route.pending > 0 || !route.channel) return;
+    if (route.names.size > 0 || route.pending > 0 || route.state !== 'up') return;
     this.#forget(route);
     route.close();
   }
 
+  /** No name goes to `route` any more; it leaves the routes unless kept as unreachable. */
   #forget(route: Route): void {
-    if (this.#byAddress.get(route.address) === route) this.#byAddress.delete(route.address);
+    if (route.state !== 'unreachable' && this.#routes.get(route.address) === route) {
+      this.#routes.delete(route.address);
+    }
     for (const name of route.names) {
       if (this.#byName.get(name) === route) this.#byName.delete(name);
     }
@@ -231,22 +246,22 @@ export class DirectRoutes {
         ...(this.#queueSize !== undefined && { queueSize: this.#queueSize }),
         signal: AbortSignal.timeout(HANDSHAKE_MS),
       });
-      if (route.closed || this.#closed) throw new Error('closed meanwhile');
+      if (route.state === 'closed' || this.#closed) throw new Error('closed meanwhile');
       const channel = new Channel(end, { maxMessage: this.#maxMessage });
       const ownSocket = socket;
       void channel.closed.then(() => {
         ownSocket.close();
-        route.closed = true;
+        route.state = 'closed';
         this.#forget(route);
       });
       route.channel = channel;
+      route.state = 'up';
       this.#closeIfUnused(route);
     } catch {
       // Unreachable (another mount namespace, a dead responder, a refusal): the bus it is.
       end?.close();
       socket?.close();
-      this.#unreachable.add(route.address);
-      route.closed = true;
+      route.state = 'unreachable';
       this.#forget(route);
     }
   }

@@ -234,7 +234,11 @@ export class Fragmenter {
     );
   }
 
-  /** Writes the headers of a whole message whose body is in place after them. */
+  /**
+   * Writes the headers of a whole message whose body is in place after them. This and the
+   * other per-message helpers take positional arguments on purpose: they run once per
+   * message (once per delivery on a bus), and an options object would be an allocation each.
+   */
   #commit(
     batch: MessageBatch,
     kind: number,
