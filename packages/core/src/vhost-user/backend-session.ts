@@ -22,6 +22,7 @@ import {
   checkProtocolFeatureDependencies,
   requireFeatures,
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_STATUS,
   VIRTIO_F_VERSION_1,
@@ -29,6 +30,7 @@ import {
   VIRTIO_RING_F_EVENT_IDX,
   VIRTIO_STATUS_DRIVER_OK,
 } from './features.js';
+import { InflightRegion } from './inflight-region.js';
 import { MappedMemory } from './mapped-memory.js';
 import {
   closeFds,
@@ -36,7 +38,7 @@ import {
   protocolError,
   type VhostUserRequestMessage,
 } from './message-decoder.js';
-import { encodeAck, encodeReply } from './message-encoder.js';
+import { encodeAck, encodeReply, encodeReplyWithFds } from './message-encoder.js';
 import { type MemoryTable, VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
 import { limitNotice, noticeError } from './refusal-notice.js';
 import { requestToNack } from './refusal-policy.js';
@@ -115,6 +117,10 @@ export class VhostUserSession {
   #protocolFeatures = 0n;
   #status = 0n;
   #memory: MappedMemory | undefined;
+  /** The in-flight record (INFLIGHT_SHMFD): made by GET_INFLIGHT_FD, or handed back. */
+  #inflight: InflightRegion | undefined;
+  /** An explicit reply's fds (GET_INFLIGHT_FD's record), sent with the reply. */
+  #replyFds: readonly number[] = [];
   #pair: DeviceQueuePair | undefined;
   #done = false;
 
@@ -145,6 +151,8 @@ export class VhostUserSession {
     this.#rings.splice(0, this.#rings.length, freshRing(), freshRing());
     this.#memory?.close();
     this.#memory = undefined;
+    this.#inflight?.close();
+    this.#inflight = undefined;
     this.#socket.close();
   }
 
@@ -237,7 +245,9 @@ export class VhostUserSession {
       return;
     }
     if (reply) {
-      await this.#socket.send(reply);
+      const fds = this.#replyFds;
+      this.#replyFds = [];
+      await this.#socket.send(reply, fds);
     } else if (message.needReply) {
       // DPDK acks NEED_REPLY whether or not REPLY_ACK was negotiated; a front-end waiting
       // for the ack would otherwise hang.
@@ -380,7 +390,53 @@ export class VhostUserSession {
           throw protocolError('not-negotiated', 'GET_STATUS without PROTOCOL_F_STATUS');
         }
         return encodeReply(R.GET_STATUS, this.#status);
+      case R.GET_INFLIGHT_FD: {
+        this.#requireInflight('GET_INFLIGHT_FD');
+        // A new record each time (the front-end asks after a device reset); the old one is
+        // dropped, so repeated requests cannot pile up memfds (CVE-2020-10726).
+        this.#stopIfRunning();
+        const record = InflightRegion.create(m.payload.numQueues, m.payload.queueSize);
+        this.#inflight?.close();
+        this.#inflight = record;
+        const { frame, fds } = encodeReplyWithFds(R.GET_INFLIGHT_FD, record.area());
+        this.#replyFds = fds;
+        return frame;
+      }
+      case R.SET_INFLIGHT_FD: {
+        this.#requireInflight('SET_INFLIGHT_FD');
+        // Mapped before anything changes, so a refused record leaves the rings as they were;
+        // the mapping holds its own duplicate of the fd.
+        const record = InflightRegion.adopt(m.payload, this.#options.requireSealedMemory);
+        closeFds(m.fds);
+        this.#stopIfRunning();
+        this.#inflight?.close();
+        this.#inflight = record;
+        return undefined;
+      }
     }
+  }
+
+  #requireInflight(name: string): void {
+    if ((this.#protocolFeatures & VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) === 0n) {
+      throw protocolError('not-negotiated', `${name} without PROTOCOL_F_INFLIGHT_SHMFD`);
+    }
+  }
+
+  /**
+   * The in-flight record the rings start with, checked against them: one record per vring
+   * we run, laid out for the size the rings have.
+   */
+  #inflightFor(queueSize: number): { record: InflightRegion; offsets: number[] } | undefined {
+    const record = this.#inflight;
+    if (!record) return undefined;
+    if (record.numQueues < this.#rings.length || record.queueSize !== queueSize) {
+      throw protocolError(
+        'inflight-mismatch',
+        `the in-flight record covers ${record.numQueues} queues of ${record.queueSize}, ` +
+          `the rings are ${this.#rings.length} of ${queueSize}`,
+      );
+    }
+    return { record, offsets: this.#rings.map((_, i) => record.queueOffset(i)) };
   }
 
   /** Starts the data path once everything a device needs is there. */
@@ -392,6 +448,7 @@ export class VhostUserSession {
       throw protocolError('ring-size-mismatch', `vring sizes differ: ${rx.num} and ${tx.num}`);
     }
     const features = this.#features ?? 0n;
+    const inflight = this.#inflightFor(rx.num!);
     let pair: DeviceQueuePair;
     try {
       pair = DeviceQueuePair.fromVhostUser(
@@ -409,6 +466,11 @@ export class VhostUserSession {
           txKickFd: tx.kickFd,
           rxCallFd: rx.callFd,
           txCallFd: tx.callFd,
+          inflight: inflight && {
+            region: inflight.record.region,
+            rxOffset: inflight.offsets[0]!,
+            txOffset: inflight.offsets[1]!,
+          },
         },
         this.#options.endpoint,
       );
@@ -456,6 +518,9 @@ export class VhostUserSession {
     this.#features = undefined;
     this.#protocolFeatures = 0n;
     this.#status = 0n;
+    // A reset device starts afresh: the front-end asks for a new record.
+    this.#inflight?.close();
+    this.#inflight = undefined;
   }
 }
 

@@ -12,6 +12,7 @@
 import { closeSync } from 'node:fs';
 import { VringError } from '../errors.js';
 import {
+  type InflightArea,
   isKnownRequest,
   isSupported,
   LITTLE_ENDIAN,
@@ -95,7 +96,8 @@ export type VhostUserRejectReason =
   | 'region-count'
   | 'empty-region'
   | 'region-overflow'
-  | 'overlapping-regions';
+  | 'overlapping-regions'
+  | 'bad-inflight-area';
 
 /** Limits that depend on the connection; decoding is strict when they are not given. */
 export interface DecodeOptions {
@@ -199,6 +201,7 @@ function isPowerOfTwo(n: number): boolean {
 
 function fdCountFor(kind: PayloadKind, view: DataView): number {
   if (kind === 'mem') return view.getUint32(0, LITTLE_ENDIAN);
+  if (kind === 'inflight-fd') return 1;
   if (kind === 'file') {
     return (view.getBigUint64(0, LITTLE_ENDIAN) & VHOST_USER_VRING_NOFD_MASK) !== 0n ? 0 : 1;
   }
@@ -256,6 +259,32 @@ function readMemoryTable(name: string, view: DataView, fds: readonly number[]): 
     regions.push(region);
   }
   return { regions };
+}
+
+function readInflightArea(
+  name: string,
+  view: DataView,
+  fd: number | undefined,
+  maxVrings: number,
+): InflightArea {
+  const area: InflightArea = {
+    mmapSize: view.getBigUint64(0, LITTLE_ENDIAN),
+    mmapOffset: view.getBigUint64(8, LITTLE_ENDIAN),
+    numQueues: view.getUint16(16, LITTLE_ENDIAN),
+    queueSize: view.getUint16(18, LITTLE_ENDIAN),
+    fd,
+  };
+  // An unchecked queue count indexed past DPDK's queue array (CVE-2021-3839).
+  if (area.numQueues === 0 || area.numQueues > maxVrings) {
+    reject('bad-inflight-area', `${name}: ${area.numQueues} queues, expected 1..${maxVrings}`);
+  }
+  if (!isPowerOfTwo(area.queueSize)) {
+    reject('bad-inflight-area', `${name}: queue size ${area.queueSize} is not a power of two`);
+  }
+  if (area.mmapOffset + area.mmapSize > MMAP_END_LIMIT) {
+    reject('region-overflow', `${name}: mmap_offset + mmap_size exceeds 2^63`);
+  }
+  return area;
 }
 
 function readVringAddress(
@@ -352,6 +381,9 @@ function readPayload(
     }
     case 'mem':
       return readMemoryTable(name, view, fds);
+    case 'inflight':
+    case 'inflight-fd':
+      return readInflightArea(name, view, fds[0], maxVrings);
   }
 }
 
@@ -458,10 +490,20 @@ export function decodeReply<R extends SupportedRequest>(
     if (header.request !== request) {
       reject('reply-mismatch', `reply to ${requestName(header.request)} while waiting for ${name}`);
     }
-    if (header.size !== 8)
-      reject('bad-size', `${name} reply: payload size ${header.size}, expected 8`);
-    if (fds.length > 0) reject('unexpected-fds', `${name} reply: ${fds.length} fds, expected 0`);
-    if (REPLY_BODY.get(request) === 'state') {
+    const body = REPLY_BODY.get(request) ?? 'u64';
+    const size = PAYLOAD_SIZE[body];
+    if (header.size !== size)
+      reject('bad-size', `${name} reply: payload size ${header.size}, expected ${size}`);
+    const wantFds = body === 'inflight-fd' ? 1 : 0;
+    if (fds.length > wantFds)
+      reject('unexpected-fds', `${name} reply: ${fds.length} fds, expected ${wantFds}`);
+    if (fds.length < wantFds)
+      reject('missing-fds', `${name} reply: ${fds.length} fds, expected ${wantFds}`);
+    if (body === 'inflight-fd') {
+      const maxVrings = options.maxVrings ?? VHOST_USER_DEFAULT_MAX_VRINGS;
+      return readInflightArea(name, view, fds[0], maxVrings) as ReplyPayload<R>;
+    }
+    if (body === 'state') {
       const state = readState(view);
       checkVringIndex(name, state.index, options.maxVrings ?? VHOST_USER_DEFAULT_MAX_VRINGS);
       return state as ReplyPayload<R>;

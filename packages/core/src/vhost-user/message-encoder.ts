@@ -8,6 +8,7 @@
 import { VringError } from '../errors.js';
 import { type DecodeOptions, parseRequest } from './message-decoder.js';
 import {
+  type InflightArea,
   LITTLE_ENDIAN,
   MEMORY_TABLE_HEADER,
   type MemoryTable,
@@ -38,6 +39,13 @@ import {
 function u32(value: number, field: string): number {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
     throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${field} ${value} is not a u32`);
+  }
+  return value;
+}
+
+function u16(value: number, field: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${field} ${value} is not a u16`);
   }
   return value;
 }
@@ -108,6 +116,15 @@ function writePayload(view: DataView, kind: PayloadKind, payload: unknown): numb
       }
       return regions.map((r) => r.fd);
     }
+    case 'inflight':
+    case 'inflight-fd': {
+      const area = payload as InflightArea;
+      view.setBigUint64(at, u64(area.mmapSize, 'mmapSize'), LITTLE_ENDIAN);
+      view.setBigUint64(at + 8, u64(area.mmapOffset, 'mmapOffset'), LITTLE_ENDIAN);
+      view.setUint16(at + 16, u16(area.numQueues, 'numQueues'), LITTLE_ENDIAN);
+      view.setUint16(at + 18, u16(area.queueSize, 'queueSize'), LITTLE_ENDIAN);
+      return kind === 'inflight-fd' && area.fd !== undefined ? [area.fd] : [];
+    }
   }
 }
 
@@ -169,11 +186,24 @@ export function encodeReply<R extends SupportedRequest>(
   request: R,
   payload: ReplyPayload<R>,
 ): Buffer {
-  const frame = Buffer.alloc(VHOST_USER_HEADER_SIZE + 8);
+  return encodeReplyWithFds(request, payload).frame;
+}
+
+/**
+ * Like {@link encodeReply}, with the fds the reply carries (GET_INFLIGHT_FD's record): they
+ * must ride with the frame's first byte. The caller's fds are never closed.
+ */
+export function encodeReplyWithFds<R extends SupportedRequest>(
+  request: R,
+  payload: ReplyPayload<R>,
+): EncodedMessage {
+  const kind = REPLY_BODY.get(request) ?? 'u64';
+  const size = PAYLOAD_SIZE[kind];
+  const frame = Buffer.alloc(VHOST_USER_HEADER_SIZE + size);
   const view = viewOf(frame);
-  writeHeader(view, request, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY, 8);
-  writePayload(view, REPLY_BODY.get(request) ?? 'u64', payload);
-  return frame;
+  writeHeader(view, request, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY, size);
+  const fds = writePayload(view, kind, payload);
+  return { frame, fds };
 }
 
 /**

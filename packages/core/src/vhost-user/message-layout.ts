@@ -167,6 +167,23 @@ export interface MemoryTable {
   readonly regions: readonly MemoryRegion[];
 }
 
+/**
+ * Payload of GET_INFLIGHT_FD (request and reply) and SET_INFLIGHT_FD: where the in-flight
+ * record lies in its file, and the queues it covers (docs/architecture.md#in-flight-recovery).
+ */
+export interface InflightArea {
+  /** Bytes of the record (0 in a GET_INFLIGHT_FD request). */
+  readonly mmapSize: bigint;
+  /** Where the record starts in the fd (0 in a GET_INFLIGHT_FD request). */
+  readonly mmapOffset: bigint;
+  /** Queues the record covers, each one per-queue region. */
+  readonly numQueues: number;
+  /** Descriptors per queue the record is laid out for. */
+  readonly queueSize: number;
+  /** The record's memfd: in the GET_INFLIGHT_FD reply and SET_INFLIGHT_FD, else undefined. */
+  readonly fd: number | undefined;
+}
+
 /** The payload each supported request carries (`undefined` = none). */
 export interface RequestPayloads {
   [VhostUserRequest.GET_FEATURES]: undefined;
@@ -187,6 +204,8 @@ export interface RequestPayloads {
   [VhostUserRequest.SET_VRING_ENABLE]: VringState;
   [VhostUserRequest.SET_STATUS]: bigint;
   [VhostUserRequest.GET_STATUS]: undefined;
+  [VhostUserRequest.GET_INFLIGHT_FD]: InflightArea;
+  [VhostUserRequest.SET_INFLIGHT_FD]: InflightArea;
 }
 
 /** The requests the decoder and the encoder handle. */
@@ -199,6 +218,7 @@ export interface ReplyBodies {
   [VhostUserRequest.GET_QUEUE_NUM]: bigint;
   [VhostUserRequest.GET_VRING_BASE]: VringState;
   [VhostUserRequest.GET_STATUS]: bigint;
+  [VhostUserRequest.GET_INFLIGHT_FD]: InflightArea;
 }
 
 /**
@@ -223,7 +243,15 @@ export interface VhostUserHeader {
  * What a request's payload looks like on the wire; the one table every check derives from.
  * @internal
  */
-export type PayloadKind = 'none' | 'u64' | 'state' | 'addr' | 'mem' | 'file';
+export type PayloadKind =
+  | 'none'
+  | 'u64'
+  | 'state'
+  | 'addr'
+  | 'mem'
+  | 'file'
+  | 'inflight'
+  | 'inflight-fd';
 
 /** The payload kind of each supported request. @internal */
 export const REQUEST_PAYLOAD: ReadonlyMap<number, PayloadKind> = new Map<
@@ -248,18 +276,22 @@ export const REQUEST_PAYLOAD: ReadonlyMap<number, PayloadKind> = new Map<
   [VhostUserRequest.SET_VRING_ENABLE, 'state'],
   [VhostUserRequest.SET_STATUS, 'u64'],
   [VhostUserRequest.GET_STATUS, 'none'],
+  // The same 24 bytes; SET carries the record's fd, the GET request none.
+  [VhostUserRequest.GET_INFLIGHT_FD, 'inflight'],
+  [VhostUserRequest.SET_INFLIGHT_FD, 'inflight-fd'],
 ]);
 
 /** The kind of each explicit reply body; every other reply is the REPLY_ACK u64. @internal */
-export const REPLY_BODY: ReadonlyMap<number, 'u64' | 'state'> = new Map<
+export const REPLY_BODY: ReadonlyMap<number, 'u64' | 'state' | 'inflight-fd'> = new Map<
   SupportedRequest,
-  'u64' | 'state'
+  'u64' | 'state' | 'inflight-fd'
 >([
   [VhostUserRequest.GET_FEATURES, 'u64'],
   [VhostUserRequest.GET_PROTOCOL_FEATURES, 'u64'],
   [VhostUserRequest.GET_QUEUE_NUM, 'u64'],
   [VhostUserRequest.GET_VRING_BASE, 'state'],
   [VhostUserRequest.GET_STATUS, 'u64'],
+  [VhostUserRequest.GET_INFLIGHT_FD, 'inflight-fd'],
 ]);
 
 /** Bytes of one memory-table region: four u64. @internal */
@@ -273,6 +305,10 @@ export const PAYLOAD_SIZE: Record<Exclude<PayloadKind, 'mem'>, number> = {
   state: 8,
   addr: 40,
   file: 8,
+  // u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size, 4 bytes of padding
+  // (the C struct's size, which DPDK insists on).
+  inflight: 24,
+  'inflight-fd': 24,
 };
 /** One past the largest u64. @internal */
 export const U64_LIMIT = 1n << 64n;
