@@ -239,6 +239,21 @@ const SAMPLES: { [K in SupportedRequest]: (fds: number[]) => RequestPayloads[K] 
     queueSize: 256,
     fd: fds[0],
   }),
+  [R.GET_MAX_MEM_SLOTS]: () => undefined,
+  [R.ADD_MEM_REG]: (fds) => ({
+    guestPhysAddr: 0x1_0000_0000n,
+    memorySize: 0x20_0000n,
+    userspaceAddr: 0x7f00_1000_0000n,
+    mmapOffset: 0x1000n,
+    fd: fds[0]!,
+  }),
+  [R.REM_MEM_REG]: () => ({
+    guestPhysAddr: 0x1_0000_0000n,
+    memorySize: 0x20_0000n,
+    userspaceAddr: 0x7f00_1000_0000n,
+    mmapOffset: 0n,
+    fd: undefined,
+  }),
 };
 
 test('every supported request round-trips through encode and decode, with and without NEED_REPLY', () => {
@@ -564,9 +579,8 @@ test('an unknown request id is refused with and without NEED_REPLY, its fds clos
   assert.equal(decodeHeader(frame(99, 0x9, u64(0n))), { request: 99, flags: 0x9, size: 8 });
 });
 
-test('known but unsupported requests (SET_LOG_BASE, ADD_MEM_REG) are refused and their fds closed', () => {
+test('known but unsupported requests (SET_LOG_BASE, SET_BACKEND_REQ_FD) are refused and their fds closed', () => {
   rejects(frame(R.SET_LOG_BASE, 0x1, Buffer.alloc(16)), 1, 'unsupported-request');
-  rejects(frame(R.ADD_MEM_REG, 0x1, Buffer.alloc(40)), 1, 'unsupported-request');
   rejects(frame(R.SET_BACKEND_REQ_FD, 0x1, Buffer.alloc(0)), 1, 'unsupported-request');
 });
 
@@ -598,6 +612,34 @@ test('in-flight areas: fds on GET_INFLIGHT_FD, none on SET_INFLIGHT_FD, a size o
   );
   assert.is(error.reason, 'bad-inflight-area');
   assertAllClosed(fds, 'bad-inflight-area');
+});
+
+test('single regions: ADD_MEM_REG needs exactly one fd, REM_MEM_REG takes none or one; a size other than 40, an empty region, overflowing arithmetic are refused', () => {
+  const region = (size: bigint, gpa = 0x1000n, offset = 0n): Buffer => {
+    const b = Buffer.alloc(40);
+    b.writeBigUInt64LE(gpa, 8);
+    b.writeBigUInt64LE(size, 16);
+    b.writeBigUInt64LE(0x7f00_0000_0000n, 24);
+    b.writeBigUInt64LE(offset, 32);
+    return b;
+  };
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0x1000n)), 0, 'missing-fds');
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0x1000n)), 2, 'unexpected-fds');
+  rejects(frame(R.REM_MEM_REG, 0x1, region(0x1000n)), 2, 'unexpected-fds');
+  rejects(frame(R.ADD_MEM_REG, 0x1, Buffer.alloc(32)), 1, 'bad-size');
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0n)), 1, 'empty-region');
+  rejects(
+    frame(R.ADD_MEM_REG, 0x1, region(0x1000n, 0xffff_ffff_ffff_f000n + 8n)),
+    1,
+    'region-overflow',
+  );
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0x1000n, 0x1000n, 1n << 63n)), 1, 'region-overflow');
+  // An fd with REM_MEM_REG is accepted (older QEMU sends one) and left to the receiver to close.
+  accepts(frame(R.REM_MEM_REG, 0x1, region(0x1000n)), 1, (m, fds) => {
+    assert.is(m.request, R.REM_MEM_REG);
+    assert.equal(m.fds, fds);
+  });
+  accepts(frame(R.REM_MEM_REG, 0x1, region(0x1000n)), 0, (m) => assert.equal(m.fds, []));
 });
 
 test('extra fds on an fd-less request are refused and closed', () => {

@@ -1,9 +1,10 @@
 // In-flight recovery (INFLIGHT_SHMFD) against unmodified DPDK 22.11 (dpdk-testpmd): neither
 // of DPDK's net roles speaks it, so there it is tested between our own two roles
 // (vhost-user.inflight.test.ts). These tests pin down what DPDK does instead:
-// - DPDK virtio_user → our back-end, which offers INFLIGHT_SHMFD: virtio_user leaves it out
-//   of SET_PROTOCOL_FEATURES (it takes MQ | REPLY_ACK | STATUS only), so no in-flight record
-//   is made, and frames flow as before;
+// - DPDK virtio_user → our back-end, which offers INFLIGHT_SHMFD and CONFIGURE_MEM_SLOTS:
+//   virtio_user leaves both out of SET_PROTOCOL_FEATURES (it takes MQ | REPLY_ACK | STATUS
+//   only), so no in-flight record is made, its memory comes with SET_MEM_TABLE, and frames
+//   flow as before;
 // - our front-end with `inflight: true` → DPDK net_vhost, which does not offer it (lib/vhost
 //   offers it only to applications that add it, like DPDK's vhost-blk example): the front-end
 //   goes on without a record, sends no GET_INFLIGHT_FD, and frames echo.
@@ -29,7 +30,7 @@ test.after.each(async () => {
 });
 
 if (requireTestpmd()) {
-  test('DPDK virtio_user → our back-end: INFLIGHT_SHMFD is offered but not taken, and frames flow', async () => {
+  test('DPDK virtio_user → our back-end: INFLIGHT_SHMFD and CONFIGURE_MEM_SLOTS are offered but not taken, and frames flow', async () => {
     const h = echoBackend(socketPath('inf17-dpdk'));
     const prefix = filePrefix();
     const pmd = spawnChild(
@@ -54,6 +55,7 @@ if (requireTestpmd()) {
         `virtio_user took MQ | REPLY_ACK | STATUS only (0x${port.protocolFeatures.toString(16)})`,
       );
       assert.is(port.stats.resubmitted, 0);
+      assert.is(port.stats.regionsAdded, 0, 'its memory came with SET_MEM_TABLE');
       assert.is(h.errors.length, 0);
     } finally {
       pmd.kill('SIGINT');

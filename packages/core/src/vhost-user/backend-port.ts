@@ -52,6 +52,8 @@ export interface VhostUserPortStats {
    * again by this port from the in-flight record (INFLIGHT_SHMFD) when it started.
    */
   resubmitted: number;
+  /** Memory regions the front-end added one at a time (ADD_MEM_REG, CONFIGURE_MEM_SLOTS). */
+  regionsAdded: number;
 }
 
 /** Called with every error that ends a port. @internal */
@@ -100,6 +102,7 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
     dropped: 0,
     starts: 0,
     resubmitted: 0,
+    regionsAdded: 0,
   };
 
   /** @internal */
@@ -148,7 +151,7 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
 
   /** Counters since the port was created (frames moved across every restart). */
   get stats(): VhostUserPortStats {
-    const now = { ...this.#totals };
+    const now = { ...this.#totals, regionsAdded: this.#session.regionsAdded };
     if (this.#pair) addPairStats(now, this.#pair);
     return now;
   }

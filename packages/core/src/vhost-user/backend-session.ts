@@ -22,6 +22,7 @@ import {
   checkProtocolFeatureDependencies,
   requireFeatures,
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_STATUS,
@@ -31,15 +32,21 @@ import {
   VIRTIO_STATUS_DRIVER_OK,
 } from './features.js';
 import { InflightRegion } from './inflight-region.js';
-import { MappedMemory } from './mapped-memory.js';
+import { MappedMemory, type MappedRegion } from './mapped-memory.js';
 import {
   closeFds,
   decodeRequest,
   protocolError,
+  regionsOverlap,
   type VhostUserRequestMessage,
 } from './message-decoder.js';
 import { encodeAck, encodeReply, encodeReplyWithFds } from './message-encoder.js';
-import { type MemoryTable, VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
+import {
+  type MemoryRegion,
+  type MemoryTable,
+  VhostUserRequest as R,
+  VHOST_VRING_F_LOG,
+} from './message-layout.js';
 import { limitNotice, noticeError } from './refusal-notice.js';
 import { requestToNack } from './refusal-policy.js';
 
@@ -58,6 +65,12 @@ function checkMemoryLimit(table: MemoryTable, limit: number): void {
     );
   }
 }
+
+/**
+ * Memory slots we announce with GET_MAX_MEM_SLOTS: regions ADD_MEM_REG may add (the native
+ * memory table's limit; every translation scans them, so not the 509 of libvhost-user).
+ */
+export const MAX_MEM_SLOTS = 32;
 
 /** One queue pair: vrings 0 (receive) and 1 (transmit). */
 const VRINGS = 2;
@@ -121,6 +134,7 @@ export class VhostUserSession {
   #inflight: InflightRegion | undefined;
   /** An explicit reply's fds (GET_INFLIGHT_FD's record), sent with the reply. */
   #replyFds: readonly number[] = [];
+  #regionsAdded = 0;
   #pair: DeviceQueuePair | undefined;
   #done = false;
 
@@ -135,6 +149,11 @@ export class VhostUserSession {
   /** The negotiated virtio features, once SET_FEATURES arrived. */
   get features(): bigint | undefined {
     return this.#features;
+  }
+
+  /** Regions the front-end added one at a time (ADD_MEM_REG). */
+  get regionsAdded(): number {
+    return this.#regionsAdded;
   }
 
   /** The protocol features SET_PROTOCOL_FEATURES agreed on (0 before it arrived). */
@@ -402,6 +421,45 @@ export class VhostUserSession {
         this.#replyFds = fds;
         return frame;
       }
+      case R.GET_MAX_MEM_SLOTS:
+        this.#requireMemSlots('GET_MAX_MEM_SLOTS');
+        return encodeReply(R.GET_MAX_MEM_SLOTS, BigInt(MAX_MEM_SLOTS));
+      case R.ADD_MEM_REG: {
+        this.#requireMemSlots('ADD_MEM_REG');
+        const memory = this.#memory ?? MappedMemory.empty();
+        checkAddedRegion(memory, m.payload, this.#options.maxPeerMemory);
+        const grown = memory.withRegion(m.payload, this.#options.requireSealedMemory);
+        closeFds(m.fds);
+        // The rings restart on the new table (the native memory table is fixed per start).
+        this.#stopIfRunning();
+        this.#memory = grown;
+        this.#regionsAdded++;
+        return undefined;
+      }
+      case R.REM_MEM_REG: {
+        this.#requireMemSlots('REM_MEM_REG');
+        // An fd the spec lets come along is closed unused.
+        closeFds(m.fds);
+        const memory = this.#memory;
+        const r = m.payload;
+        const index =
+          memory?.regions.findIndex(
+            (mapped) =>
+              mapped.guestAddress === r.guestPhysAddr &&
+              mapped.userAddress === r.userspaceAddr &&
+              BigInt(mapped.region.size) === r.memorySize,
+          ) ?? -1;
+        if (!memory || index < 0) {
+          throw protocolError(
+            'unknown-region',
+            `REM_MEM_REG: no region of ${r.memorySize} bytes at guest 0x${r.guestPhysAddr.toString(16)}`,
+          );
+        }
+        this.#stopIfRunning();
+        this.#memory = memory.withoutRegion(index);
+        memory.regions[index]!.region.close();
+        return undefined;
+      }
       case R.SET_INFLIGHT_FD: {
         this.#requireInflight('SET_INFLIGHT_FD');
         // Mapped before anything changes, so a refused record leaves the rings as they were;
@@ -413,6 +471,12 @@ export class VhostUserSession {
         this.#inflight = record;
         return undefined;
       }
+    }
+  }
+
+  #requireMemSlots(name: string): void {
+    if ((this.#protocolFeatures & VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) === 0n) {
+      throw protocolError('not-negotiated', `${name} without PROTOCOL_F_CONFIGURE_MEM_SLOTS`);
     }
   }
 
@@ -522,6 +586,38 @@ export class VhostUserSession {
     this.#inflight?.close();
     this.#inflight = undefined;
   }
+}
+
+/**
+ * Refuses a region ADD_MEM_REG cannot add to `memory`: one past the last slot, one that
+ * overlaps a region there in either address space, or one that takes the regions over
+ * `limit` bytes. Checked before anything is mapped.
+ */
+function checkAddedRegion(memory: MappedMemory, region: MemoryRegion, limit: number): void {
+  if (memory.regions.length >= MAX_MEM_SLOTS) {
+    throw protocolError('no-free-slot', `ADD_MEM_REG: all ${MAX_MEM_SLOTS} memory slots are used`);
+  }
+  const existing = memory.regions.map(asTableRegion);
+  const other = existing.find((r) => regionsOverlap(region, r));
+  if (other) {
+    throw protocolError(
+      'overlapping-regions',
+      `ADD_MEM_REG: the region at guest 0x${region.guestPhysAddr.toString(16)} overlaps one ` +
+        `at 0x${other.guestPhysAddr.toString(16)}`,
+    );
+  }
+  checkMemoryLimit({ regions: [...existing, region] }, limit);
+}
+
+/** A mapped region as a memory table describes it (its fd is the mapping's business). */
+function asTableRegion(mapped: MappedRegion): MemoryRegion {
+  return {
+    guestPhysAddr: mapped.guestAddress,
+    userspaceAddr: mapped.userAddress,
+    memorySize: BigInt(mapped.region.size),
+    mmapOffset: 0n,
+    fd: -1,
+  };
 }
 
 /** A ring address must at least start inside a region; the native end checks whole ranges. */

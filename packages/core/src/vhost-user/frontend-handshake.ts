@@ -14,6 +14,7 @@ import {
   negotiate,
   requireFeatures,
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_REPLY_ACK,
@@ -200,7 +201,7 @@ function checkInflightReply(reply: InflightArea, numQueues: number, queueSize: n
 }
 
 /**
- * SET_MEM_TABLE, then per vring SET_VRING_NUM/BASE/ADDR/CALL/KICK (the memory table first:
+ * SET_MEM_TABLE (or, with CONFIGURE_MEM_SLOTS, GET_MAX_MEM_SLOTS and ADD_MEM_REG), then per vring SET_VRING_NUM/BASE/ADDR/CALL/KICK (the memory table first:
  * DPDK refuses ring addresses it cannot translate yet), SET_VRING_ENABLE 1 when bit 30 was
  * negotiated, and SET_STATUS DRIVER_OK with PROTOCOL_F_STATUS. After this DPDK's
  * `virtio_is_ready()` holds and traffic flows.
@@ -212,17 +213,23 @@ export async function configureDevice(
   device: DeviceSetup,
 ): Promise<void> {
   const { region } = device;
-  await connection.command(R.SET_MEM_TABLE, {
-    regions: [
-      {
-        guestPhysAddr: region.address,
-        memorySize: BigInt(region.size),
-        userspaceAddr: region.address,
-        mmapOffset: 0n,
-        fd: region.fd,
-      },
-    ],
-  });
+  const memory = {
+    guestPhysAddr: region.address,
+    memorySize: BigInt(region.size),
+    userspaceAddr: region.address,
+    mmapOffset: 0n,
+    fd: region.fd,
+  };
+  if ((negotiated.protocolFeatures & VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) !== 0n) {
+    // A back-end with memory slots takes regions one at a time, as QEMU hands them over.
+    const slots = await connection.query(R.GET_MAX_MEM_SLOTS, undefined);
+    if (slots < 1n) {
+      throw protocolError('no-free-slot', `the back-end has ${slots} memory slots`);
+    }
+    await connection.command(R.ADD_MEM_REG, memory);
+  } else {
+    await connection.command(R.SET_MEM_TABLE, { regions: [memory] });
+  }
   for (const ring of device.vrings) {
     await connection.command(R.SET_VRING_NUM, { index: ring.index, num: ring.size });
     await connection.command(R.SET_VRING_BASE, { index: ring.index, num: ring.base });

@@ -11,6 +11,8 @@ import {
   type InflightArea,
   LITTLE_ENDIAN,
   MEMORY_TABLE_HEADER,
+  type MemoryRegion,
+  type MemoryRegionRemoval,
   type MemoryTable,
   PAYLOAD_SIZE,
   type PayloadKind,
@@ -69,6 +71,13 @@ function payloadSize(kind: PayloadKind, payload: unknown): number {
     : PAYLOAD_SIZE[kind];
 }
 
+function writeRegion(view: DataView, o: number, r: Omit<MemoryRegion, 'fd'>): void {
+  view.setBigUint64(o, u64(r.guestPhysAddr, 'guestPhysAddr'), LITTLE_ENDIAN);
+  view.setBigUint64(o + 8, u64(r.memorySize, 'memorySize'), LITTLE_ENDIAN);
+  view.setBigUint64(o + 16, u64(r.userspaceAddr, 'userspaceAddr'), LITTLE_ENDIAN);
+  view.setBigUint64(o + 24, u64(r.mmapOffset, 'mmapOffset'), LITTLE_ENDIAN);
+}
+
 function writePayload(view: DataView, kind: PayloadKind, payload: unknown): number[] {
   const at = VHOST_USER_HEADER_SIZE;
   switch (kind) {
@@ -108,13 +117,16 @@ function writePayload(view: DataView, kind: PayloadKind, payload: unknown): numb
       view.setUint32(at, regions.length, LITTLE_ENDIAN);
       view.setUint32(at + 4, 0, LITTLE_ENDIAN);
       for (const [i, r] of regions.entries()) {
-        const o = at + MEMORY_TABLE_HEADER + REGION_SIZE * i;
-        view.setBigUint64(o, u64(r.guestPhysAddr, 'guestPhysAddr'), LITTLE_ENDIAN);
-        view.setBigUint64(o + 8, u64(r.memorySize, 'memorySize'), LITTLE_ENDIAN);
-        view.setBigUint64(o + 16, u64(r.userspaceAddr, 'userspaceAddr'), LITTLE_ENDIAN);
-        view.setBigUint64(o + 24, u64(r.mmapOffset, 'mmapOffset'), LITTLE_ENDIAN);
+        writeRegion(view, at + MEMORY_TABLE_HEADER + REGION_SIZE * i, r);
       }
       return regions.map((r) => r.fd);
+    }
+    case 'mem-region':
+    case 'mem-region-rem': {
+      const r = payload as MemoryRegionRemoval;
+      view.setBigUint64(at, 0n, LITTLE_ENDIAN);
+      writeRegion(view, at + 8, r);
+      return r.fd === undefined ? [] : [r.fd];
     }
     case 'inflight':
     case 'inflight-fd': {

@@ -161,6 +161,16 @@ export interface MemoryRegion {
   readonly fd: number;
 }
 
+/**
+ * Payload of REM_MEM_REG: the region to remove, named by its addresses and size
+ * (`mmapOffset` is ignored). The spec wants no fd with it, but lets a back-end accept one
+ * (older QEMU sends it), which is then closed unused.
+ */
+export interface MemoryRegionRemoval extends Omit<MemoryRegion, 'fd'> {
+  /** An fd that came with the request anyway, or undefined. */
+  readonly fd: number | undefined;
+}
+
 /** Payload of SET_MEM_TABLE: 1–8 regions, fds in the same order. */
 export interface MemoryTable {
   /** The regions, in wire order. */
@@ -206,6 +216,9 @@ export interface RequestPayloads {
   [VhostUserRequest.GET_STATUS]: undefined;
   [VhostUserRequest.GET_INFLIGHT_FD]: InflightArea;
   [VhostUserRequest.SET_INFLIGHT_FD]: InflightArea;
+  [VhostUserRequest.GET_MAX_MEM_SLOTS]: undefined;
+  [VhostUserRequest.ADD_MEM_REG]: MemoryRegion;
+  [VhostUserRequest.REM_MEM_REG]: MemoryRegionRemoval;
 }
 
 /** The requests the decoder and the encoder handle. */
@@ -219,6 +232,7 @@ export interface ReplyBodies {
   [VhostUserRequest.GET_VRING_BASE]: VringState;
   [VhostUserRequest.GET_STATUS]: bigint;
   [VhostUserRequest.GET_INFLIGHT_FD]: InflightArea;
+  [VhostUserRequest.GET_MAX_MEM_SLOTS]: bigint;
 }
 
 /**
@@ -251,7 +265,9 @@ export type PayloadKind =
   | 'mem'
   | 'file'
   | 'inflight'
-  | 'inflight-fd';
+  | 'inflight-fd'
+  | 'mem-region'
+  | 'mem-region-rem';
 
 /** The payload kind of each supported request. @internal */
 export const REQUEST_PAYLOAD: ReadonlyMap<number, PayloadKind> = new Map<
@@ -279,6 +295,10 @@ export const REQUEST_PAYLOAD: ReadonlyMap<number, PayloadKind> = new Map<
   // The same 24 bytes; SET carries the record's fd, the GET request none.
   [VhostUserRequest.GET_INFLIGHT_FD, 'inflight'],
   [VhostUserRequest.SET_INFLIGHT_FD, 'inflight-fd'],
+  [VhostUserRequest.GET_MAX_MEM_SLOTS, 'none'],
+  // u64 padding, then one region as in a memory table; ADD carries its fd, REM none (or one).
+  [VhostUserRequest.ADD_MEM_REG, 'mem-region'],
+  [VhostUserRequest.REM_MEM_REG, 'mem-region-rem'],
 ]);
 
 /** The kind of each explicit reply body; every other reply is the REPLY_ACK u64. @internal */
@@ -292,6 +312,7 @@ export const REPLY_BODY: ReadonlyMap<number, 'u64' | 'state' | 'inflight-fd'> = 
   [VhostUserRequest.GET_VRING_BASE, 'state'],
   [VhostUserRequest.GET_STATUS, 'u64'],
   [VhostUserRequest.GET_INFLIGHT_FD, 'inflight-fd'],
+  [VhostUserRequest.GET_MAX_MEM_SLOTS, 'u64'],
 ]);
 
 /** Bytes of one memory-table region: four u64. @internal */
@@ -309,6 +330,8 @@ export const PAYLOAD_SIZE: Record<Exclude<PayloadKind, 'mem'>, number> = {
   // (the C struct's size, which DPDK insists on).
   inflight: 24,
   'inflight-fd': 24,
+  'mem-region': 40,
+  'mem-region-rem': 40,
 };
 /** One past the largest u64. @internal */
 export const U64_LIMIT = 1n << 64n;

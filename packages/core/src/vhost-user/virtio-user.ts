@@ -23,6 +23,7 @@ import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js
 import { ConnectionSource } from './connection-source.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
@@ -75,6 +76,12 @@ export interface VirtioUserOptions
    * that was made available to it (docs/architecture.md#in-flight-recovery).
    */
   inflight?: boolean;
+  /**
+   * Hand the memory over with GET_MAX_MEM_SLOTS and ADD_MEM_REG (vhost-user
+   * CONFIGURE_MEM_SLOTS, as QEMU does) instead of SET_MEM_TABLE, when the back-end offers it
+   * (default false).
+   */
+  memorySlots?: boolean;
   /** Notification policy of the data path (see {@link NotificationMode}). */
   notification?: NotificationMode;
   /** Spin budget in µs (see `EndpointOptions.spinMicros`). */
@@ -140,6 +147,14 @@ const FATAL_CODES = new Set([
 
 function isFatal(error: unknown): boolean {
   return !(error instanceof VringError) || FATAL_CODES.has(error.code);
+}
+
+/** Protocol features the options ask for beyond DPDK's set. */
+function extraProtocol(options: VirtioUserOptions): bigint {
+  return (
+    (options.inflight ? VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD : 0n) |
+    (options.memorySlots ? VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS : 0n)
+  );
 }
 
 /** The deadlines of control replies `options` ask for, checked. */
@@ -266,7 +281,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             wanted,
             required: VIRTIO_F_VERSION_1,
             fixed,
-            extraProtocol: options.inflight ? VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD : 0n,
+            extraProtocol: extraProtocol(options),
           });
           fixed = negotiated.features;
           queuePair ??= DriverQueuePair.createForVhostUser({
@@ -502,7 +517,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             wanted: this.#negotiated.features,
             required: VIRTIO_F_VERSION_1,
             fixed: this.#negotiated.features,
-            extraProtocol: this.#options.inflight ? VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD : 0n,
+            extraProtocol: extraProtocol(this.#options),
           });
           const queueSize = this.#queuePair.share().descriptor.queueSize;
           this.#inflight = await exchangeInflight(
