@@ -23,6 +23,7 @@ import {
   dpdkHandshake,
   RawVhostUserClient,
 } from './fixtures/vhost-user-raw-client.js';
+import { openFdCount } from './fixtures/vring-assert.js';
 
 /** Slots our back-end announces. */
 const SLOTS = 32n;
@@ -130,8 +131,21 @@ test('overlaps, unknown regions, a full table and the missing feature are NACKed
     await nacked('a region beyond the last slot', () =>
       client.request(R.ADD_MEM_REG, extra.regions[Number(SLOTS)]!, true),
     );
-    // A removed slot can be used again.
-    assert.is(await client.request(R.REM_MEM_REG, { ...first, fd: undefined }, true), 0n);
+    // An fd that comes with REM_MEM_REG (as older QEMU sends it) is closed either way.
+    const stray = SharedRegion.create(Number(PAGE));
+    const strayFd = stray.fd;
+    try {
+      const fds = openFdCount();
+      await nacked('removing a region never added, with an fd', () =>
+        client.request(R.REM_MEM_REG, { ...extra.regions[Number(SLOTS)]!, fd: strayFd }, true),
+      );
+      assert.is(openFdCount(), fds, 'the back-end closed the fd of the refused request');
+      // A removed slot can be used again.
+      assert.is(await client.request(R.REM_MEM_REG, { ...first, fd: strayFd }, true), 0n);
+      assert.is(openFdCount(), fds - 1, 'the fd that came along and the region are closed');
+    } finally {
+      stray.close();
+    }
     assert.is(await client.request(R.ADD_MEM_REG, extra.regions[Number(SLOTS)]!, true), 0n);
     assert.is(h.errors.length, 0);
   } finally {

@@ -438,8 +438,6 @@ export class VhostUserSession {
       }
       case R.REM_MEM_REG: {
         this.#requireMemSlots('REM_MEM_REG');
-        // An fd the spec lets come along is closed unused.
-        closeFds(m.fds);
         const memory = this.#memory;
         const r = m.payload;
         const index =
@@ -455,6 +453,8 @@ export class VhostUserSession {
             `REM_MEM_REG: no region of ${r.memorySize} bytes at guest 0x${r.guestPhysAddr.toString(16)}`,
           );
         }
+        // An fd the spec lets come along is closed unused (by #handle when refused).
+        closeFds(m.fds);
         this.#stopIfRunning();
         this.#memory = memory.withoutRegion(index);
         memory.regions[index]!.region.close();
