@@ -11,6 +11,7 @@
         "src/spin_wait.cc",
         "src/driver_queue.cc",
         "src/device_queue.cc",
+        "src/inflight_log.cc",
         "src/driver_queue_pair.cc",
         "src/span_allocator.cc",
         "src/device_queue_pair.cc",

@@ -90,6 +90,7 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::Commit>("commit"));
     } else {
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::SendJoined>("sendJoined"));
+      props.push_back(Base::template InstanceMethod<&QueuePairWrap::TrackInflight>("trackInflight"));
     }
     return Base::DefineClass(env, name, props);
   }
@@ -254,6 +255,17 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     const Bytes body = ArgBytes(env, info[1], "body");
     const ByteSpan parts[2] = {{head.data, head.size}, {body.data, body.size}};
     return Napi::Boolean::New(env, pair.SendJoined(parts, 2));
+    VRING_CATCH(env)
+  }
+
+  // trackInflight(region, rxOffset, txOffset) -> chains taken again from the record (device only).
+  Napi::Value TrackInflight(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    SharedRegion& record = RegionWrap::FromValue(env, info[0], "region");
+    return Napi::Number::New(env, pair.TrackInflight(record.mapping(), ArgU64(env, info[1], "rxOffset"),
+                                                     ArgU64(env, info[2], "txOffset")));
     VRING_CATCH(env)
   }
 

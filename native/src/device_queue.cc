@@ -1,5 +1,6 @@
 #include "vring/device_queue.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace vring {
@@ -36,6 +37,7 @@ void DeviceQueue::MarkBroken(const char* reason, const std::string& message) {
 uint32_t DeviceQueue::AvailPending() {
   CheckUsable();
   const uint16_t seen = static_cast<uint16_t>(avail_seen_ - last_avail_);
+  if (resubmit_next_ < resubmit_.size()) return ResubmitLeft() + seen;
   return seen != 0 ? seen : AvailPendingFresh();
 }
 
@@ -48,7 +50,7 @@ uint32_t DeviceQueue::AvailPendingFresh() {
                                   std::to_string(ring_.size));
   }
   avail_seen_ = avail;
-  return pending;
+  return pending + ResubmitLeft();
 }
 
 void DeviceQueue::AddSegment(const RingDesc& d, Chain* out) {
@@ -74,9 +76,61 @@ void DeviceQueue::AddSegment(const RingDesc& d, Chain* out) {
 bool DeviceQueue::Pop(Chain* out) {
   if (AvailPending() == 0) return false;
   const uint32_t q = ring_.size;
+  if (resubmit_next_ < resubmit_.size()) {
+    ReadChain(resubmit_[resubmit_next_], out);
+    ++resubmit_next_;
+    inflight_->Taken(out->head);
+    return true;
+  }
   const uint16_t head = LoadRelaxed(ring_.avail_ring(last_avail_ & (q - 1)));
   if (head >= q) MarkBroken("head-out-of-range", "avail head " + std::to_string(head) + " >= queue size " + std::to_string(q));
+  ReadChain(head, out);
+  ++last_avail_;
+  if (inflight_) {
+    inflight_->Taken(head);
+    // Once a queue's worth has come from the avail ring, Unpop() can no longer reach back
+    // into the resubmitted heads.
+    if (!resubmit_.empty() && static_cast<uint16_t>(last_avail_ - avail_resumed_) >= q) {
+      resubmit_.clear();
+      resubmit_next_ = 0;
+    }
+  }
+  return true;
+}
 
+void DeviceQueue::Unpop(uint32_t n) {
+  // Pops come from the resubmitted heads first, then from the avail ring: undo the avail
+  // ring's first.
+  uint32_t from_avail = n;
+  if (!resubmit_.empty()) {
+    from_avail = std::min<uint32_t>(n, static_cast<uint16_t>(last_avail_ - avail_resumed_));
+    resubmit_next_ -= std::min<size_t>(n - from_avail, resubmit_next_);
+  }
+  last_avail_ = static_cast<uint16_t>(last_avail_ - from_avail);
+}
+
+uint32_t DeviceQueue::TrackInflight(InflightLog* log) {
+  CheckUsable();
+  const uint16_t used = LoadAcquire(ring_.used_idx());
+  try {
+    resubmit_ = log->Recover(used);
+  } catch (const Error&) {
+    broken_ = true;
+    throw;
+  }
+  inflight_ = log;
+  resubmit_next_ = 0;
+  // Everything before `used` was returned, the resubmitted heads were taken after it.
+  last_avail_ = static_cast<uint16_t>(used + resubmit_.size());
+  avail_seen_ = last_avail_;
+  avail_resumed_ = last_avail_;
+  used_shadow_ = used_published_ = call_checked_ = used;
+  if (event_idx_) StoreRelaxed(ring_.avail_event(), last_avail_);
+  return static_cast<uint32_t>(resubmit_.size());
+}
+
+void DeviceQueue::ReadChain(uint16_t head, Chain* out) {
+  const uint32_t q = ring_.size;
   out->head = head;
   out->num_readable = 0;
   out->readable_bytes = 0;
@@ -124,8 +178,6 @@ bool DeviceQueue::Pop(Chain* out) {
     if (d.next >= q) MarkBroken("next-out-of-range", "next " + std::to_string(d.next) + " >= queue size " + std::to_string(q));
     idx = d.next;
   }
-  ++last_avail_;
-  return true;
 }
 
 void DeviceQueue::PushUsed(uint16_t head, uint32_t len) {
@@ -134,12 +186,15 @@ void DeviceQueue::PushUsed(uint16_t head, uint32_t len) {
   StoreRelaxed(&elem->id, static_cast<uint32_t>(head));
   StoreRelaxed(&elem->len, len);
   ++used_shadow_;
+  if (inflight_) inflight_->Used(head);
 }
 
 void DeviceQueue::PublishUsed() {
   if (used_shadow_ == used_published_) return;
   used_published_ = used_shadow_;
+  if (inflight_) inflight_->BeforePublish();
   StoreRelease(ring_.used_idx(), used_published_);
+  if (inflight_) inflight_->AfterPublish(used_published_);
 }
 
 bool DeviceQueue::NeedCall() {

@@ -366,4 +366,21 @@ bool DeviceQueuePair::ArmSend(uint64_t next_message) {
   return rx_.EnableNotificationsDelayed(BuffersNeeded(next_message));
 }
 
+uint32_t DeviceQueuePair::TrackInflight(std::shared_ptr<Mapping> record, uint64_t rx_offset, uint64_t tx_offset) {
+  if (inflight_record_) throw Error(ErrorCode::kInvalidArgument, "in-flight record already attached");
+  if (!record) throw Error(ErrorCode::kInvalidArgument, "in-flight record is missing");
+  const uint64_t bytes = InflightQueueBytes(config_.queue_size);
+  for (uint64_t offset : {rx_offset, tx_offset}) {
+    if (offset > record->size() || record->size() - offset < bytes) {
+      throw Error(ErrorCode::kInvalidArgument, "in-flight record at offset " + std::to_string(offset) +
+                                                   " does not fit its mapping of " + std::to_string(record->size()) +
+                                                   " bytes");
+    }
+  }
+  inflight_record_ = std::move(record);
+  rx_inflight_.emplace(inflight_record_->data() + rx_offset, config_.queue_size);
+  tx_inflight_.emplace(inflight_record_->data() + tx_offset, config_.queue_size);
+  return rx_.TrackInflight(&*rx_inflight_) + tx_.TrackInflight(&*tx_inflight_);
+}
+
 }  // namespace vring

@@ -207,18 +207,19 @@ TEST(memory_table_rejects_overlapping_user_ranges_even_when_guest_ranges_are_dis
   EXPECT_EQ(t.region_count(), 2u);
 }
 
-TEST(memory_table_rejects_a_ninth_region) {
+TEST(memory_table_rejects_a_region_past_the_last_slot) {
   Backing b(Page());
   MemoryTable t;
   for (uint64_t i = 0; i < MemoryTable::kMaxRegions; ++i) {
     t.Add(0x1000000ull * (i + 1), 0x80000000ull + 0x1000000ull * i, b.size(), b.mapping);
   }
-  EXPECT_EQ(t.region_count(), 8u);
+  EXPECT_EQ(t.region_count(), 32u);
   EXPECT_THROWS_CODE(t.Add(0x40000000ull, 0x40000000ull, b.size(), b.mapping), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(t.region_count(), 8u);
-  // The eight that were accepted still translate.
+  EXPECT_EQ(t.region_count(), 32u);
+  // The regions that were accepted still translate, the last one too.
   EXPECT(t.TranslateGuest(0x8000000ull, 1) == b.host());
   EXPECT(t.TranslateUser(0x87000000ull, 1) == b.host());
+  EXPECT(t.TranslateGuest(0x20000000ull, 1) == b.host());
 }
 
 TEST(memory_table_rejects_a_region_larger_than_its_mapping) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "vring/error.h"
+#include "vring/inflight_log.h"
 #include "vring/memory_table.h"
 #include "vring/split_ring.h"
 
@@ -53,7 +54,13 @@ class DeviceQueue {
   bool Pop(Chain* out);
 
   // Puts back the last `n` chains taken with Pop() (they were not used).
-  void Unpop(uint32_t n) { last_avail_ = static_cast<uint16_t>(last_avail_ - n); }
+  void Unpop(uint32_t n);
+
+  // Keeps an in-flight record in `log` from now on (vhost-user INFLIGHT_SHMFD), before the
+  // first Pop(). What a previous device left in flight there is taken again first, in the
+  // order it was first taken; the avail ring resumes after it. Returns how many chains that
+  // is. Throws kBadRing (the queue is then broken) for a record that cannot be right.
+  uint32_t TrackInflight(InflightLog* log);
 
   // Records that `head` was used with `len` bytes written; visible after PublishUsed().
   void PushUsed(uint16_t head, uint32_t len);
@@ -81,6 +88,9 @@ class DeviceQueue {
   }
   // Appends one buffer descriptor's segment to `out`, enforcing order and ranges.
   void AddSegment(const RingDesc& d, Chain* out);
+  // Reads and checks the chain headed by `head` into `out`.
+  void ReadChain(uint16_t head, Chain* out);
+  uint32_t ResubmitLeft() const { return static_cast<uint32_t>(resubmit_.size() - resubmit_next_); }
 
   SplitRingView ring_;
   const MemoryTable* memory_;
@@ -92,6 +102,12 @@ class DeviceQueue {
   uint16_t used_published_;
   uint16_t call_checked_;
   uint16_t used_flags_ = 0;
+  // In-flight tracking (null when not negotiated): the record, the heads a previous device
+  // left in flight (taken again before the avail ring), and where the avail ring resumed.
+  InflightLog* inflight_ = nullptr;
+  std::vector<uint16_t> resubmit_;
+  size_t resubmit_next_ = 0;
+  uint16_t avail_resumed_ = 0;
 };
 
 }  // namespace vring

@@ -12,6 +12,7 @@
 #include "vring/device_queue.h"
 #include "vring/event_fd.h"
 #include "vring/in_place.h"
+#include "vring/inflight_log.h"
 #include "vring/memory_table.h"
 #include "vring/port_stats.h"
 #include "vring/queue_pair_layout.h"
@@ -79,6 +80,13 @@ class DeviceQueuePair {
   bool ArmSend(uint64_t next_message);
   void DisarmSend() { rx_.DisableNotifications(); }
 
+  // Keeps the in-flight record of each queue in `record` (vhost-user INFLIGHT_SHMFD), at
+  // byte offsets `rx_offset` and `tx_offset`, from before the first message on; chains a
+  // killed device left in flight there are taken again first. Returns how many that is
+  // (both queues). Throws kInvalidArgument for a range outside the mapping and kBadRing for
+  // a record that cannot be right.
+  uint32_t TrackInflight(std::shared_ptr<Mapping> record, uint64_t rx_offset, uint64_t tx_offset);
+
   bool broken() const { return rx_.broken() || tx_.broken(); }
   uint16_t rx_last_avail() const { return rx_.last_avail_idx(); }
   uint16_t tx_last_avail() const { return tx_.last_avail_idx(); }
@@ -102,6 +110,10 @@ class DeviceQueuePair {
   void PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call);
 
   std::shared_ptr<const MemoryTable> memory_;
+  // Declared before the queues, which point into them.
+  std::shared_ptr<Mapping> inflight_record_;
+  std::optional<InflightLog> rx_inflight_;
+  std::optional<InflightLog> tx_inflight_;
   QueuePairConfig config_;
   uint64_t publish_slice_;  // PublishSliceBytes(config_)
   DeviceQueue rx_;

@@ -19,8 +19,9 @@ struct MemoryRegion {
 
 class MemoryTable {
  public:
-  // The vhost-user limit (DPDK's VHOST_MEMORY_MAX_NREGIONS).
-  static constexpr size_t kMaxRegions = 8;
+  // The memory slots a vhost-user back-end of ours announces (GET_MAX_MEM_SLOTS): a
+  // SET_MEM_TABLE carries at most 8 regions, ADD_MEM_REG adds up to this many.
+  static constexpr size_t kMaxRegions = 32;
 
   // Adds a region backed by `mapping` (kept alive by the table). Rejects overlap in either
   // address space, address-range overflow, and a size larger than the mapping.

@@ -22,6 +22,7 @@ interface NativeDeviceClass {
 /** The native device handle also reports where each ring stands. */
 type NativeDeviceEnd = NativeQueuePairEnd & {
   info(): { rxLastAvail: number; txLastAvail: number };
+  trackInflight(region: unknown, rxOffset: number, txOffset: number): number;
 };
 
 const NativeDeviceQueuePair = native.DeviceQueuePair as NativeDeviceClass;
@@ -59,6 +60,11 @@ export interface VhostUserQueuePairState {
   /** Call eventfds; `undefined` = the driver polls the used rings. */
   rxCallFd: number | undefined;
   txCallFd: number | undefined;
+  /**
+   * The in-flight record (INFLIGHT_SHMFD) and where each queue's part starts in it; the
+   * bases are then taken from it and the used rings. Borrowed: the pair maps it too.
+   */
+  inflight?: { region: SharedRegion; rxOffset: number; txOffset: number } | undefined;
 }
 
 /**
@@ -79,6 +85,8 @@ export interface VhostUserQueuePairState {
  * @public
  */
 export class DeviceQueuePair extends QueuePairEnd {
+  #resubmitted = 0;
+
   private constructor(
     handle: NativeQueuePairEnd,
     maxMessage: number,
@@ -135,11 +143,32 @@ export class DeviceQueuePair extends QueuePairEnd {
         state.rxCallFd,
         state.txCallFd,
       );
-      return new DeviceQueuePair(handle, state.maxMessage, kicks, owned, endOptions);
+      let resubmitted = 0;
+      if (state.inflight) {
+        try {
+          const { region, rxOffset, txOffset } = state.inflight;
+          resubmitted = handle.trackInflight(region.handle, rxOffset, txOffset);
+        } catch (error) {
+          handle.close();
+          throw error;
+        }
+      }
+      const pair = new DeviceQueuePair(handle, state.maxMessage, kicks, owned, endOptions);
+      pair.#resubmitted = resubmitted;
+      return pair;
     } catch (error) {
       for (const r of owned) r.close();
       throw error;
     }
+  }
+
+  /**
+   * Chains a killed device had taken and not returned, which this one takes again first
+   * (from the in-flight record it started with; 0 without one).
+   * @internal
+   */
+  get resubmitted(): number {
+    return this.#resubmitted;
   }
 
   /**

@@ -62,9 +62,9 @@ const nackCases: NackCase[] = [
       c.raw(msg(R.SET_FEATURES, VERSION | NEED_REPLY, u64(VIRTIO_F_VERSION_1 | (1n << 33n)))),
   },
   {
-    name: 'SET_PROTOCOL_FEATURES with un-offered INFLIGHT_SHMFD',
+    name: 'SET_PROTOCOL_FEATURES with un-offered LOG_SHMFD',
     request: R.SET_PROTOCOL_FEATURES,
-    send: (c) => c.raw(msg(R.SET_PROTOCOL_FEATURES, VERSION | NEED_REPLY, u64(1n << 12n))),
+    send: (c) => c.raw(msg(R.SET_PROTOCOL_FEATURES, VERSION | NEED_REPLY, u64(1n << 1n))),
   },
   {
     name: 'SET_VRING_ADDR before SET_MEM_TABLE',

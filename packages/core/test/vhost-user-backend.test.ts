@@ -604,13 +604,13 @@ const cases: BadCase[] = [
     reason: 'unsupported-request',
   },
   {
-    name: '13. SET_INFLIGHT_FD (INFLIGHT_SHMFD never offered)',
+    name: '13. SET_INFLIGHT_FD for 65535 queues of size 0',
     send: (c, f) =>
       c.raw(
         msg(R.SET_INFLIGHT_FD, 1, Buffer.concat([u64(0x1000n), u64(0n), u32(0xffff), u32(0)])),
         [f.memfd(0x1000)],
       ),
-    reason: 'unsupported-request',
+    reason: 'bad-inflight-area',
   },
   {
     name: '14. SET_FEATURES with un-offered bit 33',
@@ -618,8 +618,8 @@ const cases: BadCase[] = [
     reason: 'unoffered-features',
   },
   {
-    name: '14b. SET_PROTOCOL_FEATURES with un-offered INFLIGHT_SHMFD',
-    send: (c) => c.request(R.SET_PROTOCOL_FEATURES, 1n << 12n).then(() => {}),
+    name: '14b. SET_PROTOCOL_FEATURES with un-offered LOG_SHMFD',
+    send: (c) => c.request(R.SET_PROTOCOL_FEATURES, 1n << 1n).then(() => {}),
     reason: 'unoffered-features',
   },
   {

@@ -11,6 +11,7 @@ import { type FdSocket, VHOST_USER_FRAMING } from '../src/fd-socket.js';
 import { SharedRegion } from '../src/shared-region.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_STATUS,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
@@ -21,8 +22,9 @@ import {
   decodeRequest,
   type VhostUserRequestMessage,
 } from '../src/vhost-user/message-decoder.js';
-import { encodeAck, encodeReply } from '../src/vhost-user/message-encoder.js';
+import { encodeAck, encodeReply, encodeReplyWithFds } from '../src/vhost-user/message-encoder.js';
 import {
+  type InflightArea,
   type MemoryTable,
   VhostUserRequest as R,
   requestName,
@@ -52,6 +54,8 @@ interface Script {
   silent?: number;
   /** Called with the region fd of SET_MEM_TABLE before it is closed. */
   onMemory?: (table: MemoryTable) => void;
+  /** Answer GET_INFLIGHT_FD with this area and a fresh memfd of `fileBytes`. */
+  inflight?: { area: Omit<InflightArea, 'fd'>; fileBytes: number };
 }
 
 interface Recorded {
@@ -97,6 +101,19 @@ async function serve(socket: FdSocket, script: Script = {}): Promise<Recorded[]>
       case R.GET_STATUS:
         await reply(encodeReply(R.GET_STATUS, status));
         break;
+      case R.GET_INFLIGHT_FD: {
+        const file = SharedRegion.create(script.inflight!.fileBytes);
+        try {
+          const { frame, fds } = encodeReplyWithFds(R.GET_INFLIGHT_FD, {
+            ...script.inflight!.area,
+            fd: file.fd,
+          });
+          await socket.send(frame, fds);
+        } finally {
+          file.close();
+        }
+        break;
+      }
       default:
         if (m.needReply) await reply(encodeAck(m.request, m.request === script.nack ? 1n : 0n));
     }
@@ -260,6 +277,54 @@ test('a NACKed SET_MEM_TABLE fails that connection; client mode retries and succ
   const e = isVringError(failed.error, 'ERR_VRING_PROTOCOL');
   assert.is(e.reason, 'nack');
   assert.match(e.message, /SET_MEM_TABLE/);
+});
+
+test('in-flight record: a reply whose file is too small or laid out for other queues fails that handshake; a good one is handed to every back-end after', async () => {
+  const path = socketPath();
+  const server = listen(path);
+  const events: VirtioUserEvent[] = [];
+  const opening = VirtioUser.open(path, { inflight: true, onEvent: (e) => events.push(e) });
+  const protocolFeatures = NET_VHOST_PROTOCOL | VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD;
+  const good = { mmapSize: 8320n, mmapOffset: 0n, numQueues: 2, queueSize: 256 };
+  const replies = [
+    { area: good, fileBytes: 4096 }, // the record would run past the end of its file
+    { area: { ...good, numQueues: 1 }, fileBytes: 3 * 4096 },
+    { area: good, fileBytes: 3 * 4096 },
+  ];
+  const sessions: Recorded[][] = [];
+  let connected: FdSocket | undefined;
+  for (const inflight of replies) {
+    const socket = await server.accept();
+    cleanup.push(socket);
+    sessions.push(await serve(socket, { protocolFeatures, inflight }));
+    if (inflight === replies.at(-1)) connected = socket;
+    else socket.close();
+  }
+  const port = await opening;
+  cleanup.push(port);
+  assert.equal(
+    events.map((e) => e.type),
+    ['handshake-failed', 'handshake-failed', 'connected'],
+  );
+  for (const failed of events.slice(0, 2) as Array<{ error: unknown }>) {
+    assert.is(isVringError(failed.error, 'ERR_VRING_PROTOCOL').reason, 'bad-inflight-area');
+  }
+  // The kept record goes to the back-end before the memory table, acked, with its fd.
+  const third = names(sessions[2]!);
+  assert.ok(
+    third.indexOf('GET_INFLIGHT_FD') < third.indexOf('SET_INFLIGHT_FD+ack') &&
+      third.indexOf('SET_INFLIGHT_FD+ack') < third.indexOf('SET_MEM_TABLE+ack'),
+    third.join(' '),
+  );
+  // A new back-end gets the same record back, and is not asked for another.
+  connected!.close();
+  const next = await server.accept();
+  cleanup.push(next);
+  const replay = await serve(next, { protocolFeatures });
+  assert.not.ok(names(replay).includes('GET_INFLIGHT_FD'));
+  const set = replay.find((r) => r.request === R.SET_INFLIGHT_FD)!;
+  assert.equal(set.payload, { ...good, fd: (set.payload as InflightArea).fd });
+  assert.is(set.fds, 1);
 });
 
 test('a back-end that never answers times out with ERR_VRING_TIMEOUT', async () => {

@@ -34,7 +34,12 @@ import {
   type VhostUserRejectReason,
   type VhostUserRequestMessage,
 } from '../src/vhost-user/message-decoder.js';
-import { encodeAck, encodeReply, encodeRequest } from '../src/vhost-user/message-encoder.js';
+import {
+  encodeAck,
+  encodeReply,
+  encodeReplyWithFds,
+  encodeRequest,
+} from '../src/vhost-user/message-encoder.js';
 import {
   VhostUserRequest as R,
   type RequestPayloads,
@@ -220,6 +225,35 @@ const SAMPLES: { [K in SupportedRequest]: (fds: number[]) => RequestPayloads[K] 
   [R.SET_VRING_ENABLE]: () => ({ index: 1, num: 1 }),
   [R.SET_STATUS]: () => 0xfn,
   [R.GET_STATUS]: () => undefined,
+  [R.GET_INFLIGHT_FD]: () => ({
+    mmapSize: 0n,
+    mmapOffset: 0n,
+    numQueues: 2,
+    queueSize: 256,
+    fd: undefined,
+  }),
+  [R.SET_INFLIGHT_FD]: (fds) => ({
+    mmapSize: 8320n,
+    mmapOffset: 0n,
+    numQueues: 2,
+    queueSize: 256,
+    fd: fds[0],
+  }),
+  [R.GET_MAX_MEM_SLOTS]: () => undefined,
+  [R.ADD_MEM_REG]: (fds) => ({
+    guestPhysAddr: 0x1_0000_0000n,
+    memorySize: 0x20_0000n,
+    userspaceAddr: 0x7f00_1000_0000n,
+    mmapOffset: 0x1000n,
+    fd: fds[0]!,
+  }),
+  [R.REM_MEM_REG]: () => ({
+    guestPhysAddr: 0x1_0000_0000n,
+    memorySize: 0x20_0000n,
+    userspaceAddr: 0x7f00_1000_0000n,
+    mmapOffset: 0n,
+    fd: undefined,
+  }),
 };
 
 test('every supported request round-trips through encode and decode, with and without NEED_REPLY', () => {
@@ -264,6 +298,17 @@ test('every reply body and the REPLY_ACK round-trip; replies always carry flags 
     const bytes = encodeReply(request, payload as never);
     assert.is(bytes.readUInt32LE(4), 0x5);
     assert.equal(decodeReply(bytes, [], request), payload);
+  }
+  // GET_INFLIGHT_FD's reply is the 24-byte area with the record's fd.
+  const [fd] = openFds(1);
+  try {
+    const area = { mmapSize: 8320n, mmapOffset: 0n, numQueues: 2, queueSize: 256, fd };
+    const reply = encodeReplyWithFds(R.GET_INFLIGHT_FD, area);
+    assert.is(reply.frame.length, 12 + 24);
+    assert.equal(reply.fds, [fd]);
+    assert.equal(decodeReply(reply.frame, [...reply.fds], R.GET_INFLIGHT_FD), area);
+  } finally {
+    closeAll([fd!]);
   }
   // A NACK for a request id we do not even decode, as DPDK sends for request 99 + NEED_REPLY.
   assert.is(encodeAck(99, 1n).toString('hex'), '630000000500000008000000' + '0100000000000000');
@@ -534,12 +579,67 @@ test('an unknown request id is refused with and without NEED_REPLY, its fds clos
   assert.equal(decodeHeader(frame(99, 0x9, u64(0n))), { request: 99, flags: 0x9, size: 8 });
 });
 
-test('known but unsupported requests (SET_LOG_BASE, SET_INFLIGHT_FD, ADD_MEM_REG) are refused and their fds closed', () => {
+test('known but unsupported requests (SET_LOG_BASE, SET_BACKEND_REQ_FD) are refused and their fds closed', () => {
   rejects(frame(R.SET_LOG_BASE, 0x1, Buffer.alloc(16)), 1, 'unsupported-request');
-  rejects(frame(R.SET_INFLIGHT_FD, 0x1, Buffer.alloc(24)), 1, 'unsupported-request');
-  rejects(frame(R.GET_INFLIGHT_FD, 0x9, Buffer.alloc(24)), 1, 'unsupported-request');
-  rejects(frame(R.ADD_MEM_REG, 0x1, Buffer.alloc(40)), 1, 'unsupported-request');
   rejects(frame(R.SET_BACKEND_REQ_FD, 0x1, Buffer.alloc(0)), 1, 'unsupported-request');
+});
+
+test('in-flight areas: fds on GET_INFLIGHT_FD, none on SET_INFLIGHT_FD, a size other than 24, 0 or too many queues, a queue size not a power of two, an end past 2^63 are refused', () => {
+  const area = (numQueues: number, queueSize: number, size = 0n, offset = 0n): Buffer => {
+    const b = Buffer.alloc(24);
+    b.writeBigUInt64LE(size, 0);
+    b.writeBigUInt64LE(offset, 8);
+    b.writeUInt16LE(numQueues, 16);
+    b.writeUInt16LE(queueSize, 18);
+    return b;
+  };
+  rejects(frame(R.GET_INFLIGHT_FD, 0x1, area(2, 256)), 1, 'unexpected-fds');
+  rejects(frame(R.SET_INFLIGHT_FD, 0x1, area(2, 256, 8320n)), 0, 'missing-fds');
+  rejects(frame(R.SET_INFLIGHT_FD, 0x1, area(2, 256, 8320n)), 2, 'unexpected-fds');
+  rejects(frame(R.SET_INFLIGHT_FD, 0x1, Buffer.alloc(16)), 1, 'bad-size');
+  rejects(frame(R.GET_INFLIGHT_FD, 0x1, Buffer.alloc(32)), 0, 'bad-size');
+  rejects(frame(R.SET_INFLIGHT_FD, 0x1, area(0, 256, 64n)), 1, 'bad-inflight-area');
+  rejects(frame(R.GET_INFLIGHT_FD, 0x1, area(257, 256)), 0, 'bad-inflight-area');
+  rejects(frame(R.SET_INFLIGHT_FD, 0x1, area(2, 100, 8320n)), 1, 'bad-inflight-area');
+  rejects(frame(R.SET_INFLIGHT_FD, 0x1, area(2, 0, 8320n)), 1, 'bad-inflight-area');
+  rejects(frame(R.SET_INFLIGHT_FD, 0x1, area(2, 256, 8320n, 1n << 63n)), 1, 'region-overflow');
+  // The per-connection vring count bounds the queue count too.
+  const fds = openFds(1);
+  const error = throwsVring(
+    () => decodeRequest(frame(R.SET_INFLIGHT_FD, 0x1, area(4, 256, 16640n)), fds, { maxVrings: 2 }),
+    'ERR_VRING_PROTOCOL',
+    'bad-inflight-area',
+  );
+  assert.is(error.reason, 'bad-inflight-area');
+  assertAllClosed(fds, 'bad-inflight-area');
+});
+
+test('single regions: ADD_MEM_REG needs exactly one fd, REM_MEM_REG takes none or one; a size other than 40, an empty region, overflowing arithmetic are refused', () => {
+  const region = (size: bigint, gpa = 0x1000n, offset = 0n): Buffer => {
+    const b = Buffer.alloc(40);
+    b.writeBigUInt64LE(gpa, 8);
+    b.writeBigUInt64LE(size, 16);
+    b.writeBigUInt64LE(0x7f00_0000_0000n, 24);
+    b.writeBigUInt64LE(offset, 32);
+    return b;
+  };
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0x1000n)), 0, 'missing-fds');
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0x1000n)), 2, 'unexpected-fds');
+  rejects(frame(R.REM_MEM_REG, 0x1, region(0x1000n)), 2, 'unexpected-fds');
+  rejects(frame(R.ADD_MEM_REG, 0x1, Buffer.alloc(32)), 1, 'bad-size');
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0n)), 1, 'empty-region');
+  rejects(
+    frame(R.ADD_MEM_REG, 0x1, region(0x1000n, 0xffff_ffff_ffff_f000n + 8n)),
+    1,
+    'region-overflow',
+  );
+  rejects(frame(R.ADD_MEM_REG, 0x1, region(0x1000n, 0x1000n, 1n << 63n)), 1, 'region-overflow');
+  // An fd with REM_MEM_REG is accepted (older QEMU sends one) and left to the receiver to close.
+  accepts(frame(R.REM_MEM_REG, 0x1, region(0x1000n)), 1, (m, fds) => {
+    assert.is(m.request, R.REM_MEM_REG);
+    assert.equal(m.fds, fds);
+  });
+  accepts(frame(R.REM_MEM_REG, 0x1, region(0x1000n)), 0, (m) => assert.equal(m.fds, []));
 });
 
 test('extra fds on an fd-less request are refused and closed', () => {

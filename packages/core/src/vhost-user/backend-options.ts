@@ -15,6 +15,8 @@ import { VringError } from '../errors.js';
 import { type PeerLimitOptions, peerLimit } from '../peer-limits.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
+  VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_REPLY_ACK,
   VHOST_USER_PROTOCOL_F_STATUS,
@@ -41,12 +43,18 @@ export const BACKEND_DEFAULT_FEATURES =
 
 /**
  * Protocol features a back-end offers (not configurable): REPLY_ACK and STATUS, which DPDK
- * 22.11's front-end asks for, and MQ, so GET_QUEUE_NUM can tell a front-end there is one
- * queue pair.
+ * 22.11's front-end asks for, MQ, so GET_QUEUE_NUM can tell a front-end there is one
+ * queue pair, INFLIGHT_SHMFD, so a front-end that keeps the in-flight record loses
+ * nothing it made available when this back-end is killed, and CONFIGURE_MEM_SLOTS, so a
+ * front-end can hand over more than 8 regions, one at a time.
  * @internal
  */
 export const BACKEND_PROTOCOL_FEATURES =
-  VHOST_USER_PROTOCOL_F_MQ | VHOST_USER_PROTOCOL_F_REPLY_ACK | VHOST_USER_PROTOCOL_F_STATUS;
+  VHOST_USER_PROTOCOL_F_MQ |
+  VHOST_USER_PROTOCOL_F_REPLY_ACK |
+  VHOST_USER_PROTOCOL_F_STATUS |
+  VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD |
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS;
 
 /** Largest Ethernet frame (without the net header) a port moves by default. */
 const DEFAULT_MAX_FRAME = 65535;

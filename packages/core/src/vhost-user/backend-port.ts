@@ -47,6 +47,13 @@ export interface VhostUserPortStats {
   dropped: number;
   /** Times the data path went live (1 + reconnect replays). */
   starts: number;
+  /**
+   * Chains a killed back-end had taken from the front-end's rings and not returned, taken
+   * again by this port from the in-flight record (INFLIGHT_SHMFD) when it started.
+   */
+  resubmitted: number;
+  /** Memory regions the front-end added one at a time (ADD_MEM_REG, CONFIGURE_MEM_SLOTS). */
+  regionsAdded: number;
 }
 
 /** Called with every error that ends a port. @internal */
@@ -94,6 +101,8 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
     bytesSent: 0,
     dropped: 0,
     starts: 0,
+    resubmitted: 0,
+    regionsAdded: 0,
   };
 
   /** @internal */
@@ -142,7 +151,7 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
 
   /** Counters since the port was created (frames moved across every restart). */
   get stats(): VhostUserPortStats {
-    const now = { ...this.#totals };
+    const now = { ...this.#totals, regionsAdded: this.#session.regionsAdded };
     if (this.#pair) addPairStats(now, this.#pair);
     return now;
   }
@@ -431,6 +440,7 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
     if (!this.#keepAlive) pair.unref();
     this.#pair = pair;
     this.#totals.starts++;
+    this.#totals.resubmitted += pair.resubmitted;
     // A ring the front-end breaks with hostile data ends this port, not the process.
     void pair.closed.then((error) => {
       if (error && this.#pair === pair) this.#fail(error);

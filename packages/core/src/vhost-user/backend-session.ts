@@ -22,6 +22,8 @@ import {
   checkProtocolFeatureDependencies,
   requireFeatures,
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
+  VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_STATUS,
   VIRTIO_F_VERSION_1,
@@ -29,15 +31,22 @@ import {
   VIRTIO_RING_F_EVENT_IDX,
   VIRTIO_STATUS_DRIVER_OK,
 } from './features.js';
-import { MappedMemory } from './mapped-memory.js';
+import { InflightRegion } from './inflight-region.js';
+import { MappedMemory, type MappedRegion } from './mapped-memory.js';
 import {
   closeFds,
   decodeRequest,
   protocolError,
+  regionsOverlap,
   type VhostUserRequestMessage,
 } from './message-decoder.js';
-import { encodeAck, encodeReply } from './message-encoder.js';
-import { type MemoryTable, VhostUserRequest as R, VHOST_VRING_F_LOG } from './message-layout.js';
+import { encodeAck, encodeReply, encodeReplyWithFds } from './message-encoder.js';
+import {
+  type MemoryRegion,
+  type MemoryTable,
+  VhostUserRequest as R,
+  VHOST_VRING_F_LOG,
+} from './message-layout.js';
 import { limitNotice, noticeError } from './refusal-notice.js';
 import { requestToNack } from './refusal-policy.js';
 
@@ -56,6 +65,12 @@ function checkMemoryLimit(table: MemoryTable, limit: number): void {
     );
   }
 }
+
+/**
+ * Memory slots we announce with GET_MAX_MEM_SLOTS: regions ADD_MEM_REG may add (the native
+ * memory table's limit; every translation scans them, so not the 509 of libvhost-user).
+ */
+export const MAX_MEM_SLOTS = 32;
 
 /** One queue pair: vrings 0 (receive) and 1 (transmit). */
 const VRINGS = 2;
@@ -115,6 +130,11 @@ export class VhostUserSession {
   #protocolFeatures = 0n;
   #status = 0n;
   #memory: MappedMemory | undefined;
+  /** The in-flight record (INFLIGHT_SHMFD): made by GET_INFLIGHT_FD, or handed back. */
+  #inflight: InflightRegion | undefined;
+  /** An explicit reply's fds (GET_INFLIGHT_FD's record), sent with the reply. */
+  #replyFds: readonly number[] = [];
+  #regionsAdded = 0;
   #pair: DeviceQueuePair | undefined;
   #done = false;
 
@@ -131,6 +151,11 @@ export class VhostUserSession {
     return this.#features;
   }
 
+  /** Regions the front-end added one at a time (ADD_MEM_REG). */
+  get regionsAdded(): number {
+    return this.#regionsAdded;
+  }
+
   /** The protocol features SET_PROTOCOL_FEATURES agreed on (0 before it arrived). */
   get protocolFeatures(): bigint {
     return this.#protocolFeatures;
@@ -145,6 +170,8 @@ export class VhostUserSession {
     this.#rings.splice(0, this.#rings.length, freshRing(), freshRing());
     this.#memory?.close();
     this.#memory = undefined;
+    this.#inflight?.close();
+    this.#inflight = undefined;
     this.#socket.close();
   }
 
@@ -237,7 +264,9 @@ export class VhostUserSession {
       return;
     }
     if (reply) {
-      await this.#socket.send(reply);
+      const fds = this.#replyFds;
+      this.#replyFds = [];
+      await this.#socket.send(reply, fds);
     } else if (message.needReply) {
       // DPDK acks NEED_REPLY whether or not REPLY_ACK was negotiated; a front-end waiting
       // for the ack would otherwise hang.
@@ -380,7 +409,98 @@ export class VhostUserSession {
           throw protocolError('not-negotiated', 'GET_STATUS without PROTOCOL_F_STATUS');
         }
         return encodeReply(R.GET_STATUS, this.#status);
+      case R.GET_INFLIGHT_FD: {
+        this.#requireInflight('GET_INFLIGHT_FD');
+        // A new record each time (the front-end asks after a device reset); the old one is
+        // dropped, so repeated requests cannot pile up memfds (CVE-2020-10726).
+        this.#stopIfRunning();
+        const record = InflightRegion.create(m.payload.numQueues, m.payload.queueSize);
+        this.#inflight?.close();
+        this.#inflight = record;
+        const { frame, fds } = encodeReplyWithFds(R.GET_INFLIGHT_FD, record.area());
+        this.#replyFds = fds;
+        return frame;
+      }
+      case R.GET_MAX_MEM_SLOTS:
+        this.#requireMemSlots('GET_MAX_MEM_SLOTS');
+        return encodeReply(R.GET_MAX_MEM_SLOTS, BigInt(MAX_MEM_SLOTS));
+      case R.ADD_MEM_REG: {
+        this.#requireMemSlots('ADD_MEM_REG');
+        const memory = this.#memory ?? MappedMemory.empty();
+        checkAddedRegion(memory, m.payload, this.#options.maxPeerMemory);
+        const grown = memory.withRegion(m.payload, this.#options.requireSealedMemory);
+        closeFds(m.fds);
+        // The rings restart on the new table (the native memory table is fixed per start).
+        this.#stopIfRunning();
+        this.#memory = grown;
+        this.#regionsAdded++;
+        return undefined;
+      }
+      case R.REM_MEM_REG: {
+        this.#requireMemSlots('REM_MEM_REG');
+        const memory = this.#memory;
+        const r = m.payload;
+        const index =
+          memory?.regions.findIndex(
+            (mapped) =>
+              mapped.guestAddress === r.guestPhysAddr &&
+              mapped.userAddress === r.userspaceAddr &&
+              BigInt(mapped.region.size) === r.memorySize,
+          ) ?? -1;
+        if (!memory || index < 0) {
+          throw protocolError(
+            'unknown-region',
+            `REM_MEM_REG: no region of ${r.memorySize} bytes at guest 0x${r.guestPhysAddr.toString(16)}`,
+          );
+        }
+        // An fd the spec lets come along is closed unused (by #handle when refused).
+        closeFds(m.fds);
+        this.#stopIfRunning();
+        this.#memory = memory.withoutRegion(index);
+        memory.regions[index]!.region.close();
+        return undefined;
+      }
+      case R.SET_INFLIGHT_FD: {
+        this.#requireInflight('SET_INFLIGHT_FD');
+        // Mapped before anything changes, so a refused record leaves the rings as they were;
+        // the mapping holds its own duplicate of the fd.
+        const record = InflightRegion.adopt(m.payload, this.#options.requireSealedMemory);
+        closeFds(m.fds);
+        this.#stopIfRunning();
+        this.#inflight?.close();
+        this.#inflight = record;
+        return undefined;
+      }
     }
+  }
+
+  #requireMemSlots(name: string): void {
+    if ((this.#protocolFeatures & VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) === 0n) {
+      throw protocolError('not-negotiated', `${name} without PROTOCOL_F_CONFIGURE_MEM_SLOTS`);
+    }
+  }
+
+  #requireInflight(name: string): void {
+    if ((this.#protocolFeatures & VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) === 0n) {
+      throw protocolError('not-negotiated', `${name} without PROTOCOL_F_INFLIGHT_SHMFD`);
+    }
+  }
+
+  /**
+   * The in-flight record the rings start with, checked against them: one record per vring
+   * we run, laid out for the size the rings have.
+   */
+  #inflightFor(queueSize: number): { record: InflightRegion; offsets: number[] } | undefined {
+    const record = this.#inflight;
+    if (!record) return undefined;
+    if (record.numQueues < this.#rings.length || record.queueSize !== queueSize) {
+      throw protocolError(
+        'inflight-mismatch',
+        `the in-flight record covers ${record.numQueues} queues of ${record.queueSize}, ` +
+          `the rings are ${this.#rings.length} of ${queueSize}`,
+      );
+    }
+    return { record, offsets: this.#rings.map((_, i) => record.queueOffset(i)) };
   }
 
   /** Starts the data path once everything a device needs is there. */
@@ -392,6 +512,7 @@ export class VhostUserSession {
       throw protocolError('ring-size-mismatch', `vring sizes differ: ${rx.num} and ${tx.num}`);
     }
     const features = this.#features ?? 0n;
+    const inflight = this.#inflightFor(rx.num!);
     let pair: DeviceQueuePair;
     try {
       pair = DeviceQueuePair.fromVhostUser(
@@ -409,6 +530,11 @@ export class VhostUserSession {
           txKickFd: tx.kickFd,
           rxCallFd: rx.callFd,
           txCallFd: tx.callFd,
+          inflight: inflight && {
+            region: inflight.record.region,
+            rxOffset: inflight.offsets[0]!,
+            txOffset: inflight.offsets[1]!,
+          },
         },
         this.#options.endpoint,
       );
@@ -456,7 +582,42 @@ export class VhostUserSession {
     this.#features = undefined;
     this.#protocolFeatures = 0n;
     this.#status = 0n;
+    // A reset device starts afresh: the front-end asks for a new record.
+    this.#inflight?.close();
+    this.#inflight = undefined;
   }
+}
+
+/**
+ * Refuses a region ADD_MEM_REG cannot add to `memory`: one past the last slot, one that
+ * overlaps a region there in either address space, or one that takes the regions over
+ * `limit` bytes. Checked before anything is mapped.
+ */
+function checkAddedRegion(memory: MappedMemory, region: MemoryRegion, limit: number): void {
+  if (memory.regions.length >= MAX_MEM_SLOTS) {
+    throw protocolError('no-free-slot', `ADD_MEM_REG: all ${MAX_MEM_SLOTS} memory slots are used`);
+  }
+  const existing = memory.regions.map(asTableRegion);
+  const other = existing.find((r) => regionsOverlap(region, r));
+  if (other) {
+    throw protocolError(
+      'overlapping-regions',
+      `ADD_MEM_REG: the region at guest 0x${region.guestPhysAddr.toString(16)} overlaps one ` +
+        `at 0x${other.guestPhysAddr.toString(16)}`,
+    );
+  }
+  checkMemoryLimit({ regions: [...existing, region] }, limit);
+}
+
+/** A mapped region as a memory table describes it (its fd is the mapping's business). */
+function asTableRegion(mapped: MappedRegion): MemoryRegion {
+  return {
+    guestPhysAddr: mapped.guestAddress,
+    userspaceAddr: mapped.userAddress,
+    memorySize: BigInt(mapped.region.size),
+    mmapOffset: 0n,
+    fd: -1,
+  };
 }
 
 /** A ring address must at least start inside a region; the native end checks whole ranges. */

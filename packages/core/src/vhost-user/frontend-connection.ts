@@ -113,7 +113,7 @@ export class FrontendConnection {
 
   async #reply<R extends SupportedRequest>(request: R): Promise<ReplyBodies[keyof ReplyBodies]> {
     const ms =
-      request === VhostUserRequest.SET_MEM_TABLE
+      request === VhostUserRequest.SET_MEM_TABLE || request === VhostUserRequest.ADD_MEM_REG
         ? this.#timeouts.memoryTableMs
         : this.#timeouts.replyMs;
     const deadline = AbortSignal.timeout(ms);

@@ -7,12 +7,15 @@
  *
  * @packageDocumentation
  */
+import { fstatSync } from 'node:fs';
 import { VringError } from '../errors.js';
 import {
   describeFeatures,
   negotiate,
   requireFeatures,
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
+  VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_REPLY_ACK,
   VHOST_USER_PROTOCOL_F_STATUS,
@@ -22,7 +25,8 @@ import {
   VIRTIO_STATUS_FEATURES_OK,
 } from './features.js';
 import type { FrontendConnection } from './frontend-connection.js';
-import { VhostUserRequest as R } from './message-layout.js';
+import { closeFds, protocolError } from './message-decoder.js';
+import { type InflightArea, VhostUserRequest as R } from './message-layout.js';
 
 /**
  * Protocol features we ask for: the set DPDK's virtio_user asks for. MQ is harmless with one
@@ -54,6 +58,8 @@ export interface FeatureRequest {
    * bit of it and gets exactly it, because the rings' mode cannot change under them.
    */
   readonly fixed?: bigint | undefined;
+  /** Protocol features to ask for on top of DPDK's set (taken when offered). */
+  readonly extraProtocol?: bigint | undefined;
 }
 
 /** One vring as the device must see it. @internal */
@@ -112,7 +118,10 @@ export async function negotiateFeatures(
   let protocolFeatures = 0n;
   if ((features & VHOST_USER_F_PROTOCOL_FEATURES) !== 0n) {
     const offeredProtocol = await connection.query(R.GET_PROTOCOL_FEATURES, undefined);
-    protocolFeatures = negotiate(offeredProtocol, WANTED_PROTOCOL_FEATURES);
+    protocolFeatures = negotiate(
+      offeredProtocol,
+      WANTED_PROTOCOL_FEATURES | (request.extraProtocol ?? 0n),
+    );
     await connection.command(R.SET_PROTOCOL_FEATURES, protocolFeatures);
     // Only now may NEED_REPLY be set (vhost-user spec, REPLY_ACK).
     connection.replyAck = (protocolFeatures & VHOST_USER_PROTOCOL_F_REPLY_ACK) !== 0n;
@@ -133,7 +142,66 @@ export async function negotiateFeatures(
 }
 
 /**
- * SET_MEM_TABLE, then per vring SET_VRING_NUM/BASE/ADDR/CALL/KICK (the memory table first:
+ * With INFLIGHT_SHMFD negotiated: the first back-end is asked for an in-flight record
+ * (GET_INFLIGHT_FD for `numQueues` queues of `queueSize`), and every back-end, the first
+ * included, is handed the record kept so far (SET_INFLIGHT_FD), before the memory table and
+ * the rings, as QEMU does. A restarted back-end finds there what its predecessor had taken
+ * and not returned. Returns the record to keep (the caller closes its fd); without the
+ * feature, `kept` unchanged and nothing sent.
+ * @throws VringError `ERR_VRING_PROTOCOL` (reason `bad-inflight-area`) for a record whose
+ * file is smaller than the reply says, or that is not laid out for the queues asked for.
+ * @internal
+ */
+export async function exchangeInflight(
+  connection: FrontendConnection,
+  negotiated: NegotiatedFeatures,
+  kept: InflightArea | undefined,
+  numQueues: number,
+  queueSize: number,
+): Promise<InflightArea | undefined> {
+  if ((negotiated.protocolFeatures & VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) === 0n) return kept;
+  let record = kept;
+  if (!record) {
+    const reply = await connection.query(R.GET_INFLIGHT_FD, {
+      mmapSize: 0n,
+      mmapOffset: 0n,
+      numQueues,
+      queueSize,
+      fd: undefined,
+    });
+    try {
+      checkInflightReply(reply, numQueues, queueSize);
+    } catch (error) {
+      closeFds(reply.fd === undefined ? [] : [reply.fd]);
+      throw error;
+    }
+    record = reply;
+  }
+  await connection.command(R.SET_INFLIGHT_FD, record);
+  return record;
+}
+
+/** A record we keep must be what we asked for, and its file must hold all of it. */
+function checkInflightReply(reply: InflightArea, numQueues: number, queueSize: number): void {
+  if (reply.numQueues !== numQueues || reply.queueSize !== queueSize || reply.mmapSize === 0n) {
+    throw protocolError(
+      'bad-inflight-area',
+      `GET_INFLIGHT_FD: asked for ${numQueues} queues of ${queueSize}, got ` +
+        `${reply.numQueues} of ${reply.queueSize} in ${reply.mmapSize} bytes`,
+    );
+  }
+  const fileSize = BigInt(fstatSync(reply.fd!).size);
+  if (reply.mmapOffset + reply.mmapSize > fileSize) {
+    throw protocolError(
+      'bad-inflight-area',
+      `GET_INFLIGHT_FD: the record ends at ${reply.mmapOffset + reply.mmapSize}, its file ` +
+        `has ${fileSize} bytes`,
+    );
+  }
+}
+
+/**
+ * SET_MEM_TABLE (or, with CONFIGURE_MEM_SLOTS, GET_MAX_MEM_SLOTS and ADD_MEM_REG), then per vring SET_VRING_NUM/BASE/ADDR/CALL/KICK (the memory table first:
  * DPDK refuses ring addresses it cannot translate yet), SET_VRING_ENABLE 1 when bit 30 was
  * negotiated, and SET_STATUS DRIVER_OK with PROTOCOL_F_STATUS. After this DPDK's
  * `virtio_is_ready()` holds and traffic flows.
@@ -145,17 +213,23 @@ export async function configureDevice(
   device: DeviceSetup,
 ): Promise<void> {
   const { region } = device;
-  await connection.command(R.SET_MEM_TABLE, {
-    regions: [
-      {
-        guestPhysAddr: region.address,
-        memorySize: BigInt(region.size),
-        userspaceAddr: region.address,
-        mmapOffset: 0n,
-        fd: region.fd,
-      },
-    ],
-  });
+  const memory = {
+    guestPhysAddr: region.address,
+    memorySize: BigInt(region.size),
+    userspaceAddr: region.address,
+    mmapOffset: 0n,
+    fd: region.fd,
+  };
+  if ((negotiated.protocolFeatures & VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) !== 0n) {
+    // A back-end with memory slots takes regions one at a time, as QEMU hands them over.
+    const slots = await connection.query(R.GET_MAX_MEM_SLOTS, undefined);
+    if (slots < 1n) {
+      throw protocolError('no-free-slot', `the back-end has ${slots} memory slots`);
+    }
+    await connection.command(R.ADD_MEM_REG, memory);
+  } else {
+    await connection.command(R.SET_MEM_TABLE, { regions: [memory] });
+  }
   for (const ring of device.vrings) {
     await connection.command(R.SET_VRING_NUM, { index: ring.index, num: ring.size });
     await connection.command(R.SET_VRING_BASE, { index: ring.index, num: ring.base });

@@ -8,7 +8,7 @@
 import type { VringError } from '../errors.js';
 import { SharedRegion } from '../shared-region.js';
 import { protocolError } from './message-decoder.js';
-import type { MemoryTable } from './message-layout.js';
+import type { MemoryRegion, MemoryTable } from './message-layout.js';
 
 /** One mapped region of a memory table. @internal */
 export interface MappedRegion {
@@ -17,6 +17,35 @@ export interface MappedRegion {
   readonly guestAddress: bigint;
   /** Where the region starts in the front-end's virtual address space (ring addresses). */
   readonly userAddress: bigint;
+}
+
+/**
+ * Maps one region after checking it fits a number and (by fstat) its file: a region beyond
+ * EOF, which DPDK accepts and later SIGBUSes on, is refused here. `what` names it in errors.
+ */
+function mapRegion(r: MemoryRegion, requireSeal: boolean, what: string): MappedRegion {
+  // SharedRegion takes numbers; beyond 2^53 a region could not be mapped anyway.
+  if (
+    r.mmapOffset > BigInt(Number.MAX_SAFE_INTEGER) ||
+    r.memorySize > BigInt(Number.MAX_SAFE_INTEGER)
+  ) {
+    throw protocolError('region-overflow', `${what} is beyond 2^53`);
+  }
+  try {
+    const region = SharedRegion.fromFd(r.fd, {
+      offset: Number(r.mmapOffset),
+      size: Number(r.memorySize),
+      requireSeal,
+    });
+    return { region, guestAddress: r.guestPhysAddr, userAddress: r.userspaceAddr };
+  } catch (error) {
+    const e = error as VringError;
+    throw protocolError(
+      e.code === 'ERR_VRING_REGION_NOT_SEALED' ? 'region-not-sealed' : 'bad-region',
+      `${what} cannot be mapped: ${e.message}`,
+      error,
+    );
+  }
 }
 
 /**
@@ -42,36 +71,36 @@ export class MappedMemory {
     const mapped: MappedRegion[] = [];
     try {
       for (const [i, r] of table.regions.entries()) {
-        // SharedRegion takes numbers; beyond 2^53 a region could not be mapped anyway.
-        if (
-          r.mmapOffset > BigInt(Number.MAX_SAFE_INTEGER) ||
-          r.memorySize > BigInt(Number.MAX_SAFE_INTEGER)
-        ) {
-          throw protocolError('region-overflow', `SET_MEM_TABLE: region ${i} is beyond 2^53`);
-        }
-        try {
-          // fstat-checked against the file's size, so a region beyond EOF (which DPDK
-          // accepts and later SIGBUSes on) is refused here.
-          const region = SharedRegion.fromFd(r.fd, {
-            offset: Number(r.mmapOffset),
-            size: Number(r.memorySize),
-            requireSeal,
-          });
-          mapped.push({ region, guestAddress: r.guestPhysAddr, userAddress: r.userspaceAddr });
-        } catch (error) {
-          const e = error as VringError;
-          throw protocolError(
-            e.code === 'ERR_VRING_REGION_NOT_SEALED' ? 'region-not-sealed' : 'bad-region',
-            `SET_MEM_TABLE: region ${i} cannot be mapped: ${e.message}`,
-            error,
-          );
-        }
+        mapped.push(mapRegion(r, requireSeal, `SET_MEM_TABLE: region ${i}`));
       }
     } catch (error) {
       for (const m of mapped) m.region.close();
       throw error;
     }
     return new MappedMemory(mapped);
+  }
+
+  /**
+   * These regions and one more (ADD_MEM_REG), mapped with the checks of
+   * {@link MappedMemory.map}. The regions are shared with this instance, which the caller
+   * drops without closing; the fd stays the caller's.
+   */
+  withRegion(region: MemoryRegion, requireSeal: boolean): MappedMemory {
+    return new MappedMemory([...this.regions, mapRegion(region, requireSeal, 'ADD_MEM_REG')]);
+  }
+
+  /**
+   * These regions without the one at `index` (REM_MEM_REG), which the caller closes once the
+   * rings that may point into it are stopped; the rest are shared as in
+   * {@link MappedMemory.withRegion}.
+   */
+  withoutRegion(index: number): MappedMemory {
+    return new MappedMemory(this.regions.filter((_, i) => i !== index));
+  }
+
+  /** No regions yet: where ADD_MEM_REG starts when no table came first. */
+  static empty(): MappedMemory {
+    return new MappedMemory([]);
   }
 
   /**

@@ -12,6 +12,7 @@
 import { closeSync } from 'node:fs';
 import { VringError } from '../errors.js';
 import {
+  type InflightArea,
   isKnownRequest,
   isSupported,
   LITTLE_ENDIAN,
@@ -95,7 +96,8 @@ export type VhostUserRejectReason =
   | 'region-count'
   | 'empty-region'
   | 'region-overflow'
-  | 'overlapping-regions';
+  | 'overlapping-regions'
+  | 'bad-inflight-area';
 
 /** Limits that depend on the connection; decoding is strict when they are not given. */
 export interface DecodeOptions {
@@ -199,6 +201,7 @@ function isPowerOfTwo(n: number): boolean {
 
 function fdCountFor(kind: PayloadKind, view: DataView): number {
   if (kind === 'mem') return view.getUint32(0, LITTLE_ENDIAN);
+  if (kind === 'inflight-fd' || kind === 'mem-region') return 1;
   if (kind === 'file') {
     return (view.getBigUint64(0, LITTLE_ENDIAN) & VHOST_USER_VRING_NOFD_MASK) !== 0n ? 0 : 1;
   }
@@ -221,41 +224,81 @@ function overlaps(aStart: bigint, aSize: bigint, bStart: bigint, bSize: bigint):
   return aStart < bStart + bSize && bStart < aStart + aSize;
 }
 
+/** One 32-byte region at `at`, its arithmetic checked (`i` names it in errors). */
+function readRegion(name: string, view: DataView, at: number, fd: number, i: number): MemoryRegion {
+  const region: MemoryRegion = {
+    guestPhysAddr: view.getBigUint64(at, LITTLE_ENDIAN),
+    memorySize: view.getBigUint64(at + 8, LITTLE_ENDIAN),
+    userspaceAddr: view.getBigUint64(at + 16, LITTLE_ENDIAN),
+    mmapOffset: view.getBigUint64(at + 24, LITTLE_ENDIAN),
+    fd,
+  };
+  if (region.memorySize === 0n) reject('empty-region', `${name}: region ${i} has size 0`);
+  if (region.guestPhysAddr + region.memorySize > U64_LIMIT) {
+    reject('region-overflow', `${name}: region ${i} guest_phys_addr + size overflows u64`);
+  }
+  if (region.userspaceAddr + region.memorySize > U64_LIMIT) {
+    reject('region-overflow', `${name}: region ${i} userspace_addr + size overflows u64`);
+  }
+  if (region.mmapOffset + region.memorySize > MMAP_END_LIMIT) {
+    reject('region-overflow', `${name}: region ${i} mmap_offset + size exceeds 2^63`);
+  }
+  return region;
+}
+
+/**
+ * Whether two regions overlap in either address space. Overlaps make translation ambiguous:
+ * a descriptor (GPA) or ring (UVA) address would resolve to two different mappings depending
+ * on lookup order.
+ * @internal
+ */
+export function regionsOverlap(a: Omit<MemoryRegion, 'fd'>, b: Omit<MemoryRegion, 'fd'>): boolean {
+  return (
+    overlaps(a.guestPhysAddr, a.memorySize, b.guestPhysAddr, b.memorySize) ||
+    overlaps(a.userspaceAddr, a.memorySize, b.userspaceAddr, b.memorySize)
+  );
+}
+
 function readMemoryTable(name: string, view: DataView, fds: readonly number[]): MemoryTable {
   const count = view.getUint32(0, LITTLE_ENDIAN);
   const regions: MemoryRegion[] = [];
   for (let i = 0; i < count; i++) {
     const at = MEMORY_TABLE_HEADER + REGION_SIZE * i;
-    const region: MemoryRegion = {
-      guestPhysAddr: view.getBigUint64(at, LITTLE_ENDIAN),
-      memorySize: view.getBigUint64(at + 8, LITTLE_ENDIAN),
-      userspaceAddr: view.getBigUint64(at + 16, LITTLE_ENDIAN),
-      mmapOffset: view.getBigUint64(at + 24, LITTLE_ENDIAN),
-      fd: fds[i] ?? -1,
-    };
-    if (region.memorySize === 0n) reject('empty-region', `${name}: region ${i} has size 0`);
-    if (region.guestPhysAddr + region.memorySize > U64_LIMIT) {
-      reject('region-overflow', `${name}: region ${i} guest_phys_addr + size overflows u64`);
-    }
-    if (region.userspaceAddr + region.memorySize > U64_LIMIT) {
-      reject('region-overflow', `${name}: region ${i} userspace_addr + size overflows u64`);
-    }
-    if (region.mmapOffset + region.memorySize > MMAP_END_LIMIT) {
-      reject('region-overflow', `${name}: region ${i} mmap_offset + size exceeds 2^63`);
-    }
-    // Overlaps make address translation ambiguous: a descriptor (GPA) or ring (UVA) address
-    // would resolve to two different mappings depending on lookup order.
+    const region = readRegion(name, view, at, fds[i] ?? -1, i);
     for (const [j, other] of regions.entries()) {
-      if (
-        overlaps(region.guestPhysAddr, region.memorySize, other.guestPhysAddr, other.memorySize) ||
-        overlaps(region.userspaceAddr, region.memorySize, other.userspaceAddr, other.memorySize)
-      ) {
+      if (regionsOverlap(region, other)) {
         reject('overlapping-regions', `${name}: regions ${j} and ${i} overlap`);
       }
     }
     regions.push(region);
   }
   return { regions };
+}
+
+function readInflightArea(
+  name: string,
+  view: DataView,
+  fd: number | undefined,
+  maxVrings: number,
+): InflightArea {
+  const area: InflightArea = {
+    mmapSize: view.getBigUint64(0, LITTLE_ENDIAN),
+    mmapOffset: view.getBigUint64(8, LITTLE_ENDIAN),
+    numQueues: view.getUint16(16, LITTLE_ENDIAN),
+    queueSize: view.getUint16(18, LITTLE_ENDIAN),
+    fd,
+  };
+  // An unchecked queue count indexed past DPDK's queue array (CVE-2021-3839).
+  if (area.numQueues === 0 || area.numQueues > maxVrings) {
+    reject('bad-inflight-area', `${name}: ${area.numQueues} queues, expected 1..${maxVrings}`);
+  }
+  if (!isPowerOfTwo(area.queueSize)) {
+    reject('bad-inflight-area', `${name}: queue size ${area.queueSize} is not a power of two`);
+  }
+  if (area.mmapOffset + area.mmapSize > MMAP_END_LIMIT) {
+    reject('region-overflow', `${name}: mmap_offset + mmap_size exceeds 2^63`);
+  }
+  return area;
 }
 
 function readVringAddress(
@@ -352,6 +395,13 @@ function readPayload(
     }
     case 'mem':
       return readMemoryTable(name, view, fds);
+    case 'inflight':
+    case 'inflight-fd':
+      return readInflightArea(name, view, fds[0], maxVrings);
+    case 'mem-region':
+    case 'mem-region-rem':
+      // The first u64 is padding. REM's fd, if any, rides along only to be closed.
+      return readRegion(name, view, 8, fds[0] as number, 0);
   }
 }
 
@@ -394,7 +444,8 @@ export function parseRequest(
   const size = expectedSize(kind, view);
   if (header.size !== size)
     reject('bad-size', `${name}: payload size ${header.size}, expected ${size}`);
-  const wantFds = fdCountFor(kind, view);
+  // REM_MEM_REG should carry no fd but may carry one (older QEMU sends it).
+  const wantFds = kind === 'mem-region-rem' ? Math.min(fds.length, 1) : fdCountFor(kind, view);
   if (fds.length > wantFds)
     reject('unexpected-fds', `${name}: ${fds.length} fds, expected ${wantFds}`);
   if (fds.length < wantFds)
@@ -458,10 +509,20 @@ export function decodeReply<R extends SupportedRequest>(
     if (header.request !== request) {
       reject('reply-mismatch', `reply to ${requestName(header.request)} while waiting for ${name}`);
     }
-    if (header.size !== 8)
-      reject('bad-size', `${name} reply: payload size ${header.size}, expected 8`);
-    if (fds.length > 0) reject('unexpected-fds', `${name} reply: ${fds.length} fds, expected 0`);
-    if (REPLY_BODY.get(request) === 'state') {
+    const body = REPLY_BODY.get(request) ?? 'u64';
+    const size = PAYLOAD_SIZE[body];
+    if (header.size !== size)
+      reject('bad-size', `${name} reply: payload size ${header.size}, expected ${size}`);
+    const wantFds = body === 'inflight-fd' ? 1 : 0;
+    if (fds.length > wantFds)
+      reject('unexpected-fds', `${name} reply: ${fds.length} fds, expected ${wantFds}`);
+    if (fds.length < wantFds)
+      reject('missing-fds', `${name} reply: ${fds.length} fds, expected ${wantFds}`);
+    if (body === 'inflight-fd') {
+      const maxVrings = options.maxVrings ?? VHOST_USER_DEFAULT_MAX_VRINGS;
+      return readInflightArea(name, view, fds[0], maxVrings) as ReplyPayload<R>;
+    }
+    if (body === 'state') {
       const state = readState(view);
       checkVringIndex(name, state.index, options.maxVrings ?? VHOST_USER_DEFAULT_MAX_VRINGS);
       return state as ReplyPayload<R>;

@@ -8,8 +8,11 @@
 import { VringError } from '../errors.js';
 import { type DecodeOptions, parseRequest } from './message-decoder.js';
 import {
+  type InflightArea,
   LITTLE_ENDIAN,
   MEMORY_TABLE_HEADER,
+  type MemoryRegion,
+  type MemoryRegionRemoval,
   type MemoryTable,
   PAYLOAD_SIZE,
   type PayloadKind,
@@ -42,6 +45,13 @@ function u32(value: number, field: string): number {
   return value;
 }
 
+function u16(value: number, field: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff) {
+    throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${field} ${value} is not a u16`);
+  }
+  return value;
+}
+
 function u64(value: bigint, field: string): bigint {
   if (typeof value !== 'bigint' || value < 0n || value >= U64_LIMIT) {
     throw new VringError('ERR_VRING_INVALID_ARGUMENT', `${field} ${String(value)} is not a u64`);
@@ -59,6 +69,13 @@ function payloadSize(kind: PayloadKind, payload: unknown): number {
   return kind === 'mem'
     ? MEMORY_TABLE_HEADER + REGION_SIZE * (payload as MemoryTable).regions.length
     : PAYLOAD_SIZE[kind];
+}
+
+function writeRegion(view: DataView, o: number, r: Omit<MemoryRegion, 'fd'>): void {
+  view.setBigUint64(o, u64(r.guestPhysAddr, 'guestPhysAddr'), LITTLE_ENDIAN);
+  view.setBigUint64(o + 8, u64(r.memorySize, 'memorySize'), LITTLE_ENDIAN);
+  view.setBigUint64(o + 16, u64(r.userspaceAddr, 'userspaceAddr'), LITTLE_ENDIAN);
+  view.setBigUint64(o + 24, u64(r.mmapOffset, 'mmapOffset'), LITTLE_ENDIAN);
 }
 
 function writePayload(view: DataView, kind: PayloadKind, payload: unknown): number[] {
@@ -100,13 +117,25 @@ function writePayload(view: DataView, kind: PayloadKind, payload: unknown): numb
       view.setUint32(at, regions.length, LITTLE_ENDIAN);
       view.setUint32(at + 4, 0, LITTLE_ENDIAN);
       for (const [i, r] of regions.entries()) {
-        const o = at + MEMORY_TABLE_HEADER + REGION_SIZE * i;
-        view.setBigUint64(o, u64(r.guestPhysAddr, 'guestPhysAddr'), LITTLE_ENDIAN);
-        view.setBigUint64(o + 8, u64(r.memorySize, 'memorySize'), LITTLE_ENDIAN);
-        view.setBigUint64(o + 16, u64(r.userspaceAddr, 'userspaceAddr'), LITTLE_ENDIAN);
-        view.setBigUint64(o + 24, u64(r.mmapOffset, 'mmapOffset'), LITTLE_ENDIAN);
+        writeRegion(view, at + MEMORY_TABLE_HEADER + REGION_SIZE * i, r);
       }
       return regions.map((r) => r.fd);
+    }
+    case 'mem-region':
+    case 'mem-region-rem': {
+      const r = payload as MemoryRegionRemoval;
+      view.setBigUint64(at, 0n, LITTLE_ENDIAN);
+      writeRegion(view, at + 8, r);
+      return r.fd === undefined ? [] : [r.fd];
+    }
+    case 'inflight':
+    case 'inflight-fd': {
+      const area = payload as InflightArea;
+      view.setBigUint64(at, u64(area.mmapSize, 'mmapSize'), LITTLE_ENDIAN);
+      view.setBigUint64(at + 8, u64(area.mmapOffset, 'mmapOffset'), LITTLE_ENDIAN);
+      view.setUint16(at + 16, u16(area.numQueues, 'numQueues'), LITTLE_ENDIAN);
+      view.setUint16(at + 18, u16(area.queueSize, 'queueSize'), LITTLE_ENDIAN);
+      return kind === 'inflight-fd' && area.fd !== undefined ? [area.fd] : [];
     }
   }
 }
@@ -169,11 +198,24 @@ export function encodeReply<R extends SupportedRequest>(
   request: R,
   payload: ReplyPayload<R>,
 ): Buffer {
-  const frame = Buffer.alloc(VHOST_USER_HEADER_SIZE + 8);
+  return encodeReplyWithFds(request, payload).frame;
+}
+
+/**
+ * Like {@link encodeReply}, with the fds the reply carries (GET_INFLIGHT_FD's record): they
+ * must ride with the frame's first byte. The caller's fds are never closed.
+ */
+export function encodeReplyWithFds<R extends SupportedRequest>(
+  request: R,
+  payload: ReplyPayload<R>,
+): EncodedMessage {
+  const kind = REPLY_BODY.get(request) ?? 'u64';
+  const size = PAYLOAD_SIZE[kind];
+  const frame = Buffer.alloc(VHOST_USER_HEADER_SIZE + size);
   const view = viewOf(frame);
-  writeHeader(view, request, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY, 8);
-  writePayload(view, REPLY_BODY.get(request) ?? 'u64', payload);
-  return frame;
+  writeHeader(view, request, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY, size);
+  const fds = writePayload(view, kind, payload);
+  return { frame, fds };
 }
 
 /**

@@ -161,10 +161,37 @@ export interface MemoryRegion {
   readonly fd: number;
 }
 
+/**
+ * Payload of REM_MEM_REG: the region to remove, named by its addresses and size
+ * (`mmapOffset` is ignored). The spec wants no fd with it, but lets a back-end accept one
+ * (older QEMU sends it), which is then closed unused.
+ */
+export interface MemoryRegionRemoval extends Omit<MemoryRegion, 'fd'> {
+  /** An fd that came with the request anyway, or undefined. */
+  readonly fd: number | undefined;
+}
+
 /** Payload of SET_MEM_TABLE: 1–8 regions, fds in the same order. */
 export interface MemoryTable {
   /** The regions, in wire order. */
   readonly regions: readonly MemoryRegion[];
+}
+
+/**
+ * Payload of GET_INFLIGHT_FD (request and reply) and SET_INFLIGHT_FD: where the in-flight
+ * record lies in its file, and the queues it covers (docs/architecture.md#in-flight-recovery).
+ */
+export interface InflightArea {
+  /** Bytes of the record (0 in a GET_INFLIGHT_FD request). */
+  readonly mmapSize: bigint;
+  /** Where the record starts in the fd (0 in a GET_INFLIGHT_FD request). */
+  readonly mmapOffset: bigint;
+  /** Queues the record covers, each one per-queue region. */
+  readonly numQueues: number;
+  /** Descriptors per queue the record is laid out for. */
+  readonly queueSize: number;
+  /** The record's memfd: in the GET_INFLIGHT_FD reply and SET_INFLIGHT_FD, else undefined. */
+  readonly fd: number | undefined;
 }
 
 /** The payload each supported request carries (`undefined` = none). */
@@ -187,6 +214,11 @@ export interface RequestPayloads {
   [VhostUserRequest.SET_VRING_ENABLE]: VringState;
   [VhostUserRequest.SET_STATUS]: bigint;
   [VhostUserRequest.GET_STATUS]: undefined;
+  [VhostUserRequest.GET_INFLIGHT_FD]: InflightArea;
+  [VhostUserRequest.SET_INFLIGHT_FD]: InflightArea;
+  [VhostUserRequest.GET_MAX_MEM_SLOTS]: undefined;
+  [VhostUserRequest.ADD_MEM_REG]: MemoryRegion;
+  [VhostUserRequest.REM_MEM_REG]: MemoryRegionRemoval;
 }
 
 /** The requests the decoder and the encoder handle. */
@@ -199,6 +231,8 @@ export interface ReplyBodies {
   [VhostUserRequest.GET_QUEUE_NUM]: bigint;
   [VhostUserRequest.GET_VRING_BASE]: VringState;
   [VhostUserRequest.GET_STATUS]: bigint;
+  [VhostUserRequest.GET_INFLIGHT_FD]: InflightArea;
+  [VhostUserRequest.GET_MAX_MEM_SLOTS]: bigint;
 }
 
 /**
@@ -223,7 +257,17 @@ export interface VhostUserHeader {
  * What a request's payload looks like on the wire; the one table every check derives from.
  * @internal
  */
-export type PayloadKind = 'none' | 'u64' | 'state' | 'addr' | 'mem' | 'file';
+export type PayloadKind =
+  | 'none'
+  | 'u64'
+  | 'state'
+  | 'addr'
+  | 'mem'
+  | 'file'
+  | 'inflight'
+  | 'inflight-fd'
+  | 'mem-region'
+  | 'mem-region-rem';
 
 /** The payload kind of each supported request. @internal */
 export const REQUEST_PAYLOAD: ReadonlyMap<number, PayloadKind> = new Map<
@@ -248,18 +292,27 @@ export const REQUEST_PAYLOAD: ReadonlyMap<number, PayloadKind> = new Map<
   [VhostUserRequest.SET_VRING_ENABLE, 'state'],
   [VhostUserRequest.SET_STATUS, 'u64'],
   [VhostUserRequest.GET_STATUS, 'none'],
+  // The same 24 bytes; SET carries the record's fd, the GET request none.
+  [VhostUserRequest.GET_INFLIGHT_FD, 'inflight'],
+  [VhostUserRequest.SET_INFLIGHT_FD, 'inflight-fd'],
+  [VhostUserRequest.GET_MAX_MEM_SLOTS, 'none'],
+  // u64 padding, then one region as in a memory table; ADD carries its fd, REM none (or one).
+  [VhostUserRequest.ADD_MEM_REG, 'mem-region'],
+  [VhostUserRequest.REM_MEM_REG, 'mem-region-rem'],
 ]);
 
 /** The kind of each explicit reply body; every other reply is the REPLY_ACK u64. @internal */
-export const REPLY_BODY: ReadonlyMap<number, 'u64' | 'state'> = new Map<
+export const REPLY_BODY: ReadonlyMap<number, 'u64' | 'state' | 'inflight-fd'> = new Map<
   SupportedRequest,
-  'u64' | 'state'
+  'u64' | 'state' | 'inflight-fd'
 >([
   [VhostUserRequest.GET_FEATURES, 'u64'],
   [VhostUserRequest.GET_PROTOCOL_FEATURES, 'u64'],
   [VhostUserRequest.GET_QUEUE_NUM, 'u64'],
   [VhostUserRequest.GET_VRING_BASE, 'state'],
   [VhostUserRequest.GET_STATUS, 'u64'],
+  [VhostUserRequest.GET_INFLIGHT_FD, 'inflight-fd'],
+  [VhostUserRequest.GET_MAX_MEM_SLOTS, 'u64'],
 ]);
 
 /** Bytes of one memory-table region: four u64. @internal */
@@ -273,6 +326,12 @@ export const PAYLOAD_SIZE: Record<Exclude<PayloadKind, 'mem'>, number> = {
   state: 8,
   addr: 40,
   file: 8,
+  // u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size, 4 bytes of padding
+  // (the C struct's size, which DPDK insists on).
+  inflight: 24,
+  'inflight-fd': 24,
+  'mem-region': 40,
+  'mem-region-rem': 40,
 };
 /** One past the largest u64. @internal */
 export const U64_LIMIT = 1n << 64n;

@@ -23,6 +23,8 @@ import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js
 import { ConnectionSource } from './connection-source.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
+  VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
@@ -31,9 +33,12 @@ import { FrontendConnection, type FrontendConnectionTimeouts } from './frontend-
 import {
   configureDevice,
   type DeviceSetup,
+  exchangeInflight,
   type NegotiatedFeatures,
   negotiateFeatures,
 } from './frontend-handshake.js';
+import { closeFds } from './message-decoder.js';
+import type { InflightArea } from './message-layout.js';
 
 /**
  * Options of {@link VirtioUser.open}. In client mode, `retryInitialMs` and `retryMaxMs` (see
@@ -63,6 +68,20 @@ export interface VirtioUserOptions
   mergeable?: boolean;
   /** Ask for EVENT_IDX notification suppression (default true; used only if offered). */
   eventIdx?: boolean;
+  /**
+   * Keep an in-flight record (vhost-user INFLIGHT_SHMFD; default false; used only if the
+   * back-end offers it): the back-end marks there every buffer it has taken and not
+   * returned, this side keeps the record across back-end restarts and hands it to the
+   * next back-end, which takes those buffers again. A killed back-end then loses nothing
+   * that was made available to it (docs/architecture.md#in-flight-recovery).
+   */
+  inflight?: boolean;
+  /**
+   * Hand the memory over with GET_MAX_MEM_SLOTS and ADD_MEM_REG (vhost-user
+   * CONFIGURE_MEM_SLOTS, as QEMU does) instead of SET_MEM_TABLE, when the back-end offers it
+   * (default false).
+   */
+  memorySlots?: boolean;
   /** Notification policy of the data path (see {@link NotificationMode}). */
   notification?: NotificationMode;
   /** Spin budget in µs (see `EndpointOptions.spinMicros`). */
@@ -130,6 +149,14 @@ function isFatal(error: unknown): boolean {
   return !(error instanceof VringError) || FATAL_CODES.has(error.code);
 }
 
+/** Protocol features the options ask for beyond DPDK's set. */
+function extraProtocol(options: VirtioUserOptions): bigint {
+  return (
+    (options.inflight ? VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD : 0n) |
+    (options.memorySlots ? VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS : 0n)
+  );
+}
+
 /** The deadlines of control replies `options` ask for, checked. */
 function replyTimeouts(options: VirtioUserOptions): FrontendConnectionTimeouts {
   return {
@@ -148,7 +175,9 @@ function replyTimeouts(options: VirtioUserOptions): FrontendConnectionTimeouts {
  * keeps the rings, the memory and the application's handle, reconnects (client mode
  * retries; server mode accepts the next back-end) and replays the handshake with each
  * ring's current position, so sends and receives that were waiting simply continue.
- * Frames the old back-end had taken but not delivered are lost, as on a real link.
+ * Frames the old back-end had taken but not delivered are lost, as on a real link, unless
+ * the `inflight` option is on and the back-end offers INFLIGHT_SHMFD: then the next
+ * back-end takes them again from the in-flight record this side kept.
  *
  * Process lifetime: while connected, only pending sends and receives keep the process
  * alive (as with any vring end). While disconnected, client mode's retry timer does not,
@@ -186,6 +215,8 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
   readonly #options: VirtioUserOptions;
   readonly #abort = new AbortController();
   #socket: FdSocket | undefined;
+  /** The in-flight record kept across back-ends (with INFLIGHT_SHMFD); its fd is ours. */
+  #inflight: InflightArea | undefined;
   #connections = 1;
   #done = false;
   #resolveClosed!: (error: VringError | undefined) => void;
@@ -240,6 +271,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     const signal = options.signal ?? new AbortController().signal;
     let queuePair: DriverQueuePair | undefined;
     let fixed: bigint | undefined;
+    let inflight: InflightArea | undefined;
     try {
       for (;;) {
         const socket = await source.next(signal, true);
@@ -249,6 +281,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             wanted,
             required: VIRTIO_F_VERSION_1,
             fixed,
+            extraProtocol: extraProtocol(options),
           });
           fixed = negotiated.features;
           queuePair ??= DriverQueuePair.createForVhostUser({
@@ -262,8 +295,11 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
             // cannot express for an object built from optional inputs.
           } as Parameters<typeof DriverQueuePair.createForVhostUser>[0]);
+          const queueSize = queuePair.share().descriptor.queueSize;
+          inflight = await exchangeInflight(connection, negotiated, inflight, 2, queueSize);
           await configureDevice(connection, negotiated, deviceSetup(queuePair));
           const user = new VirtioUser(path, options, source, queuePair, socket, negotiated);
+          user.#inflight = inflight;
           user.#emit({ type: 'connected', ...negotiated, connection: 1 });
           return user;
         } catch (error) {
@@ -275,6 +311,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     } catch (error) {
       queuePair?.close();
       source.close();
+      closeFds(inflight?.fd === undefined ? [] : [inflight.fd]);
       throw error;
     }
   }
@@ -480,7 +517,16 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             wanted: this.#negotiated.features,
             required: VIRTIO_F_VERSION_1,
             fixed: this.#negotiated.features,
+            extraProtocol: extraProtocol(this.#options),
           });
+          const queueSize = this.#queuePair.share().descriptor.queueSize;
+          this.#inflight = await exchangeInflight(
+            connection,
+            negotiated,
+            this.#inflight,
+            2,
+            queueSize,
+          );
           await configureDevice(connection, negotiated, deviceSetup(this.#queuePair));
           if (this.#done) {
             next.close();
@@ -522,6 +568,8 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     this.#source.close();
     if (error) this.#queuePair.destroy(error);
     else this.#queuePair.close();
+    if (this.#inflight?.fd !== undefined) closeFds([this.#inflight.fd]);
+    this.#inflight = undefined;
     this.#resolveClosed(error);
   }
 }
