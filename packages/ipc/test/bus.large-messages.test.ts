@@ -111,6 +111,46 @@ test('values of 64 B to 16 MiB reach subscriber processes through a bus process 
   }
 });
 
+test('a viewing subscriber gets 1 MiB values whose frames wrapped around its ring intact, from spare buffers', async () => {
+  const path = socketPath('bus-wraps');
+  const bus = spawnFixture('bus-process.ts', [path, JSON.stringify({ maxFrame: MIB_FRAME })]);
+  const count = 16;
+  let subscriber: Child | undefined;
+  try {
+    assert.is(await bus.line(), 'ready');
+    subscriber = spawnFixture('bus-checksum-subscriber.ts', [
+      path,
+      'wraps',
+      String(count),
+      String(MIB_FRAME),
+      'views',
+    ]);
+    assert.is(await subscriber.line(), 'ready');
+    const publisher = await connectBus(path, { maxFrame: MIB_FRAME });
+    const sent: Promise<void>[] = [];
+    for (let seq = 0; seq < count; seq++) {
+      const data = patterned(1024 * KiB - 64 * seq, seq);
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      sent.push(publisher.publish('wraps', { seq, size: data.byteLength, sha256, data }));
+    }
+    await Promise.all(sent);
+    const r = JSON.parse(await subscriber.line());
+    assert.is(r.received, count);
+    assert.is(r.bad, 0, 'values whose checksum or size differ');
+    assert.is(r.outOfOrder, 0);
+    assert.is(r.views + r.spares, count, 'every value is a view, of the ring or of a spare');
+    // The ring holds four frames: the frames after the first messages of the session (HELLO,
+    // PONG) do not line up with its end, and some wrap.
+    assert.ok(r.spares >= 1, `${r.spares} values came in spare buffers`);
+    assert.is(await subscriber.exited, 0);
+    publisher.close();
+  } finally {
+    subscriber?.kill();
+    bus.kill('SIGTERM');
+    await bus.exited;
+  }
+});
+
 const sha1 = (bytes: Uint8Array) => createHash('sha1').update(bytes).digest('hex');
 
 function body(seq: number, size = 200 * KiB): Buffer {
