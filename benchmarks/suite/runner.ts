@@ -127,7 +127,12 @@ export async function runOnce(c: Case, settings: RunSettings): Promise<Result> {
       peers.push(spawnPeer(base, c.layout.cores, false));
     } else {
       if (c.layout.broker) {
-        broker = await startBroker(c.layout.broker, base.path, canPin ? BROKER_CORE : undefined);
+        broker = await startBroker(
+          c.layout.broker,
+          base.path,
+          canPin ? BROKER_CORE : undefined,
+          c.size,
+        );
         base.broker = broker.address;
         base.brokerPid = broker.pid;
         const kind = c.layout.broker.kind;

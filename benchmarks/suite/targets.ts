@@ -215,6 +215,20 @@ const targets: Target[] = [
     },
   },
   {
+    name: 'Bus fan-out 1 → 3, 1 MiB: ≥ 5× the same fan-out over Unix sockets',
+    check: (find) => {
+      const all = [
+        ...buses,
+        'bus-zerocopy-event',
+        'bus-standalone-event',
+        'bus-standalone-adaptive',
+        'bus-standalone-zerocopy-event',
+      ];
+      const b = best(find, 'fanout', 1024 * 1024, all, (r) => r.ratios.delivered);
+      return b && { figure: `${x(b.value)} (${b.transport})`, met: b.value >= 5 };
+    },
+  },
+  {
     name: 'ipc: RPC round trip 64 B, poll/adaptive: p50 ≤ 5 µs',
     check: (find) => {
       const transports = ['channel-rpc-adaptive', 'channel-rpc-poll', 'bus-adaptive', 'bus-poll'];

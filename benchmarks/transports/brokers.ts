@@ -16,13 +16,18 @@ import {
   natsAnswers,
   natsServerPath,
 } from '../../test-support/nats-server.js';
+import { busMaxFrame } from './bus-frames.js';
 
 export { NATS_SERVER_MISSING, natsServerPath };
 
 /** What runs between the peers; data, so the results JSON records the topology. */
 export type Broker =
   | {
-      /** `vring bus --socket PATH --notification MODE`, the @vring/ipc command. */
+      /**
+       * `vring bus --socket PATH --notification MODE --max-frame BYTES`, the @vring/ipc
+       * command, with the frames the case's clients use (see bus-frames.ts), as a hosted
+       * bus is given them.
+       */
       kind: 'vring-bus';
       notification: NotificationMode;
     }
@@ -97,7 +102,7 @@ interface Launch {
  */
 const brokerNodeFlags = (process.env.VRING_BENCH_BROKER_FLAGS ?? '').split(' ').filter(Boolean);
 
-async function launch(broker: Broker, path: string): Promise<Launch> {
+async function launch(broker: Broker, path: string, size: number): Promise<Launch> {
   if (broker.kind === 'vring-bus') {
     const ipc = dirname(createRequire(import.meta.url).resolve('@vring/ipc/package.json'));
     return {
@@ -110,6 +115,8 @@ async function launch(broker: Broker, path: string): Promise<Launch> {
         path,
         '--notification',
         broker.notification,
+        '--max-frame',
+        String(busMaxFrame(size)),
       ],
       address: path,
       // createBus listens before it returns, and the command says so only after it.
@@ -144,8 +151,9 @@ async function startOnce(
   broker: Broker,
   path: string,
   cores: string | undefined,
+  size: number,
 ): Promise<RunningBroker> {
-  const { argv, address, ready } = await launch(broker, path);
+  const { argv, address, ready } = await launch(broker, path, size);
   const command = pinnedChild(argv, cores);
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   alive.add(child);
@@ -182,7 +190,8 @@ async function startOnce(
 
 /**
  * Starts `broker` for one run: `path` is the run's fresh socket path (a bus listens
- * there), `cores` where to pin it (undefined: not pinned). Resolves once it accepts
+ * there), `cores` where to pin it (undefined: not pinned), `size` the case's message size
+ * (a bus sizes its frames for it). Resolves once it accepts
  * connections. One that exits or is not ready within 15 s fails the run, stopped; a
  * nats-server gets three tries, as the free port it was given may have been taken since.
  */
@@ -190,11 +199,12 @@ export async function startBroker(
   broker: Broker,
   path: string,
   cores: string | undefined,
+  size: number,
 ): Promise<RunningBroker> {
   killAllOnExit();
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOnce(broker, path, cores);
+      return await startOnce(broker, path, cores, size);
     } catch (error) {
       if (broker.kind !== 'nats-server' || attempt === 3 || !natsServerPath()) throw error;
     }

@@ -19,12 +19,16 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'bus-event': async () => (await import('./vring-bus.js')).vringBus('event', 'hosted'),
   'bus-adaptive': async () => (await import('./vring-bus.js')).vringBus('adaptive', 'hosted'),
   'bus-poll': async () => (await import('./vring-bus.js')).vringBus('poll', 'hosted'),
+  'bus-zerocopy-event': async () =>
+    (await import('./vring-bus.js')).vringBus('event', 'hosted', true),
   'bus-standalone-event': async () =>
     (await import('./vring-bus.js')).vringBus('event', 'standalone'),
   'bus-standalone-adaptive': async () =>
     (await import('./vring-bus.js')).vringBus('adaptive', 'standalone'),
   'bus-standalone-poll': async () =>
     (await import('./vring-bus.js')).vringBus('poll', 'standalone'),
+  'bus-standalone-zerocopy-event': async () =>
+    (await import('./vring-bus.js')).vringBus('event', 'standalone', true),
   'bus-relayed-event': async () => (await import('./vring-bus.js')).vringBus('event', 'relayed'),
   'bus-relayed-adaptive': async () =>
     (await import('./vring-bus.js')).vringBus('adaptive', 'relayed'),

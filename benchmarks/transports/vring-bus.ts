@@ -19,6 +19,7 @@
 // The bus and every client run in the same notification mode.
 import type { NotificationMode } from '@vring/core';
 import { type Bus, type BusClient, connectBus, createBus } from '@vring/ipc';
+import { busMaxFrame } from './bus-frames.js';
 import { Acks, atMost, echoServer, FanoutCounter, publishFanout, rpcClient } from './fanout-rpc.js';
 import { reportIdle, reportProcessIdle, reportReady } from './measure.js';
 import type { Payload } from './payload.js';
@@ -27,18 +28,11 @@ import { sendWindow, windowed } from './value-scenarios.js';
 
 type Topology = 'hosted' | 'standalone' | 'relayed';
 
-/**
- * Frames for messages of `size`: large enough that a large value is one frame (written,
- * forwarded and read in place, like the Channel's rows), the default below 8 KiB. The hosted
- * bus allows them; the standalone `vring bus` keeps its default (64 KiB).
- */
-const maxFrame = (size: number) => (size < 8 * 1024 ? 9216 : size + 256);
-
 /** How every client of a case connects. */
 const clientOptions = (mode: NotificationMode, topology: Topology, size: number) => ({
   notification: mode,
   ...(topology === 'relayed' && { directRoutes: false }),
-  maxFrame: maxFrame(size),
+  maxFrame: busMaxFrame(size),
 });
 
 const DATA = 'bench.data';
@@ -73,8 +67,8 @@ async function listenerClient(
       },
     };
   }
-  const bus = createBus(args.path, { notification: mode, maxFrame: maxFrame(args.size) });
-  const client = await bus.connect({ maxFrame: maxFrame(args.size) });
+  const bus = createBus(args.path, { notification: mode, maxFrame: busMaxFrame(args.size) });
+  const client = await bus.connect({ maxFrame: busMaxFrame(args.size) });
   return {
     client,
     async close() {
@@ -113,15 +107,22 @@ async function subscriber(
   args: PeerArgs,
   mode: NotificationMode,
   topology: Topology,
+  zeroCopy: boolean,
 ): Promise<void> {
-  const client = await connectBus(busPath(args), clientOptions(mode, topology, args.size));
+  const client = await connectBus(busPath(args), {
+    ...clientOptions(mode, topology, args.size),
+    ...(zeroCopy && { views: true }),
+  });
   const subscription = client.subscribe<Payload>(DATA, { policy: 'block' });
   await client.flush();
   const ack = () => client.publish(CONTROL, 'ack');
   await ack();
   const counter = new FanoutCounter(args.index, ack);
   for await (const { value } of subscription) {
-    if (counter.onValue(value)) break;
+    const last = counter.onValue(value);
+    // Views mode: done with the value's memory, which goes back to the bus.
+    if (zeroCopy) client.release(value);
+    if (last) break;
   }
   await client.drain();
 }
@@ -179,11 +180,16 @@ async function idleConnector(
   client.close();
 }
 
-async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): Promise<void> {
+async function run(
+  args: PeerArgs,
+  mode: NotificationMode,
+  topology: Topology,
+  zeroCopy: boolean,
+): Promise<void> {
   const listen = args.role === 'listen';
   switch (args.scenario) {
     case 'fanout':
-      return listen ? publisher(args, mode, topology) : subscriber(args, mode, topology);
+      return listen ? publisher(args, mode, topology) : subscriber(args, mode, topology, zeroCopy);
     case 'rpc':
       return listen ? server(args, mode, topology) : caller(args, mode, topology);
     case 'idle':
@@ -196,25 +202,31 @@ async function run(args: PeerArgs, mode: NotificationMode, topology: Topology): 
 /**
  * The Bus in notification `mode`, `hosted` or `standalone` (see above). Poll mode runs RPC
  * only: a fan-out's N + 1 processes each spinning a core of the two would measure the
- * scheduler.
+ * scheduler. `zeroCopy` (fan-out only): subscribers take a large value's binary parts as
+ * views of their receive buffers and release each once counted (`ConnectBusOptions.views`).
  */
-export function vringBus(mode: NotificationMode, topology: Topology): Transport {
+export function vringBus(mode: NotificationMode, topology: Topology, zeroCopy = false): Transport {
   // createBus, `vring bus` and connectBus default to adaptive.
   const what = {
     hosted: 'hosted by publisher / server',
     standalone: 'standalone `vring bus`',
     relayed: 'standalone `vring bus`, direct routes off',
   }[topology];
+  const kind = zeroCopy ? 'zerocopy-' : '';
   return {
-    name: topology === 'hosted' ? `bus-${mode}` : `bus-${topology}-${mode}`,
-    label: `vring Bus (${what}), ${modeLabel(mode, 'adaptive')}`,
+    name: topology === 'hosted' ? `bus-${kind}${mode}` : `bus-${topology}-${kind}${mode}`,
+    label: `vring Bus (${what}${zeroCopy ? ', subscribers take views' : ''}), ${modeLabel(mode, 'adaptive')}`,
     payload: 'msgpack',
     layout:
       topology === 'hosted'
         ? { processes: 'pair' }
         : { processes: 'pair', broker: { kind: 'vring-bus', notification: mode } },
     // Direct routes serve requests only.
-    scenarios: mode === 'poll' || topology === 'relayed' ? ['rpc'] : ['fanout', 'rpc', 'idle'],
-    run: (args) => run(args, mode, topology),
+    scenarios: zeroCopy
+      ? ['fanout']
+      : mode === 'poll' || topology === 'relayed'
+        ? ['rpc']
+        : ['fanout', 'rpc', 'idle'],
+    run: (args) => run(args, mode, topology, zeroCopy),
   };
 }

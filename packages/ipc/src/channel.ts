@@ -5,6 +5,8 @@ import { Link } from './link/link.js';
 import { MessageCodec } from './message-codec.js';
 import { Requester, type RequestOptions } from './rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from './rpc/responder.js';
+import { sendWithin } from './send-deadline.js';
+import { ValueViews } from './value-views.js';
 import { Kind } from './wire/message-kinds.js';
 
 /** Lane of a channel's values: one lane, so they arrive in send order. */
@@ -91,14 +93,10 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   /** Waiters for the last running handler to finish (see {@link Channel.handlersDone}). */
   #quiet: WaiterQueue<void> | undefined;
   readonly #inbox: Inbox<T>;
-  /** `views` mode: what gives back the memory each value views. */
-  readonly #leases: WeakMap<object, () => void> | undefined;
-  /** Messages from this size on are large: handed out as views in `views` mode. */
-  readonly #inPlaceMin: number;
+  /** `views` mode: large values handed out as views of shared memory, held until released. */
+  readonly #views: ValueViews | undefined;
 
   constructor(end: FramePort, options: ChannelOptions = {}) {
-    this.#leases = options.views ? new WeakMap() : undefined;
-    this.#inPlaceMin = end.lending?.inPlaceMin ?? Number.POSITIVE_INFINITY;
     this.#inbox = new Inbox<T>({
       highWaterMark: options.highWaterMark ?? 1024,
       onFull: (full) => {
@@ -114,6 +112,9 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
       ...(options.lazyEncoding && { lazyEncoding: true }),
       onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
     });
+    this.#views = options.views
+      ? new ValueViews(this.#link, this.#codec, end.lending?.inPlaceMin)
+      : undefined;
     this.#requester = new Requester(this.#link, this.#codec, () => this.#updateKeepAlive());
     this.#responder = new Responder(this.#link, this.#codec, (event) => {
       if (event === 'busy') this.#link.pause('handlers');
@@ -137,26 +138,9 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
    * value if none of it is in the ring yet (rejecting with the signal's reason).
    */
   send(value: T, options: ChannelSendOptions = {}): Promise<void> {
-    const { timeout } = options;
-    if (timeout === undefined) {
-      return this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, options.signal);
-    }
-    if (!(timeout > 0)) {
-      return Promise.reject(
-        new VringError('ERR_VRING_INVALID_ARGUMENT', 'timeout must be a positive number'),
-      );
-    }
-    const deadline = AbortSignal.timeout(timeout);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-    return this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, signal).catch((error) => {
-      if (deadline.aborted && error === deadline.reason) {
-        throw new VringError(
-          'ERR_VRING_TIMEOUT',
-          `no room in the ring for ${timeout} ms: the receiver is not taking messages`,
-        );
-      }
-      throw error;
-    });
+    return sendWithin(options.timeout, options.signal, (signal) =>
+      this.#link.sendValue(Kind.MESSAGE, value, VALUES_LANE, signal),
+    );
   }
 
   /**
@@ -165,11 +149,7 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
    * a value that is no view (a small message, or a channel not in `views` mode).
    */
   release(value: T): void {
-    if (typeof value !== 'object' || value === null) return;
-    const lease = this.#leases?.get(value);
-    if (!lease) return;
-    this.#leases!.delete(value);
-    lease();
+    this.#views?.release(value);
   }
 
   /**
@@ -265,29 +245,12 @@ export class Channel<T = unknown> implements AsyncIterable<T, undefined>, AsyncD
   #onMessage(kind: number, data: Uint8Array, start: number, end: number, owned: boolean): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        const leases = this.#leases;
-        // Only a large message is handed out as views: small ones share their frame with many
-        // others, and are copies (nobody releases them).
-        const lease =
-          leases && !owned && end - start >= this.#inPlaceMin
-            ? this.#link.retainFrame()
-            : undefined;
-        if (!lease) {
-          this.#inbox.push(this.#codec.decode(data, start, end, owned) as T);
-          return;
-        }
-        let value: T;
-        try {
-          // Decoded as a buffer of its own would be: binary values stay views of it.
-          value = this.#codec.decode(data, start, end, true) as T;
-        } catch (error) {
-          lease();
-          throw error;
-        }
-        // Only an object can hold a view; anything else was copied by the decoder.
-        if (typeof value === 'object' && value !== null) leases!.set(value, lease);
-        else lease();
-        this.#inbox.push(value);
+        const views = this.#views;
+        this.#inbox.push(
+          (views
+            ? views.decode(data, start, end, owned)
+            : this.#codec.decode(data, start, end, owned)) as T,
+        );
         return;
       }
       case Kind.REQUEST:

@@ -79,12 +79,15 @@ export class Inbox<T> {
     return this.#ended !== null;
   }
 
-  /** Takes `value` (of `bytes`, counted against `highWaterBytes`); ignored once ended. */
-  push(value: T, bytes = 0): void {
-    if (this.#ended !== null) return;
+  /**
+   * Takes `value` (of `bytes`, counted against `highWaterBytes`); ignored once ended. Returns
+   * whether it was taken: false once ended, or when the `drop` policy discarded it.
+   */
+  push(value: T, bytes = 0): boolean {
+    if (this.#ended !== null) return false;
     if (this.#waiters.size > 0) {
       this.#waiters.resolveOne({ done: false, value });
-      return;
+      return true;
     }
     const observers = this.#observers;
     if (observers.length > 0) {
@@ -92,12 +95,12 @@ export class Inbox<T> {
       // Observers take turns: the one served goes to the back of the line.
       if (observers.length > 1) observers.push(observers.shift()!);
       observer.next(value);
-      return;
+      return true;
     }
     const policy = this.#options.policy;
     if (policy === 'drop' && this.#atLimit(1)) {
       this.#dropped++;
-      return;
+      return false;
     }
     this.#values.push(value);
     if (this.#sizes) {
@@ -108,6 +111,7 @@ export class Inbox<T> {
       this.#full = true;
       this.#options.onFull?.(true);
     }
+    return true;
   }
 
   /** Takes the oldest value held. Check `length` first: a value may itself be undefined. */

@@ -5,6 +5,12 @@ import { Packr, RESERVE_START_SPACE, REUSE_BUFFER_MODE, Unpackr } from 'msgpackr
 const SMALL_BODY = 140;
 
 /**
+ * Bodies in ring memory from this size on are copied whole into a buffer of their own
+ * before they are decoded (see {@link MessageCodec.decode}).
+ */
+const LARGE_BODY = 8 * 1024;
+
+/**
  * msgpackr starts a new buffer (the size of the current one) rather than pack within this
  * many bytes of its end: {@link MessageCodec.encodeInto} never lets it, since the "current
  * buffer" would be a whole send batch.
@@ -23,7 +29,8 @@ const PARKED = Buffer.allocUnsafeSlow(8192);
 /**
  * MessagePack as the wire format specifies it: plain msgpack (no record extension), so a C
  * or Rust peer reads it with any msgpack library. A decoded value never aliases the ring
- * buffers the frames came in.
+ * buffers the frames came in (unless a receiver in `views` mode asks it to, by calling
+ * {@link MessageCodec.decode} with `owned`).
  */
 export class MessageCodec {
   readonly #packr = new Packr({ useRecords: false });
@@ -79,21 +86,33 @@ export class MessageCodec {
 
   /**
    * Decodes the value in `data[start, end)`. A body in ring memory (`owned` false) is decoded
-   * with binary values copied out, so nothing aliases the ring; a reassembled body is the
-   * message's own buffer, so its binary values may stay views of it (no second copy of a
-   * large payload). Reading in place spares a view per message, and msgpackr caches its
-   * DataView on `data`: a batch read again and again is set up once, not once per message.
+   * so that nothing aliases the ring: a small one with its binary values copied out, a large
+   * one (8 KiB and more) from one copy of the whole body, whose binary values are then views
+   * of that copy (a single memcpy into memory that is not zero-filled first, where copying
+   * each binary value out makes a zero-filled buffer per value and fills it twice). A
+   * reassembled body is the message's own buffer, so its binary values may stay views of it
+   * (no second copy of a large payload). Reading in place spares a view per message, and
+   * msgpackr caches its DataView on `data`: a batch read again and again is set up once, not
+   * once per message.
    */
   decode(data: Uint8Array, start = 0, end = data.byteLength, owned = false): unknown {
     const range = this.#range;
-    if (!owned && end - start < SMALL_BODY) {
+    const length = end - start;
+    if (!owned && length < SMALL_BODY) {
       // msgpackr reads the strings (map keys included) of a source that ends before byte
       // 140 in JavaScript, with its key cache, and any other through a native extraction
       // call: a small body read in place in a large batch would take the slow path.
-      this.#small.set(new Uint8Array(data.buffer, data.byteOffset + start, end - start));
+      this.#small.set(new Uint8Array(data.buffer, data.byteOffset + start, length));
       range.start = 0;
-      range.end = end - start;
+      range.end = length;
       return this.#copying.unpack(this.#small, range);
+    }
+    if (!owned && length >= LARGE_BODY) {
+      const copy = Buffer.allocUnsafe(length);
+      copy.set(new Uint8Array(data.buffer, data.byteOffset + start, length));
+      range.start = 0;
+      range.end = length;
+      return this.#viewing.unpack(copy, range);
     }
     range.start = start;
     range.end = end;

@@ -173,9 +173,9 @@ export class Subscription<T = unknown>
     this.unsubscribe();
   }
 
-  /** Takes a delivered message. @internal */
-  push(message: BusMessage<T>, bytes: number): void {
-    this.#inbox.push(message, bytes);
+  /** Takes a delivered message; returns false when it was not kept (dropped, or ended). @internal */
+  push(message: BusMessage<T>, bytes: number): boolean {
+    return this.#inbox.push(message, bytes);
   }
 
   /** Counts messages the bus dropped for this subscription. @internal */

@@ -83,4 +83,26 @@ test('a value msgpack cannot encode throws, and encoding carries on correctly af
   assert.equal(unpack(theirs), { after: true });
 });
 
+test('a body in ring memory decodes to values that no later write to that memory changes, at every size', () => {
+  const codec = new MessageCodec();
+  for (const size of [16, 200, 4 * 1024, 8 * 1024, 64 * 1024, 1024 * 1024]) {
+    const value = { seq: size, name: 'sensor-7', data: Buffer.alloc(size, 0x5a) };
+    const encoded = plain.pack(value);
+    // The body as it lies in a ring: somewhere inside a larger area.
+    const ring = Buffer.alloc(encoded.byteLength + 100, 0xee);
+    encoded.copy(ring, 40);
+    const decoded = codec.decode(ring, 40, 40 + encoded.byteLength) as typeof value;
+    ring.fill(0x11); // the peer rewrites its memory
+    assert.is(decoded.seq, size);
+    assert.is(decoded.name, 'sensor-7');
+    assert.ok(Buffer.isBuffer(decoded.data), `a Node Buffer at ${size} B`);
+    assert.is(decoded.data.byteLength, size);
+    assert.ok(
+      decoded.data.every((b) => b === 0x5a),
+      `the binary value of ${size} B keeps its bytes`,
+    );
+    assert.not.ok(decoded.data.buffer === ring.buffer, `no view of the ring at ${size} B`);
+  }
+});
+
 test.run();

@@ -19,6 +19,7 @@ import { MessageCodec, unencodable } from '../message-codec.js';
 import { type Replies, type RequestManyOptions, replies } from '../rpc/replies.js';
 import { Requester, type RequestOptions } from '../rpc/requester.js';
 import { Responder, type RpcHandler, type Service } from '../rpc/responder.js';
+import { sendWithin } from '../send-deadline.js';
 import {
   type BusMessage,
   type SubscribeOptions,
@@ -26,6 +27,7 @@ import {
   type SubscriptionOwner,
 } from '../subscription.js';
 import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
+import { ValueViews } from '../value-views.js';
 import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { BUS_PROTOCOL_VERSION, type BusFeature, Kind, PolicyCode } from '../wire/message-kinds.js';
 import type { BusReport } from './bus-stats.js';
@@ -81,12 +83,31 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
    * docs/bus.md, "Ordering".
    */
   ordering?: 'topic' | 'publisher';
+  /**
+   * Hand out the binary values of a large delivered message (one that came whole in a
+   * frame, see `maxFrame`) as views of this client's receive buffers, where the bus wrote
+   * it, instead of copies (default false): no copy and no allocation for its bytes. The
+   * buffers stay held until {@link BusClient.release} is called with the message's value;
+   * meanwhile the bus writes this client nothing more once they are full (its queue for the
+   * client fills, then `block` holds the publishers back). A value delivered to several
+   * subscriptions of the client is one value: release it once, when all are done with it.
+   * The bus can still write to the memory a view shows only by a fault of its own. Small
+   * messages, and messages cut into frames, are copies as ever.
+   */
+  views?: boolean;
 }
 
 /** Options of {@link BusClient.publish}. */
 export interface PublishOptions {
   /** Aborting withdraws the message if none of it is in the ring yet. */
   signal?: AbortSignal;
+  /**
+   * Milliseconds the message may wait for room in the ring (by default it waits as long as
+   * it takes: a full `block` subscriber holds it back). Past it the publish rejects with
+   * `ERR_VRING_TIMEOUT` and the message is withdrawn, unless part of it is in the ring
+   * already.
+   */
+  timeout?: number;
   /**
    * Headers sent with the message: each subscriber sees them in {@link BusMessage.headers}.
    * Needs a bus that supports `headers` (else `ERR_VRING_FEATURE_MISMATCH`); subscribers
@@ -288,6 +309,8 @@ export class BusClient implements AsyncDisposable {
   readonly #tracing = BusTracing.ifRegistered();
   /** Publishes keep publisher order (see {@link ConnectBusOptions.ordering}). */
   readonly #inOrder: boolean;
+  /** `views` mode (see {@link ConnectBusOptions.views}). */
+  readonly #views: ValueViews | undefined;
 
   /** @internal (use {@link connectBus}) */
   constructor(
@@ -317,6 +340,9 @@ export class BusClient implements AsyncDisposable {
       codec: this.#codec,
       onMessage: (kind, data, start, end, owned) => this.#onMessage(kind, data, start, end, owned),
     });
+    this.#views = options.views
+      ? new ValueViews(this.#link, this.#codec, device.lending?.inPlaceMin)
+      : undefined;
     this.#requester = new Requester(this.#link, this.#codec, () => {
       this.#updateKeepAlive();
       this.#checkQuiet();
@@ -357,10 +383,27 @@ export class BusClient implements AsyncDisposable {
     const tracing = this.#tracing;
     if (tracing && this.#busFeatures.has('headers')) {
       return tracing.publish(topic, options.headers, (headers) =>
-        this.#publish(topic, value, headers, options.signal),
+        sendWithin(options.timeout, options.signal, (signal) =>
+          this.#publish(topic, value, headers, signal),
+        ),
       );
     }
-    return this.#publish(topic, value, options.headers, options.signal);
+    if (options.timeout === undefined) {
+      return this.#publish(topic, value, options.headers, options.signal);
+    }
+    return sendWithin(options.timeout, options.signal, (signal) =>
+      this.#publish(topic, value, options.headers, signal),
+    );
+  }
+
+  /**
+   * Gives back the receive buffers a value delivered in `views` mode is a view of (see
+   * {@link ConnectBusOptions.views}): pass the message's `value`. Its binary values must not
+   * be read after. Does nothing for a value that is no view (a small message, a client not
+   * in `views` mode).
+   */
+  release(value: unknown): void {
+    this.#views?.release(value);
   }
 
   #publish(
@@ -773,22 +816,32 @@ export class BusClient implements AsyncDisposable {
   }
 
   #deliver(data: Uint8Array, start: number, end: number, owned: boolean): void {
-    const message = this.#codec.decode(data, start, end, owned);
+    const views = this.#views;
+    const message = views
+      ? views.decode(data, start, end, owned, valueOfDeliver)
+      : this.#codec.decode(data, start, end, owned);
     if (!Array.isArray(message) || (message.length !== 3 && message.length !== 4)) {
+      views?.release(valueOfDeliver(message));
       throw protocolError('DELIVER');
     }
     const [ids, topic, value] = message as [unknown, unknown, unknown];
-    if (!Array.isArray(ids) || typeof topic !== 'string') throw protocolError('DELIVER fields');
+    if (!Array.isArray(ids) || typeof topic !== 'string') {
+      views?.release(value);
+      throw protocolError('DELIVER fields');
+    }
     // Only a message with headers has the property: the others keep their shape.
     const delivered: BusMessage<unknown> =
       message.length === 4
         ? { topic, value, headers: receivedHeaders(message[3]) }
         : { topic, value };
     this.#tracing?.deliver(topic, delivered.headers);
+    let kept = false;
     for (const id of ids) {
       // A subscription just ended may still get messages the bus had sent.
-      this.#subscriptions.get(id as number)?.push(delivered, end - start);
+      if (this.#subscriptions.get(id as number)?.push(delivered, end - start)) kept = true;
     }
+    // Views that no subscription kept (ended, or dropped it) go back at once.
+    if (!kept) views?.release(value);
   }
 
   #updateKeepAlive(): void {
@@ -851,6 +904,11 @@ export class BusClient implements AsyncDisposable {
     for (const s of subscriptions)
       s.end(this.#closing || error.code === 'ERR_VRING_CLOSED' ? undefined : error);
   }
+}
+
+/** What holds the views of a DELIVER's body: its value (the rest holds none). */
+function valueOfDeliver(message: unknown): unknown {
+  return Array.isArray(message) ? message[2] : undefined;
 }
 
 /** The features a bus's HELLO lists; a bus from before the list has none. */

@@ -22,7 +22,9 @@ const forget = (): void => {
 export function keptCopyOf(view: Uint8Array): Buffer {
   if (view !== lastView || lastCopy === undefined) {
     if (lastView === undefined) RESOLVED.then(forget);
-    lastCopy = Buffer.from(view);
+    // Every byte is written: no zero-filling first, which Buffer.from does for a large view.
+    lastCopy = Buffer.allocUnsafe(view.byteLength);
+    lastCopy.set(view);
     lastView = view;
   }
   return lastCopy;

@@ -1,9 +1,10 @@
 /**
- * Buffers a send queue encodes large values into while they wait for room in the ring, used
- * again once the value has gone: a value that has to wait is encoded when it is sent (the
- * sender may change it after), and a fresh buffer per large value costs page faults and
- * garbage collection on every message. At most `max` exist; past that a value is encoded into
- * a buffer of its own as before. @internal
+ * Buffers of the largest frame's size, used again once done with: a fresh buffer per large
+ * message costs page faults and garbage collection on every message. A send queue encodes
+ * large values that wait for room in the ring into them (a value that has to wait is encoded
+ * when it is sent: the sender may change it after), and a receiver in `views` mode copies
+ * into them a large frame that could not be read in place (see ValueViews). At most `max`
+ * exist; past that the user makes a buffer of its own as before. @internal
  */
 export class StagingBuffers {
   readonly #bytes: number;
