@@ -51,6 +51,7 @@ export {
 } from './vhost-user/backend-options.js';
 export { VhostUserPort, type VhostUserPortStats } from './vhost-user/backend-port.js';
 export {
+  VIRTIO_USER_MAX_QUEUE_PAIRS,
   VirtioUser,
   type VirtioUserEvent,
   type VirtioUserOptions,
