@@ -15,25 +15,14 @@ import type { VhostUserPort } from '../src/vhost-user/backend-port.js';
 import { VIRTIO_NET_F_MQ } from '../src/vhost-user/features.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
 import { echoThroughQueuePair, type QueuePairEchoResult } from './fixtures/queue-pair-echo.js';
-import {
-  requireTestpmd,
-  startVirtioUserTestpmd,
-  stopVirtioUserTestpmd,
-  Testpmd,
-} from './fixtures/testpmd-echo.js';
+import { DpdkTestCleanup, requireTestpmd, Testpmd } from './fixtures/testpmd-echo.js';
 
 const FRAMES_PER_PAIR = 5000;
 
-const opened = new Set<{ close(): void }>();
-const virtioUsers = new Set<ReturnType<typeof startVirtioUserTestpmd>>();
+const cleanup = new DpdkTestCleanup();
+const { opened } = cleanup;
 
-test.after.each(async () => {
-  for (const port of opened) port.close();
-  opened.clear();
-  await Testpmd.stopAll();
-  for (const testpmd of virtioUsers) await stopVirtioUserTestpmd(testpmd);
-  virtioUsers.clear();
-});
+test.after.each(() => cleanup.run());
 
 /** Runs both pairs' echoes at once and asserts each came back whole on its own pair. */
 async function echoOnBothPairs(
@@ -92,13 +81,12 @@ if (requireTestpmd()) {
       },
     });
     opened.add(backend);
-    const testpmd = startVirtioUserTestpmd(
+    const testpmd = cleanup.startVirtioUser(
       socket,
       ',queues=2',
       ['--forward-mode=io', '--rxq=2', '--txq=2', '--stats-period', '1'],
       90,
     );
-    virtioUsers.add(testpmd);
     await arrived;
     const port = ports[0]!;
     assert.is(port.queuePairs, 2);
@@ -106,8 +94,7 @@ if (requireTestpmd()) {
     await echoOnBothPairs((pair) => port.queuePair(pair), testpmd.child.output);
     assert.is.not((port.features ?? 0n) & VIRTIO_NET_F_MQ, 0n, 'MQ negotiated');
     assert.ok(port.queuePair(1).stats.framesReceived >= FRAMES_PER_PAIR, 'pair 1 counts its own');
-    virtioUsers.delete(testpmd);
-    assert.is(await stopVirtioUserTestpmd(testpmd), 0, `testpmd stops cleanly`);
+    assert.is(await cleanup.stopVirtioUser(testpmd), 0, `testpmd stops cleanly`);
     assert.is(await port.closed, undefined, 'the port closes when testpmd leaves');
   });
 }

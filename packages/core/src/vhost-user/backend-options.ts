@@ -29,7 +29,9 @@ import {
  * Virtio features a back-end offers unless {@link VhostUserPortOptions.features} says
  * otherwise: what DPDK's virtio_user and our own front-end use (VERSION_1, MRG_RXBUF,
  * INDIRECT_DESC, EVENT_IDX) plus PROTOCOL_FEATURES. No offloads: frames are delivered exactly
- * as sent. Clear bits of it to offer less, e.g. `BACKEND_DEFAULT_FEATURES & ~(1n << 29n)`
+ * as sent. Add `VIRTIO_F_IN_ORDER` (bit 35) to offer in-order use of descriptors, which DPDK's
+ * virtio_user takes by default (`in_order=1`); a port that negotiated it copies large frames
+ * instead of holding them in place, since a held chain would go back out of order. Clear bits of it to offer less, e.g. `BACKEND_DEFAULT_FEATURES & ~(1n << 29n)`
  * for a back-end without EVENT_IDX.
  * @public
  */

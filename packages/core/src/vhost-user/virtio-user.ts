@@ -23,6 +23,7 @@ import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js
 import { ConnectionSource } from './connection-source.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_MRG_RXBUF,
@@ -64,6 +65,12 @@ export interface VirtioUserOptions
   mergeable?: boolean;
   /** Ask for EVENT_IDX notification suppression (default true; used only if offered). */
   eventIdx?: boolean;
+  /**
+   * Ask for VIRTIO_F_IN_ORDER (default true; used only if offered, as DPDK's net_vhost
+   * does): descriptors go out in ring order, and the back-end may return a batch of them
+   * with one used entry.
+   */
+  inOrder?: boolean;
   /**
    * Queue pairs to drive, 1 to {@link VIRTIO_USER_MAX_QUEUE_PAIRS} (default 1). More than
    * one needs a back-end that offers VIRTIO_NET_F_MQ and reports at least as many pairs
@@ -118,7 +125,8 @@ const SUPPORTED_FEATURES =
   VIRTIO_F_VERSION_1 |
   VHOST_USER_F_PROTOCOL_FEATURES |
   VIRTIO_NET_F_MRG_RXBUF |
-  VIRTIO_RING_F_EVENT_IDX;
+  VIRTIO_RING_F_EVENT_IDX |
+  VIRTIO_F_IN_ORDER;
 
 /**
  * Most queue pairs a {@link VirtioUser} drives: each pair is one memory region, and a
@@ -269,7 +277,8 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     const wanted =
       (SUPPORTED_FEATURES &
         ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
-        ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n)) |
+        ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n) &
+        ~(options.inOrder === false ? VIRTIO_F_IN_ORDER : 0n)) |
       (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
     const required = VIRTIO_F_VERSION_1 | (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
     const signal = options.signal ?? new AbortController().signal;
@@ -296,6 +305,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
                 maxMessage: options.maxMessage ?? 9216,
                 mergeable: (negotiated.features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
                 eventIdx: (negotiated.features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
+                inOrder: (negotiated.features & VIRTIO_F_IN_ORDER) !== 0n,
                 notification: options.notification,
                 spinMicros: options.spinMicros,
                 // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
