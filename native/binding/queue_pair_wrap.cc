@@ -27,6 +27,7 @@ QueuePairConfig ArgConfig(Napi::Env env, const Napi::Value& v) {
   c.max_message = ArgU32(env, o.Get("maxMessage"), "maxMessage");
   c.event_idx = ArgOptionalBool(env, o.Get("eventIdx"), "eventIdx", false);
   c.mergeable = ArgOptionalBool(env, o.Get("mergeable"), "mergeable", false);
+  c.in_order = ArgOptionalBool(env, o.Get("inOrder"), "inOrder", false);
   return c;
 }
 

@@ -209,8 +209,10 @@ uint32_t DeviceQueuePair::ReceiveInPlace(MessageLocation* out, uint32_t max_coun
     MessageLocation where;
     // Never more held than the queue has descriptors: a driver that publishes a head it has
     // not had back could otherwise make us overwrite what we hold (it is copied instead).
-    const uint8_t* run =
-        payload > 0 && payload >= in_place_min && held_count_ < qs ? ContiguousPayload(payload) : nullptr;
+    // In order, a held chain would be returned after the copied ones that followed it.
+    const uint8_t* run = payload > 0 && payload >= in_place_min && held_count_ < qs && !config_.in_order
+                             ? ContiguousPayload(payload)
+                             : nullptr;
     // Each segment was checked against one region; Locate checks that the whole run lies in
     // one, which two mappings that happen to be adjacent in our address space would not be.
     if (run && memory_->Locate(run, payload, &where.area, &where.offset)) {

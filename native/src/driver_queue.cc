@@ -5,8 +5,8 @@
 
 namespace vring {
 
-DriverQueue::DriverQueue(const SplitRingView& ring, bool event_idx)
-    : ring_(ring), event_idx_(event_idx) {
+DriverQueue::DriverQueue(const SplitRingView& ring, bool event_idx, bool in_order)
+    : ring_(ring), event_idx_(event_idx), in_order_(in_order) {
   if (!IsValidQueueSize(ring.size)) {
     throw Error(ErrorCode::kInvalidArgument,
                 "queue size must be a power of two between 1 and 32768, got " + std::to_string(ring.size));
@@ -20,6 +20,8 @@ DriverQueue::DriverQueue(const SplitRingView& ring, bool event_idx)
   writable_len_.assign(ring.size, 0);
   in_flight_.assign(ring.size, 0);
   avail_heads_.assign(ring.size, 0);
+  if (in_order) resolved_used_.assign(ring.size, UsedElem{});
+  free_tail_ = static_cast<uint16_t>(ring.size - 1);
   for (uint32_t i = 0; i < ring.size; ++i) next_[i] = static_cast<uint16_t>((i + 1) & (ring.size - 1));
   num_free_ = ring.size;
   std::memset(ring.desc, 0, DescTableBytes(ring.size));
@@ -71,12 +73,41 @@ uint32_t DriverQueue::UsedPendingFresh() {
     MarkBroken("used-index-jump", "used index moved by " + std::to_string(pending) + " with only " +
                                  std::to_string(outstanding_) + " buffers outstanding");
   }
+  if (in_order_) ResolveInOrder(used);
   used_seen_ = used;
   return pending;
 }
 
+void DriverQueue::ResolveInOrder(uint16_t used) {
+  const uint32_t mask = ring_.size - 1;
+  while (resolved_ != used) {
+    const UsedElem* elem = ring_.used_ring(resolved_ & mask);
+    const uint32_t id = LoadRelaxed(&elem->id);
+    const uint32_t len = LoadRelaxed(&elem->len);
+    // The entry names the last chain of a batch that starts here: find it among the chains
+    // the device's index says are used, in the order they were made available.
+    const uint16_t room = static_cast<uint16_t>(used - resolved_);
+    uint16_t skip = 0;
+    while (skip < room && avail_heads_[(resolved_ + skip) & mask] != id) ++skip;
+    if (skip == room) {
+      MarkBroken("used-id-out-of-order", "used id " + std::to_string(id) + " at used index " +
+                                             std::to_string(resolved_) + " is none of the " +
+                                             std::to_string(room) + " chains next in order");
+    }
+    // The chains the batch skips over are used whole: the device reports no length for
+    // them, so each counts its full writable size.
+    for (uint16_t i = 0; i < skip; ++i) {
+      const uint16_t head = avail_heads_[(resolved_ + i) & mask];
+      resolved_used_[(resolved_ + i) & mask] = UsedElem{head, writable_len_[head]};
+    }
+    resolved_used_[(resolved_ + skip) & mask] = UsedElem{id, len};
+    resolved_ = static_cast<uint16_t>(resolved_ + skip + 1);
+  }
+}
+
 UsedChain DriverQueue::CheckedUsed(uint16_t used_index) {
-  const UsedElem* elem = ring_.used_ring(used_index & (ring_.size - 1));
+  const UsedElem* elem =
+      in_order_ ? &resolved_used_[used_index & (ring_.size - 1)] : ring_.used_ring(used_index & (ring_.size - 1));
   const uint32_t id = LoadRelaxed(&elem->id);
   const uint32_t len = LoadRelaxed(&elem->len);
   if (id >= ring_.size) {
@@ -101,18 +132,30 @@ bool DriverQueue::PopUsed(UsedChain* out) {
   if (UsedPending() == 0) return false;
   // Copy the entry once and check it; everything below uses only the copy.
   const UsedChain used = CheckedUsed(last_used_);
-  // Return the chain to the free list using our private links.
-  uint16_t tail = used.head;
-  for (uint32_t i = 1; i < used.chain_len; ++i) tail = next_[tail];
-  next_[tail] = free_head_;
-  free_head_ = used.head;
-  num_free_ += used.chain_len;
+  FreeChain(used.head, used.chain_len);
   chain_len_[used.head] = 0;
   in_flight_[used.head] = 0;
   --outstanding_;
   ++last_used_;
   *out = used;
   return true;
+}
+
+void DriverQueue::FreeChain(uint16_t head, uint32_t chain_len) {
+  // Our private links still chain the descriptors the chain occupied.
+  uint16_t tail = head;
+  for (uint32_t i = 1; i < chain_len; ++i) tail = next_[tail];
+  if (in_order_) {
+    // Freed chains join at the end, so the free list stays in ring order: chains come back
+    // in the order they went out, and the next chain starts where the last one ended.
+    if (num_free_ == 0) free_head_ = head;
+    else next_[free_tail_] = head;
+    free_tail_ = tail;
+  } else {
+    next_[tail] = free_head_;
+    free_head_ = head;
+  }
+  num_free_ += chain_len;
 }
 
 void DriverQueue::DisableInterrupts() {

@@ -4,6 +4,14 @@
 // Chain links and the free list are kept in private memory, never read back from the
 // shared descriptor table, so a device scribbling over the table cannot corrupt our
 // bookkeeping. Every used entry is checked against what we actually handed out.
+//
+// With VIRTIO_F_IN_ORDER the device uses chains in the order they were made available, so
+// descriptors are handed out in ring order (chain links x → x+1, wrapping), and the device
+// may write one used entry for a batch: the id of the batch's last chain, with used->idx
+// advanced by the batch's size. Every chain before it in avail order is then used too.
+// Entries are resolved into a private copy as the device's index is read, so each shared
+// entry is read once, and an id that is not among the chains the batch can cover breaks
+// the queue.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +37,9 @@ struct UsedChain {
 class DriverQueue {
  public:
   // Takes over `ring` (which must be zeroed or stale memory: it is reinitialised) and
-  // lays out an empty queue. `event_idx` selects VIRTIO_RING_F_EVENT_IDX suppression.
-  DriverQueue(const SplitRingView& ring, bool event_idx);
+  // lays out an empty queue. `event_idx` selects VIRTIO_RING_F_EVENT_IDX suppression,
+  // `in_order` VIRTIO_F_IN_ORDER (ring-order descriptors, batched used entries).
+  DriverQueue(const SplitRingView& ring, bool event_idx, bool in_order = false);
 
   uint32_t size() const { return ring_.size; }
   uint32_t num_free() const { return num_free_; }
@@ -83,19 +92,27 @@ class DriverQueue {
 
  private:
   UsedChain CheckedUsed(uint16_t used_index);
+  // In order: resolves the device's entries up to `used` into resolved_used_.
+  void ResolveInOrder(uint16_t used);
+  void FreeChain(uint16_t head, uint32_t chain_len);
   void CheckUsable() const {
     if (broken_) throw Error(ErrorCode::kQueueBroken, "virtqueue is broken by earlier invalid data from the peer");
   }
 
   SplitRingView ring_;
   bool event_idx_;
+  bool in_order_;
   bool broken_ = false;
   std::vector<uint16_t> next_;          // private chain links / free list
   std::vector<uint16_t> chain_len_;     // per head: descriptors in its chain; 0 = not allocated
   std::vector<uint8_t> in_flight_;      // per head: 1 = published to the device and not yet returned
   std::vector<uint16_t> avail_heads_;   // private copy of the heads we put in the avail ring
   std::vector<uint32_t> writable_len_;  // per head: bytes the device may write
+  // In order: the used entry of each pending position, batches expanded (private copy).
+  std::vector<UsedElem> resolved_used_;
+  uint16_t resolved_ = 0;         // in order: positions before this are resolved
   uint16_t free_head_ = 0;
+  uint16_t free_tail_ = 0;        // in order: freed chains join the free list here
   uint32_t num_free_ = 0;
   uint16_t avail_shadow_ = 0;     // next avail index we will fill
   uint16_t avail_published_ = 0;  // avail->idx as last published

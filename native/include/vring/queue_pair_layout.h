@@ -12,6 +12,9 @@ struct QueuePairConfig {
   uint32_t max_message = 65536;  // largest payload either side may send
   bool event_idx = true;         // VIRTIO_RING_F_EVENT_IDX
   bool mergeable = true;         // VIRTIO_NET_F_MRG_RXBUF: a message may span receive buffers
+  // VIRTIO_F_IN_ORDER. Driver: ring-order descriptors, batched used entries accepted.
+  // Device: chains are returned in the order they came, so no frame is held in place.
+  bool in_order = false;
 };
 
 struct RingAddresses {

@@ -52,6 +52,11 @@ export interface VhostUserQueuePairState {
   maxMessage: number;
   eventIdx: boolean;
   mergeable: boolean;
+  /**
+   * VIRTIO_F_IN_ORDER was negotiated: chains go back in the order they came, so large
+   * frames are copied instead of held in place.
+   */
+  inOrder?: boolean;
   rxBase: number;
   txBase: number;
   /** Kick eventfds; `undefined` = the driver never kicks (the end then polls). */
@@ -137,6 +142,7 @@ export class DeviceQueuePair extends QueuePairEnd {
           maxMessage: state.maxMessage,
           eventIdx: state.eventIdx,
           mergeable: state.mergeable,
+          inOrder: state.inOrder ?? false,
         },
         state.rxBase,
         state.txBase,

@@ -107,13 +107,20 @@ export class DriverQueuePair extends QueuePairEnd {
    * eventfd, as SET_VRING_KICK is per vring, and mergeable receive buffers and EVENT_IDX
    * follow what the back-end negotiated instead of being always on. Without mergeable
    * buffers every buffer must hold a whole frame plus the 12-byte header, so `bufferSize`
-   * is raised to fit `maxMessage`.
+   * is raised to fit `maxMessage`. With `inOrder` (VIRTIO_F_IN_ORDER) descriptors go out
+   * in ring order and a used entry may stand for a batch of chains.
    * @internal
    */
   static createForVhostUser(
-    options: QueuePairOptions & { mergeable: boolean; eventIdx: boolean },
+    options: QueuePairOptions & { mergeable: boolean; eventIdx: boolean; inOrder?: boolean },
   ): DriverQueuePair {
-    return DriverQueuePair.#build(options, options.mergeable, options.eventIdx, true);
+    return DriverQueuePair.#build(
+      options,
+      options.mergeable,
+      options.eventIdx,
+      true,
+      options.inOrder ?? false,
+    );
   }
 
   static #build(
@@ -121,6 +128,7 @@ export class DriverQueuePair extends QueuePairEnd {
     mergeable: boolean,
     eventIdx: boolean,
     kickPerVring: boolean,
+    inOrder = false,
   ): DriverQueuePair {
     notificationPolicy(options);
     const maxMessage = options.maxMessage ?? 65536;
@@ -133,7 +141,7 @@ export class DriverQueuePair extends QueuePairEnd {
       maxMessage,
       eventIdx,
     };
-    const nativeConfig = { ...config, mergeable };
+    const nativeConfig = { ...config, mergeable, inOrder };
     const bytes = requiredBytes(nativeConfig);
     const region = SharedRegion.create(bytes, { name: 'vring-queue-pair' });
     const cleanup: Array<{ close(): void }> = [region];

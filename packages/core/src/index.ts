@@ -47,10 +47,12 @@ export { type MapRegionOptions, SharedRegion } from './shared-region.js';
 export { VhostUserBackend, type VhostUserBackendOptions } from './vhost-user/backend.js';
 export {
   BACKEND_DEFAULT_FEATURES,
+  VHOST_USER_MAX_QUEUE_PAIRS,
   type VhostUserPortOptions,
 } from './vhost-user/backend-options.js';
 export { VhostUserPort, type VhostUserPortStats } from './vhost-user/backend-port.js';
 export {
+  VIRTIO_USER_MAX_QUEUE_PAIRS,
   VirtioUser,
   type VirtioUserEvent,
   type VirtioUserOptions,

@@ -161,10 +161,11 @@ if (requireTestpmd()) {
     assert.is(counts.rx, counts.tx, 'testpmd forwarded every frame it received');
   });
 
-  test('without MRG_RXBUF and EVENT_IDX, event notification: 20,000 frames of 60–1514 B intact', async () => {
+  test('without MRG_RXBUF, EVENT_IDX and IN_ORDER, event notification: 20,000 frames of 60–1514 B intact', async () => {
     const { port, testpmd } = await openOnTestpmd(false, {
       mergeable: false,
       eventIdx: false,
+      inOrder: false,
       notification: 'event',
     });
     // VERSION_1 | PROTOCOL_FEATURES only: each receive buffer holds a whole frame, and

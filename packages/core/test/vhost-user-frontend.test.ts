@@ -13,6 +13,7 @@ import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_STATUS,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
@@ -183,12 +184,14 @@ test('handshake with net_vhost features: the DPDK 22.11 dialect, acked after SET
     seen.filter((r) => requestName(r.request) === name)[index]!.payload;
   // DPDK's virtio_user asks for MQ|REPLY_ACK|STATUS and gets 0x10009 from net_vhost.
   assert.is(payload('SET_PROTOCOL_FEATURES'), 0x10009n);
+  // net_vhost offers IN_ORDER, which the VirtioUser takes by default.
   assert.is(
     payload('SET_FEATURES'),
     VIRTIO_F_VERSION_1 |
       VHOST_USER_F_PROTOCOL_FEATURES |
       VIRTIO_NET_F_MRG_RXBUF |
-      VIRTIO_RING_F_EVENT_IDX,
+      VIRTIO_RING_F_EVENT_IDX |
+      VIRTIO_F_IN_ORDER,
   );
   assert.is(port.features, payload('SET_FEATURES'));
   assert.is(payload('SET_STATUS', 0), 0xbn);

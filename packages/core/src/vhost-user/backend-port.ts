@@ -81,6 +81,10 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
   readonly #options: ResolvedPortOptions;
   readonly #onError: PortErrorHandler;
   readonly #session: VhostUserSession;
+  /** The port of queue pair 0, which owns the session; `this` for that port itself. */
+  readonly #primary: VhostUserPort;
+  /** Every queue pair's port, by index (only on the primary; empty on the others). */
+  readonly #queuePairs: VhostUserPort[] = [];
   readonly #liveWaiters = new WaiterQueue<void>(() => undefined);
   #pair: DeviceQueuePair | undefined;
   /** Frames read in place from the live pair and not released yet. */
@@ -105,25 +109,64 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
     regionsAdded: 0,
   };
 
-  /** @internal */
+  /**
+   * The port of queue pair 0 on `socket`; with `primary`, the port of a further queue pair
+   * of that one's connection.
+   * @internal
+   */
   constructor(
     id: number,
     socket: FdSocket,
     options: VhostUserPortOptions,
     onError: PortErrorHandler,
+    primary?: VhostUserPort,
   ) {
     this.id = id;
-    this.peer = peerOf(socket);
-    this.#options = resolvePortOptions(options);
+    this.peer = primary ? primary.peer : peerOf(socket);
+    this.#options = primary ? primary.#options : resolvePortOptions(options);
     this.#onError = onError;
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
+    this.#primary = primary ?? this;
+    if (primary) {
+      this.#session = primary.#session;
+      return;
+    }
     this.#session = new VhostUserSession(socket, this.#options, {
-      started: (pair) => this.#started(pair),
-      stopped: (pair) => this.#stopped(pair),
+      started: (pair, index) => this.#queuePairs[index]!.#started(pair),
+      stopped: (pair, index) => this.#queuePairs[index]!.#stopped(pair),
       ended: (error) => (error ? this.#fail(error) : this.#finish(undefined)),
     });
+    this.#queuePairs.push(this);
+    while (this.#queuePairs.length < this.#options.queuePairs) {
+      this.#queuePairs.push(new VhostUserPort(id, socket, options, onError, this));
+    }
+  }
+
+  /** How many queue pairs the port offers (the `queuePairs` option). */
+  get queuePairs(): number {
+    return this.#options.queuePairs;
+  }
+
+  /**
+   * The port of queue pair `index` (the front-end's receiveq/transmitq `index + 1`, vrings
+   * `2·index` and `2·index + 1`): the same API, for the frames of that pair only. Pair 0 is
+   * this port itself. Each pair goes live when the front-end enables both its vrings, so a
+   * pair the front-end never enables simply never goes live. They share one connection:
+   * closing any of them, or a failure of any, closes them all.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` when `index` is not below
+   * {@link VhostUserPort.queuePairs}.
+   */
+  queuePair(index: number): VhostUserPort {
+    const port = Number.isInteger(index) ? this.#primary.#queuePairs[index] : undefined;
+    if (!port) {
+      throw new VringError(
+        'ERR_VRING_INVALID_ARGUMENT',
+        `queue pair ${index} does not exist: the port has ${this.queuePairs}`,
+      );
+    }
+    return port;
   }
 
   /** Whether the data path is running (both rings set up, enabled, DRIVER_OK). */
@@ -465,18 +508,29 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
   }
 
   #fail(error: VringError): void {
-    if (this.#done) return;
-    this.#onError(error, this);
-    this.#finish(error);
+    const primary = this.#primary;
+    if (primary.#done) return;
+    this.#onError(error, primary);
+    primary.#finish(error);
   }
 
+  /** Ends every queue pair's port of the connection, whichever of them it is called on. */
   #finish(error: VringError | undefined): void {
+    const primary = this.#primary;
+    if (primary !== this) {
+      primary.#finish(error);
+      return;
+    }
     if (this.#done) return;
-    this.#done = true;
-    this.#failure = error;
+    for (const port of this.#queuePairs) {
+      port.#done = true;
+      port.#failure = error;
+    }
     this.#session.close();
-    this.#liveWaiters.rejectAll(error ?? new VringError('ERR_VRING_CLOSED', 'port is closed'));
-    this.#resolveClosed(error);
+    for (const port of this.#queuePairs) {
+      port.#liveWaiters.rejectAll(error ?? new VringError('ERR_VRING_CLOSED', 'port is closed'));
+      port.#resolveClosed(error);
+    }
   }
 }
 

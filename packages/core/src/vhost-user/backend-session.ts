@@ -26,6 +26,7 @@ import {
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_STATUS,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
@@ -72,8 +73,8 @@ function checkMemoryLimit(table: MemoryTable, limit: number): void {
  */
 export const MAX_MEM_SLOTS = 32;
 
-/** One queue pair: vrings 0 (receive) and 1 (transmit). */
-const VRINGS = 2;
+/** Vrings per queue pair: 2k receives (the front-end's receiveq), 2k + 1 transmits. */
+const VRINGS_PER_PAIR = 2;
 
 /** What the front-end has told us about one vring so far. */
 interface RingSetup {
@@ -98,16 +99,26 @@ function freshRing(): RingSetup {
   };
 }
 
+function freshRings(count: number): RingSetup[] {
+  return Array.from({ length: count }, freshRing);
+}
+
 function closeRingFds(ring: RingSetup): void {
   closeFds([ring.kickFd, ring.callFd].filter((fd) => fd !== undefined));
 }
 
 /** What a {@link VhostUserSession} tells the port it serves. @internal */
 export interface SessionHandlers {
-  /** The rings are complete: `pair` carries the data path until {@link stopped}. */
-  started(pair: DeviceQueuePair): void;
-  /** `pair` is about to close: the front-end is changing its rings, or the session ends. */
-  stopped(pair: DeviceQueuePair): void;
+  /**
+   * The rings of queue pair `index` are complete: `pair` carries its data path until
+   * {@link stopped}.
+   */
+  started(pair: DeviceQueuePair, index: number): void;
+  /**
+   * `pair`, queue pair `index`, is about to close: the front-end is changing its rings, or
+   * the session ends.
+   */
+  stopped(pair: DeviceQueuePair, index: number): void;
   /**
    * The session ended: `undefined` when the front-end disconnected, else the error that
    * rejected it. Called once, before the session releases anything.
@@ -117,15 +128,18 @@ export interface SessionHandlers {
 
 /**
  * The vhost-user request state machine of one control connection. It owns the socket, the
- * mapped memory, the rings' eventfds and the running {@link DeviceQueuePair}, and releases
- * them all on {@link VhostUserSession.close}.
+ * mapped memory, the rings' eventfds and a running {@link DeviceQueuePair} per queue pair,
+ * and releases them all on {@link VhostUserSession.close}. Each queue pair starts and stops
+ * on its own: a front-end with VIRTIO_NET_F_MQ enables its extra pairs with
+ * SET_VRING_ENABLE whenever it likes (DPDK's virtio_user does so after DRIVER_OK, when its
+ * port starts), and vrings beyond the configured pairs are refused like any other bad index.
  * @internal
  */
 export class VhostUserSession {
   readonly #socket: FdSocket;
   readonly #options: ResolvedPortOptions;
   readonly #handlers: SessionHandlers;
-  readonly #rings: RingSetup[] = [freshRing(), freshRing()];
+  readonly #rings: RingSetup[];
   #features: bigint | undefined;
   #protocolFeatures = 0n;
   #status = 0n;
@@ -135,7 +149,8 @@ export class VhostUserSession {
   /** An explicit reply's fds (GET_INFLIGHT_FD's record), sent with the reply. */
   #replyFds: readonly number[] = [];
   #regionsAdded = 0;
-  #pair: DeviceQueuePair | undefined;
+  /** The running data path of each queue pair, by index. */
+  readonly #pairs: Array<DeviceQueuePair | undefined> = [];
   #done = false;
 
   /** Starts serving the control connection `socket`. */
@@ -143,6 +158,7 @@ export class VhostUserSession {
     this.#socket = socket;
     this.#options = options;
     this.#handlers = handlers;
+    this.#rings = freshRings(VRINGS_PER_PAIR * options.queuePairs);
     void this.#serve();
   }
 
@@ -167,7 +183,7 @@ export class VhostUserSession {
     this.#done = true;
     this.#stopIfRunning();
     for (const ring of this.#rings) closeRingFds(ring);
-    this.#rings.splice(0, this.#rings.length, freshRing(), freshRing());
+    this.#rings.splice(0, this.#rings.length, ...freshRings(this.#rings.length));
     this.#memory?.close();
     this.#memory = undefined;
     this.#inflight?.close();
@@ -247,7 +263,7 @@ export class VhostUserSession {
     let message: VhostUserRequestMessage;
     let reply: Buffer | undefined;
     try {
-      message = decodeRequest(frame, fds, { maxVrings: VRINGS });
+      message = decodeRequest(frame, fds, { maxVrings: this.#rings.length });
       try {
         reply = this.#apply(message);
       } catch (error) {
@@ -284,7 +300,7 @@ export class VhostUserSession {
       case R.SET_FEATURES: {
         checkAccepted(offered, m.payload, 'virtio');
         requireFeatures(m.payload, VIRTIO_F_VERSION_1, 'virtio');
-        if (this.#pair && this.#features !== m.payload) {
+        if (this.#pairs.some(Boolean) && this.#features !== m.payload) {
           throw protocolError(
             'features-changed',
             'SET_FEATURES changed the features while running',
@@ -313,7 +329,7 @@ export class VhostUserSession {
         if ((this.#protocolFeatures & VHOST_USER_PROTOCOL_F_MQ) === 0n) {
           throw protocolError('not-negotiated', 'GET_QUEUE_NUM without PROTOCOL_F_MQ');
         }
-        return encodeReply(R.GET_QUEUE_NUM, 1n);
+        return encodeReply(R.GET_QUEUE_NUM, BigInt(this.#options.queuePairs));
       case R.SET_MEM_TABLE: {
         this.#stopIfRunning();
         checkMemoryLimit(m.payload, this.#options.maxPeerMemory);
@@ -326,11 +342,11 @@ export class VhostUserSession {
         return undefined;
       }
       case R.SET_VRING_NUM:
-        this.#stopIfRunning();
+        this.#stopIfRunning(m.payload.index);
         this.#rings[m.payload.index]!.num = m.payload.num;
         return undefined;
       case R.SET_VRING_BASE:
-        this.#stopIfRunning();
+        this.#stopIfRunning(m.payload.index);
         this.#rings[m.payload.index]!.base = m.payload.num;
         return undefined;
       case R.SET_VRING_ADDR: {
@@ -347,7 +363,7 @@ export class VhostUserSession {
         checkRingInMemory(memory, m.payload.descUser, 'descriptor table');
         checkRingInMemory(memory, m.payload.availUser, 'avail ring');
         checkRingInMemory(memory, m.payload.usedUser, 'used ring');
-        this.#stopIfRunning();
+        this.#stopIfRunning(m.payload.index);
         this.#rings[m.payload.index]!.addr = {
           desc: m.payload.descUser,
           avail: m.payload.availUser,
@@ -358,7 +374,7 @@ export class VhostUserSession {
       case R.GET_VRING_BASE: {
         // Stops the ring (spec); like DPDK, its kick and call are forgotten, so a restart
         // needs a full replay. `num` is reserved but virtio_user sends garbage: ignored.
-        this.#stopIfRunning();
+        this.#stopIfRunning(m.payload.index);
         const ring = this.#rings[m.payload.index]!;
         const base = ring.base;
         closeRingFds(ring);
@@ -366,7 +382,7 @@ export class VhostUserSession {
         return encodeReply(R.GET_VRING_BASE, { index: m.payload.index, num: base });
       }
       case R.SET_VRING_KICK: {
-        this.#stopIfRunning();
+        this.#stopIfRunning(m.payload.index);
         const ring = this.#rings[m.payload.index]!;
         if (ring.kickFd !== undefined) closeFds([ring.kickFd]);
         ring.kickFd = m.payload.fd;
@@ -376,7 +392,7 @@ export class VhostUserSession {
       case R.SET_VRING_CALL: {
         // A new call fd for a running ring is legal (QEMU does it); the data path restarts
         // with it once the message is answered.
-        this.#stopIfRunning();
+        this.#stopIfRunning(m.payload.index);
         const ring = this.#rings[m.payload.index]!;
         if (ring.callFd !== undefined) closeFds([ring.callFd]);
         ring.callFd = m.payload.fd;
@@ -393,7 +409,7 @@ export class VhostUserSession {
         ) {
           throw protocolError('not-negotiated', 'SET_VRING_ENABLE without PROTOCOL_FEATURES');
         }
-        if (m.payload.num === 0) this.#stopIfRunning();
+        if (m.payload.num === 0) this.#stopIfRunning(m.payload.index);
         this.#rings[m.payload.index]!.enabled = m.payload.num === 1;
         return undefined;
       case R.SET_STATUS:
@@ -503,13 +519,23 @@ export class VhostUserSession {
     return { record, offsets: this.#rings.map((_, i) => record.queueOffset(i)) };
   }
 
-  /** Starts the data path once everything a device needs is there. */
+  /** Starts the data path of each queue pair once everything it needs is there. */
   #startIfReady(): void {
-    const memory = this.#memory;
-    if (this.#done || this.#pair || !memory || !this.#ready()) return;
-    const [rx, tx] = this.#rings as [RingSetup, RingSetup];
+    for (let index = 0; index < this.#rings.length / VRINGS_PER_PAIR; index++) {
+      if (this.#done) return;
+      if (!this.#pairs[index] && this.#ready(index)) this.#start(index);
+    }
+  }
+
+  #start(index: number): void {
+    const memory = this.#memory!;
+    const rx = this.#rings[VRINGS_PER_PAIR * index]!;
+    const tx = this.#rings[VRINGS_PER_PAIR * index + 1]!;
     if (rx.num !== tx.num) {
-      throw protocolError('ring-size-mismatch', `vring sizes differ: ${rx.num} and ${tx.num}`);
+      throw protocolError(
+        'ring-size-mismatch',
+        `queue pair ${index}: vring sizes differ: ${rx.num} and ${tx.num}`,
+      );
     }
     const features = this.#features ?? 0n;
     const inflight = this.#inflightFor(rx.num!);
@@ -524,6 +550,7 @@ export class VhostUserSession {
           maxMessage: this.#options.maxFrame,
           eventIdx: (features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
           mergeable: (features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
+          inOrder: (features & VIRTIO_F_IN_ORDER) !== 0n,
           rxBase: resyncBase(memory, rx),
           txBase: resyncBase(memory, tx),
           rxKickFd: rx.kickFd,
@@ -532,8 +559,8 @@ export class VhostUserSession {
           txCallFd: tx.callFd,
           inflight: inflight && {
             region: inflight.record.region,
-            rxOffset: inflight.offsets[0]!,
-            txOffset: inflight.offsets[1]!,
+            rxOffset: inflight.offsets[VRINGS_PER_PAIR * index]!,
+            txOffset: inflight.offsets[VRINGS_PER_PAIR * index + 1]!,
           },
         },
         this.#options.endpoint,
@@ -546,30 +573,43 @@ export class VhostUserSession {
         error,
       );
     }
-    this.#pair = pair;
-    this.#handlers.started(pair);
+    this.#pairs[index] = pair;
+    this.#handlers.started(pair, index);
   }
 
-  #ready(): boolean {
-    if (this.#features === undefined) return false;
+  /** Whether queue pair `index` has everything a device needs. */
+  #ready(index: number): boolean {
+    if (this.#features === undefined || !this.#memory) return false;
     const needStatus = (this.#protocolFeatures & VHOST_USER_PROTOCOL_F_STATUS) !== 0n;
     if (needStatus && (this.#status & VIRTIO_STATUS_DRIVER_OK) === 0n) return false;
-    return this.#rings.every(
-      (r) => r.num !== undefined && r.addr !== undefined && r.kicked && r.enabled,
-    );
+    const first = VRINGS_PER_PAIR * index;
+    return this.#rings
+      .slice(first, first + VRINGS_PER_PAIR)
+      .every((r) => r.num !== undefined && r.addr !== undefined && r.kicked && r.enabled);
   }
 
-  /** Stops the data path (rings keep their setup); the next base is where it stopped. */
-  #stopIfRunning(): void {
-    const pair = this.#pair;
+  /**
+   * Stops the data path of the queue pair vring `ring` belongs to, or of every pair without
+   * `ring` (rings keep their setup); the next base is where it stopped.
+   */
+  #stopIfRunning(ring?: number): void {
+    if (ring === undefined) {
+      for (let index = 0; index < this.#pairs.length; index++) this.#stopPair(index);
+    } else {
+      this.#stopPair(Math.floor(ring / VRINGS_PER_PAIR));
+    }
+  }
+
+  #stopPair(index: number): void {
+    const pair = this.#pairs[index];
     if (!pair) return;
     const bases = pair.ringBases();
     if (bases) {
-      this.#rings[0]!.base = bases.rx;
-      this.#rings[1]!.base = bases.tx;
+      this.#rings[VRINGS_PER_PAIR * index]!.base = bases.rx;
+      this.#rings[VRINGS_PER_PAIR * index + 1]!.base = bases.tx;
     }
-    this.#handlers.stopped(pair);
-    this.#pair = undefined;
+    this.#handlers.stopped(pair, index);
+    this.#pairs[index] = undefined;
     pair.close();
   }
 

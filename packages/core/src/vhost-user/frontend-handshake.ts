@@ -60,6 +60,11 @@ export interface FeatureRequest {
   readonly fixed?: bigint | undefined;
   /** Protocol features to ask for on top of DPDK's set (taken when offered). */
   readonly extraProtocol?: bigint | undefined;
+  /**
+   * Queue pairs the front-end drives (default 1). More than one needs PROTOCOL_F_MQ, and
+   * GET_QUEUE_NUM must report at least as many.
+   */
+  readonly queuePairs?: number | undefined;
 }
 
 /** One vring as the device must see it. @internal */
@@ -77,8 +82,12 @@ export interface VringSetup {
 
 /** The memory and rings to hand over. @internal */
 export interface DeviceSetup {
-  /** The one region; GPA = UVA = its address in this process, as DPDK's virtio_user does. */
-  readonly region: { readonly fd: number; readonly address: bigint; readonly size: number };
+  /** The regions (one per queue pair); GPA = UVA = the address in this process, as DPDK's virtio_user does. */
+  readonly regions: ReadonlyArray<{
+    readonly fd: number;
+    readonly address: bigint;
+    readonly size: number;
+  }>;
   readonly vrings: readonly VringSetup[];
 }
 
@@ -126,6 +135,7 @@ export async function negotiateFeatures(
     // Only now may NEED_REPLY be set (vhost-user spec, REPLY_ACK).
     connection.replyAck = (protocolFeatures & VHOST_USER_PROTOCOL_F_REPLY_ACK) !== 0n;
   }
+  await checkQueuePairs(connection, protocolFeatures, request.queuePairs ?? 1);
   await connection.command(R.SET_FEATURES, features);
   if ((protocolFeatures & VHOST_USER_PROTOCOL_F_STATUS) !== 0n) {
     await connection.command(R.SET_STATUS, STATUS_FEATURES_OK);
@@ -201,7 +211,38 @@ function checkInflightReply(reply: InflightArea, numQueues: number, queueSize: n
 }
 
 /**
- * SET_MEM_TABLE (or, with CONFIGURE_MEM_SLOTS, GET_MAX_MEM_SLOTS and ADD_MEM_REG), then per vring SET_VRING_NUM/BASE/ADDR/CALL/KICK (the memory table first:
+ * Asks a back-end for its queue pairs when more than one is wanted. DPDK's own front-end
+ * trusts its `queues=` devarg instead, but a back-end that has fewer pairs would then leave
+ * the extra rings dead; asking turns that into an error at open.
+ * @throws VringError `ERR_VRING_FEATURE_MISMATCH` (reason `too-few-queue-pairs`) when the
+ * back-end lacks PROTOCOL_F_MQ or reports fewer pairs than `wanted`.
+ */
+async function checkQueuePairs(
+  connection: FrontendConnection,
+  protocolFeatures: bigint,
+  wanted: number,
+): Promise<void> {
+  if (wanted <= 1) return;
+  if ((protocolFeatures & VHOST_USER_PROTOCOL_F_MQ) === 0n) {
+    throw new VringError(
+      'ERR_VRING_FEATURE_MISMATCH',
+      `${wanted} queue pairs wanted, but the back-end does not offer PROTOCOL_F_MQ`,
+      { reason: 'too-few-queue-pairs' },
+    );
+  }
+  const available = await connection.query(R.GET_QUEUE_NUM, undefined);
+  if (available < BigInt(wanted)) {
+    throw new VringError(
+      'ERR_VRING_FEATURE_MISMATCH',
+      `${wanted} queue pairs wanted, the back-end has ${available}`,
+      { reason: 'too-few-queue-pairs' },
+    );
+  }
+}
+
+/**
+ * SET_MEM_TABLE (or, with CONFIGURE_MEM_SLOTS, GET_MAX_MEM_SLOTS and ADD_MEM_REG per region),
+ * then per vring SET_VRING_NUM/BASE/ADDR/CALL/KICK (the memory table first:
  * DPDK refuses ring addresses it cannot translate yet), SET_VRING_ENABLE 1 when bit 30 was
  * negotiated, and SET_STATUS DRIVER_OK with PROTOCOL_F_STATUS. After this DPDK's
  * `virtio_is_ready()` holds and traffic flows.
@@ -212,23 +253,25 @@ export async function configureDevice(
   negotiated: NegotiatedFeatures,
   device: DeviceSetup,
 ): Promise<void> {
-  const { region } = device;
-  const memory = {
+  const regions = device.regions.map((region) => ({
     guestPhysAddr: region.address,
     memorySize: BigInt(region.size),
     userspaceAddr: region.address,
     mmapOffset: 0n,
     fd: region.fd,
-  };
+  }));
   if ((negotiated.protocolFeatures & VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) !== 0n) {
     // A back-end with memory slots takes regions one at a time, as QEMU hands them over.
     const slots = await connection.query(R.GET_MAX_MEM_SLOTS, undefined);
-    if (slots < 1n) {
-      throw protocolError('no-free-slot', `the back-end has ${slots} memory slots`);
+    if (slots < BigInt(regions.length)) {
+      throw protocolError(
+        'no-free-slot',
+        `the back-end has ${slots} memory slots for ${regions.length} regions`,
+      );
     }
-    await connection.command(R.ADD_MEM_REG, memory);
+    for (const memory of regions) await connection.command(R.ADD_MEM_REG, memory);
   } else {
-    await connection.command(R.SET_MEM_TABLE, { regions: [memory] });
+    await connection.command(R.SET_MEM_TABLE, { regions });
   }
   for (const ring of device.vrings) {
     await connection.command(R.SET_VRING_NUM, { index: ring.index, num: ring.size });

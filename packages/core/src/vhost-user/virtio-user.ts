@@ -25,7 +25,9 @@ import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_VERSION_1,
+  VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
 } from './features.js';
@@ -82,6 +84,19 @@ export interface VirtioUserOptions
    * (default false).
    */
   memorySlots?: boolean;
+  /**
+   * Ask for VIRTIO_F_IN_ORDER (default true; used only if offered, as DPDK's net_vhost
+   * does): descriptors go out in ring order, and the back-end may return a batch of them
+   * with one used entry.
+   */
+  inOrder?: boolean;
+  /**
+   * Queue pairs to drive, 1 to {@link VIRTIO_USER_MAX_QUEUE_PAIRS} (default 1). More than
+   * one needs a back-end that offers VIRTIO_NET_F_MQ and reports at least as many pairs
+   * through GET_QUEUE_NUM (DPDK: `net_vhost,…,queues=N`); all of them are enabled. Each pair
+   * has its own memory region, rings and eventfds: see {@link VirtioUser.queuePair}.
+   */
+  queuePairs?: number;
   /** Notification policy of the data path (see {@link NotificationMode}). */
   notification?: NotificationMode;
   /** Spin budget in µs (see `EndpointOptions.spinMicros`). */
@@ -129,7 +144,27 @@ const SUPPORTED_FEATURES =
   VIRTIO_F_VERSION_1 |
   VHOST_USER_F_PROTOCOL_FEATURES |
   VIRTIO_NET_F_MRG_RXBUF |
-  VIRTIO_RING_F_EVENT_IDX;
+  VIRTIO_RING_F_EVENT_IDX |
+  VIRTIO_F_IN_ORDER;
+
+/**
+ * Most queue pairs a {@link VirtioUser} drives: each pair is one memory region, and a
+ * vhost-user memory table holds 8 (DPDK's back-end takes no more).
+ * @public
+ */
+export const VIRTIO_USER_MAX_QUEUE_PAIRS = 8;
+
+/** The `queuePairs` option, checked. */
+function queuePairCount(options: VirtioUserOptions): number {
+  const count = options.queuePairs ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > VIRTIO_USER_MAX_QUEUE_PAIRS) {
+    throw new VringError(
+      'ERR_VRING_INVALID_ARGUMENT',
+      `queuePairs must be an integer in [1, ${VIRTIO_USER_MAX_QUEUE_PAIRS}], got ${count}`,
+    );
+  }
+  return count;
+}
 
 // Errors after which trying another connection cannot help: the rings cannot change mode,
 // and a broken ring or a bad option stays so.
@@ -209,7 +244,9 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
    */
   readonly closed: Promise<VringError | undefined>;
 
+  /** Queue pair 0, which the data-path methods of the VirtioUser itself drive. */
   readonly #queuePair: DriverQueuePair;
+  readonly #queuePairs: readonly DriverQueuePair[];
   readonly #source: ConnectionSource;
   #negotiated: NegotiatedFeatures;
   readonly #options: VirtioUserOptions;
@@ -225,7 +262,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     path: string,
     options: VirtioUserOptions,
     source: ConnectionSource,
-    queuePair: DriverQueuePair,
+    queuePairs: readonly DriverQueuePair[],
     socket: FdSocket,
     negotiated: NegotiatedFeatures,
   ) {
@@ -233,15 +270,18 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     this.server = options.server ?? false;
     this.#options = options;
     this.#source = source;
-    this.#queuePair = queuePair;
+    this.#queuePair = queuePairs[0]!;
+    this.#queuePairs = queuePairs;
     this.#socket = socket;
     this.#negotiated = negotiated;
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    queuePair.closed.then((error) => {
-      if (error) this.#fail(error);
-    });
+    for (const queuePair of queuePairs) {
+      queuePair.closed.then((error) => {
+        if (error) this.#fail(error);
+      });
+    }
     void this.#supervise(socket);
   }
 
@@ -257,6 +297,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
   static async open(path: string, options: VirtioUserOptions = {}): Promise<VirtioUser> {
     // Checked before any connection: a bad option must not cost a back-end a handshake.
     notificationPolicy(options);
+    const pairCount = queuePairCount(options);
     const timeouts = replyTimeouts(options);
     const source = new ConnectionSource(
       path,
@@ -265,11 +306,14 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
       options,
     );
     const wanted =
-      SUPPORTED_FEATURES &
-      ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
-      ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n);
+      (SUPPORTED_FEATURES &
+        ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
+        ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n) &
+        ~(options.inOrder === false ? VIRTIO_F_IN_ORDER : 0n)) |
+      (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
+    const required = VIRTIO_F_VERSION_1 | (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
     const signal = options.signal ?? new AbortController().signal;
-    let queuePair: DriverQueuePair | undefined;
+    let queuePairs: DriverQueuePair[] | undefined;
     let fixed: bigint | undefined;
     let inflight: InflightArea | undefined;
     try {
@@ -279,26 +323,39 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
           const connection = new FrontendConnection(socket, timeouts, signal);
           const negotiated = await negotiateFeatures(connection, {
             wanted,
-            required: VIRTIO_F_VERSION_1,
+            required,
             fixed,
             extraProtocol: extraProtocol(options),
+            queuePairs: pairCount,
           });
           fixed = negotiated.features;
-          queuePair ??= DriverQueuePair.createForVhostUser({
-            queueSize: options.queueSize,
-            bufferSize: options.bufferSize,
-            maxMessage: options.maxMessage ?? 9216,
-            mergeable: (negotiated.features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
-            eventIdx: (negotiated.features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
-            notification: options.notification,
-            spinMicros: options.spinMicros,
-            // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
-            // cannot express for an object built from optional inputs.
-          } as Parameters<typeof DriverQueuePair.createForVhostUser>[0]);
-          const queueSize = queuePair.share().descriptor.queueSize;
-          inflight = await exchangeInflight(connection, negotiated, inflight, 2, queueSize);
-          await configureDevice(connection, negotiated, deviceSetup(queuePair));
-          const user = new VirtioUser(path, options, source, queuePair, socket, negotiated);
+          queuePairs ??= [];
+          while (queuePairs.length < pairCount) {
+            queuePairs.push(
+              DriverQueuePair.createForVhostUser({
+                queueSize: options.queueSize,
+                bufferSize: options.bufferSize,
+                maxMessage: options.maxMessage ?? 9216,
+                mergeable: (negotiated.features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
+                eventIdx: (negotiated.features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
+                inOrder: (negotiated.features & VIRTIO_F_IN_ORDER) !== 0n,
+                notification: options.notification,
+                spinMicros: options.spinMicros,
+                // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
+                // cannot express for an object built from optional inputs.
+              } as Parameters<typeof DriverQueuePair.createForVhostUser>[0]),
+            );
+          }
+          const queueSize = queuePairs[0]!.share().descriptor.queueSize;
+          inflight = await exchangeInflight(
+            connection,
+            negotiated,
+            inflight,
+            2 * pairCount,
+            queueSize,
+          );
+          await configureDevice(connection, negotiated, deviceSetup(queuePairs));
+          const user = new VirtioUser(path, options, source, queuePairs, socket, negotiated);
           user.#inflight = inflight;
           user.#emit({ type: 'connected', ...negotiated, connection: 1 });
           return user;
@@ -309,7 +366,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
         }
       }
     } catch (error) {
-      queuePair?.close();
+      for (const queuePair of queuePairs ?? []) queuePair.close();
       source.close();
       closeFds(inflight?.fd === undefined ? [] : [inflight.fd]);
       throw error;
@@ -339,6 +396,31 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
   /** Handshakes completed so far (1 after open; +1 per reconnect). */
   get connections(): number {
     return this.#connections;
+  }
+
+  /** How many queue pairs this device drives (the `queuePairs` option). */
+  get queuePairs(): number {
+    return this.#queuePairs.length;
+  }
+
+  /**
+   * Queue pair `index` (virtio-net receiveq/transmitq `index + 1`, vrings `2·index` and
+   * `2·index + 1`), for traffic of its own: a back-end keeps the pairs apart (DPDK's
+   * net_vhost maps them to its ethdev queues `index`). Pair 0 is the one the VirtioUser's
+   * own send and receive methods drive. The pair is owned by the VirtioUser: it survives
+   * reconnects with it and is closed by {@link VirtioUser.close}; do not close it yourself.
+   * @throws VringError `ERR_VRING_INVALID_ARGUMENT` when `index` is not below
+   * {@link VirtioUser.queuePairs}.
+   */
+  queuePair(index: number): QueuePairEnd {
+    const pair = Number.isInteger(index) ? this.#queuePairs[index] : undefined;
+    if (!pair) {
+      throw new VringError(
+        'ERR_VRING_INVALID_ARGUMENT',
+        `queue pair ${index} does not exist: this VirtioUser drives ${this.#queuePairs.length}`,
+      );
+    }
+    return pair;
   }
 
   /** Largest frame, in bytes. */
@@ -518,16 +600,17 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             required: VIRTIO_F_VERSION_1,
             fixed: this.#negotiated.features,
             extraProtocol: extraProtocol(this.#options),
+            queuePairs: this.#queuePairs.length,
           });
           const queueSize = this.#queuePair.share().descriptor.queueSize;
           this.#inflight = await exchangeInflight(
             connection,
             negotiated,
             this.#inflight,
-            2,
+            2 * this.#queuePairs.length,
             queueSize,
           );
-          await configureDevice(connection, negotiated, deviceSetup(this.#queuePair));
+          await configureDevice(connection, negotiated, deviceSetup(this.#queuePairs));
           if (this.#done) {
             next.close();
             return;
@@ -566,8 +649,10 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     this.#socket?.close();
     this.#socket = undefined;
     this.#source.close();
-    if (error) this.#queuePair.destroy(error);
-    else this.#queuePair.close();
+    for (const queuePair of this.#queuePairs) {
+      if (error) queuePair.destroy(error);
+      else queuePair.close();
+    }
     if (this.#inflight?.fd !== undefined) closeFds([this.#inflight.fd]);
     this.#inflight = undefined;
     this.#resolveClosed(error);
@@ -575,32 +660,38 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
 }
 
 /**
- * The rings as the device must see them now. The base of each split vring is the device's
- * own used index read from our memory: everything before it was consumed and returned, so
- * a new back-end resumes exactly there (DPDK's back-end resynchronises from used->idx
- * anyway; other back-ends take the base as given). The old back-end is gone when this runs,
- * so the index is stable.
+ * The rings as the device must see them now: pair k's receive and transmit vrings are 2k and
+ * 2k + 1, each pair in its own region. The base of each split vring is the device's own used
+ * index read from our memory: everything before it was consumed and returned, so a new
+ * back-end resumes exactly there (DPDK's back-end resynchronises from used->idx anyway;
+ * other back-ends take the base as given). The old back-end is gone when this runs, so the
+ * index is stable.
  */
-function deviceSetup(queuePair: DriverQueuePair): DeviceSetup {
-  const { descriptor } = queuePair.share();
-  const { kick, call } = queuePair.vringFds();
-  const region = queuePair.region;
-  const base = region.address;
-  const rings = [descriptor.rx, descriptor.tx];
+function deviceSetup(queuePairs: readonly DriverQueuePair[]): DeviceSetup {
   return {
-    region: { fd: region.fd, address: base, size: region.size },
-    vrings: rings.map((ring, index) => {
-      const used = BigInt(ring.used);
-      return {
-        index,
-        size: descriptor.queueSize,
-        base: region.read(Number(used - base) + 2, 2).readUInt16LE(0),
-        desc: BigInt(ring.desc),
-        avail: BigInt(ring.avail),
-        used,
-        kickFd: kick[index]!,
-        callFd: call[index]!,
-      };
+    regions: queuePairs.map(({ region }) => ({
+      fd: region.fd,
+      address: region.address,
+      size: region.size,
+    })),
+    vrings: queuePairs.flatMap((queuePair, pairIndex) => {
+      const { descriptor } = queuePair.share();
+      const { kick, call } = queuePair.vringFds();
+      const region = queuePair.region;
+      const rings = [descriptor.rx, descriptor.tx];
+      return rings.map((ring, i) => {
+        const used = BigInt(ring.used);
+        return {
+          index: 2 * pairIndex + i,
+          size: descriptor.queueSize,
+          base: region.read(Number(used - region.address) + 2, 2).readUInt16LE(0),
+          desc: BigInt(ring.desc),
+          avail: BigInt(ring.avail),
+          used,
+          kickFd: kick[i]!,
+          callFd: call[i]!,
+        };
+      });
     }),
   };
 }
