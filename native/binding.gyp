@@ -11,6 +11,8 @@
         "src/spin_wait.cc",
         "src/driver_queue.cc",
         "src/device_queue.cc",
+        "src/packed_driver_queue.cc",
+        "src/packed_device_queue.cc",
         "src/driver_queue_pair.cc",
         "src/span_allocator.cc",
         "src/device_queue_pair.cc",
