@@ -27,6 +27,7 @@ QueuePairConfig ArgConfig(Napi::Env env, const Napi::Value& v) {
   c.max_message = ArgU32(env, o.Get("maxMessage"), "maxMessage");
   c.event_idx = ArgOptionalBool(env, o.Get("eventIdx"), "eventIdx", false);
   c.mergeable = ArgOptionalBool(env, o.Get("mergeable"), "mergeable", false);
+  c.packed = ArgOptionalBool(env, o.Get("packed"), "packed", false);
   return c;
 }
 

@@ -19,7 +19,7 @@
 #include <optional>
 #include <vector>
 
-#include "vring/driver_queue.h"
+#include "vring/driver_virtqueue.h"
 #include "vring/event_fd.h"
 #include "vring/in_place.h"
 #include "vring/port_stats.h"
@@ -100,7 +100,7 @@ class DriverQueuePair {
   uint8_t* At(uint64_t offset) const { return mapping_->data() + offset_ + offset; }
   void Kick(std::optional<EventFd>& fd);
   // Publishes what was queued on `queue` and kicks the device if it asked.
-  void Publish(DriverQueue& queue, std::optional<EventFd>& kick);
+  void Publish(DriverVirtqueue& queue, std::optional<EventFd>& kick);
   void ReclaimTransmitted();
   // Posts the next buffer in address order (it must be free).
   void PostReceiveBuffer();
@@ -125,8 +125,8 @@ class DriverQueuePair {
   QueuePairConfig config_;
   QueuePairLayout layout_;
   uint64_t publish_slice_;  // PublishSliceBytes(config_)
-  DriverQueue rx_;
-  DriverQueue tx_;
+  DriverVirtqueue rx_;
+  DriverVirtqueue tx_;
   std::optional<EventFd> rx_kick_;
   std::optional<EventFd> tx_kick_;
   std::vector<UsedChain> peeked_;

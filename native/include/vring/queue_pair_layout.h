@@ -12,8 +12,11 @@ struct QueuePairConfig {
   uint32_t max_message = 65536;  // largest payload either side may send
   bool event_idx = true;         // VIRTIO_RING_F_EVENT_IDX
   bool mergeable = true;         // VIRTIO_NET_F_MRG_RXBUF: a message may span receive buffers
+  bool packed = false;           // VIRTIO_F_RING_PACKED: packed rings instead of split ones
 };
 
+// For a packed ring: desc = the descriptor ring, avail = the driver area (driver event
+// suppression), used = the device area (device event suppression), as in SET_VRING_ADDR.
 struct RingAddresses {
   uint64_t desc = 0;
   uint64_t avail = 0;
