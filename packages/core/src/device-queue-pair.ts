@@ -51,6 +51,8 @@ export interface VhostUserQueuePairState {
   maxMessage: number;
   eventIdx: boolean;
   mergeable: boolean;
+  /** VIRTIO_F_RING_PACKED: packed rings; the bases are then slot | wrap counter << 15. */
+  packed: boolean;
   rxBase: number;
   txBase: number;
   /** Kick eventfds; `undefined` = the driver never kicks (the end then polls). */
@@ -129,6 +131,7 @@ export class DeviceQueuePair extends QueuePairEnd {
           maxMessage: state.maxMessage,
           eventIdx: state.eventIdx,
           mergeable: state.mergeable,
+          packed: state.packed,
         },
         state.rxBase,
         state.txBase,

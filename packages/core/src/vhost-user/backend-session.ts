@@ -24,6 +24,7 @@ import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_STATUS,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
@@ -220,7 +221,10 @@ export class VhostUserSession {
     let message: VhostUserRequestMessage;
     let reply: Buffer | undefined;
     try {
-      message = decodeRequest(frame, fds, { maxVrings: VRINGS });
+      message = decodeRequest(frame, fds, {
+        maxVrings: VRINGS,
+        ringPacked: ((this.#features ?? 0n) & VIRTIO_F_RING_PACKED) !== 0n,
+      });
       try {
         reply = this.#apply(message);
       } catch (error) {
@@ -403,8 +407,9 @@ export class VhostUserSession {
           maxMessage: this.#options.maxFrame,
           eventIdx: (features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
           mergeable: (features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
-          rxBase: resyncBase(memory, rx),
-          txBase: resyncBase(memory, tx),
+          packed: (features & VIRTIO_F_RING_PACKED) !== 0n,
+          rxBase: resyncBase(memory, rx, features),
+          txBase: resyncBase(memory, tx, features),
           rxKickFd: rx.kickFd,
           txKickFd: tx.kickFd,
           rxCallFd: rx.callFd,
@@ -476,6 +481,9 @@ function checkRingInMemory(memory: MappedMemory, address: bigint, what: string):
  * complete every chain we take, so it equals our last avail index. (used->flags left by a
  * killed back-end is reset by the native device queue.)
  */
-function resyncBase(memory: MappedMemory, ring: RingSetup): number {
+function resyncBase(memory: MappedMemory, ring: RingSetup, features: bigint): number {
+  // A packed ring has no used index to read back: its base (slot and wrap counter) is
+  // taken as given, and used descriptors start there too.
+  if ((features & VIRTIO_F_RING_PACKED) !== 0n) return ring.base;
   return memory.usedIndex(ring.addr!.used) ?? ring.base;
 }
