@@ -333,6 +333,8 @@ Napi::Value QueuePairWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info)
   o.Set("rx", RingToJs(env, pair.rx_addresses()));
   o.Set("tx", RingToJs(env, pair.tx_addresses()));
   o.Set("bytes", Napi::Number::New(env, static_cast<double>(pair.layout().total_bytes)));
+  o.Set("rxResumeBase", Napi::Number::New(env, pair.rx_resume_base()));
+  o.Set("txResumeBase", Napi::Number::New(env, pair.tx_resume_base()));
   return o;
 }
 

@@ -72,13 +72,16 @@ void PackedDriverQueue::Scan() {
     if (chain_len_[d.id] == 0 || !in_flight_[d.id]) {
       MarkBroken("used-id-not-outstanding", "used id " + std::to_string(d.id) + " is not an outstanding chain");
     }
-    if (d.len > writable_len_[d.id]) {
+    // A chain the device only reads has nothing to report, and DPDK's back-end leaves the
+    // driver's own length in such used descriptors: ignored, not trusted.
+    const uint32_t len = writable_len_[d.id] == 0 ? 0 : d.len;
+    if (len > writable_len_[d.id]) {
       MarkBroken("used-len-too-large", "used len " + std::to_string(d.len) + " exceeds the " +
                                            std::to_string(writable_len_[d.id]) + " writable bytes of chain " +
                                            std::to_string(d.id));
     }
     in_flight_[d.id] = 0;
-    seen_[(seen_first_ + seen_count_) % ring_.size] = UsedChain{d.id, d.len, chain_len_[d.id]};
+    seen_[(seen_first_ + seen_count_) % ring_.size] = UsedChain{d.id, len, chain_len_[d.id]};
     ++seen_count_;
     // The device writes one used descriptor per chain and skips the rest of its slots.
     scan_.Advance(chain_len_[d.id], ring_.size);

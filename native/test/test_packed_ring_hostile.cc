@@ -223,6 +223,18 @@ TEST(packed_driver_rejects_a_used_length_beyond_the_writable_buffers) {
   EXPECT_BAD_RING(f.driver->PopUsed(&u), "used-len-too-large");
 }
 
+TEST(packed_driver_ignores_the_length_of_a_used_chain_it_only_gave_to_read) {
+  // DPDK's back-end leaves the descriptor's original length in a used transmit descriptor.
+  PackedRingFixture f(4, false);
+  const int id = f.AddChain(2, 2, 64);
+  f.driver->Publish();
+  f.ReturnAt(0, true, static_cast<uint16_t>(id), 128);
+  UsedChain u;
+  EXPECT(f.driver->PopUsed(&u));
+  EXPECT_EQ(u.len, 0u);
+  EXPECT(!f.driver->broken());
+}
+
 TEST(packed_driver_takes_nothing_with_wrong_wrap_bits) {
   PackedRingFixture f(4, false);
   const int id = f.AddChain(1, 0, 64);

@@ -90,6 +90,9 @@ class DriverQueuePair {
   void DisarmSend() { tx_.DisableInterrupts(); }
 
   bool broken() const { return rx_.broken() || tx_.broken(); }
+  // Packed rings: the ring base a new device resumes each queue from.
+  uint16_t rx_resume_base() const { return rx_.resume_base(); }
+  uint16_t tx_resume_base() const { return tx_.resume_base(); }
   const PortStats& stats() const { return stats_; }
 
  private:

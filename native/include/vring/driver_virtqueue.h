@@ -37,6 +37,9 @@ class DriverVirtqueue {
   bool EnableInterruptsDelayed(uint32_t count) {
     return packed_ ? packed_->EnableInterruptsDelayed(count) : split_->EnableInterruptsDelayed(count);
   }
+  // Packed only: the ring base a new device resumes from (see PackedDriverQueue). A split
+  // ring's device resumes from the used index in shared memory instead.
+  uint16_t resume_base() const { return packed_ ? packed_->resume_base() : 0; }
   uint32_t outstanding() const { return packed_ ? packed_->outstanding() : split_->outstanding(); }
   [[noreturn]] void MarkBroken(const char* reason, const std::string& message) {
     if (packed_) packed_->MarkBroken(reason, message);

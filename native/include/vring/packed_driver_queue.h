@@ -61,6 +61,9 @@ class PackedDriverQueue {
   // Next slot to fill and the next slot to read a used descriptor from, as ring bases.
   uint16_t avail_idx() const { return avail_.Encoded(); }
   uint16_t last_used_idx() const { return used_.Encoded(); }
+  // Where a new device resumes (its vhost-user ring base): the first slot not yet seen used,
+  // so it takes every chain the old device had not returned.
+  uint16_t resume_base() const { return scan_.Encoded(); }
 
   [[noreturn]] void MarkBroken(const char* reason, const std::string& message);
 

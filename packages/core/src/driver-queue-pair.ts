@@ -22,6 +22,8 @@ interface NativeDriverInfo {
   rx: { desc: bigint; avail: bigint; used: bigint };
   tx: { desc: bigint; avail: bigint; used: bigint };
   bytes: number;
+  rxResumeBase: number;
+  txResumeBase: number;
 }
 
 interface NativeDriverClass {
@@ -99,7 +101,7 @@ export class DriverQueuePair extends QueuePairEnd {
 
   /** Creates the region, both rings (receive buffers posted) and the kick/call eventfds. */
   static create(options: QueuePairOptions = {}): DriverQueuePair {
-    return DriverQueuePair.#build(options, true, options.eventIdx ?? true, false);
+    return DriverQueuePair.#build(options, true, options.eventIdx ?? true, false, false);
   }
 
   /**
@@ -107,13 +109,19 @@ export class DriverQueuePair extends QueuePairEnd {
    * eventfd, as SET_VRING_KICK is per vring, and mergeable receive buffers and EVENT_IDX
    * follow what the back-end negotiated instead of being always on. Without mergeable
    * buffers every buffer must hold a whole frame plus the 12-byte header, so `bufferSize`
-   * is raised to fit `maxMessage`.
+   * is raised to fit `maxMessage`. `packed` lays both queues out as packed rings.
    * @internal
    */
   static createForVhostUser(
-    options: QueuePairOptions & { mergeable: boolean; eventIdx: boolean },
+    options: QueuePairOptions & { mergeable: boolean; eventIdx: boolean; packed: boolean },
   ): DriverQueuePair {
-    return DriverQueuePair.#build(options, options.mergeable, options.eventIdx, true);
+    return DriverQueuePair.#build(
+      options,
+      options.mergeable,
+      options.eventIdx,
+      true,
+      options.packed,
+    );
   }
 
   static #build(
@@ -121,6 +129,7 @@ export class DriverQueuePair extends QueuePairEnd {
     mergeable: boolean,
     eventIdx: boolean,
     kickPerVring: boolean,
+    packed: boolean,
   ): DriverQueuePair {
     notificationPolicy(options);
     const maxMessage = options.maxMessage ?? 65536;
@@ -133,7 +142,7 @@ export class DriverQueuePair extends QueuePairEnd {
       maxMessage,
       eventIdx,
     };
-    const nativeConfig = { ...config, mergeable };
+    const nativeConfig = { ...config, mergeable, packed };
     const bytes = requiredBytes(nativeConfig);
     const region = SharedRegion.create(bytes, { name: 'vring-queue-pair' });
     const cleanup: Array<{ close(): void }> = [region];
@@ -157,6 +166,16 @@ export class DriverQueuePair extends QueuePairEnd {
       for (const r of cleanup) r.close();
       throw error;
     }
+  }
+
+  /**
+   * Packed rings only: the ring base (slot | wrap counter << 15) a new back-end resumes each
+   * queue from, the first slot not yet returned used.
+   * @internal
+   */
+  resumeBases(): { rx: number; tx: number } {
+    const info = (this.handle as NativeQueuePairEnd & { info(): NativeDriverInfo }).info();
+    return { rx: info.rxResumeBase, tx: info.txResumeBase };
   }
 
   /**

@@ -23,6 +23,7 @@ import { ReconnectBackoff, type ReconnectOptions } from '../reconnect-backoff.js
 import { ConnectionSource } from './connection-source.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
@@ -63,6 +64,11 @@ export interface VirtioUserOptions
   mergeable?: boolean;
   /** Ask for EVENT_IDX notification suppression (default true; used only if offered). */
   eventIdx?: boolean;
+  /**
+   * Ask for packed virtqueues, VIRTIO_F_RING_PACKED (default false: split rings). Used only if
+   * the back-end offers them (DPDK's `net_vhost` does); otherwise the rings stay split.
+   */
+  packedRings?: boolean;
   /** Notification policy of the data path (see {@link NotificationMode}). */
   notification?: NotificationMode;
   /** Spin budget in µs (see `EndpointOptions.spinMicros`). */
@@ -234,9 +240,10 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
       options,
     );
     const wanted =
-      SUPPORTED_FEATURES &
-      ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
-      ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n);
+      (SUPPORTED_FEATURES &
+        ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
+        ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n)) |
+      (options.packedRings ? VIRTIO_F_RING_PACKED : 0n);
     const signal = options.signal ?? new AbortController().signal;
     let queuePair: DriverQueuePair | undefined;
     let fixed: bigint | undefined;
@@ -257,12 +264,17 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             maxMessage: options.maxMessage ?? 9216,
             mergeable: (negotiated.features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
             eventIdx: (negotiated.features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
+            packed: isPacked(negotiated.features),
             notification: options.notification,
             spinMicros: options.spinMicros,
             // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
             // cannot express for an object built from optional inputs.
           } as Parameters<typeof DriverQueuePair.createForVhostUser>[0]);
-          await configureDevice(connection, negotiated, deviceSetup(queuePair));
+          await configureDevice(
+            connection,
+            negotiated,
+            deviceSetup(queuePair, isPacked(negotiated.features)),
+          );
           const user = new VirtioUser(path, options, source, queuePair, socket, negotiated);
           user.#emit({ type: 'connected', ...negotiated, connection: 1 });
           return user;
@@ -481,7 +493,11 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             required: VIRTIO_F_VERSION_1,
             fixed: this.#negotiated.features,
           });
-          await configureDevice(connection, negotiated, deviceSetup(this.#queuePair));
+          await configureDevice(
+            connection,
+            negotiated,
+            deviceSetup(this.#queuePair, isPacked(negotiated.features)),
+          );
           if (this.#done) {
             next.close();
             return;
@@ -526,19 +542,25 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
   }
 }
 
+function isPacked(features: bigint): boolean {
+  return (features & VIRTIO_F_RING_PACKED) !== 0n;
+}
+
 /**
  * The rings as the device must see them now. The base of each split vring is the device's
  * own used index read from our memory: everything before it was consumed and returned, so
  * a new back-end resumes exactly there (DPDK's back-end resynchronises from used->idx
  * anyway; other back-ends take the base as given). The old back-end is gone when this runs,
- * so the index is stable.
+ * so the index is stable. A packed ring has no used index: its base is the first slot the old
+ * back-end had not returned, with the wrap counter in bit 15 (0x8000 for a new ring).
  */
-function deviceSetup(queuePair: DriverQueuePair): DeviceSetup {
+function deviceSetup(queuePair: DriverQueuePair, packed: boolean): DeviceSetup {
   const { descriptor } = queuePair.share();
   const { kick, call } = queuePair.vringFds();
   const region = queuePair.region;
   const base = region.address;
   const rings = [descriptor.rx, descriptor.tx];
+  const resume = packed ? queuePair.resumeBases() : undefined;
   return {
     region: { fd: region.fd, address: base, size: region.size },
     vrings: rings.map((ring, index) => {
@@ -546,7 +568,11 @@ function deviceSetup(queuePair: DriverQueuePair): DeviceSetup {
       return {
         index,
         size: descriptor.queueSize,
-        base: region.read(Number(used - base) + 2, 2).readUInt16LE(0),
+        base: resume
+          ? index === 0
+            ? resume.rx
+            : resume.tx
+          : region.read(Number(used - base) + 2, 2).readUInt16LE(0),
         desc: BigInt(ring.desc),
         avail: BigInt(ring.avail),
         used,
