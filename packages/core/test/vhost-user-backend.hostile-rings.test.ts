@@ -51,15 +51,24 @@ class IndirectClient extends RawVhostUserClient {
   }
 }
 
-async function attach(h: Harness) {
+/** Hands `driver` to the backend through `client` and waits for its live port. */
+async function attachWith(
+  h: Harness,
+  driver: DriverQueuePair,
+  client: RawVhostUserClient,
+  feature: bigint,
+) {
   const before = h.ports.length;
-  const driver = createDriver({ queueSize: QUEUE_SIZE });
-  const client = new IndirectClient(h.path);
   await dpdkHandshake(client, driver);
   await until(() => h.ports.length > before && h.ports[h.ports.length - 1]!.live, 'a live port');
   const port = h.ports[h.ports.length - 1]!;
-  assert.is.not(port.features! & VIRTIO_RING_F_INDIRECT_DESC, 0n, 'INDIRECT_DESC negotiated');
+  assert.is.not(port.features! & feature, 0n, `feature 0x${feature.toString(16)} negotiated`);
   return { driver, client, port };
+}
+
+function attach(h: Harness) {
+  const driver = createDriver({ queueSize: QUEUE_SIZE });
+  return attachWith(h, driver, new IndirectClient(h.path), VIRTIO_RING_F_INDIRECT_DESC);
 }
 
 /** A descriptor as the driver writes it: addr is an absolute guest address. */
@@ -487,8 +496,7 @@ class PackedClient extends IndirectClient {
   }
 }
 
-async function attachPacked(h: Harness) {
-  const before = h.ports.length;
+function attachPacked(h: Harness) {
   const driver = DriverQueuePair.createForVhostUser({
     queueSize: QUEUE_SIZE,
     bufferSize: 2048,
@@ -499,11 +507,7 @@ async function attachPacked(h: Harness) {
     notification: 'event',
   });
   const client = new PackedClient(h.path, driver.vringFds().kick);
-  await dpdkHandshake(client, driver);
-  await until(() => h.ports.length > before && h.ports[h.ports.length - 1]!.live, 'a live port');
-  const port = h.ports[h.ports.length - 1]!;
-  assert.is.not(port.features! & VIRTIO_F_RING_PACKED, 0n, 'RING_PACKED negotiated');
-  return { driver, client, port };
+  return attachWith(h, driver, client, VIRTIO_F_RING_PACKED);
 }
 
 /** A packed descriptor: addr, len, buffer id, flags (AVAIL/USED bits included). */
