@@ -12,6 +12,8 @@
         "src/driver_queue.cc",
         "src/device_queue.cc",
         "src/inflight_log.cc",
+        "src/packed_driver_queue.cc",
+        "src/packed_device_queue.cc",
         "src/driver_queue_pair.cc",
         "src/span_allocator.cc",
         "src/device_queue_pair.cc",

@@ -28,6 +28,7 @@ QueuePairConfig ArgConfig(Napi::Env env, const Napi::Value& v) {
   c.event_idx = ArgOptionalBool(env, o.Get("eventIdx"), "eventIdx", false);
   c.mergeable = ArgOptionalBool(env, o.Get("mergeable"), "mergeable", false);
   c.in_order = ArgOptionalBool(env, o.Get("inOrder"), "inOrder", false);
+  c.packed = ArgOptionalBool(env, o.Get("packed"), "packed", false);
   return c;
 }
 
@@ -345,6 +346,8 @@ Napi::Value QueuePairWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info)
   o.Set("rx", RingToJs(env, pair.rx_addresses()));
   o.Set("tx", RingToJs(env, pair.tx_addresses()));
   o.Set("bytes", Napi::Number::New(env, static_cast<double>(pair.layout().total_bytes)));
+  o.Set("rxResumeBase", Napi::Number::New(env, pair.rx_resume_base()));
+  o.Set("txResumeBase", Napi::Number::New(env, pair.tx_resume_base()));
   return o;
 }
 

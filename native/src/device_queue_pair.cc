@@ -11,6 +11,24 @@ namespace vring {
 
 namespace {
 
+DeviceVirtqueue TranslatePackedRing(const MemoryTable& memory, const RingAddresses& a, const QueuePairConfig& config,
+                                    uint16_t base) {
+  if (!IsValidPackedQueueSize(config.queue_size)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "packed queue size must be between 1 and 32768, got " + std::to_string(config.queue_size));
+  }
+  PackedRingView v;
+  v.size = config.queue_size;
+  v.desc = memory.TranslateUser(a.desc, PackedDescRingBytes(config.queue_size));
+  v.driver_event = memory.TranslateUser(a.avail, kEventSuppressBytes);
+  v.device_event = memory.TranslateUser(a.used, kEventSuppressBytes);
+  if (!v.desc || !v.driver_event || !v.device_event) {
+    throw Error(ErrorCode::kRegionBounds, "a ring of the queue lies outside the shared memory regions");
+  }
+  if (!v.aligned()) throw Error(ErrorCode::kInvalidArgument, "ring addresses are misaligned");
+  return DeviceVirtqueue(v, &memory, config.event_idx, base);
+}
+
 SplitRingView TranslateRing(const MemoryTable& memory, const RingAddresses& a, uint32_t size, bool event_idx) {
   if (!IsValidQueueSize(size)) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -96,8 +114,12 @@ DeviceQueuePair::DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, cons
     : memory_(std::move(memory)),
       config_(config),
       publish_slice_(PublishSliceBytes(config)),
-      rx_(TranslateRing(*memory_, rx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, rx_base),
-      tx_(TranslateRing(*memory_, tx, config.queue_size, config.event_idx), memory_.get(), config.event_idx, tx_base),
+      rx_(config.packed ? TranslatePackedRing(*memory_, rx, config, rx_base)
+                        : DeviceVirtqueue(TranslateRing(*memory_, rx, config.queue_size, config.event_idx),
+                                          memory_.get(), config.event_idx, rx_base)),
+      tx_(config.packed ? TranslatePackedRing(*memory_, tx, config, tx_base)
+                        : DeviceVirtqueue(TranslateRing(*memory_, tx, config.queue_size, config.event_idx),
+                                          memory_.get(), config.event_idx, tx_base)),
       rx_call_(EventFd::AdoptCopyOf(rx_call_fd)),
       tx_call_(EventFd::AdoptCopyOf(tx_call_fd)),
       held_heads_(config.queue_size, 0) {
@@ -112,7 +134,7 @@ void DeviceQueuePair::Call(std::optional<EventFd>& fd) {
   ++stats_.notifications_sent;
 }
 
-void DeviceQueuePair::PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call) {
+void DeviceQueuePair::PublishUsed(DeviceVirtqueue& queue, std::optional<EventFd>& call) {
   queue.PublishUsed();
   if (queue.NeedCall()) Call(call);
 }

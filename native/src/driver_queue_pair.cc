@@ -11,13 +11,21 @@ namespace vring {
 
 namespace {
 
-SplitRingView RingAt(uint8_t* area, const RingAddresses& offsets, uint32_t size) {
+DriverVirtqueue QueueAt(uint8_t* area, const RingAddresses& offsets, const QueuePairConfig& config) {
+  if (config.packed) {
+    PackedRingView v;
+    v.desc = area + offsets.desc;
+    v.driver_event = area + offsets.avail;
+    v.device_event = area + offsets.used;
+    v.size = config.queue_size;
+    return DriverVirtqueue(v, config.event_idx);
+  }
   SplitRingView v;
   v.desc = area + offsets.desc;
   v.avail = area + offsets.avail;
   v.used = area + offsets.used;
-  v.size = size;
-  return v;
+  v.size = config.queue_size;
+  return DriverVirtqueue(v, config.event_idx, config.in_order);
 }
 
 QueuePairLayout CheckedLayout(const std::shared_ptr<Mapping>& mapping, uint64_t offset,
@@ -47,8 +55,8 @@ DriverQueuePair::DriverQueuePair(std::shared_ptr<Mapping> mapping, uint64_t offs
       config_(config),
       layout_(CheckedLayout(mapping_, offset, config)),
       publish_slice_(PublishSliceBytes(config)),
-      rx_(RingAt(mapping_->data() + offset, layout_.rx, config.queue_size), config.event_idx, config.in_order),
-      tx_(RingAt(mapping_->data() + offset, layout_.tx, config.queue_size), config.event_idx, config.in_order),
+      rx_(QueueAt(mapping_->data() + offset, layout_.rx, config)),
+      tx_(QueueAt(mapping_->data() + offset, layout_.tx, config)),
       rx_kick_(EventFd::AdoptCopyOf(rx_kick_fd)),
       tx_kick_(EventFd::AdoptCopyOf(tx_kick_fd)),
       tx_spans_(uint64_t{config.queue_size} * config.buffer_size, config.queue_size, kSpanAlign),
@@ -87,7 +95,7 @@ void DriverQueuePair::PostFreedBuffers() {
   while (buffer_freed_[post_cursor_] && rx_.num_free() > 0) PostReceiveBuffer();
 }
 
-void DriverQueuePair::Publish(DriverQueue& queue, std::optional<EventFd>& kick) {
+void DriverQueuePair::Publish(DriverVirtqueue& queue, std::optional<EventFd>& kick) {
   queue.Publish();
   if (queue.NeedKick()) Kick(kick);
 }

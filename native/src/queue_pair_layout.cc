@@ -3,6 +3,7 @@
 #include <string>
 
 #include "vring/error.h"
+#include "vring/packed_ring.h"
 #include "vring/split_ring.h"
 
 namespace vring {
@@ -42,11 +43,11 @@ QueuePairLayout ComputeQueuePairLayout(const QueuePairConfig& c) {
   uint64_t at = 0;
   for (RingAddresses* r : {&l.rx, &l.tx}) {
     r->desc = at;
-    at = AlignUp(at + DescTableBytes(c.queue_size));
+    at = AlignUp(at + (c.packed ? PackedDescRingBytes(c.queue_size) : DescTableBytes(c.queue_size)));
     r->avail = at;
-    at = AlignUp(at + AvailRingBytes(c.queue_size));
+    at = AlignUp(at + (c.packed ? kEventSuppressBytes : AvailRingBytes(c.queue_size)));
     r->used = at;
-    at = AlignUp(at + UsedRingBytes(c.queue_size));
+    at = AlignUp(at + (c.packed ? kEventSuppressBytes : UsedRingBytes(c.queue_size)));
   }
   l.rx_buffers = at;
   at += uint64_t{c.queue_size} * c.buffer_size;

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "harness.h"
@@ -30,6 +32,9 @@ namespace {
 // both spaces); deliberately not the host address.
 constexpr uint64_t kGuestBase = 0x100000000ull;
 
+// Set while the behaviour tests run again on packed rings (see the last test).
+bool g_packed = false;
+
 QueuePairConfig Config(uint32_t q, uint32_t bs, uint32_t max_message, bool event_idx = true,
                        bool mergeable = true) {
   QueuePairConfig c;
@@ -38,12 +43,16 @@ QueuePairConfig Config(uint32_t q, uint32_t bs, uint32_t max_message, bool event
   c.max_message = max_message;
   c.event_idx = event_idx;
   c.mergeable = mergeable;
+  c.packed = g_packed;
   return c;
 }
 
 struct Fds {
   int rx_kick = -1, tx_kick = -1, rx_call = -1, tx_call = -1;
 };
+
+// A new ring's base: index 0, or for a packed ring slot 0 with wrap counter 1.
+uint16_t Base(const QueuePairConfig& c) { return c.packed ? 0x8000 : 0; }
 
 // Both ends over one guard-paged memfd. `device_config` defaults to the driver's.
 struct Pair {
@@ -64,7 +73,8 @@ struct Pair {
     memory->Add(kGuestBase, kGuestBase, mapping->size(), mapping);
     drv = std::make_unique<DriverQueuePair>(mapping, 0, kGuestBase, c, fds.rx_kick, fds.tx_kick);
     dev = std::make_unique<DeviceQueuePair>(memory, drv->rx_addresses(), drv->tx_addresses(),
-                                            device_config ? *device_config : c, 0, 0, fds.rx_call, fds.tx_call);
+                                            device_config ? *device_config : c, Base(c), Base(c), fds.rx_call,
+                                            fds.tx_call);
   }
 
   uint8_t* At(uint64_t off) const { return mapping->data() + off; }
@@ -1084,4 +1094,56 @@ TEST(queue_pair_driver_armed_behind_messages_the_device_holds_is_called_at_the_f
   EXPECT_EQ(tx_call.Drain(), 1u);
   EXPECT(p.drv->ArmSend(2000));
   p.dev->Release(1);
+}
+
+// The behaviour above, again on packed rings: every test that does not read or write the
+// split ring's own structures (those have packed counterparts in test_packed_ring*.cc).
+TEST(queue_pair_behaviour_is_the_same_on_packed_rings) {
+  g_packed = true;
+  struct Reset {
+    ~Reset() { g_packed = false; }
+  } reset;
+  std::string failed;
+  using Fn = void (*)();
+  const std::pair<const char*, Fn> tests[] = {
+    {"queue_pair_messages_of_edge_sizes_cross_driver_to_device_intact", queue_pair_messages_of_edge_sizes_cross_driver_to_device_intact},
+    {"queue_pair_messages_of_edge_sizes_cross_device_to_driver_intact", queue_pair_messages_of_edge_sizes_cross_device_to_driver_intact},
+    {"queue_pair_a_batch_of_mixed_sizes_arrives_in_order_both_ways", queue_pair_a_batch_of_mixed_sizes_arrives_in_order_both_ways},
+    {"queue_pair_transmitted_message_is_one_descriptor_a_zeroed_net_header_then_the_payload", queue_pair_transmitted_message_is_one_descriptor_a_zeroed_net_header_then_the_payload},
+    {"queue_pair_device_refuses_an_oversized_message_and_sends_nothing_of_the_batch", queue_pair_device_refuses_an_oversized_message_and_sends_nothing_of_the_batch},
+    {"queue_pair_driver_send_returns_a_partial_count_when_the_ring_is_full", queue_pair_driver_send_returns_a_partial_count_when_the_ring_is_full},
+    {"queue_pair_driver_send_stops_at_the_first_message_that_does_not_fit", queue_pair_driver_send_stops_at_the_first_message_that_does_not_fit},
+    {"queue_pair_device_send_returns_a_partial_count_when_receive_buffers_run_out", queue_pair_device_send_returns_a_partial_count_when_receive_buffers_run_out},
+    {"queue_pair_device_waits_for_buffers_for_the_next_message_not_just_any", queue_pair_device_waits_for_buffers_for_the_next_message_not_just_any},
+    {"queue_pair_driver_waits_for_room_for_the_next_message_not_just_any", queue_pair_driver_waits_for_room_for_the_next_message_not_just_any},
+    {"queue_pair_receive_honours_max_count_and_capacity_and_keeps_the_rest", queue_pair_receive_honours_max_count_and_capacity_and_keeps_the_rest},
+    {"queue_pair_wait_with_zero_budget_reports_readiness_without_spinning", queue_pair_wait_with_zero_budget_reports_readiness_without_spinning},
+    {"queue_pair_many_messages_run_across_the_index_wrap", queue_pair_many_messages_run_across_the_index_wrap},
+    {"queue_pair_kicks_and_calls_only_when_the_peer_asked_with_event_idx", queue_pair_kicks_and_calls_only_when_the_peer_asked_with_event_idx},
+    {"queue_pair_kicks_and_calls_only_when_the_peer_asked_without_event_idx", queue_pair_kicks_and_calls_only_when_the_peer_asked_without_event_idx},
+    {"queue_pair_driver_armed_for_send_space_is_called_when_half_the_ring_completes", queue_pair_driver_armed_for_send_space_is_called_when_half_the_ring_completes},
+    {"queue_pair_large_batches_are_handed_over_in_slices_both_ways", queue_pair_large_batches_are_handed_over_in_slices_both_ways},
+    {"queue_pair_stats_count_messages_and_payload_bytes_each_way", queue_pair_stats_count_messages_and_payload_bytes_each_way},
+    {"queue_pair_driver_rejects_num_buffers_zero_or_beyond_the_queue", queue_pair_driver_rejects_num_buffers_zero_or_beyond_the_queue},
+    {"queue_pair_driver_rejects_a_merged_message_larger_than_max_message", queue_pair_driver_rejects_a_merged_message_larger_than_max_message},
+    {"queue_pair_device_rejects_a_transmit_chain_shorter_than_the_header", queue_pair_device_rejects_a_transmit_chain_shorter_than_the_header},
+    {"queue_pair_device_rejects_a_transmit_chain_larger_than_max_message", queue_pair_device_rejects_a_transmit_chain_larger_than_max_message},
+    {"queue_pair_driver_reads_a_large_message_in_place_and_holds_its_buffers_until_released", queue_pair_driver_reads_a_large_message_in_place_and_holds_its_buffers_until_released},
+    {"queue_pair_driver_copies_a_message_that_crosses_the_end_of_the_receive_area", queue_pair_driver_copies_a_message_that_crosses_the_end_of_the_receive_area},
+    {"queue_pair_small_messages_are_copied_and_never_held", queue_pair_small_messages_are_copied_and_never_held},
+    {"queue_pair_driver_writes_a_message_in_place_and_commits_it", queue_pair_driver_writes_a_message_in_place_and_commits_it},
+    {"queue_pair_driver_reserves_nothing_while_the_transmit_area_is_full", queue_pair_driver_reserves_nothing_while_the_transmit_area_is_full},
+    {"queue_pair_driver_keeps_sending_while_the_device_holds_an_older_message_in_place", queue_pair_driver_keeps_sending_while_the_device_holds_an_older_message_in_place},
+    {"queue_pair_driver_armed_behind_messages_the_device_holds_is_called_at_the_first_release", queue_pair_driver_armed_behind_messages_the_device_holds_is_called_at_the_first_release},
+  };
+  for (const auto& t : tests) {
+    try {
+      t.second();
+    } catch (const harness::Failure& f) {
+      failed += std::string(t.first) + ": " + f.message + "\n";
+    } catch (const std::exception& e) {
+      failed += std::string(t.first) + ": " + e.what() + "\n";
+    }
+  }
+  if (!failed.empty()) throw harness::Failure{failed};
 }

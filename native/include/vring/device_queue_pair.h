@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-#include "vring/device_queue.h"
+#include "vring/device_virtqueue.h"
 #include "vring/event_fd.h"
 #include "vring/in_place.h"
 #include "vring/inflight_log.h"
@@ -107,7 +107,7 @@ class DeviceQueuePair {
   // Where the popped chain's `payload` bytes lie as one run of memory, or nullptr.
   const uint8_t* ContiguousPayload(uint64_t payload) const;
   // Publishes the used entries pushed on `queue` and calls the driver if it asked.
-  void PublishUsed(DeviceQueue& queue, std::optional<EventFd>& call);
+  void PublishUsed(DeviceVirtqueue& queue, std::optional<EventFd>& call);
 
   std::shared_ptr<const MemoryTable> memory_;
   // Declared before the queues, which point into them.
@@ -116,8 +116,8 @@ class DeviceQueuePair {
   std::optional<InflightLog> tx_inflight_;
   QueuePairConfig config_;
   uint64_t publish_slice_;  // PublishSliceBytes(config_)
-  DeviceQueue rx_;
-  DeviceQueue tx_;
+  DeviceVirtqueue rx_;
+  DeviceVirtqueue tx_;
   std::optional<EventFd> rx_call_;
   std::optional<EventFd> tx_call_;
   // Chains read in place and not released, oldest first (a ring of queue-size entries).

@@ -19,7 +19,7 @@
 #include <optional>
 #include <vector>
 
-#include "vring/driver_queue.h"
+#include "vring/driver_virtqueue.h"
 #include "vring/event_fd.h"
 #include "vring/in_place.h"
 #include "vring/port_stats.h"
@@ -90,6 +90,9 @@ class DriverQueuePair {
   void DisarmSend() { tx_.DisableInterrupts(); }
 
   bool broken() const { return rx_.broken() || tx_.broken(); }
+  // Packed rings: the ring base a new device resumes each queue from.
+  uint16_t rx_resume_base() const { return rx_.resume_base(); }
+  uint16_t tx_resume_base() const { return tx_.resume_base(); }
   const PortStats& stats() const { return stats_; }
 
  private:
@@ -100,7 +103,7 @@ class DriverQueuePair {
   uint8_t* At(uint64_t offset) const { return mapping_->data() + offset_ + offset; }
   void Kick(std::optional<EventFd>& fd);
   // Publishes what was queued on `queue` and kicks the device if it asked.
-  void Publish(DriverQueue& queue, std::optional<EventFd>& kick);
+  void Publish(DriverVirtqueue& queue, std::optional<EventFd>& kick);
   void ReclaimTransmitted();
   // Posts the next buffer in address order (it must be free).
   void PostReceiveBuffer();
@@ -125,8 +128,8 @@ class DriverQueuePair {
   QueuePairConfig config_;
   QueuePairLayout layout_;
   uint64_t publish_slice_;  // PublishSliceBytes(config_)
-  DriverQueue rx_;
-  DriverQueue tx_;
+  DriverVirtqueue rx_;
+  DriverVirtqueue tx_;
   std::optional<EventFd> rx_kick_;
   std::optional<EventFd> tx_kick_;
   std::vector<UsedChain> peeked_;

@@ -15,8 +15,11 @@ struct QueuePairConfig {
   // VIRTIO_F_IN_ORDER. Driver: ring-order descriptors, batched used entries accepted.
   // Device: chains are returned in the order they came, so no frame is held in place.
   bool in_order = false;
+  bool packed = false;           // VIRTIO_F_RING_PACKED: packed rings instead of split ones
 };
 
+// For a packed ring: desc = the descriptor ring, avail = the driver area (driver event
+// suppression), used = the device area (device event suppression), as in SET_VRING_ADDR.
 struct RingAddresses {
   uint64_t desc = 0;
   uint64_t avail = 0;

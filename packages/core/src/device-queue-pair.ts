@@ -57,6 +57,8 @@ export interface VhostUserQueuePairState {
    * frames are copied instead of held in place.
    */
   inOrder?: boolean;
+  /** VIRTIO_F_RING_PACKED: packed rings; the bases are then slot | wrap counter << 15. */
+  packed: boolean;
   rxBase: number;
   txBase: number;
   /** Kick eventfds; `undefined` = the driver never kicks (the end then polls). */
@@ -143,6 +145,7 @@ export class DeviceQueuePair extends QueuePairEnd {
           eventIdx: state.eventIdx,
           mergeable: state.mergeable,
           inOrder: state.inOrder ?? false,
+          packed: state.packed,
         },
         state.rxBase,
         state.txBase,

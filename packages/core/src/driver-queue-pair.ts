@@ -22,6 +22,8 @@ interface NativeDriverInfo {
   rx: { desc: bigint; avail: bigint; used: bigint };
   tx: { desc: bigint; avail: bigint; used: bigint };
   bytes: number;
+  rxResumeBase: number;
+  txResumeBase: number;
 }
 
 interface NativeDriverClass {
@@ -36,6 +38,17 @@ interface NativeDriverClass {
 }
 
 const NativeDriverQueuePair = native.DriverQueuePair as NativeDriverClass;
+
+/** How the rings of a vhost-user queue pair are used, as negotiated. */
+interface RingFormat {
+  /** VIRTIO_F_IN_ORDER. */
+  readonly inOrder: boolean;
+  /** VIRTIO_F_RING_PACKED. */
+  readonly packed: boolean;
+}
+
+/** Split rings, used out of order: what a queue pair of our own runs. */
+const SPLIT_FORMAT: RingFormat = { inOrder: false, packed: false };
 
 /**
  * The driver (virtio-user frontend) end of a virtio-net queue pair: it owns the shared
@@ -108,19 +121,22 @@ export class DriverQueuePair extends QueuePairEnd {
    * follow what the back-end negotiated instead of being always on. Without mergeable
    * buffers every buffer must hold a whole frame plus the 12-byte header, so `bufferSize`
    * is raised to fit `maxMessage`. With `inOrder` (VIRTIO_F_IN_ORDER) descriptors go out
-   * in ring order and a used entry may stand for a batch of chains.
+   * in ring order and a used entry may stand for a batch of chains; `packed` lays both
+   * queues out as packed rings (VIRTIO_F_RING_PACKED).
    * @internal
    */
   static createForVhostUser(
-    options: QueuePairOptions & { mergeable: boolean; eventIdx: boolean; inOrder?: boolean },
+    options: QueuePairOptions & {
+      mergeable: boolean;
+      eventIdx: boolean;
+      inOrder?: boolean;
+      packed?: boolean;
+    },
   ): DriverQueuePair {
-    return DriverQueuePair.#build(
-      options,
-      options.mergeable,
-      options.eventIdx,
-      true,
-      options.inOrder ?? false,
-    );
+    return DriverQueuePair.#build(options, options.mergeable, options.eventIdx, true, {
+      inOrder: options.inOrder ?? false,
+      packed: options.packed ?? false,
+    });
   }
 
   static #build(
@@ -128,7 +144,7 @@ export class DriverQueuePair extends QueuePairEnd {
     mergeable: boolean,
     eventIdx: boolean,
     kickPerVring: boolean,
-    inOrder = false,
+    format: RingFormat = SPLIT_FORMAT,
   ): DriverQueuePair {
     notificationPolicy(options);
     const maxMessage = options.maxMessage ?? 65536;
@@ -141,7 +157,7 @@ export class DriverQueuePair extends QueuePairEnd {
       maxMessage,
       eventIdx,
     };
-    const nativeConfig = { ...config, mergeable, inOrder };
+    const nativeConfig = { ...config, mergeable, ...format };
     const bytes = requiredBytes(nativeConfig);
     const region = SharedRegion.create(bytes, { name: 'vring-queue-pair' });
     const cleanup: Array<{ close(): void }> = [region];
@@ -165,6 +181,16 @@ export class DriverQueuePair extends QueuePairEnd {
       for (const r of cleanup) r.close();
       throw error;
     }
+  }
+
+  /**
+   * Packed rings only: the ring base (slot | wrap counter << 15) a new back-end resumes each
+   * queue from, the first slot not yet returned used.
+   * @internal
+   */
+  resumeBases(): { rx: number; tx: number } {
+    const info = (this.handle as NativeQueuePairEnd & { info(): NativeDriverInfo }).info();
+    return { rx: info.rxResumeBase, tx: info.txResumeBase };
   }
 
   /**

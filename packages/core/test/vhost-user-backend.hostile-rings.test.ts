@@ -1,8 +1,9 @@
 // VhostUserBackend against front-ends that write hostile rings: descriptor loops, indices out
 // of range, zero-length and out-of-bounds buffers, malformed indirect tables, a readable
 // descriptor after a writable one, chains shorter than the net header and avail->idx jumps
-// (docs/architecture.md#what-a-peer-may-never-do-to-us; packed rings are not covered, the
-// backend does not offer them). Each hostile front-end completes a valid DPDK-style handshake,
+// (docs/architecture.md#what-a-peer-may-never-do-to-us), and on packed rings buffer ids out
+// of range, chains longer than the ring or running into slots not made available, and
+// indirect descriptors inside a chain. Each hostile front-end completes a valid DPDK-style handshake,
 // then writes a broken transmit ring into its own shared memory and kicks it through the real
 // kick eventfd. The backend must report ERR_VRING_BAD_RING with the native reason, close only
 // that connection, keep a healthy front-end echoing exact frames, and release every fd and
@@ -10,10 +11,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { collectGarbage, until } from '../../../test-support/index.js';
-import type { DriverQueuePair } from '../src/driver-queue-pair.js';
+import { DriverQueuePair } from '../src/driver-queue-pair.js';
 import type { VringError } from '../src/errors.js';
 import { EventFd } from '../src/event-fd.js';
-import { VIRTIO_RING_F_INDIRECT_DESC } from '../src/vhost-user/features.js';
+import { VIRTIO_F_RING_PACKED, VIRTIO_RING_F_INDIRECT_DESC } from '../src/vhost-user/features.js';
 import {
   VhostUserRequest as R,
   type ReplyPayload,
@@ -50,15 +51,24 @@ class IndirectClient extends RawVhostUserClient {
   }
 }
 
-async function attach(h: Harness) {
+/** Hands `driver` to the backend through `client` and waits for its live port. */
+async function attachWith(
+  h: Harness,
+  driver: DriverQueuePair,
+  client: RawVhostUserClient,
+  feature: bigint,
+) {
   const before = h.ports.length;
-  const driver = createDriver({ queueSize: QUEUE_SIZE });
-  const client = new IndirectClient(h.path);
   await dpdkHandshake(client, driver);
   await until(() => h.ports.length > before && h.ports[h.ports.length - 1]!.live, 'a live port');
   const port = h.ports[h.ports.length - 1]!;
-  assert.is.not(port.features! & VIRTIO_RING_F_INDIRECT_DESC, 0n, 'INDIRECT_DESC negotiated');
+  assert.is.not(port.features! & feature, 0n, `feature 0x${feature.toString(16)} negotiated`);
   return { driver, client, port };
+}
+
+function attach(h: Harness) {
+  const driver = createDriver({ queueSize: QUEUE_SIZE });
+  return attachWith(h, driver, new IndirectClient(h.path), VIRTIO_RING_F_INDIRECT_DESC);
 }
 
 /** A descriptor as the driver writes it: addr is an absolute guest address. */
@@ -447,6 +457,195 @@ test('~200 hostile connections leave the fd count and memfd mappings where they 
   assert.is(mappingCounts().memfd, memfdBefore, 'memfd mappings back to their starting value');
   assert.is(h.backend.ports.size, 1);
   await roundTrip(healthy.driver, 50, 200_000);
+  healthy.client.close();
+  healthy.driver.close();
+  h.backend.close();
+});
+
+// --- packed rings -------------------------------------------------------------------
+
+const F_AVAIL_WRAP1 = 0x80; // AVAIL = 1, USED = 0: available in the first lap
+
+/**
+ * A DPDK-style front-end asking for packed rings (and INDIRECT_DESC); bases 0x8000, and
+ * each vring's own kick eventfd (a vhost-user queue pair has one per vring).
+ */
+class PackedClient extends IndirectClient {
+  constructor(
+    path: string,
+    private readonly kicks: [number, number],
+  ) {
+    super(path);
+  }
+
+  override request<Q extends SupportedRequest>(
+    request: Q,
+    payload: RequestPayloads[Q],
+    needReply = false,
+  ): Promise<ReplyPayload<Q> | undefined> {
+    let wanted = payload;
+    if (request === R.SET_FEATURES) {
+      wanted = ((payload as bigint) | VIRTIO_F_RING_PACKED) as RequestPayloads[Q];
+    } else if (request === R.SET_VRING_BASE) {
+      wanted = { ...(payload as object), num: 0x8000 } as RequestPayloads[Q];
+    } else if (request === R.SET_VRING_KICK) {
+      const { index } = payload as { index: number };
+      wanted = { index, fd: this.kicks[index]! } as RequestPayloads[Q];
+    }
+    return super.request(request, wanted, needReply);
+  }
+}
+
+function attachPacked(h: Harness) {
+  const driver = DriverQueuePair.createForVhostUser({
+    queueSize: QUEUE_SIZE,
+    bufferSize: 2048,
+    maxMessage: 65535,
+    mergeable: true,
+    eventIdx: true,
+    packed: true,
+    notification: 'event',
+  });
+  const client = new PackedClient(h.path, driver.vringFds().kick);
+  return attachWith(h, driver, client, VIRTIO_F_RING_PACKED);
+}
+
+/** A packed descriptor: addr, len, buffer id, flags (AVAIL/USED bits included). */
+interface PackedDesc {
+  addr: bigint;
+  len: number;
+  id: number;
+  flags: number;
+}
+
+interface PackedCase {
+  name: string;
+  reason: string;
+  /** Descriptors written from slot 0 of the transmit ring (slot 0's flags last). */
+  descs: (l: Layout) => PackedDesc[];
+  extra?: (l: Layout) => { at: bigint; bytes: Buffer };
+}
+
+const avail = (l: Layout, over: Partial<PackedDesc> = {}): PackedDesc => ({
+  addr: l.scratch,
+  len: 64,
+  id: 0,
+  ...over,
+  flags: F_AVAIL_WRAP1 | (over.flags ?? 0),
+});
+
+const packedCases: PackedCase[] = [
+  {
+    name: 'buffer id equal to the queue size',
+    descs: (l) => [avail(l, { id: QUEUE_SIZE })],
+    reason: 'buffer-id-out-of-range',
+  },
+  {
+    name: 'a chain over every slot of the ring',
+    descs: (l) => Array.from({ length: QUEUE_SIZE }, () => avail(l, { flags: F_NEXT })),
+    reason: 'chain-too-long',
+  },
+  {
+    name: 'a chain running into a slot marked for the next lap',
+    descs: (l) => [avail(l, { flags: F_NEXT }), { addr: l.scratch, len: 64, id: 0, flags: 0x8000 }],
+    reason: 'chain-not-available',
+  },
+  {
+    name: 'buffer beyond the end of the region',
+    descs: (l) => [avail(l, { addr: l.guest + BigInt(l.size) - 8n })],
+    reason: 'buffer-out-of-bounds',
+  },
+  {
+    name: 'zero-length descriptor',
+    descs: (l) => [avail(l, { len: 0 })],
+    reason: 'zero-length-descriptor',
+  },
+  {
+    name: 'indirect descriptor inside a chain',
+    descs: (l) => [
+      avail(l, { flags: F_NEXT }),
+      avail(l, { addr: l.scratch + 1024n, len: 32, flags: F_INDIRECT }),
+    ],
+    reason: 'indirect-in-chain',
+  },
+  {
+    name: 'indirect table of 24 bytes',
+    descs: (l) => [avail(l, { addr: l.scratch + 1024n, len: 24, flags: F_INDIRECT })],
+    reason: 'indirect-bad-length',
+  },
+  {
+    name: 'indirect table holding an indirect descriptor',
+    descs: (l) => [avail(l, { addr: l.scratch + 1024n, len: 32, flags: F_INDIRECT })],
+    extra: (l) => ({
+      at: l.scratch + 1024n,
+      bytes: encodePacked([
+        { addr: l.scratch, len: 12, id: 0, flags: 0 },
+        { addr: l.scratch + 1024n, len: 32, id: 0, flags: F_INDIRECT },
+      ]),
+    }),
+    reason: 'nested-indirect',
+  },
+  {
+    name: 'frame shorter than the net header',
+    descs: (l) => [avail(l, { len: 8 })],
+    reason: 'shorter-than-header',
+  },
+];
+
+function encodePacked(descs: readonly PackedDesc[]): Buffer {
+  const out = Buffer.alloc(16 * descs.length);
+  descs.forEach((d, i) => {
+    out.writeBigUInt64LE(d.addr, i * 16);
+    out.writeUInt32LE(d.len, i * 16 + 8);
+    out.writeUInt16LE(d.id, i * 16 + 12);
+    out.writeUInt16LE(d.flags, i * 16 + 14);
+  });
+  return out;
+}
+
+/** Writes `c` into `driver`'s packed transmit ring, slot 0's flags last, and kicks. */
+function writePackedRing(driver: DriverQueuePair, c: PackedCase): void {
+  const { descriptor } = driver.share();
+  const guest = BigInt(descriptor.guestAddress);
+  const size = descriptor.regionSize;
+  const layout: Layout = { guest, size, scratch: guest + BigInt(size - 4096) };
+  const at = (address: bigint) => Number(address - guest);
+  const extra = c.extra?.(layout);
+  if (extra) driver.region.write(at(extra.at), extra.bytes);
+  const bytes = encodePacked(c.descs(layout));
+  const ring = at(BigInt(descriptor.tx.desc));
+  driver.region.write(ring + 16, bytes.subarray(16));
+  driver.region.write(ring, bytes.subarray(0, 14));
+  driver.region.write(ring + 14, bytes.subarray(14, 16)); // publishes the chain
+  const kick = EventFd.fromFd(driver.vringFds().kick[1]);
+  kick.signal();
+  kick.close();
+}
+
+test('every hostile packed ring closes only its own connection with its reason; a healthy packed front-end keeps echoing', async () => {
+  const h = echoBackend(undefined, { packedRings: true });
+  const healthy = await attachPacked(h);
+  let seq = 0;
+  await roundTrip(healthy.driver, 20, seq);
+  for (const c of packedCases) {
+    const errorsBefore = h.errors.length;
+    const { driver, client, port } = await attachPacked(h);
+    try {
+      writePackedRing(driver, c);
+      const closed = await port.closed;
+      assert.is(closed?.code, 'ERR_VRING_BAD_RING', `${c.name}: ${closed?.message}`);
+      assert.is(closed?.reason, c.reason, `${c.name}: ${closed?.message}`);
+      await until(() => h.errors.length > errorsBefore);
+      assert.is(h.errors[h.errors.length - 1]!.port, port, `${c.name}: reported for its port`);
+    } finally {
+      client.close();
+      driver.close();
+    }
+    seq += 20;
+    await roundTrip(healthy.driver, 20, seq);
+    assert.ok(healthy.port.live, `${c.name}: the healthy port is still live`);
+  }
+  assert.is(h.errors.length, packedCases.length, 'one error per hostile connection');
   healthy.client.close();
   healthy.driver.close();
   h.backend.close();

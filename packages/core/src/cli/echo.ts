@@ -8,6 +8,7 @@ import type { VringError } from '../errors.js';
 import type { ListenAccessOptions } from '../peer-access.js';
 import type { PeerLimitOptions } from '../peer-limits.js';
 import { VhostUserBackend } from '../vhost-user/backend.js';
+import type { VhostUserPortOptions } from '../vhost-user/backend-options.js';
 import type { VhostUserPort, VhostUserPortStats } from '../vhost-user/backend-port.js';
 import { stopSignal } from './stop-signal.js';
 
@@ -16,7 +17,10 @@ import { stopSignal } from './stop-signal.js';
  * the memory limit always.
  * @public
  */
-export interface EchoOptions extends ListenAccessOptions, PeerLimitOptions {
+export interface EchoOptions
+  extends ListenAccessOptions,
+    PeerLimitOptions,
+    Pick<VhostUserPortOptions, 'packedRings'> {
   /** Socket path to listen on (or, with `client`, to connect to). */
   socket: string;
   /** Connect to a listening front-end instead of listening. */
@@ -26,11 +30,16 @@ export interface EchoOptions extends ListenAccessOptions, PeerLimitOptions {
 /** Ports kept for the final report after they closed, at most (hostile floods make many). */
 const REPORT_LIMIT = 64;
 
-function formatStats(id: number, stats: VhostUserPortStats, state: string): string {
+function formatStats(
+  id: number,
+  stats: VhostUserPortStats,
+  state: string,
+  features: bigint | undefined,
+): string {
   return (
     `port ${id} (${state}): received ${stats.framesReceived} frames ${stats.bytesReceived} B, ` +
     `sent ${stats.framesSent} frames ${stats.bytesSent} B, dropped ${stats.dropped}, ` +
-    `starts ${stats.starts}`
+    `starts ${stats.starts}, features 0x${(features ?? 0n).toString(16)}`
   );
 }
 
@@ -55,7 +64,12 @@ export async function echoPort(port: VhostUserPort): Promise<void> {
  */
 export async function echo(options: EchoOptions): Promise<number> {
   // Closed ports are remembered by id and counters only, not kept alive.
-  const finished: Array<{ id: number; stats: VhostUserPortStats; error?: VringError }> = [];
+  const finished: Array<{
+    id: number;
+    stats: VhostUserPortStats;
+    features: bigint | undefined;
+    error?: VringError;
+  }> = [];
   const { socket: _socket, ...backendOptions } = options;
   const backend = new VhostUserBackend(options.socket, {
     ...backendOptions,
@@ -66,7 +80,12 @@ export async function echo(options: EchoOptions): Promise<number> {
         const stats = port.stats;
         // Keep closed ports that moved frames (and a bounded number of the rest).
         if (stats.framesReceived + stats.framesSent > 0 || finished.length < REPORT_LIMIT) {
-          finished.push({ id: port.id, stats, ...(error ? { error } : {}) });
+          finished.push({
+            id: port.id,
+            stats,
+            features: port.features,
+            ...(error ? { error } : {}),
+          });
         }
       });
     },
@@ -80,11 +99,14 @@ export async function echo(options: EchoOptions): Promise<number> {
   const open = [...backend.ports].map((port) => ({ port, stats: port.stats }));
   backend.close();
   const lines = [
-    ...finished.map(({ id, stats, error }) => ({
+    ...finished.map(({ id, stats, features, error }) => ({
       id,
-      line: formatStats(id, stats, error ? `closed: ${error.code}` : 'closed'),
+      line: formatStats(id, stats, error ? `closed: ${error.code}` : 'closed', features),
     })),
-    ...open.map(({ port, stats }) => ({ id: port.id, line: formatStats(port.id, stats, 'open') })),
+    ...open.map(({ port, stats }) => ({
+      id: port.id,
+      line: formatStats(port.id, stats, 'open', port.features),
+    })),
   ]
     .sort((a, b) => a.id - b.id)
     .map((entry) => entry.line);

@@ -20,6 +20,7 @@ import {
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_REPLY_ACK,
   VHOST_USER_PROTOCOL_F_STATUS,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_MRG_RXBUF,
@@ -97,6 +98,12 @@ export interface VhostUserPortOptions extends Pick<PeerLimitOptions, 'maxPeerMem
    * answers it itself and turns it into SET_VRING_ENABLE messages).
    */
   queuePairs?: number | undefined;
+  /**
+   * Offer packed virtqueues (VIRTIO_F_RING_PACKED) as well as split ones (default false).
+   * A front-end that accepts the bit (DPDK `virtio_user` with `packed_vq=1`) then runs on
+   * packed rings; the others go on with split rings.
+   */
+  packedRings?: boolean | undefined;
 }
 
 /** {@link VhostUserPortOptions} checked, with every default filled in. @internal */
@@ -146,6 +153,7 @@ export function resolvePortOptions(options: VhostUserPortOptions): ResolvedPortO
   return {
     features:
       (options.features ?? BACKEND_DEFAULT_FEATURES) |
+      (options.packedRings ? VIRTIO_F_RING_PACKED : 0n) |
       VIRTIO_F_VERSION_1 |
       VHOST_USER_F_PROTOCOL_FEATURES |
       (queuePairs > 1 ? VIRTIO_NET_F_MQ : 0n),

@@ -27,6 +27,7 @@ import {
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_STATUS,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_RING_F_EVENT_IDX,
@@ -263,7 +264,10 @@ export class VhostUserSession {
     let message: VhostUserRequestMessage;
     let reply: Buffer | undefined;
     try {
-      message = decodeRequest(frame, fds, { maxVrings: this.#rings.length });
+      message = decodeRequest(frame, fds, {
+        maxVrings: this.#rings.length,
+        ringPacked: ((this.#features ?? 0n) & VIRTIO_F_RING_PACKED) !== 0n,
+      });
       try {
         reply = this.#apply(message);
       } catch (error) {
@@ -551,8 +555,9 @@ export class VhostUserSession {
           eventIdx: (features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
           mergeable: (features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
           inOrder: (features & VIRTIO_F_IN_ORDER) !== 0n,
-          rxBase: resyncBase(memory, rx),
-          txBase: resyncBase(memory, tx),
+          packed: (features & VIRTIO_F_RING_PACKED) !== 0n,
+          rxBase: resyncBase(memory, rx, features),
+          txBase: resyncBase(memory, tx, features),
           rxKickFd: rx.kickFd,
           txKickFd: tx.kickFd,
           rxCallFd: rx.callFd,
@@ -677,6 +682,9 @@ function checkRingInMemory(memory: MappedMemory, address: bigint, what: string):
  * complete every chain we take, so it equals our last avail index. (used->flags left by a
  * killed back-end is reset by the native device queue.)
  */
-function resyncBase(memory: MappedMemory, ring: RingSetup): number {
+function resyncBase(memory: MappedMemory, ring: RingSetup, features: bigint): number {
+  // A packed ring has no used index to read back: its base (slot and wrap counter) is
+  // taken as given, and used descriptors start there too.
+  if ((features & VIRTIO_F_RING_PACKED) !== 0n) return ring.base;
   return memory.usedIndex(ring.addr!.used) ?? ring.base;
 }

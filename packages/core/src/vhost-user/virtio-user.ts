@@ -26,6 +26,7 @@ import {
   VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_MRG_RXBUF,
@@ -97,6 +98,11 @@ export interface VirtioUserOptions
    * has its own memory region, rings and eventfds: see {@link VirtioUser.queuePair}.
    */
   queuePairs?: number;
+  /**
+   * Ask for packed virtqueues, VIRTIO_F_RING_PACKED (default false: split rings). Used only if
+   * the back-end offers them (DPDK's `net_vhost` does); otherwise the rings stay split.
+   */
+  packedRings?: boolean;
   /** Notification policy of the data path (see {@link NotificationMode}). */
   notification?: NotificationMode;
   /** Spin budget in µs (see `EndpointOptions.spinMicros`). */
@@ -310,7 +316,8 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
         ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
         ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n) &
         ~(options.inOrder === false ? VIRTIO_F_IN_ORDER : 0n)) |
-      (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
+      (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n) |
+      (options.packedRings ? VIRTIO_F_RING_PACKED : 0n);
     const required = VIRTIO_F_VERSION_1 | (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
     const signal = options.signal ?? new AbortController().signal;
     let queuePairs: DriverQueuePair[] | undefined;
@@ -339,6 +346,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
                 mergeable: (negotiated.features & VIRTIO_NET_F_MRG_RXBUF) !== 0n,
                 eventIdx: (negotiated.features & VIRTIO_RING_F_EVENT_IDX) !== 0n,
                 inOrder: (negotiated.features & VIRTIO_F_IN_ORDER) !== 0n,
+                packed: isPacked(negotiated.features),
                 notification: options.notification,
                 spinMicros: options.spinMicros,
                 // Undefined fields mean "the default" there, which exactOptionalPropertyTypes
@@ -354,7 +362,11 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             2 * pairCount,
             queueSize,
           );
-          await configureDevice(connection, negotiated, deviceSetup(queuePairs));
+          await configureDevice(
+            connection,
+            negotiated,
+            deviceSetup(queuePairs, isPacked(negotiated.features)),
+          );
           const user = new VirtioUser(path, options, source, queuePairs, socket, negotiated);
           user.#inflight = inflight;
           user.#emit({ type: 'connected', ...negotiated, connection: 1 });
@@ -610,7 +622,11 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
             2 * this.#queuePairs.length,
             queueSize,
           );
-          await configureDevice(connection, negotiated, deviceSetup(this.#queuePairs));
+          await configureDevice(
+            connection,
+            negotiated,
+            deviceSetup(this.#queuePairs, isPacked(negotiated.features)),
+          );
           if (this.#done) {
             next.close();
             return;
@@ -659,15 +675,20 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
   }
 }
 
+function isPacked(features: bigint): boolean {
+  return (features & VIRTIO_F_RING_PACKED) !== 0n;
+}
+
 /**
  * The rings as the device must see them now: pair k's receive and transmit vrings are 2k and
  * 2k + 1, each pair in its own region. The base of each split vring is the device's own used
  * index read from our memory: everything before it was consumed and returned, so a new
  * back-end resumes exactly there (DPDK's back-end resynchronises from used->idx anyway;
  * other back-ends take the base as given). The old back-end is gone when this runs, so the
- * index is stable.
+ * index is stable. A packed ring has no used index: its base is the first slot the old
+ * back-end had not returned, with the wrap counter in bit 15 (0x8000 for a new ring).
  */
-function deviceSetup(queuePairs: readonly DriverQueuePair[]): DeviceSetup {
+function deviceSetup(queuePairs: readonly DriverQueuePair[], packed: boolean): DeviceSetup {
   return {
     regions: queuePairs.map(({ region }) => ({
       fd: region.fd,
@@ -678,13 +699,15 @@ function deviceSetup(queuePairs: readonly DriverQueuePair[]): DeviceSetup {
       const { descriptor } = queuePair.share();
       const { kick, call } = queuePair.vringFds();
       const region = queuePair.region;
+      const resume = packed ? queuePair.resumeBases() : undefined;
       const rings = [descriptor.rx, descriptor.tx];
       return rings.map((ring, i) => {
         const used = BigInt(ring.used);
+        const resumeBase = resume && (i === 0 ? resume.rx : resume.tx);
         return {
           index: 2 * pairIndex + i,
           size: descriptor.queueSize,
-          base: region.read(Number(used - region.address) + 2, 2).readUInt16LE(0),
+          base: resumeBase ?? region.read(Number(used - region.address) + 2, 2).readUInt16LE(0),
           desc: BigInt(ring.desc),
           avail: BigInt(ring.avail),
           used,
