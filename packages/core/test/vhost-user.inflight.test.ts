@@ -37,8 +37,11 @@ test.after.each(() => killChildren('SIGKILL'));
 /** Frames of 9000 bytes are held in place by the back-end; 100-byte ones are echoed at once. */
 const sizeOf = (seq: number): number => (seq % 3 === 0 ? 100 : 9000);
 
-function startBackend(path: string): Child {
-  return spawnScript(BACKEND, [path], { name: 'holding-echo-backend', killAfterMs: 60_000 });
+function startBackend(path: string, ...options: string[]): Child {
+  return spawnScript(BACKEND, [path, ...options], {
+    name: 'holding-echo-backend',
+    killAfterMs: 60_000,
+  });
 }
 
 /** The `holding N` counts the back-end printed, in order. */
@@ -55,7 +58,8 @@ test('a back-end killed mid-stream and restarted loses none of the frames the fr
     bufferSize: 16384,
     queueSize: 256,
   });
-  let child = startBackend(path);
+  // The first back-end freezes on the chains it holds once 60 frames are echoed.
+  let child = startBackend(path, '--freeze-after', '60');
   const user = await opening;
   try {
     assert.ok(
@@ -84,10 +88,10 @@ test('a back-end killed mid-stream and restarted loses none of the frames the fr
       for (let at = 0; at < total; at += 50) await user.send(frames.slice(at, at + 50));
     })();
 
-    // Kill the back-end while it sits on held chains: after it has echoed some frames and
-    // reported a batch it holds (it does nothing else until its timer fires).
+    // Kill the back-end while it sits on held chains: once it has echoed 60 frames and frozen
+    // on the batch it reported holding last (it does nothing else after that).
     const first = child;
-    await first.waitUntil(() => received >= 60 && (holdings(first).at(-1) ?? 0) > 0, 'holding');
+    await first.waitFor(/^frozen$/m);
     const held = holdings(first).at(-1)!;
     first.kill('SIGKILL');
     assert.is(await first.exited, 'SIGKILL');

@@ -181,7 +181,8 @@ test('a subscriber that never releases its views holds the publisher back until 
     let failure: unknown;
     for (; sent < 60; sent++) {
       try {
-        await publisher.publish('held', { seq: sent, body: body(sent) }, { timeout: 500 });
+        // Generous: a publish that has room must not time out on a slow machine.
+        await publisher.publish('held', { seq: sent, body: body(sent) }, { timeout: 3000 });
       } catch (error) {
         failure = error;
         break;
@@ -192,8 +193,10 @@ test('a subscriber that never releases its views holds the publisher back until 
     // Held by the holder (its four frames of receive buffers), queued at the bus for it (4),
     // and in the publisher's ring (four frames): then the publisher waits.
     assert.ok(sent >= 4 && sent <= 20, `${sent} values went before the publisher was held`);
-    // The holder takes nothing more: what it printed by now is all it got.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The holder takes nothing more: it had the publisher's whole deadline to print what it
+    // got, so what it printed by now is all it got.
+    const h = holder;
+    await h.waitUntil(() => h.stdout().includes('got '), 'a value');
     const held = holder
       .stdout()
       .split('\n')

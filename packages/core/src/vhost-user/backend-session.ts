@@ -504,23 +504,34 @@ export class VhostUserSession {
     if ((this.#protocolFeatures & VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) === 0n) {
       throw protocolError('not-negotiated', `${name} without PROTOCOL_F_INFLIGHT_SHMFD`);
     }
+    // The record is kept for split rings only: refused at the request (SET_INFLIGHT_FD is
+    // NACKed when an ack was asked for), not later when the rings start and nothing is left
+    // but ending the port.
+    if (((this.#features ?? 0n) & VIRTIO_F_RING_PACKED) !== 0n) {
+      throw protocolError('inflight-packed', `${name}: no in-flight record for packed rings`);
+    }
   }
 
   /**
-   * The in-flight record the rings start with, checked against them: one record per vring
-   * we run, laid out for the size the rings have.
+   * The in-flight record queue pair `index` starts with, checked against it: the record must
+   * cover the pair's two vrings (a front-end driving fewer pairs than we offer asks for a
+   * record of its own pairs only), laid out for the size the rings have.
    */
-  #inflightFor(queueSize: number): { record: InflightRegion; offsets: number[] } | undefined {
+  #inflightFor(
+    index: number,
+    queueSize: number,
+  ): { record: InflightRegion; rx: number; tx: number } | undefined {
     const record = this.#inflight;
     if (!record) return undefined;
-    if (record.numQueues < this.#rings.length || record.queueSize !== queueSize) {
+    const tx = VRINGS_PER_PAIR * index + 1;
+    if (record.numQueues <= tx || record.queueSize !== queueSize) {
       throw protocolError(
         'inflight-mismatch',
         `the in-flight record covers ${record.numQueues} queues of ${record.queueSize}, ` +
-          `the rings are ${this.#rings.length} of ${queueSize}`,
+          `queue pair ${index} needs vrings ${tx - 1} and ${tx} of ${queueSize}`,
       );
     }
-    return { record, offsets: this.#rings.map((_, i) => record.queueOffset(i)) };
+    return { record, rx: record.queueOffset(tx - 1), tx: record.queueOffset(tx) };
   }
 
   /** Starts the data path of each queue pair once everything it needs is there. */
@@ -542,7 +553,7 @@ export class VhostUserSession {
       );
     }
     const features = this.#features ?? 0n;
-    const inflight = this.#inflightFor(rx.num!);
+    const inflight = this.#inflightFor(index, rx.num!);
     let pair: DeviceQueuePair;
     try {
       pair = DeviceQueuePair.fromVhostUser(
@@ -564,8 +575,8 @@ export class VhostUserSession {
           txCallFd: tx.callFd,
           inflight: inflight && {
             region: inflight.record.region,
-            rxOffset: inflight.offsets[VRINGS_PER_PAIR * index]!,
-            txOffset: inflight.offsets[VRINGS_PER_PAIR * index + 1]!,
+            rxOffset: inflight.rx,
+            txOffset: inflight.tx,
           },
         },
         this.#options.endpoint,

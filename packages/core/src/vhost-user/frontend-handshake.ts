@@ -25,6 +25,7 @@ import {
   VIRTIO_STATUS_FEATURES_OK,
 } from './features.js';
 import type { FrontendConnection } from './frontend-connection.js';
+import { inflightQueueBytes } from './inflight-region.js';
 import { closeFds, protocolError } from './message-decoder.js';
 import { type InflightArea, VhostUserRequest as R } from './message-layout.js';
 
@@ -187,7 +188,13 @@ export async function exchangeInflight(
     }
     record = reply;
   }
-  await connection.command(R.SET_INFLIGHT_FD, record);
+  try {
+    await connection.command(R.SET_INFLIGHT_FD, record);
+  } catch (error) {
+    // A record asked for on this connection is nobody else's to close.
+    if (!kept) closeFds([record.fd!]);
+    throw error;
+  }
   return record;
 }
 
@@ -198,6 +205,14 @@ function checkInflightReply(reply: InflightArea, numQueues: number, queueSize: n
       'bad-inflight-area',
       `GET_INFLIGHT_FD: asked for ${numQueues} queues of ${queueSize}, got ` +
         `${reply.numQueues} of ${reply.queueSize} in ${reply.mmapSize} bytes`,
+    );
+  }
+  const needed = BigInt(numQueues * inflightQueueBytes(queueSize));
+  if (reply.mmapSize < needed) {
+    throw protocolError(
+      'bad-inflight-area',
+      `GET_INFLIGHT_FD: ${reply.mmapSize} bytes for ${numQueues} queues of ${queueSize}, ` +
+        `which take ${needed}`,
     );
   }
   const fileSize = BigInt(fstatSync(reply.fd!).size);

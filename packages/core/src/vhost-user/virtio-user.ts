@@ -194,7 +194,8 @@ function isFatal(error: unknown): boolean {
 /** Protocol features the options ask for beyond DPDK's set. */
 function extraProtocol(options: VirtioUserOptions): bigint {
   return (
-    (options.inflight ? VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD : 0n) |
+    // The in-flight record is kept for split rings only.
+    (options.inflight && !options.packedRings ? VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD : 0n) |
     (options.memorySlots ? VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS : 0n)
   );
 }
