@@ -27,6 +27,8 @@ export interface QueuePairDescriptor {
   maxMessage: number;
   /** Whether both rings use VIRTIO_RING_F_EVENT_IDX notification suppression. */
   eventIdx: boolean;
+  /** Whether both queues are packed rings (VIRTIO_F_RING_PACKED) rather than split rings. */
+  packed: boolean;
   /** Address of the region's first byte in the driver's descriptors and ring addresses (hex). */
   guestAddress: string;
   /** Bytes of the shared region, which the device end maps whole. */
@@ -73,11 +75,13 @@ export function parseQueuePairDescriptor(value: unknown) {
   const d = value as Record<string, unknown>;
   if (d.version !== 1) fail(`unsupported version ${String(d.version)}`);
   if (typeof d.eventIdx !== 'boolean') fail('eventIdx must be a boolean');
+  if (typeof d.packed !== 'boolean') fail('packed must be a boolean');
   return {
     queueSize: uint(d.queueSize, 'queueSize'),
     bufferSize: uint(d.bufferSize, 'bufferSize'),
     maxMessage: uint(d.maxMessage, 'maxMessage'),
     eventIdx: d.eventIdx,
+    packed: d.packed,
     guestAddress: hex(d.guestAddress, 'guestAddress'),
     regionSize: uint(d.regionSize, 'regionSize'),
     rx: ring(d.rx, 'rx'),
