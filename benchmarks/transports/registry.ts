@@ -9,9 +9,13 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'vring-event': async () => (await import('./vring-queue-pair.js')).vringQueuePair('event'),
   'vring-adaptive': async () => (await import('./vring-queue-pair.js')).vringQueuePair('adaptive'),
   'vring-poll': async () => (await import('./vring-queue-pair.js')).vringQueuePair('poll'),
+  'vring-packed-adaptive': async () =>
+    (await import('./vring-queue-pair.js')).vringQueuePair('adaptive', true),
   'channel-event': async () => (await import('./vring-channel.js')).vringChannel('event'),
   'channel-adaptive': async () => (await import('./vring-channel.js')).vringChannel('adaptive'),
   'channel-poll': async () => (await import('./vring-channel.js')).vringChannel('poll'),
+  'channel-packed-adaptive': async () =>
+    (await import('./vring-channel.js')).vringChannel('adaptive', false, true),
   'channel-zerocopy-event': async () =>
     (await import('./vring-channel.js')).vringChannel('event', true),
   'channel-zerocopy-poll': async () =>

@@ -22,8 +22,13 @@ function geometry(size: number) {
   };
 }
 
-async function run(args: PeerArgs, mode: NotificationMode, zeroCopy: boolean): Promise<void> {
-  const { socket, end } = await openQueuePair(args, mode, geometry(args.size));
+async function run(
+  args: PeerArgs,
+  mode: NotificationMode,
+  zeroCopy: boolean,
+  packed: boolean,
+): Promise<void> {
+  const { socket, end } = await openQueuePair(args, mode, { ...geometry(args.size), packed });
   const channel = new Channel<Payload>(end, { views: zeroCopy, lazyEncoding: zeroCopy });
   const endpoint: Endpoint = {
     send: windowed((value) => channel.send(value), sendWindow(args.size, 64)),
@@ -58,15 +63,19 @@ async function run(args: PeerArgs, mode: NotificationMode, zeroCopy: boolean): P
  * `zeroCopy`: the receiver takes large values as views of shared memory and releases each
  * once handled (`ChannelOptions.views`), and the sender encodes a value that waits for room
  * only when it goes, straight into shared memory (`lazyEncoding`): a large value's bytes are
- * copied once, by the sender's encoder.
+ * copied once, by the sender's encoder. `packed`: the queue pair runs packed rings instead
+ * of split ones, to set the two formats side by side.
  */
-export function vringChannel(mode: NotificationMode, zeroCopy = false): Transport {
+export function vringChannel(mode: NotificationMode, zeroCopy = false, packed = false): Transport {
+  const variant = `${zeroCopy ? 'zerocopy-' : ''}${packed ? 'packed-' : ''}`;
+  // Split rings are the default, so only packed ones say their format.
+  const label = `${zeroCopy ? 'zero-copy, ' : ''}${packed ? 'packed rings, ' : ''}`;
   return {
-    name: zeroCopy ? `channel-zerocopy-${mode}` : `channel-${mode}`,
-    label: zeroCopy ? `vring Channel, zero-copy, ${mode}` : `vring Channel, ${mode}`,
+    name: `channel-${variant}${mode}`,
+    label: `vring Channel, ${label}${mode}`,
     payload: 'msgpack',
     layout: { processes: 'pair' },
     scenarios: ['oneway', 'pingpong', 'idle'],
-    run: (args) => run(args, mode, zeroCopy),
+    run: (args) => run(args, mode, zeroCopy, packed),
   };
 }

@@ -22,7 +22,8 @@ export interface SharedQueuePair {
 export async function openQueuePair(
   args: PeerArgs,
   notification: NotificationMode,
-  geometry: { queueSize?: number; maxMessage?: number; bufferSize?: number } = {},
+  // `packed`: lay the rings out packed (VIRTIO_F_RING_PACKED) instead of split.
+  geometry: { queueSize?: number; maxMessage?: number; bufferSize?: number; packed?: boolean } = {},
 ): Promise<SharedQueuePair> {
   let end: QueuePairEnd;
   let socket: FdSocket;

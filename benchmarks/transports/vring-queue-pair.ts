@@ -123,8 +123,11 @@ function geometry(size: number) {
   };
 }
 
-async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
-  const { end, socket, close } = await openQueuePair(args, mode, geometry(args.size));
+async function run(args: PeerArgs, mode: NotificationMode, packed: boolean): Promise<void> {
+  const { end, socket, close } = await openQueuePair(args, mode, {
+    ...geometry(args.size),
+    packed,
+  });
   const connect = args.role === 'connect';
   switch (args.scenario) {
     case 'oneway':
@@ -151,13 +154,15 @@ async function run(args: PeerArgs, mode: NotificationMode): Promise<void> {
   close();
 }
 
-export function vringQueuePair(mode: NotificationMode): Transport {
+/** `packed`: packed rings instead of split ones, to set the two formats side by side. */
+export function vringQueuePair(mode: NotificationMode, packed = false): Transport {
   return {
-    name: `vring-${mode}`,
-    label: `vring queue pair, ${mode}`,
+    name: packed ? `vring-packed-${mode}` : `vring-${mode}`,
+    // Split rings are the default, so only packed ones say their format.
+    label: `vring queue pair, ${packed ? 'packed rings, ' : ''}${mode}`,
     payload: 'raw',
     layout: { processes: 'pair' },
     scenarios: ['oneway', 'pingpong', 'idle'],
-    run: (args) => run(args, mode),
+    run: (args) => run(args, mode, packed),
   };
 }

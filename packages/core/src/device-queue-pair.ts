@@ -27,6 +27,9 @@ type NativeDeviceEnd = NativeQueuePairEnd & {
 
 const NativeDeviceQueuePair = native.DeviceQueuePair as NativeDeviceClass;
 
+/** A packed ring's base (slot | wrap counter << 15) before its first lap. */
+const PACKED_RING_START = 0x8000;
+
 /** Ring addresses in the driver's ring (userspace) address space. @internal */
 export interface VhostUserRingAddresses {
   desc: bigint;
@@ -230,9 +233,11 @@ export class DeviceQueuePair extends QueuePairEnd {
           maxMessage: d.maxMessage,
           eventIdx: d.eventIdx,
           mergeable: true,
+          packed: d.packed,
         },
-        0,
-        0,
+        // Both rings start fresh: slot 0, and for packed rings wrap counter 1.
+        d.packed ? PACKED_RING_START : 0,
+        d.packed ? PACKED_RING_START : 0,
         call.fd,
         call.fd,
       );

@@ -16,6 +16,12 @@ export interface QueuePairOptions extends EndpointOptions {
   maxMessage?: number;
   /** Use VIRTIO_RING_F_EVENT_IDX notification suppression (default true). */
   eventIdx?: boolean;
+  /**
+   * Lay both queues out as packed rings (VIRTIO_F_RING_PACKED) instead of split rings
+   * (default false). The descriptor from {@link DriverQueuePair.share} carries the format,
+   * so the device end attaches either kind.
+   */
+  packed?: boolean;
 }
 
 interface NativeDriverInfo {
@@ -46,9 +52,6 @@ interface RingFormat {
   /** VIRTIO_F_RING_PACKED. */
   readonly packed: boolean;
 }
-
-/** Split rings, used out of order: what a queue pair of our own runs. */
-const SPLIT_FORMAT: RingFormat = { inOrder: false, packed: false };
 
 /**
  * The driver (virtio-user frontend) end of a virtio-net queue pair: it owns the shared
@@ -81,7 +84,8 @@ export class DriverQueuePair extends QueuePairEnd {
     region: SharedRegion,
     kick: EventFd,
     call: EventFd,
-    config: Required<Omit<QueuePairOptions, keyof EndpointOptions>>,
+    config: Required<Omit<QueuePairOptions, keyof EndpointOptions | 'packed'>>,
+    packed: boolean,
     options: EndpointOptions,
     txKick?: EventFd,
   ) {
@@ -98,11 +102,12 @@ export class DriverQueuePair extends QueuePairEnd {
     this.#txKick = txKick;
     const info = handle.info();
     this.#descriptor = {
-      version: 1,
+      version: packed ? 2 : 1,
       queueSize: config.queueSize,
       bufferSize: config.bufferSize,
       maxMessage: config.maxMessage,
       eventIdx: config.eventIdx,
+      packed,
       guestAddress: toHex(region.address),
       regionSize: region.size,
       rx: { desc: toHex(info.rx.desc), avail: toHex(info.rx.avail), used: toHex(info.rx.used) },
@@ -112,7 +117,10 @@ export class DriverQueuePair extends QueuePairEnd {
 
   /** Creates the region, both rings (receive buffers posted) and the kick/call eventfds. */
   static create(options: QueuePairOptions = {}): DriverQueuePair {
-    return DriverQueuePair.#build(options, true, options.eventIdx ?? true, false);
+    return DriverQueuePair.#build(options, true, options.eventIdx ?? true, false, {
+      inOrder: false,
+      packed: options.packed ?? false,
+    });
   }
 
   /**
@@ -144,7 +152,7 @@ export class DriverQueuePair extends QueuePairEnd {
     mergeable: boolean,
     eventIdx: boolean,
     kickPerVring: boolean,
-    format: RingFormat = SPLIT_FORMAT,
+    format: RingFormat,
   ): DriverQueuePair {
     notificationPolicy(options);
     const maxMessage = options.maxMessage ?? 65536;
@@ -176,7 +184,16 @@ export class DriverQueuePair extends QueuePairEnd {
         kick.fd,
         (txKick ?? kick).fd,
       );
-      return new DriverQueuePair(handle, region, kick, call, config, options, txKick);
+      return new DriverQueuePair(
+        handle,
+        region,
+        kick,
+        call,
+        config,
+        format.packed,
+        options,
+        txKick,
+      );
     } catch (error) {
       for (const r of cleanup) r.close();
       throw error;

@@ -17,8 +17,12 @@ export interface RingAddressesDescriptor {
  * @public
  */
 export interface QueuePairDescriptor {
-  /** Format of this descriptor; a device end refuses any other. */
-  version: 1;
+  /**
+   * Format of this descriptor; a device end refuses any other. 1: split rings (a device from
+   * before packed rings knows only this one); 2: packed rings, so that such a device refuses
+   * them instead of reading them as split.
+   */
+  version: 1 | 2;
   /** Descriptors per queue, as in {@link QueuePairOptions.queueSize}. */
   queueSize: number;
   /** Bytes per packet buffer, as in {@link QueuePairOptions.bufferSize}. */
@@ -27,6 +31,11 @@ export interface QueuePairDescriptor {
   maxMessage: number;
   /** Whether both rings use VIRTIO_RING_F_EVENT_IDX notification suppression. */
   eventIdx: boolean;
+  /**
+   * Whether both queues are packed rings (VIRTIO_F_RING_PACKED) rather than split rings:
+   * true exactly with version 2 (a version 1 descriptor may leave it out).
+   */
+  packed: boolean;
   /** Address of the region's first byte in the driver's descriptors and ring addresses (hex). */
   guestAddress: string;
   /** Bytes of the shared region, which the device end maps whole. */
@@ -71,13 +80,18 @@ function ring(value: unknown, name: string): { desc: bigint; avail: bigint; used
 export function parseQueuePairDescriptor(value: unknown) {
   if (typeof value !== 'object' || value === null) fail('not an object');
   const d = value as Record<string, unknown>;
-  if (d.version !== 1) fail(`unsupported version ${String(d.version)}`);
+  if (d.version !== 1 && d.version !== 2) fail(`unsupported version ${String(d.version)}`);
   if (typeof d.eventIdx !== 'boolean') fail('eventIdx must be a boolean');
+  const packed = d.version === 2;
+  if (d.packed !== packed && !(d.packed === undefined && !packed)) {
+    fail(`packed must be ${packed} in a version ${d.version} descriptor`);
+  }
   return {
     queueSize: uint(d.queueSize, 'queueSize'),
     bufferSize: uint(d.bufferSize, 'bufferSize'),
     maxMessage: uint(d.maxMessage, 'maxMessage'),
     eventIdx: d.eventIdx,
+    packed,
     guestAddress: hex(d.guestAddress, 'guestAddress'),
     regionSize: uint(d.regionSize, 'regionSize'),
     rx: ring(d.rx, 'rx'),
