@@ -2,11 +2,11 @@
 // a process of its own, exchange values of 64 B to 2 MiB through a bus process by
 // publish/subscribe and RPC, checked by content, and the bus reports each one's format; a
 // bus started with `packed: false` refuses a packed client with a typed error instead of
-// running it on split rings.
+// running it on split rings, also when it is the bus a packed client reconnects to.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type Child, rejection, socketPath, spawnScript } from '../../../test-support/index.js';
-import { connectBus } from '../src/index.js';
+import { connectBus, createBus } from '../src/index.js';
 import { startBus } from './fixtures/bus-harness.js';
 
 const KiB = 1024;
@@ -123,6 +123,24 @@ test('a packed client on an embedded bus: views of large values, direct routes o
     assert.ok(report.clients[2]!.requestsServed < 5, 'some requests went on the direct route');
   } finally {
     await h.close();
+  }
+});
+
+test('a packed client whose bus comes back refusing packed rings fails for good (features-changed)', async () => {
+  const path = socketPath('bus-packed-restart');
+  const first = createBus(path, { onError: () => {} });
+  const client = await connectBus(path, { packed: true, directRoutes: false });
+  first.close();
+  await first.closed;
+  const second = createBus(path, { packed: false, onError: () => {} });
+  try {
+    const error = await client.closed;
+    assert.is(error?.code, 'ERR_VRING_FEATURE_MISMATCH');
+    assert.is(error?.reason, 'features-changed');
+  } finally {
+    client.close();
+    second.close();
+    await second.closed;
   }
 });
 

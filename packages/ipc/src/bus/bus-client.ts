@@ -190,7 +190,7 @@ export async function connectBus(
     device.close();
     throw new VringError(
       'ERR_VRING_FEATURE_MISMATCH',
-      `the bus at ${path} does not accept packed rings (it runs with packed: false)`,
+      `the bus at ${path} does not accept packed rings (packed: false, or an older bus)`,
       { reason: 'packed-refused' },
     );
   }
