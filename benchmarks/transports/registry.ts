@@ -23,8 +23,12 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'bus-event': async () => (await import('./vring-bus.js')).vringBus('event', 'hosted'),
   'bus-adaptive': async () => (await import('./vring-bus.js')).vringBus('adaptive', 'hosted'),
   'bus-poll': async () => (await import('./vring-bus.js')).vringBus('poll', 'hosted'),
+  'bus-packed-event': async () =>
+    (await import('./vring-bus.js')).vringBus('event', 'hosted', { packed: true }),
+  'bus-packed-adaptive': async () =>
+    (await import('./vring-bus.js')).vringBus('adaptive', 'hosted', { packed: true }),
   'bus-zerocopy-event': async () =>
-    (await import('./vring-bus.js')).vringBus('event', 'hosted', true),
+    (await import('./vring-bus.js')).vringBus('event', 'hosted', { zeroCopy: true }),
   'bus-standalone-event': async () =>
     (await import('./vring-bus.js')).vringBus('event', 'standalone'),
   'bus-standalone-adaptive': async () =>
@@ -32,7 +36,7 @@ export const registry: Record<string, () => Promise<Transport>> = {
   'bus-standalone-poll': async () =>
     (await import('./vring-bus.js')).vringBus('poll', 'standalone'),
   'bus-standalone-zerocopy-event': async () =>
-    (await import('./vring-bus.js')).vringBus('event', 'standalone', true),
+    (await import('./vring-bus.js')).vringBus('event', 'standalone', { zeroCopy: true }),
   'bus-relayed-event': async () => (await import('./vring-bus.js')).vringBus('event', 'relayed'),
   'bus-relayed-adaptive': async () =>
     (await import('./vring-bus.js')).vringBus('adaptive', 'relayed'),

@@ -16,7 +16,8 @@
 // - relayed: standalone with direct routes turned off (RPC only): each request crosses four
 //   rings (client → bus → server and back), the cost of the bus's hop.
 //
-// The bus and every client run in the same notification mode.
+// The bus and every client run in the same notification mode. A `packed` case has every
+// client that attaches over the socket run packed rings (`ConnectBusOptions.packed`).
 import type { NotificationMode } from '@vring/core';
 import { type Bus, type BusClient, connectBus, createBus } from '@vring/ipc';
 import { busMaxFrame } from './bus-frames.js';
@@ -28,12 +29,16 @@ import { sendWindow, windowed } from './value-scenarios.js';
 
 type Topology = 'hosted' | 'standalone' | 'relayed';
 
-/** How every client of a case connects. */
-const clientOptions = (mode: NotificationMode, topology: Topology, size: number) => ({
-  notification: mode,
-  ...(topology === 'relayed' && { directRoutes: false }),
-  maxFrame: busMaxFrame(size),
-});
+/** What a transport's cases share: how the bus and its clients run. */
+interface BusCase {
+  /** The notification mode of the bus and of every client. */
+  mode: NotificationMode;
+  topology: Topology;
+  /** Subscribers take a large value's binary parts as views (`ConnectBusOptions.views`). */
+  zeroCopy: boolean;
+  /** Socket clients run packed rings instead of split ones (`ConnectBusOptions.packed`). */
+  packed: boolean;
+}
 
 const DATA = 'bench.data';
 /** Subscribers acknowledge on it: once subscribed, then each SYNC and END marker. */
@@ -47,6 +52,17 @@ async function othersGone(bus: Bus): Promise<void> {
 /** Where the bus is: the broker's socket when standalone, the run's own path when hosted. */
 const busPath = (args: PeerArgs) => args.broker ?? args.path;
 
+/** Connects a client of the case to its bus; `views` for a zero-copy case's subscribers. */
+function connectClient(args: PeerArgs, c: BusCase, views = false): Promise<BusClient> {
+  return connectBus(busPath(args), {
+    notification: c.mode,
+    ...(c.topology === 'relayed' && { directRoutes: false }),
+    ...(c.packed && { packed: true }),
+    ...(views && { views: true }),
+    maxFrame: busMaxFrame(args.size),
+  });
+}
+
 /**
  * The listener's client. Hosted, the bus is created here and `close` waits for the other
  * clients to leave first (the bus goes with this process); standalone, `close` waits for
@@ -54,11 +70,10 @@ const busPath = (args: PeerArgs) => args.broker ?? args.path;
  */
 async function listenerClient(
   args: PeerArgs,
-  mode: NotificationMode,
-  topology: Topology,
+  c: BusCase,
 ): Promise<{ client: BusClient; close(lastWord: Promise<unknown>): Promise<void> }> {
-  if (topology !== 'hosted') {
-    const client = await connectBus(busPath(args), clientOptions(mode, topology, args.size));
+  if (c.topology !== 'hosted') {
+    const client = await connectClient(args, c);
     return {
       client,
       async close(lastWord) {
@@ -67,7 +82,7 @@ async function listenerClient(
       },
     };
   }
-  const bus = createBus(args.path, { notification: mode, maxFrame: busMaxFrame(args.size) });
+  const bus = createBus(args.path, { notification: c.mode, maxFrame: busMaxFrame(args.size) });
   const client = await bus.connect({ maxFrame: busMaxFrame(args.size) });
   return {
     client,
@@ -90,8 +105,8 @@ function countAcks(subscription: AsyncIterable<unknown>, acks: Acks): void {
   })();
 }
 
-async function publisher(args: PeerArgs, mode: NotificationMode, topology: Topology) {
-  const { client, close } = await listenerClient(args, mode, topology);
+async function publisher(args: PeerArgs, c: BusCase) {
+  const { client, close } = await listenerClient(args, c);
   const acks = new Acks(args.peers - 1);
   countAcks(client.subscribe<string>(CONTROL, { policy: 'block' }), acks);
   await client.flush();
@@ -103,16 +118,8 @@ async function publisher(args: PeerArgs, mode: NotificationMode, topology: Topol
   await close(Promise.resolve());
 }
 
-async function subscriber(
-  args: PeerArgs,
-  mode: NotificationMode,
-  topology: Topology,
-  zeroCopy: boolean,
-): Promise<void> {
-  const client = await connectBus(busPath(args), {
-    ...clientOptions(mode, topology, args.size),
-    ...(zeroCopy && { views: true }),
-  });
+async function subscriber(args: PeerArgs, c: BusCase): Promise<void> {
+  const client = await connectClient(args, c, c.zeroCopy);
   const subscription = client.subscribe<Payload>(DATA, { policy: 'block' });
   await client.flush();
   const ack = () => client.publish(CONTROL, 'ack');
@@ -121,14 +128,14 @@ async function subscriber(
   for await (const { value } of subscription) {
     const last = counter.onValue(value);
     // Views mode: done with the value's memory, which goes back to the bus.
-    if (zeroCopy) client.release(value);
+    if (c.zeroCopy) client.release(value);
     if (last) break;
   }
   await client.drain();
 }
 
-async function server(args: PeerArgs, mode: NotificationMode, topology: Topology) {
-  const { client, close } = await listenerClient(args, mode, topology);
+async function server(args: PeerArgs, c: BusCase) {
+  const { client, close } = await listenerClient(args, c);
   const echo = echoServer(args.brokerPid);
   client.serve<Payload, Payload>('echo', echo.handle);
   // The client says "bye" once it has its last reply.
@@ -139,8 +146,8 @@ async function server(args: PeerArgs, mode: NotificationMode, topology: Topology
   await close(bye[Symbol.asyncIterator]().next());
 }
 
-async function caller(args: PeerArgs, mode: NotificationMode, topology: Topology): Promise<void> {
-  const client = await connectBus(busPath(args), clientOptions(mode, topology, args.size));
+async function caller(args: PeerArgs, c: BusCase): Promise<void> {
+  const client = await connectClient(args, c);
   await rpcClient((value) => client.request('echo', value), args);
   await client.publish(CONTROL, 'bye');
   await client.drain();
@@ -151,8 +158,8 @@ async function caller(args: PeerArgs, mode: NotificationMode, topology: Topology
  * Idle: the listener's client and one other, each subscribed (the bus holds a route each
  * way), doing nothing for the measured stretch; the broker, standalone, is measured too.
  */
-async function idleListener(args: PeerArgs, mode: NotificationMode, topology: Topology) {
-  const { client, close } = await listenerClient(args, mode, topology);
+async function idleListener(args: PeerArgs, c: BusCase) {
+  const { client, close } = await listenerClient(args, c);
   client.subscribe(DATA);
   const bye = client.subscribe<string>(CONTROL, { policy: 'block' });
   await client.flush();
@@ -166,12 +173,8 @@ async function idleListener(args: PeerArgs, mode: NotificationMode, topology: To
   await close(bye[Symbol.asyncIterator]().next());
 }
 
-async function idleConnector(
-  args: PeerArgs,
-  mode: NotificationMode,
-  topology: Topology,
-): Promise<void> {
-  const client = await connectBus(busPath(args), clientOptions(mode, topology, args.size));
+async function idleConnector(args: PeerArgs, c: BusCase): Promise<void> {
+  const client = await connectClient(args, c);
   client.subscribe(DATA);
   await client.flush();
   await reportIdle('connect', args.seconds);
@@ -180,20 +183,15 @@ async function idleConnector(
   client.close();
 }
 
-async function run(
-  args: PeerArgs,
-  mode: NotificationMode,
-  topology: Topology,
-  zeroCopy: boolean,
-): Promise<void> {
+async function run(args: PeerArgs, c: BusCase): Promise<void> {
   const listen = args.role === 'listen';
   switch (args.scenario) {
     case 'fanout':
-      return listen ? publisher(args, mode, topology) : subscriber(args, mode, topology, zeroCopy);
+      return listen ? publisher(args, c) : subscriber(args, c);
     case 'rpc':
-      return listen ? server(args, mode, topology) : caller(args, mode, topology);
+      return listen ? server(args, c) : caller(args, c);
     case 'idle':
-      return listen ? idleListener(args, mode, topology) : idleConnector(args, mode, topology);
+      return listen ? idleListener(args, c) : idleConnector(args, c);
     default:
       throw new Error(`bus: no ${args.scenario} scenario`);
   }
@@ -204,18 +202,28 @@ async function run(
  * only: a fan-out's N + 1 processes each spinning a core of the two would measure the
  * scheduler. `zeroCopy` (fan-out only): subscribers take a large value's binary parts as
  * views of their receive buffers and release each once counted (`ConnectBusOptions.views`).
+ * `packed`: the clients attached over the socket run packed rings, to set the two ring
+ * formats side by side.
  */
-export function vringBus(mode: NotificationMode, topology: Topology, zeroCopy = false): Transport {
+export function vringBus(
+  mode: NotificationMode,
+  topology: Topology,
+  variant: { zeroCopy?: boolean; packed?: boolean } = {},
+): Transport {
+  const { zeroCopy = false, packed = false } = variant;
+  const c: BusCase = { mode, topology, zeroCopy, packed };
   // createBus, `vring bus` and connectBus default to adaptive.
   const what = {
     hosted: 'hosted by publisher / server',
     standalone: 'standalone `vring bus`',
     relayed: 'standalone `vring bus`, direct routes off',
   }[topology];
-  const kind = zeroCopy ? 'zerocopy-' : '';
+  const kind = `${packed ? 'packed-' : ''}${zeroCopy ? 'zerocopy-' : ''}`;
+  // Split rings are the default, so only packed ones say their format.
+  const details = `${zeroCopy ? ', subscribers take views' : ''}${packed ? ', packed rings' : ''}`;
   return {
     name: topology === 'hosted' ? `bus-${kind}${mode}` : `bus-${topology}-${kind}${mode}`,
-    label: `vring Bus (${what}${zeroCopy ? ', subscribers take views' : ''}), ${modeLabel(mode, 'adaptive')}`,
+    label: `vring Bus (${what}${details}), ${modeLabel(mode, 'adaptive')}`,
     payload: 'msgpack',
     layout:
       topology === 'hosted'
@@ -227,6 +235,6 @@ export function vringBus(mode: NotificationMode, topology: Topology, zeroCopy = 
       : mode === 'poll' || topology === 'relayed'
         ? ['rpc']
         : ['fanout', 'rpc', 'idle'],
-    run: (args) => run(args, mode, topology, zeroCopy),
+    run: (args) => run(args, c),
   };
 }

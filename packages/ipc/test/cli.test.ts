@@ -428,9 +428,40 @@ test('vring stats: the counters as a table by default, as JSON with --json', asy
     assert.is(table.code, 0, table.stderr);
     const lines = table.stdout.split('\n');
     assert.match(lines[0]!, new RegExp(`^bus ${socket}: clients 1, subscriptions 0, published 2,`));
-    assert.match(table.stdout, /^CLIENT +PID +UID +QUEUED +PUBLISHED +DELIVERED +DROPPED +SLOW/m);
+    assert.match(
+      table.stdout,
+      /^CLIENT +PID +UID +RINGS +QUEUED +PUBLISHED +DELIVERED +DROPPED +SLOW/m,
+    );
+    assert.match(table.stdout, /^ *\d+ +\d+ +\d+ +split +0 +0 +0 +0 +0 +1 +0$/m, 'its own row');
     assert.match(table.stdout, /^SUBJECT +PUBLISHED +DELIVERED +DROPPED\nprices\.AAPL +2 +0 +0$/m);
   });
+});
+
+test('vring stats shows the rings of each client; vring bus --split-only refuses a packed client', async () => {
+  await withBus('rings', async (socket) => {
+    const packed = await connectBus(socket, { packed: true, directRoutes: false });
+    try {
+      const table = await vring('stats', '--socket', socket);
+      assert.is(table.code, 0, table.stderr);
+      assert.match(table.stdout, new RegExp(`^ *\\d+ +${process.pid} +\\d+ +packed `, 'm'));
+      assert.match(table.stdout, /^ *\d+ +\d+ +\d+ +split /m, 'the stats command itself');
+    } finally {
+      packed.close();
+    }
+  });
+  const socket = join(dir, 'bus-split.sock');
+  const bus = await start('bus', '--socket', socket, '--split-only');
+  try {
+    const refused = await connectBus(socket, { packed: true }).then(
+      () => undefined,
+      (error: unknown) => error as { code: string; reason: string },
+    );
+    assert.is(refused?.code, 'ERR_VRING_FEATURE_MISMATCH');
+    assert.is(refused?.reason, 'packed-refused');
+  } finally {
+    bus.child.kill('SIGKILL');
+    await bus.exited;
+  }
 });
 
 test('vring req prints the reply; a failure prints its code and exits 1', async () => {

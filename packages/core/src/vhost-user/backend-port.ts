@@ -32,6 +32,7 @@ import {
   type VhostUserPortOptions,
 } from './backend-options.js';
 import { VhostUserSession } from './backend-session.js';
+import { VIRTIO_F_RING_PACKED } from './features.js';
 
 /** Per-port counters, summed over every time the port went live. @public */
 export interface VhostUserPortStats {
@@ -177,6 +178,14 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
   /** The negotiated virtio features, once SET_FEATURES arrived. */
   get features(): bigint | undefined {
     return this.#session.features;
+  }
+
+  /**
+   * Whether the front-end runs packed rings (it accepted VIRTIO_F_RING_PACKED, which
+   * `packedRings` offers); false for split rings, and until SET_FEATURES arrived.
+   */
+  get packedRings(): boolean {
+    return ((this.#session.features ?? 0n) & VIRTIO_F_RING_PACKED) !== 0n;
   }
 
   /**

@@ -399,6 +399,14 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
     return this.#negotiated.protocolFeatures;
   }
 
+  /**
+   * Whether the rings are packed (VIRTIO_F_RING_PACKED was negotiated): `packedRings` asked
+   * for them and the back-end offered them.
+   */
+  get packedRings(): boolean {
+    return isPacked(this.#negotiated.features);
+  }
+
   /** Whether a back-end is attached right now. */
   get connected(): boolean {
     return this.#socket !== undefined;

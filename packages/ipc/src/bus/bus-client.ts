@@ -30,7 +30,7 @@ import { CheckedTopics, checkQueueName, TopicPattern } from '../topic.js';
 import { ValueViews } from '../value-views.js';
 import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { BUS_PROTOCOL_VERSION, type BusFeature, Kind, PolicyCode } from '../wire/message-kinds.js';
-import type { BusReport } from './bus-stats.js';
+import type { BusReport, ClientStats } from './bus-stats.js';
 import { BusTracing } from './bus-tracing.js';
 import { DirectRouteListener } from './direct-route-listener.js';
 import { DirectRoutes } from './direct-routes.js';
@@ -62,6 +62,16 @@ export interface ConnectBusOptions extends ReconnectOptions, ConnectAccessOption
   maxFrame?: number;
   /** Descriptors per ring (default 256). */
   queueSize?: number;
+  /**
+   * Run this client's rings packed (VIRTIO_F_RING_PACKED) instead of split (default false).
+   * The client asks and the bus accepts, unless it was started with `packed: false`
+   * (`vring bus --split-only`): `connectBus` then rejects with `ERR_VRING_FEATURE_MISMATCH`
+   * (reason `packed-refused`) rather than run split rings unasked. The format is per
+   * client: split and packed clients share a bus, and the bus reports each one's
+   * ({@link ClientStats.rings}). The direct routes this client opens run packed too. See
+   * docs/bus.md, "Packed rings".
+   */
+  packed?: boolean;
   /** Told when the connection to the bus drops and comes back. */
   onEvent?: (event: BusClientEvent) => void;
   /**
@@ -172,9 +182,18 @@ export async function connectBus(
     ...(options.retryInitialMs !== undefined && { retryInitialMs: options.retryInitialMs }),
     ...(options.retryMaxMs !== undefined && { retryMaxMs: options.retryMaxMs }),
     ...(options.expectPeerUid !== undefined && { expectPeerUid: options.expectPeerUid }),
+    ...(options.packed && { packedRings: true }),
     maxMessage: maxFrame,
     onEvent: (event) => client?.onDeviceEvent(event),
   });
+  if (options.packed && !device.packedRings) {
+    device.close();
+    throw new VringError(
+      'ERR_VRING_FEATURE_MISMATCH',
+      `the bus at ${path} does not accept packed rings (packed: false, or an older bus)`,
+      { reason: 'packed-refused' },
+    );
+  }
   const listener =
     (options.directRoutes ?? true) ? await listenForRequesters(path, options) : undefined;
   client = new BusClient(device, maxFrame, options, listener);
@@ -329,7 +348,7 @@ export class BusClient implements AsyncDisposable {
       (options.directRoutes ?? true)
         ? new DirectRoutes(
             endpointOptions(options),
-            { queueSize: options.queueSize, maxMessage },
+            { queueSize: options.queueSize, maxMessage, packed: options.packed ?? false },
             () => this.#checkQuiet(),
           )
         : undefined;

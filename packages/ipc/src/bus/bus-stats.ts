@@ -37,6 +37,12 @@ export interface ClientStats {
   pid?: number;
   /** The client's effective uid, likewise. */
   uid?: number;
+  /**
+   * The format of the client's rings: `packed` when it asked for packed rings
+   * (`ConnectBusOptions.packed`) and the bus accepted, else `split`. Absent for in-process
+   * clients, which have no rings.
+   */
+  rings?: 'split' | 'packed';
   /** Messages the bus holds for the client now, not yet in its ring. */
   queued: number;
   /** Messages the client published. */

@@ -5,6 +5,7 @@ import {
   type PeerCredentials,
   type PeerLimitOptions,
   VhostUserBackend,
+  VhostUserPort,
   VringError,
 } from '@vring/core';
 import { MessageCodec } from '../message-codec.js';
@@ -77,6 +78,13 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
    * subscription then holds the publisher back, a `drop` one loses the message.
    */
   highWaterMark?: number;
+  /**
+   * Accept clients that ask for packed rings ({@link ConnectBusOptions.packed}; default
+   * true). With false the bus offers split rings only, and such a client's `connectBus`
+   * rejects with `ERR_VRING_FEATURE_MISMATCH` (reason `packed-refused`). Clients that do not
+   * ask run split rings either way; {@link ClientStats.rings} tells each one's format.
+   */
+  packed?: boolean;
   /** Called with the typed error that disconnected a client. Default: one line on stderr. */
   onError?: (error: VringError, client: number) => void;
   /**
@@ -211,6 +219,7 @@ export class Bus implements AsyncDisposable {
       notification: options.notification ?? 'adaptive',
       ...(options.spinMicros !== undefined && { spinMicros: options.spinMicros }),
       ...(options.maxFrame !== undefined && { maxFrame: options.maxFrame }),
+      packedRings: options.packed ?? true,
       onPort: (port) => this.#attach(port.id, port, port.peer),
       onError: (error, port) => this.#report(error, port.id),
       socketMode: options.socketMode,
@@ -247,6 +256,7 @@ export class Bus implements AsyncDisposable {
       clients.push({
         id: member.id,
         ...(member.peer && { pid: member.peer.pid, uid: member.peer.uid }),
+        ...ringsOf(member.link.transport),
         queued: member.link.queued,
         published: c.published,
         delivered: c.delivered,
@@ -1012,6 +1022,12 @@ export class Bus implements AsyncDisposable {
     for (const other of this.#members) other.blockedPublishers.delete(member);
     if (this.#closing && this.#members.size === 0) this.#resolveClosed();
   }
+}
+
+/** The format of a client's rings, for its stats; an in-process client has none. */
+function ringsOf(transport: FramePort): Pick<ClientStats, 'rings'> {
+  if (!(transport instanceof VhostUserPort)) return {};
+  return { rings: transport.packedRings ? 'packed' : 'split' };
 }
 
 /** Walks a message's headers (see wire/headers.ts): the bus forwards only headers it checked. */

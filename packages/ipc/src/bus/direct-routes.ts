@@ -60,6 +60,8 @@ class Route {
 export class DirectRoutes {
   readonly #endpoint: EndpointOptions;
   readonly #queueSize: number | undefined;
+  /** Whether the routes' queue pairs run packed rings (the client's own `packed`). */
+  readonly #packed: boolean;
   readonly #maxMessage: number;
   /** Every route, by its responder's address: one record of its state each. */
   readonly #routes = new Map<string, Route>();
@@ -75,11 +77,12 @@ export class DirectRoutes {
   /** `onIdle` is called when the last request out on a route settles. */
   constructor(
     endpoint: EndpointOptions,
-    geometry: { queueSize?: number | undefined; maxMessage: number },
+    geometry: { queueSize?: number | undefined; maxMessage: number; packed: boolean },
     onIdle: () => void,
   ) {
     this.#endpoint = endpoint;
     this.#queueSize = geometry.queueSize;
+    this.#packed = geometry.packed;
     this.#maxMessage = geometry.maxMessage;
     this.#onIdle = onIdle;
   }
@@ -244,6 +247,7 @@ export class DirectRoutes {
       end = await offerQueuePair(socket, {
         ...this.#endpoint,
         ...(this.#queueSize !== undefined && { queueSize: this.#queueSize }),
+        packed: this.#packed,
         signal: AbortSignal.timeout(HANDSHAKE_MS),
       });
       if (route.state === 'closed' || this.#closed) throw new Error('closed meanwhile');

@@ -68,6 +68,11 @@ export const busCommand = defineCommand({
       description:
         'largest frame a client may use (default 65535): a message that fits one crosses the bus whole, with one copy per subscriber; each client costs the bus about three buffers of this size',
     },
+    'split-only': {
+      type: 'boolean',
+      description:
+        'refuse clients that ask for packed rings (connectBus packed: true): they see ERR_VRING_FEATURE_MISMATCH; by default each client runs the rings it asks for',
+    },
     nats: {
       type: 'string',
       value: 'URL',
@@ -104,6 +109,7 @@ export const busCommand = defineCommand({
     const bus = createBus(socket, {
       notification,
       ...(maxFrame !== undefined && { maxFrame: Number(maxFrame) }),
+      ...(values['split-only'] && { packed: false }),
       ...listenAccessFrom(socket, values),
       ...peerLimitsFrom(values),
       ...(nats && { nats }),

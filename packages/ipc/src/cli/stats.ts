@@ -10,7 +10,9 @@ export const statsCommand = defineCommand({
   description:
     'Asks the bus at PATH for its counters (a request to $vring.stats, which the bus answers ' +
     'itself) and prints them: the totals, one row per client attached now (this one ' +
-    'included) and one per subject published to. SLOW counts slow-consumer events: times the ' +
+    "included) and one per subject published to. RINGS is the format of the client's " +
+    'rings: split, or packed for one that asked (connectBus packed: true). SLOW counts ' +
+    'slow-consumer events: times the ' +
     "bus found a client's queue full, once until it drains to half. Exits 0, or 1 when no " +
     'bus answered (ERR_VRING_TIMEOUT) or it is too old to count (ERR_VRING_FEATURE_MISMATCH).',
   options: {
@@ -45,6 +47,7 @@ function formatReport(socket: string, report: BusReport): string {
       'CLIENT',
       'PID',
       'UID',
+      'RINGS',
       'QUEUED',
       'PUBLISHED',
       'DELIVERED',
@@ -57,6 +60,7 @@ function formatReport(socket: string, report: BusReport): string {
       c.id,
       c.pid ?? '-',
       c.uid ?? '-',
+      c.rings ?? '-',
       c.queued,
       c.published,
       c.delivered,
