@@ -414,6 +414,10 @@ export abstract class SendQueue {
         return IN_RING;
       }
       if (placed !== 'no-room') return placed;
+      // The ring is full: the value waits in a staging buffer and goes whole, in place, when
+      // room comes. Through the batch it would be cut into frames (which the receiver puts
+      // back together in a buffer of its own) or copied into a fresh buffer to wait.
+      return this.#encodeToWait(value);
     }
     const wasEmpty = batch.count === 0;
     const codec = this.#codec;
