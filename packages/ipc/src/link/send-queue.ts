@@ -200,7 +200,7 @@ export abstract class SendQueue {
   ): Promise<void> {
     if (this.#done) return Promise.reject(this.closedError);
     if (!signal) {
-      const placed = this.#place(kind, body, head);
+      const placed = this.#inPlace?.staged(body) ? QUEUE : this.#place(kind, body, head);
       if (placed !== QUEUE) return this.#promiseOf(placed);
       this.#queue(kind, body, head, lane, undefined, undefined).group = this.#joinGroup();
       return this.#group!.promise;
@@ -243,6 +243,10 @@ export abstract class SendQueue {
    */
   post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane, borrowed = false): void {
     if (this.#done) return;
+    if (this.#inPlace?.staged(body)) {
+      this.#queue(kind, body, head, lane, undefined, undefined);
+      return;
+    }
     if (body.byteLength >= FORWARD_MIN && this.#forward(kind, body, head, lane, borrowed)) return;
     if (this.#place(kind, body, head) !== QUEUE) return;
     if (!borrowed) {
