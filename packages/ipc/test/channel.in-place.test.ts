@@ -153,6 +153,63 @@ test('views mode: small messages sharing a frame read in place are copies, and n
   b.close();
 });
 
+for (const maxFrame of [64 * 1024, 1024 * 1024]) {
+  test(`values that find the ring full wait in reused staging buffers and still cross whole, frames up to ${maxFrame / 1024} KiB: no buffer made per value`, async () => {
+    const { driver, device } = pair();
+    const a = new Channel<{ i: number; data: Buffer }>(driver, { maxFrame });
+    const b = new Channel<{ i: number; data: Buffer }>(device, { views: true });
+    const count = 48;
+    const got: Array<{ i: number; ok: boolean }> = [];
+    const received = (async () => {
+      for await (const v of b) {
+        got.push({ i: v.i, ok: v.data.equals(filled(v.i)) });
+        b.release(v);
+        if (got.length === count) break;
+      }
+    })();
+    // Large allocations anywhere in this process (sender and receiver) after the first burst.
+    let allocations = 0;
+    let counting = false;
+    const original = { allocUnsafe: Buffer.allocUnsafe, allocUnsafeSlow: Buffer.allocUnsafeSlow };
+    for (const name of ['allocUnsafe', 'allocUnsafeSlow'] as const) {
+      Buffer[name] = (size: number) => {
+        if (counting && size >= 8 * 1024) allocations++;
+        return original[name](size);
+      };
+    }
+    try {
+      // Bursts of sends not awaited one by one, as large as the transmit area: most find the
+      // ring full, and wait (as many as there are staging buffers: past them a value is
+      // encoded into a buffer of its own).
+      for (let burst = 0; burst < count; burst += 8) {
+        counting = burst > 0;
+        const sends: Promise<void>[] = [];
+        for (let i = burst; i < burst + 8; i++) sends.push(a.send({ i, data: filled(i) }));
+        await Promise.all(sends);
+      }
+      counting = false;
+      await received;
+    } finally {
+      Object.assign(Buffer, original);
+    }
+    assert.equal(
+      got.map((g) => g.i),
+      Array.from({ length: count }, (_, i) => i),
+      'every value, in order',
+    );
+    assert.ok(
+      got.every((g) => g.ok),
+      'every value intact',
+    );
+    // The link's eight staging buffers are made on first use, the first time that many wait.
+    assert.ok(allocations <= 8, `${allocations} buffers made for ${count} values`);
+    const frames = driver.stats.messagesSent;
+    assert.ok(frames < 2 * count, `${frames} frames for ${count} values: one each`);
+    a.close();
+    b.close();
+  });
+}
+
 test('lazy encoding: values that wait for room are encoded when they go, straight into shared memory', async () => {
   const { driver, device } = pair();
   const a = new Channel<{ i: number; data: Buffer }>(driver, { lazyEncoding: true });

@@ -147,6 +147,14 @@ export class InPlaceWriter {
     return codec.overflow!;
   }
 
+  /**
+   * Whether `body` lies in a staging buffer: it must go through the queue, whose message gives
+   * the buffer back once sent.
+   */
+  staged(body: Uint8Array): boolean {
+    return this.#staging?.holds(body) ?? false;
+  }
+
   /** Takes back the staging buffer under `body`, if it is one (`body` is no longer read). */
   giveBack(body: Uint8Array): void {
     this.#staging?.give(body);

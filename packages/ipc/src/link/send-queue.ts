@@ -2,7 +2,7 @@ import { type FramePort, type MessageBatch, VringError, WaiterQueue } from '@vri
 import { encodeOrFail, MessageCodec, unencodable } from '../message-codec.js';
 import { Fragmenter, OutgoingMessage } from '../wire/fragmenter.js';
 import { FRAME_HEADER_BYTES } from '../wire/frame-header.js';
-import { keptCopyOf } from './borrowed-copy.js';
+import { dropKept, type KeptCopy, keptCopyOf } from './borrowed-copy.js';
 import { FORWARD_MIN, FrameForwarder } from './frame-forwarder.js';
 import { InPlaceWriter } from './in-place-writer.js';
 import { PollBudget } from './poll-budget.js';
@@ -55,6 +55,8 @@ class Outgoing extends OutgoingMessage {
   /** A value to encode when it goes in place (see {@link SendQueueOptions.lazyEncoding}). */
   value: unknown = undefined;
   lazy = false;
+  /** The shared copy the body lies in, when it was borrowed (given back once done with). */
+  kept: KeptCopy | undefined = undefined;
 
   constructor(
     kind: number,
@@ -198,7 +200,7 @@ export abstract class SendQueue {
   ): Promise<void> {
     if (this.#done) return Promise.reject(this.closedError);
     if (!signal) {
-      const placed = this.#place(kind, body, head);
+      const placed = this.#inPlace?.staged(body) ? QUEUE : this.#place(kind, body, head);
       if (placed !== QUEUE) return this.#promiseOf(placed);
       this.#queue(kind, body, head, lane, undefined, undefined).group = this.#joinGroup();
       return this.#group!.promise;
@@ -212,7 +214,7 @@ export abstract class SendQueue {
         if (i === -1 || entry.offset > 0) return;
         this.#outgoing.splice(i, 1);
         entry.withdrawn = true;
-        this.#inPlace?.giveBack(entry.body);
+        this.#doneWith(entry);
         reject(signal.reason);
       };
       const entry = this.#queue(
@@ -241,10 +243,18 @@ export abstract class SendQueue {
    */
   post(kind: number, body: Uint8Array, head?: Uint8Array, lane?: Lane, borrowed = false): void {
     if (this.#done) return;
-    if (body.byteLength >= FORWARD_MIN && this.#forward(kind, body, head, lane, borrowed)) return;
-    if (this.#place(kind, body, head) === QUEUE) {
-      this.#queue(kind, borrowed ? keptCopyOf(body) : body, head, lane, undefined, undefined);
+    if (this.#inPlace?.staged(body)) {
+      this.#queue(kind, body, head, lane, undefined, undefined);
+      return;
     }
+    if (body.byteLength >= FORWARD_MIN && this.#forward(kind, body, head, lane, borrowed)) return;
+    if (this.#place(kind, body, head) !== QUEUE) return;
+    if (!borrowed) {
+      this.#queue(kind, body, head, lane, undefined, undefined);
+      return;
+    }
+    const kept = keptCopyOf(body);
+    this.#queue(kind, kept.body, head, lane, undefined, undefined).kept = kept;
   }
 
   /**
@@ -273,7 +283,10 @@ export abstract class SendQueue {
     }
     this.#wake?.();
     if (done) return true;
-    if (borrowed) message.body = keptCopyOf(body);
+    if (borrowed) {
+      message.kept = keptCopyOf(body);
+      message.body = message.kept.body;
+    }
     this.#outgoing.push(message);
     if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
     this.#kick();
@@ -372,6 +385,7 @@ export abstract class SendQueue {
     this.#batched = 0;
     this.#batchedSends = 0;
     for (const o of this.#outgoing.splice(0)) {
+      this.#doneWith(o);
       o.reject?.(reason);
       o.group?.fail(reason);
     }
@@ -414,6 +428,10 @@ export abstract class SendQueue {
         return IN_RING;
       }
       if (placed !== 'no-room') return placed;
+      // The ring is full: the value waits in a staging buffer and goes whole, in place, when
+      // room comes. Through the batch it would be cut into frames (which the receiver puts
+      // back together in a buffer of its own) or copied into a fresh buffer to wait.
+      return this.#encodeToWait(value);
     }
     const wasEmpty = batch.count === 0;
     const codec = this.#codec;
@@ -791,6 +809,15 @@ export abstract class SendQueue {
     return undefined;
   }
 
+  /** `o` is sent, withdrawn or failed: the buffer its body lies in may be used again. */
+  #doneWith(o: Outgoing): void {
+    this.#inPlace?.giveBack(o.body);
+    if (o.kept) {
+      dropKept(o.kept);
+      o.kept = undefined;
+    }
+  }
+
   #settle(): void {
     const group = this.#batchGroup;
     const sends = this.#batchedSends;
@@ -803,7 +830,7 @@ export abstract class SendQueue {
     for (let i = 0; i < outgoing.length; i++) {
       const o = outgoing[i]!;
       if (o.done) {
-        this.#inPlace?.giveBack(o.body);
+        this.#doneWith(o);
         o.resolve?.();
         o.group?.sent();
       } else outgoing[kept++] = o;

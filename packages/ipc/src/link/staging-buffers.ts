@@ -30,6 +30,11 @@ export class StagingBuffers {
     return buffer;
   }
 
+  /** Whether `body` lies in one of these buffers. */
+  holds(body: Uint8Array): boolean {
+    return this.#ours.has(body.buffer);
+  }
+
   /** Takes back the buffer under `body` if it is one of ours (`body` is no longer read). */
   give(body: Uint8Array): void {
     const buffer = body.buffer;
