@@ -88,8 +88,8 @@ export interface VirtioUserOptions
   /**
    * Ask for VIRTIO_F_IN_ORDER (default true; used only if offered, as DPDK's net_vhost
    * does): descriptors go out in ring order, and the back-end may return a batch of them
-   * with one used entry. Not asked for with `packedRings`: in-order use of packed rings is
-   * not supported.
+   * with one used entry (on packed rings, one used descriptor naming the batch's last
+   * chain, as DPDK's net_vhost writes for the frames it takes from us).
    */
   inOrder?: boolean;
   /**
@@ -317,9 +317,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
       (SUPPORTED_FEATURES &
         ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
         ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n) &
-        // Our packed driver takes one used descriptor per chain: a back-end batching them in
-        // order (DPDK's net_vhost does on packed rings) would stall it.
-        ~(options.inOrder === false || options.packedRings ? VIRTIO_F_IN_ORDER : 0n)) |
+        ~(options.inOrder === false ? VIRTIO_F_IN_ORDER : 0n)) |
       (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n) |
       (options.packedRings ? VIRTIO_F_RING_PACKED : 0n);
     const required = VIRTIO_F_VERSION_1 | (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
@@ -703,7 +701,7 @@ function deviceSetup(queuePairs: readonly DriverQueuePair[], packed: boolean): D
       const { descriptor } = queuePair.share();
       const { kick, call } = queuePair.vringFds();
       const region = queuePair.region;
-      const resume = packed ? queuePair.resumeBases() : undefined;
+      const resume = packed ? queuePair.prepareResume() : undefined;
       const rings = [descriptor.rx, descriptor.tx];
       return rings.map((ring, i) => {
         const used = BigInt(ring.used);
