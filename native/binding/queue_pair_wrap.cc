@@ -90,6 +90,7 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     if constexpr (std::is_same_v<Pair, DriverQueuePair>) {
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::Reserve>("reserve"));
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::Commit>("commit"));
+      props.push_back(Base::template InstanceMethod<&QueuePairWrap::PrepareResume>("prepareResume"));
     } else {
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::SendJoined>("sendJoined"));
       props.push_back(Base::template InstanceMethod<&QueuePairWrap::TrackInflight>("trackInflight"));
@@ -248,6 +249,19 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     VRING_CATCH(env)
   }
 
+  // prepareResume() -> { rx, tx }: packed rings laid out for a new device, and the ring bases
+  // it resumes from (driver only; call when the old device is gone).
+  Napi::Value PrepareResume(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    const auto [rx, tx] = Open(env).PrepareResume();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rx", Napi::Number::New(env, rx));
+    o.Set("tx", Napi::Number::New(env, tx));
+    return o;
+    VRING_CATCH(env)
+  }
+
   // sendJoined(head, body) -> whether the message `head` + `body` went (device only).
   Napi::Value SendJoined(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -346,8 +360,6 @@ Napi::Value QueuePairWrap<DriverQueuePair>::Info(const Napi::CallbackInfo& info)
   o.Set("rx", RingToJs(env, pair.rx_addresses()));
   o.Set("tx", RingToJs(env, pair.tx_addresses()));
   o.Set("bytes", Napi::Number::New(env, static_cast<double>(pair.layout().total_bytes)));
-  o.Set("rxResumeBase", Napi::Number::New(env, pair.rx_resume_base()));
-  o.Set("txResumeBase", Napi::Number::New(env, pair.tx_resume_base()));
   return o;
 }
 

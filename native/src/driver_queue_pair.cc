@@ -18,7 +18,7 @@ DriverVirtqueue QueueAt(uint8_t* area, const RingAddresses& offsets, const Queue
     v.driver_event = area + offsets.avail;
     v.device_event = area + offsets.used;
     v.size = config.queue_size;
-    return DriverVirtqueue(v, config.event_idx);
+    return DriverVirtqueue(v, config.event_idx, config.in_order);
   }
   SplitRingView v;
   v.desc = area + offsets.desc;

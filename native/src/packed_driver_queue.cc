@@ -1,10 +1,12 @@
 #include "vring/packed_driver_queue.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace vring {
 
-PackedDriverQueue::PackedDriverQueue(const PackedRingView& ring, bool event_idx) : ring_(ring), event_idx_(event_idx) {
+PackedDriverQueue::PackedDriverQueue(const PackedRingView& ring, bool event_idx, bool in_order)
+    : ring_(ring), event_idx_(event_idx), in_order_(in_order) {
   if (!IsValidPackedQueueSize(ring.size)) {
     throw Error(ErrorCode::kInvalidArgument,
                 "packed queue size must be between 1 and 32768, got " + std::to_string(ring.size));
@@ -17,6 +19,9 @@ PackedDriverQueue::PackedDriverQueue(const PackedRingView& ring, bool event_idx)
   chain_len_.assign(ring.size, 0);
   writable_len_.assign(ring.size, 0);
   in_flight_.assign(ring.size, 0);
+  added_seq_.assign(ring.size, 0);
+  chain_descs_.resize(ring.size);
+  id_at_slot_.assign(ring.size, 0);
   seen_.resize(ring.size);
   unpublished_.reserve(ring.size);
   num_free_ = ring.size;
@@ -72,20 +77,89 @@ void PackedDriverQueue::Scan() {
     if (chain_len_[d.id] == 0 || !in_flight_[d.id]) {
       MarkBroken("used-id-not-outstanding", "used id " + std::to_string(d.id) + " is not an outstanding chain");
     }
-    // A chain the device only reads has nothing to report, and DPDK's back-end leaves the
-    // driver's own length in such used descriptors: ignored, not trusted.
-    const uint32_t len = writable_len_[d.id] == 0 ? 0 : d.len;
-    if (len > writable_len_[d.id]) {
-      MarkBroken("used-len-too-large", "used len " + std::to_string(d.len) + " exceeds the " +
-                                           std::to_string(writable_len_[d.id]) + " writable bytes of chain " +
-                                           std::to_string(d.id));
+    if (in_order_) {
+      TakeInOrderBatch(d.id, d.len);
+    } else {
+      // The device writes one used descriptor per chain and skips the rest of its slots.
+      See(d.id, CheckedLen(d.id, d.len));
     }
-    in_flight_[d.id] = 0;
-    seen_[(seen_first_ + seen_count_) % ring_.size] = UsedChain{d.id, len, chain_len_[d.id]};
-    ++seen_count_;
-    // The device writes one used descriptor per chain and skips the rest of its slots.
-    scan_.Advance(chain_len_[d.id], ring_.size);
   }
+}
+
+uint32_t PackedDriverQueue::CheckedLen(uint16_t id, uint32_t reported) {
+  // A chain the device only reads has nothing to report, and DPDK's back-end leaves the
+  // driver's own length in such used descriptors: ignored, not trusted.
+  const uint32_t len = writable_len_[id] == 0 ? 0 : reported;
+  if (len > writable_len_[id]) {
+    MarkBroken("used-len-too-large", "used len " + std::to_string(reported) + " exceeds the " +
+                                         std::to_string(writable_len_[id]) + " writable bytes of chain " +
+                                         std::to_string(id));
+  }
+  return len;
+}
+
+void PackedDriverQueue::See(uint16_t id, uint32_t len) {
+  in_flight_[id] = 0;
+  seen_[(seen_first_ + seen_count_) % ring_.size] = UsedChain{id, len, chain_len_[id]};
+  ++seen_count_;
+  scan_.Advance(chain_len_[id], ring_.size);
+}
+
+void PackedDriverQueue::TakeInOrderBatch(uint16_t last, uint32_t len) {
+  // The chains not yet seen lie back to back from scan_ in the order they were published
+  // (an in-order device returns them in that order): find `last` among them before taking
+  // anything, so a descriptor naming no chain of the batch changes nothing.
+  const uint32_t unseen = outstanding_ - seen_count_;
+  RingPosition at = scan_;
+  uint32_t skip = 0;
+  for (; skip < unseen; ++skip) {
+    const uint16_t id = id_at_slot_[at.index];
+    if (id == last) break;
+    at.Advance(chain_len_[id], ring_.size);
+  }
+  if (skip == unseen) {
+    MarkBroken("used-id-out-of-order", "used id " + std::to_string(last) + " is none of the " +
+                                           std::to_string(unseen) + " chains next in order");
+  }
+  const uint32_t last_len = CheckedLen(last, len);
+  // The chains before it were used whole: the device reports no length for them.
+  for (uint32_t i = 0; i < skip; ++i) {
+    const uint16_t id = id_at_slot_[scan_.index];
+    See(id, writable_len_[id]);
+  }
+  See(last, last_len);
+}
+
+uint16_t PackedDriverQueue::PrepareResume() {
+  CheckUsable();
+  Publish();
+  Scan();
+  std::vector<uint16_t> unreturned;
+  unreturned.reserve(outstanding_ - seen_count_);
+  for (uint32_t id = 0; id < ring_.size; ++id) {
+    if (in_flight_[id]) unreturned.push_back(static_cast<uint16_t>(id));
+  }
+  std::sort(unreturned.begin(), unreturned.end(),
+            [this](uint16_t a, uint16_t b) { return added_seq_[a] < added_seq_[b]; });
+  // They fill exactly the slots from scan_ to avail_: every slot there belongs to a chain
+  // not yet seen used, and each such chain has as many slots as descriptors.
+  PackedDesc* ring = ring_.descs();
+  RingPosition at = scan_;
+  for (uint16_t id : unreturned) {
+    for (const PackedDesc& saved : chain_descs_[id]) {
+      PackedDesc* d = &ring[at.index];
+      StorePackedDescBody(d, saved.addr, saved.len, id);
+      StoreRelease(&d->flags, static_cast<uint16_t>(saved.flags | AvailBits(at.wrap)));
+      id_at_slot_[at.index] = id;
+      at.Advance(1, ring_.size);
+    }
+  }
+  if (at != avail_) {
+    // Cannot happen while the counts above hold; if it did, the ring is unusable.
+    MarkBroken("resume-layout-mismatch", "the chains to resume do not end at the next free slot");
+  }
+  FullFence();
+  return scan_.Encoded();
 }
 
 uint32_t PackedDriverQueue::UsedPending() {

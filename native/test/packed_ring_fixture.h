@@ -28,7 +28,8 @@ struct PackedRingFixture {
 
   // `with_driver` = false leaves the ring zeroed and driverless, for tests that play a
   // hostile driver by writing descriptors by hand.
-  PackedRingFixture(uint32_t queue_size, bool evidx, bool with_driver = true, uint16_t device_base = 0x8000)
+  PackedRingFixture(uint32_t queue_size, bool evidx, bool with_driver = true, uint16_t device_base = 0x8000,
+                    bool in_order = false)
       : q(queue_size), event_idx(evidx), region(Create(queue_size)) {
     const uint64_t driver_off = RoundUp(PackedDescRingBytes(q), 64);
     const uint64_t device_off = driver_off + 64;
@@ -41,7 +42,7 @@ struct PackedRingFixture {
     view.desc = memory->TranslateUser(kUserBase, PackedDescRingBytes(q));
     view.driver_event = memory->TranslateUser(kUserBase + driver_off, kEventSuppressBytes);
     view.device_event = memory->TranslateUser(kUserBase + device_off, kEventSuppressBytes);
-    if (with_driver) driver = std::make_unique<PackedDriverQueue>(view, event_idx);
+    if (with_driver) driver = std::make_unique<PackedDriverQueue>(view, event_idx, in_order);
     device = std::make_unique<PackedDeviceQueue>(view, memory.get(), event_idx, device_base);
   }
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "vring/driver_virtqueue.h"
@@ -90,9 +91,9 @@ class DriverQueuePair {
   void DisarmSend() { tx_.DisableInterrupts(); }
 
   bool broken() const { return rx_.broken() || tx_.broken(); }
-  // Packed rings: the ring base a new device resumes each queue from.
-  uint16_t rx_resume_base() const { return rx_.resume_base(); }
-  uint16_t tx_resume_base() const { return tx_.resume_base(); }
+  // Packed rings, once the old device is gone: lays each queue out for a new device and
+  // returns the ring bases it resumes from (receive, transmit).
+  std::pair<uint16_t, uint16_t> PrepareResume() { return {rx_.PrepareResume(), tx_.PrepareResume()}; }
   const PortStats& stats() const { return stats_; }
 
  private:

@@ -17,7 +17,9 @@ class DriverVirtqueue {
   DriverVirtqueue(const SplitRingView& ring, bool event_idx, bool in_order) {
     split_.emplace(ring, event_idx, in_order);
   }
-  explicit DriverVirtqueue(const PackedRingView& ring, bool event_idx) { packed_.emplace(ring, event_idx); }
+  DriverVirtqueue(const PackedRingView& ring, bool event_idx, bool in_order) {
+    packed_.emplace(ring, event_idx, in_order);
+  }
 
   bool packed() const { return packed_.has_value(); }
   uint32_t size() const { return packed_ ? packed_->size() : split_->size(); }
@@ -39,9 +41,10 @@ class DriverVirtqueue {
   bool EnableInterruptsDelayed(uint32_t count) {
     return packed_ ? packed_->EnableInterruptsDelayed(count) : split_->EnableInterruptsDelayed(count);
   }
-  // Packed only: the ring base a new device resumes from (see PackedDriverQueue). A split
-  // ring's device resumes from the used index in shared memory instead.
-  uint16_t resume_base() const { return packed_ ? packed_->resume_base() : 0; }
+  // Packed only: lays the ring out for a new device and returns the base it resumes from
+  // (see PackedDriverQueue::PrepareResume). A split ring's device resumes from the used
+  // index in shared memory instead.
+  uint16_t PrepareResume() { return packed_ ? packed_->PrepareResume() : 0; }
   uint32_t outstanding() const { return packed_ ? packed_->outstanding() : split_->outstanding(); }
   [[noreturn]] void MarkBroken(const char* reason, const std::string& message) {
     if (packed_) packed_->MarkBroken(reason, message);

@@ -5,6 +5,12 @@
 // from the ring. Each used descriptor is copied once when first seen, checked against what
 // we handed out (id, outstanding, length), and from then on only the copy is used. Same
 // interface as DriverQueue, so a queue pair can run on either.
+//
+// With VIRTIO_F_IN_ORDER the device may return a batch of chains with one used descriptor,
+// written over the batch's first slot and naming the batch's last chain: every chain
+// published before that one and not yet returned is complete too (read whole, or written
+// whole: it counts its full writable length), and the next used descriptor is expected
+// after the batch's slots.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +24,13 @@
 namespace vring {
 
 class PackedDriverQueue {
+  static constexpr uint16_t kWrapBits = kPackedDescFlagAvail | kPackedDescFlagUsed;
+
  public:
   // Takes over `ring` (reinitialised: zeroed, wrap counters 1) and lays out an empty queue.
-  // `event_idx` selects descriptor-position event suppression (VIRTIO_RING_F_EVENT_IDX).
-  PackedDriverQueue(const PackedRingView& ring, bool event_idx);
+  // `event_idx` selects descriptor-position event suppression (VIRTIO_RING_F_EVENT_IDX);
+  // `in_order` accepts batched used descriptors (VIRTIO_F_IN_ORDER).
+  PackedDriverQueue(const PackedRingView& ring, bool event_idx, bool in_order = false);
 
   uint32_t size() const { return ring_.size; }
   // Free descriptor slots.
@@ -64,6 +73,13 @@ class PackedDriverQueue {
   // Where a new device resumes (its vhost-user ring base): the first slot not yet seen used,
   // so it takes every chain the old device had not returned.
   uint16_t resume_base() const { return scan_.Encoded(); }
+  // Call when the old device is gone, before a new one starts: takes the used descriptors
+  // the old device left, then writes every chain it had not returned again, available and
+  // in the order they were published, from resume_base() on. The old device overwrote some
+  // of those slots with used descriptors (it writes them over the first slots it was
+  // given, whatever order it returns chains in), so without this a new device would find
+  // the slot at its base used, not available, and stop there. Returns resume_base().
+  uint16_t PrepareResume();
 
   [[noreturn]] void MarkBroken(const char* reason, const std::string& message);
 
@@ -73,14 +89,25 @@ class PackedDriverQueue {
   }
   // Copies and checks used descriptors from scan_ on into seen_.
   void Scan();
+  // In-order: `last` (checked as outstanding) ends a batch that starts at scan_.
+  void TakeInOrderBatch(uint16_t last, uint32_t len);
+  // Records a used chain, after its checks, and moves scan_ past its slots.
+  void See(uint16_t id, uint32_t len);
+  // The length a used descriptor reports for chain `id`, checked against its writable size.
+  uint32_t CheckedLen(uint16_t id, uint32_t reported);
 
   PackedRingView ring_;
   bool event_idx_;
+  bool in_order_;
   bool broken_ = false;
   std::vector<uint16_t> next_free_id_;  // private free list of buffer ids
   std::vector<uint16_t> chain_len_;     // per id: slots its chain occupies; 0 = free id
   std::vector<uint32_t> writable_len_;  // per id: bytes the device may write
   std::vector<uint8_t> in_flight_;      // per id: published and not yet seen used
+  std::vector<uint64_t> added_seq_;     // per id: when AddChain() took it (publication order)
+  std::vector<std::vector<PackedDesc>> chain_descs_;  // per id: its descriptors as written, flags without wrap bits
+  std::vector<uint16_t> id_at_slot_;    // per slot: the id of the chain we last wrote there
+  uint64_t next_seq_ = 0;
   std::vector<uint16_t> unpublished_;   // ids added since the last Publish()
   std::vector<UsedChain> seen_;         // ring of checked used chains, oldest first
   uint32_t seen_first_ = 0, seen_count_ = 0;
@@ -107,6 +134,8 @@ int PackedDriverQueue::AddChain(uint32_t n, Fill&& fill) {
   uint32_t writable = 0;
   PackedDesc* ring = ring_.descs();
   RingPosition at = avail_;
+  std::vector<PackedDesc>& saved = chain_descs_[id];
+  saved.clear();  // keeps its capacity: no allocation once the ring has run a while
   for (uint32_t i = 0; i < n; ++i) {
     const ChainBuffer b = fill(i, id);
     const bool last = i + 1 == n;
@@ -114,6 +143,8 @@ int PackedDriverQueue::AddChain(uint32_t n, Fill&& fill) {
                                                  AvailBits(at.wrap));
     PackedDesc* d = &ring[at.index];
     StorePackedDescBody(d, b.addr, b.len, id);
+    saved.push_back(PackedDesc{b.addr, b.len, id, static_cast<uint16_t>(flags & ~kWrapBits)});
+    id_at_slot_[at.index] = id;
     if (i == 0 && !head_pending_) {
       // The batch's first head is stored by Publish(), after everything else.
       head_pending_ = true;
@@ -131,6 +162,7 @@ int PackedDriverQueue::AddChain(uint32_t n, Fill&& fill) {
   num_free_ -= n;
   chain_len_[id] = static_cast<uint16_t>(n);
   writable_len_[id] = writable;
+  added_seq_[id] = next_seq_++;
   unpublished_.push_back(id);
   return id;
 }

@@ -28,9 +28,13 @@ interface NativeDriverInfo {
   rx: { desc: bigint; avail: bigint; used: bigint };
   tx: { desc: bigint; avail: bigint; used: bigint };
   bytes: number;
-  rxResumeBase: number;
-  txResumeBase: number;
 }
+
+/** The native driver end: a queue pair end with its ring addresses and packed resumption. */
+type NativeDriverEnd = NativeQueuePairEnd & {
+  info(): NativeDriverInfo;
+  prepareResume(): { rx: number; tx: number };
+};
 
 interface NativeDriverClass {
   new (
@@ -40,7 +44,7 @@ interface NativeDriverClass {
     config: object,
     rxKickFd: number | undefined,
     txKickFd: number | undefined,
-  ): NativeQueuePairEnd & { info(): NativeDriverInfo };
+  ): NativeDriverEnd;
 }
 
 const NativeDriverQueuePair = native.DriverQueuePair as NativeDriverClass;
@@ -80,7 +84,7 @@ export class DriverQueuePair extends QueuePairEnd {
   readonly #txKick: EventFd | undefined;
 
   private constructor(
-    handle: NativeQueuePairEnd & { info(): NativeDriverInfo },
+    handle: NativeDriverEnd,
     region: SharedRegion,
     kick: EventFd,
     call: EventFd,
@@ -201,13 +205,14 @@ export class DriverQueuePair extends QueuePairEnd {
   }
 
   /**
-   * Packed rings only: the ring base (slot | wrap counter << 15) a new back-end resumes each
-   * queue from, the first slot not yet returned used.
+   * Packed rings only, once the old back-end is gone: takes what it returned, writes every
+   * chain it had not returned again as available from the first slot not yet returned used
+   * (the old back-end wrote used descriptors over some of them), and gives that slot as the
+   * ring base (slot | wrap counter << 15) a new back-end resumes each queue from.
    * @internal
    */
-  resumeBases(): { rx: number; tx: number } {
-    const info = (this.handle as NativeQueuePairEnd & { info(): NativeDriverInfo }).info();
-    return { rx: info.rxResumeBase, tx: info.txResumeBase };
+  prepareResume(): { rx: number; tx: number } {
+    return (this.handle as NativeDriverEnd).prepareResume();
   }
 
   /**

@@ -91,10 +91,18 @@ test('a VirtioUser asking for more queue pairs than the back-end has is refused 
   }
 });
 
-test('queue pair counts outside their range are refused before anything connects', async () => {
+test('queue pair counts and queue sizes outside their range are refused before anything connects', async () => {
   for (const queuePairs of [0, 9, 1.5]) {
     await rejectsVring(
       VirtioUser.open(socketPath('mq17'), { queuePairs }),
+      'ERR_VRING_INVALID_ARGUMENT',
+    );
+  }
+  // Packed rings may have any size in virtio 1.1; our queue pairs still need powers of two,
+  // which is said up front rather than after a handshake.
+  for (const queueSize of [100, 1, 65536, 2.5]) {
+    await rejectsVring(
+      VirtioUser.open(socketPath('mq17'), { queueSize, packedRings: true }),
       'ERR_VRING_INVALID_ARGUMENT',
     );
   }

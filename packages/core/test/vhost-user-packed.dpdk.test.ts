@@ -1,19 +1,26 @@
 // Packed virtqueues against DPDK 22.11 (dpdk-testpmd, unmodified), both directions:
 // - our VirtioUser with `packedRings` on testpmd's net_vhost (io forwarding echoes every
 //   frame): 20,000 frames of 60..1514 B come back intact, mergeable buffers on and off,
-//   in both socket modes;
+//   in both socket modes. net_vhost offers IN_ORDER and the VirtioUser takes it, so
+//   net_vhost returns the frames we send in batches, one used descriptor naming a batch's
+//   last chain; one case declines IN_ORDER for the one-descriptor-per-chain path;
 // - DPDK virtio_user with `packed_vq=1` attached to `vring echo --packed` in its own
 //   process: frames of 60..1514 B from a capture file come back byte for byte, with
-//   mergeable receive buffers on and off.
-// Each side checks the negotiated features include RING_PACKED: a silent fallback to split
-// rings fails the test.
+//   mergeable receive buffers on and off, and with `in_order=1` on `vring echo --packed
+//   --in-order` (DPDK's in-order packed transmit path).
+// Each side checks the negotiated features include RING_PACKED, and IN_ORDER when it is
+// meant to be used: a silent fallback fails the test.
 //
 // Without /usr/bin/dpdk-testpmd the file registers no test and says why.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { socketPath, spawnScript } from '../../../test-support/index.js';
 import { runPingSession, warmUpPing } from '../src/cli/ping-session.js';
-import { VIRTIO_F_RING_PACKED, VIRTIO_NET_F_MRG_RXBUF } from '../src/vhost-user/features.js';
+import {
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_NET_F_MRG_RXBUF,
+} from '../src/vhost-user/features.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
 import { assertEveryFrameEchoed, parseCaptureReport } from './fixtures/capture-report.js';
 import { stopEcho } from './fixtures/echo-counters.js';
@@ -26,9 +33,19 @@ test.after.each(async () => {
   await Testpmd.stopAll();
 });
 
-async function frontendOnNetVhost(server: boolean, mergeable: boolean): Promise<void> {
+async function frontendOnNetVhost(
+  server: boolean,
+  mergeable: boolean,
+  inOrder = true,
+): Promise<void> {
   const socket = socketPath('pk17-packed-fe');
-  const options = { packedRings: true, mergeable, server, signal: AbortSignal.timeout(60_000) };
+  const options = {
+    packedRings: true,
+    mergeable,
+    server,
+    inOrder,
+    signal: AbortSignal.timeout(60_000),
+  };
   let testpmd: Testpmd;
   let opening: Promise<VirtioUser>;
   if (server) {
@@ -43,6 +60,7 @@ async function frontendOnNetVhost(server: boolean, mergeable: boolean): Promise<
   try {
     assert.is.not(port.features & VIRTIO_F_RING_PACKED, 0n, 'packed rings negotiated');
     assert.is((port.features & VIRTIO_NET_F_MRG_RXBUF) !== 0n, mergeable, 'mergeable as asked');
+    assert.is((port.features & VIRTIO_F_IN_ORDER) !== 0n, inOrder, 'in-order as asked');
     assert.ok(await warmUpPing(port, { timeoutMs: 30_000 }), 'testpmd never echoed a probe');
     const result = await runPingSession(port, {
       count: PING_FRAMES,
@@ -65,11 +83,11 @@ async function frontendOnNetVhost(server: boolean, mergeable: boolean): Promise<
 
 const FRAMES = 500;
 
-async function packedEcho(devargs: string, mergeable: boolean): Promise<void> {
+async function packedEcho(devargs: string, mergeable: boolean, inOrder = false): Promise<void> {
   const socket = socketPath('pk17-packed');
   const echo = spawnScript(
     new URL('./fixtures/echo-process.ts', import.meta.url),
-    [socket, '--packed'],
+    [socket, '--packed', ...(inOrder ? ['--in-order'] : [])],
     { stderr: 'capture', name: 'vring echo' },
   );
   await echo.waitFor(/listening on/);
@@ -90,20 +108,28 @@ async function packedEcho(devargs: string, mergeable: boolean): Promise<void> {
   const features = BigInt(echo.output().match(/port 1 .*features (0x[0-9a-f]+)/)![1]!);
   assert.ok((features & VIRTIO_F_RING_PACKED) !== 0n, `packed rings negotiated\n${context}`);
   assert.is((features & VIRTIO_NET_F_MRG_RXBUF) !== 0n, mergeable, 'mergeable buffers as asked');
+  assert.is((features & VIRTIO_F_IN_ORDER) !== 0n, inOrder, `in-order as offered\n${context}`);
 }
 
 if (requireTestpmd()) {
   for (const server of [false, true]) {
     const mode = server ? 'server mode (net_vhost client=1)' : 'client mode (net_vhost listens)';
     for (const mergeable of [true, false]) {
-      test(`VirtioUser packedRings → DPDK net_vhost, ${mode}, mergeable ${mergeable ? 'on' : 'off'}: ${PING_FRAMES} frames intact`, () =>
+      test(`VirtioUser packedRings → DPDK net_vhost, ${mode}, mergeable ${mergeable ? 'on' : 'off'}, IN_ORDER negotiated: ${PING_FRAMES} frames intact`, () =>
         frontendOnNetVhost(server, mergeable));
     }
   }
+  test(`VirtioUser packedRings with inOrder false → DPDK net_vhost: IN_ORDER not negotiated, ${PING_FRAMES} frames intact`, () =>
+    frontendOnNetVhost(false, true, false));
   test('DPDK virtio_user packed_vq=1 → vring echo on packed rings: frames back byte for byte', () =>
     packedEcho(',packed_vq=1', true));
   test('DPDK virtio_user packed_vq=1,mrg_rxbuf=0,in_order=0 → vring echo on packed rings', () =>
     packedEcho(',packed_vq=1,mrg_rxbuf=0,in_order=0', false));
+  for (const mergeable of [true, false]) {
+    const devargs = `,packed_vq=1,in_order=1${mergeable ? '' : ',mrg_rxbuf=0'}`;
+    test(`DPDK virtio_user${devargs} → vring echo --packed --in-order: IN_ORDER negotiated, frames back byte for byte`, () =>
+      packedEcho(devargs, mergeable, true));
+  }
 }
 
 test.run();

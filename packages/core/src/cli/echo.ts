@@ -8,8 +8,12 @@ import type { VringError } from '../errors.js';
 import type { ListenAccessOptions } from '../peer-access.js';
 import type { PeerLimitOptions } from '../peer-limits.js';
 import { VhostUserBackend } from '../vhost-user/backend.js';
-import type { VhostUserPortOptions } from '../vhost-user/backend-options.js';
+import {
+  BACKEND_DEFAULT_FEATURES,
+  type VhostUserPortOptions,
+} from '../vhost-user/backend-options.js';
 import type { VhostUserPort, VhostUserPortStats } from '../vhost-user/backend-port.js';
+import { VIRTIO_F_IN_ORDER } from '../vhost-user/features.js';
 import { stopSignal } from './stop-signal.js';
 
 /**
@@ -25,6 +29,12 @@ export interface EchoOptions
   socket: string;
   /** Connect to a listening front-end instead of listening. */
   client: boolean;
+  /**
+   * Offer VIRTIO_F_IN_ORDER besides the default features (default false): a front-end
+   * that takes it (DPDK virtio_user `in_order=1`, the default there) uses descriptors in
+   * ring order, on split and packed rings alike.
+   */
+  inOrder?: boolean | undefined;
 }
 
 /** Ports kept for the final report after they closed, at most (hostile floods make many). */
@@ -70,9 +80,10 @@ export async function echo(options: EchoOptions): Promise<number> {
     features: bigint | undefined;
     error?: VringError;
   }> = [];
-  const { socket: _socket, ...backendOptions } = options;
+  const { socket: _socket, inOrder, ...backendOptions } = options;
   const backend = new VhostUserBackend(options.socket, {
     ...backendOptions,
+    ...(inOrder ? { features: BACKEND_DEFAULT_FEATURES | VIRTIO_F_IN_ORDER } : {}),
     onPort: (port) => {
       console.log(`vring echo: port ${port.id} connected`);
       void echoPort(port);

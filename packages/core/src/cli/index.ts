@@ -111,17 +111,28 @@ export const echoCommand: Command = defineCommand({
       type: 'boolean',
       description: 'connect to a frontend listening at PATH (DPDK virtio_user server=1)',
     },
+    packed: {
+      type: 'boolean',
+      description: 'offer packed virtqueues too (DPDK virtio_user packed_vq=1 takes them)',
+    },
+    'in-order': {
+      type: 'boolean',
+      description: 'offer VIRTIO_F_IN_ORDER too (DPDK virtio_user in_order=1 takes it)',
+    },
     ...LISTEN_ACCESS_OPTIONS,
     ...PEER_LIMIT_OPTIONS,
   },
   examples: [
     'vring echo --socket /tmp/vring.sock',
     'vring echo --socket /run/vring/echo.sock --socket-mode 0660 --allow-gid 1001',
+    'vring echo --socket /tmp/vring.sock --packed --in-order',
   ],
   run: (options) =>
     echo({
       socket: options.socket,
       client: options.client,
+      packedRings: options.packed,
+      inOrder: options['in-order'],
       ...listenAccessFrom(options.socket, options),
       ...peerLimitsFrom(options),
     }),

@@ -41,7 +41,7 @@ import {
   negotiateFeatures,
 } from './frontend-handshake.js';
 import { closeFds } from './message-decoder.js';
-import type { InflightArea } from './message-layout.js';
+import { type InflightArea, VIRTQUEUE_MAX_SIZE } from './message-layout.js';
 
 /**
  * Options of {@link VirtioUser.open}. In client mode, `retryInitialMs` and `retryMaxMs` (see
@@ -61,7 +61,11 @@ export interface VirtioUserOptions
    * retrying with backoff until it is there.
    */
   server?: boolean;
-  /** Descriptors per vring, power of two (default 256). */
+  /**
+   * Descriptors per vring, a power of two from 2 to 32768 (default 256), with packed rings
+   * too: virtio 1.1 allows other sizes there, but our queue pairs lay their buffers out in
+   * powers of two. Another size is refused before anything connects.
+   */
   queueSize?: number;
   /** Bytes per packet buffer (default 2048: a full Ethernet frame plus header fits in one). */
   bufferSize?: number;
@@ -88,8 +92,8 @@ export interface VirtioUserOptions
   /**
    * Ask for VIRTIO_F_IN_ORDER (default true; used only if offered, as DPDK's net_vhost
    * does): descriptors go out in ring order, and the back-end may return a batch of them
-   * with one used entry. Not asked for with `packedRings`: in-order use of packed rings is
-   * not supported.
+   * with one used entry (on packed rings, one used descriptor naming the batch's last
+   * chain, as DPDK's net_vhost writes for the frames it takes from us).
    */
   inOrder?: boolean;
   /**
@@ -171,6 +175,23 @@ function queuePairCount(options: VirtioUserOptions): number {
     );
   }
   return count;
+}
+
+/** Refuses a queue size our queue pairs cannot lay out, before any back-end is involved. */
+function checkQueueSize(options: VirtioUserOptions): void {
+  const size = options.queueSize;
+  if (size === undefined) return;
+  if (
+    !Number.isInteger(size) ||
+    size < 2 ||
+    size > VIRTQUEUE_MAX_SIZE ||
+    (size & (size - 1)) !== 0
+  ) {
+    throw new VringError(
+      'ERR_VRING_INVALID_ARGUMENT',
+      `queueSize must be a power of two in [2, ${VIRTQUEUE_MAX_SIZE}], got ${size}`,
+    );
+  }
 }
 
 // Errors after which trying another connection cannot help: the rings cannot change mode,
@@ -305,6 +326,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
   static async open(path: string, options: VirtioUserOptions = {}): Promise<VirtioUser> {
     // Checked before any connection: a bad option must not cost a back-end a handshake.
     notificationPolicy(options);
+    checkQueueSize(options);
     const pairCount = queuePairCount(options);
     const timeouts = replyTimeouts(options);
     const source = new ConnectionSource(
@@ -317,9 +339,7 @@ export class VirtioUser implements FramePort, FramePolling, FrameLending, AsyncD
       (SUPPORTED_FEATURES &
         ~(options.mergeable === false ? VIRTIO_NET_F_MRG_RXBUF : 0n) &
         ~(options.eventIdx === false ? VIRTIO_RING_F_EVENT_IDX : 0n) &
-        // Our packed driver takes one used descriptor per chain: a back-end batching them in
-        // order (DPDK's net_vhost does on packed rings) would stall it.
-        ~(options.inOrder === false || options.packedRings ? VIRTIO_F_IN_ORDER : 0n)) |
+        ~(options.inOrder === false ? VIRTIO_F_IN_ORDER : 0n)) |
       (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n) |
       (options.packedRings ? VIRTIO_F_RING_PACKED : 0n);
     const required = VIRTIO_F_VERSION_1 | (pairCount > 1 ? VIRTIO_NET_F_MQ : 0n);
@@ -711,7 +731,7 @@ function deviceSetup(queuePairs: readonly DriverQueuePair[], packed: boolean): D
       const { descriptor } = queuePair.share();
       const { kick, call } = queuePair.vringFds();
       const region = queuePair.region;
-      const resume = packed ? queuePair.resumeBases() : undefined;
+      const resume = packed ? queuePair.prepareResume() : undefined;
       const rings = [descriptor.rx, descriptor.tx];
       return rings.map((ring, i) => {
         const used = BigInt(ring.used);
