@@ -276,6 +276,37 @@ test('channel: either side serves and requests; a name the peer does not serve i
   }
 });
 
+test('channel: thousands of requests in flight at once, answered in reverse, aborted in the middle, each get their own outcome', async () => {
+  const { a, b } = channels();
+  try {
+    const count = 2500; // more than the requester's and the responder's id slots (1024)
+    const answers: (() => void)[] = [];
+    const aborted: number[] = [];
+    b.serve('double', (n: number, context) => {
+      context.signal.addEventListener('abort', () => aborted.push(n));
+      return new Promise<number>((resolve) => answers.push(() => resolve(n * 2)));
+    });
+    const abort = new AbortController();
+    const calls = Array.from({ length: count }, (_, i) =>
+      a.request<number>('double', i, i === 1500 ? { signal: abort.signal } : undefined),
+    );
+    await until(() => answers.length === count, 'every request to reach the handler');
+    abort.abort();
+    assert.is((await rejection(calls[1500]!)).code, 'ERR_VRING_ABORTED');
+    await until(() => aborted.length === 1, 'the cancel to reach the handler');
+    assert.equal(aborted, [1500]);
+    for (const answer of answers.reverse()) answer();
+    const results = await Promise.all(calls.map((c, i) => (i === 1500 ? -1 : c)));
+    assert.equal(
+      results,
+      Array.from({ length: count }, (_, i) => (i === 1500 ? -1 : i * 2)),
+    );
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
 test('request timeouts share one timer: each fires once, in deadline order, unless cancelled', async () => {
   const deadlines = new Deadlines();
   const fired: string[] = [];

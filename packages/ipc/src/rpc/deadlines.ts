@@ -5,21 +5,32 @@ export interface Deadline {
   cancel(): void;
 }
 
-class Entry implements Deadline {
-  done = false;
+/**
+ * What can be put on {@link Deadlines} as it is, with no entry made for it: a request's own
+ * record carries its deadline. @internal
+ */
+export interface Expiring {
+  /** When it expires (`performance.now()` time), set by {@link Deadlines.watch}. */
+  expiresAt: number;
+  /** Whether it finished: its deadline is then dropped unfired. */
+  readonly over: boolean;
+  /** The deadline passed (called only while not `over`). */
+  expire(): void;
+}
 
-  constructor(
-    readonly at: number,
-    readonly target: (() => void) | { expire(): void },
-  ) {}
+class Entry implements Deadline, Expiring {
+  expiresAt = 0;
+  over = false;
 
-  onExpire(): void {
-    if (typeof this.target === 'function') this.target();
-    else this.target.expire();
+  constructor(readonly onExpire: () => void) {}
+
+  expire(): void {
+    this.over = true;
+    this.onExpire();
   }
 
   cancel(): void {
-    this.done = true;
+    this.over = true;
   }
 }
 
@@ -32,22 +43,29 @@ class Entry implements Deadline {
  * the requests in flight. The timer never keeps the process alive.
  */
 export class Deadlines {
-  readonly #queues = new Map<number, Fifo<Entry>>();
+  readonly #queues = new Map<number, Fifo<Expiring>>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
 
-  /** Calls `onExpire` (or its `expire()`) after `ms` milliseconds unless cancelled first. */
-  add(ms: number, onExpire: (() => void) | { expire(): void }): Deadline {
+  /** Calls `onExpire` after `ms` milliseconds unless cancelled first. */
+  add(ms: number, onExpire: () => void): Deadline {
+    const entry = new Entry(onExpire);
+    this.watch(ms, entry);
+    return entry;
+  }
+
+  /** Calls `entry.expire()` after `ms` milliseconds unless it is `over` by then. */
+  watch(ms: number, entry: Expiring): void {
     let queue = this.#queues.get(ms);
     if (!queue) {
       queue = new Fifo();
       this.#queues.set(ms, queue);
     }
-    while (queue.peek()?.done) queue.shift();
-    const entry = new Entry(performance.now() + ms, onExpire);
+    while (queue.peek()?.over) queue.shift();
+    const at = performance.now() + ms;
+    entry.expiresAt = at;
     queue.push(entry);
-    if (entry.at < this.#timerAt) this.#schedule(entry.at);
-    return entry;
+    if (at < this.#timerAt) this.#schedule(at);
   }
 
   #schedule(at: number): void {
@@ -61,25 +79,22 @@ export class Deadlines {
     this.#timer = undefined;
     this.#timerAt = Number.POSITIVE_INFINITY;
     const now = performance.now();
-    const expired: Entry[] = [];
+    const expired: Expiring[] = [];
     let next = Number.POSITIVE_INFINITY;
     for (const [ms, queue] of this.#queues) {
-      for (let e = queue.peek(); e && (e.done || e.at <= now); e = queue.peek()) {
+      for (let e = queue.peek(); e && (e.over || e.expiresAt <= now); e = queue.peek()) {
         queue.shift();
-        if (!e.done) expired.push(e);
+        if (!e.over) expired.push(e);
       }
       const head = queue.peek();
-      if (head) next = Math.min(next, head.at);
+      if (head) next = Math.min(next, head.expiresAt);
       else this.#queues.delete(ms);
     }
     if (next < Number.POSITIVE_INFINITY) this.#schedule(next);
     // Deadlines of different lengths that expire in one pass (the timer fired late, on a
     // busy process) still fire in deadline order, not in the order of their queues.
-    if (expired.length > 1) expired.sort((a, b) => a.at - b.at);
-    // After the bookkeeping: a callback may add a deadline.
-    for (const e of expired) {
-      e.done = true;
-      e.onExpire();
-    }
+    if (expired.length > 1) expired.sort((a, b) => a.expiresAt - b.expiresAt);
+    // After the bookkeeping: a callback may add a deadline, or end another that expired.
+    for (const e of expired) if (!e.over) e.expire();
   }
 }

@@ -5,7 +5,8 @@ import type { MessageCodec } from '../message-codec.js';
 import { CheckedTopics } from '../topic.js';
 import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
-import { type Deadline, Deadlines } from './deadlines.js';
+import { Deadlines, type Expiring } from './deadlines.js';
+import { IdTable } from './id-table.js';
 import { fromWireError } from './remote-error.js';
 import { type Replies, type ReplySink, type RequestManyOptions, replies } from './replies.js';
 
@@ -29,10 +30,21 @@ export interface RequestOptions {
   onReplyHeaders?: (headers: MessageHeaders) => void;
 }
 
-/** What a request's replies go to: a promise's settlers or an Observable's subscriber. */
-type Pending = ReplySink;
-
 const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** The options of a request given none: no object per call for them. */
+const NO_OPTIONS: RequestOptions = Object.freeze({});
+
+/**
+ * The settlers of the promise being made: one executor for every `request()`, not a
+ * closure per call.
+ */
+let takeResolve: (value: unknown) => void = () => {};
+let takeReject: (error: unknown) => void = () => {};
+function captureSettlers(resolve: (value: unknown) => void, reject: (error: unknown) => void) {
+  takeResolve = resolve;
+  takeReject = reject;
+}
 
 /**
  * One 'abort' listener per signal, however many requests share it: a signal passed to
@@ -75,7 +87,7 @@ export class Requester {
   readonly #link: Link;
   readonly #codec: MessageCodec;
   readonly #onActivity: () => void;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new IdTable<Call>();
   readonly #checkedNames = new CheckedTopics();
   readonly #deadlines = new Deadlines();
   #nextId = 1;
@@ -92,64 +104,61 @@ export class Requester {
     return this.#pending.size;
   }
 
-  request<R>(name: string, value: unknown, options: RequestOptions = {}): Promise<R> {
-    const pending = new OneReply(name);
-    const promise = new Promise<R>((resolve, reject) => {
-      pending.resolve = resolve as (value: unknown) => void;
-      pending.reject = reject;
-    });
-    this.#start(Kind.REQUEST, name, value, options, pending);
+  request<R>(name: string, value: unknown, options: RequestOptions = NO_OPTIONS): Promise<R> {
+    const promise = new Promise<unknown>(captureSettlers) as Promise<R>;
+    const call = new Call(this, name, undefined);
+    call.resolve = takeResolve;
+    call.reject = takeReject;
+    this.#start(Kind.REQUEST, value, options, call);
     return promise;
   }
 
   /** Sends a REQUEST_MANY, which only a bus understands (see {@link Replies}). */
   requestMany<R>(name: string, value: unknown, options: RequestManyOptions = {}): Replies<R> {
-    return replies<R>(
-      (sink, signal) =>
-        this.#start(
-          Kind.REQUEST_MANY,
-          name,
-          value,
-          {
-            timeout: Infinity,
-            ...(signal && { signal }),
-            ...(options.headers && { headers: options.headers }),
-          },
-          sink,
-        ),
-      options,
-    );
+    return replies<R>((sink, signal) => {
+      const call = new Call(this, name, sink);
+      this.#start(
+        Kind.REQUEST_MANY,
+        value,
+        {
+          timeout: Infinity,
+          ...(signal && { signal }),
+          ...(options.headers && { headers: options.headers }),
+        },
+        call,
+      );
+      return () => call.cancel(undefined);
+    }, options);
   }
 
-  requestStream<R>(name: string, value: unknown, options: RequestOptions = {}): Observable<R> {
+  requestStream<R>(
+    name: string,
+    value: unknown,
+    options: RequestOptions = NO_OPTIONS,
+  ): Observable<R> {
     return new Observable<R>((subscriber) => {
-      const stop = this.#start(
-        Kind.REQUEST,
-        name,
-        value,
-        { timeout: Infinity, ...options },
-        {
-          reply: (status, v) => {
-            switch (status) {
-              case ReplyStatus.NEXT:
-                subscriber.next(v as R);
-                return false;
-              case ReplyStatus.VALUE:
-                subscriber.next(v as R);
-                subscriber.complete();
-                return true;
-              case ReplyStatus.END:
-                subscriber.complete();
-                return true;
-              default:
-                subscriber.error(fromWireError(v));
-                return true;
-            }
-          },
-          fail: (error) => subscriber.error(error),
+      const call = new Call(this, name, {
+        reply: (status, v) => {
+          switch (status) {
+            case ReplyStatus.NEXT:
+              subscriber.next(v as R);
+              return false;
+            case ReplyStatus.VALUE:
+              subscriber.next(v as R);
+              subscriber.complete();
+              return true;
+            case ReplyStatus.END:
+              subscriber.complete();
+              return true;
+            default:
+              subscriber.error(fromWireError(v));
+              return true;
+          }
         },
-      );
-      return stop;
+        fail: (error) => subscriber.error(error),
+      });
+      this.#start(Kind.REQUEST, value, { timeout: Infinity, ...options }, call);
+      return () => call.cancel(undefined);
     });
   }
 
@@ -164,31 +173,26 @@ export class Requester {
       throw protocolError('bad id or status');
     }
     // A reply to a request that timed out or was aborted is late, not wrong.
-    const pending = this.#pending.get(id);
+    const call = this.#pending.get(id);
     if (reply.length === 4) {
       const headers = receivedHeaders(reply[3]);
-      if (pending instanceof Call) pending.onHeaders?.(headers);
+      call?.onHeaders?.(headers);
     }
-    if (pending?.reply(status, value)) this.#finish(id);
+    if (call?.reply(status, value)) this.#finish(id);
   }
 
   /** Fails every request in flight (the peer is gone). */
   failAll(error: VringError): void {
-    const all = [...this.#pending.values()];
+    const all = this.#pending.values();
     this.#pending.clear();
     if (all.length > 0) this.#onActivity();
     for (const p of all) p.fail(error);
   }
 
-  /** Sends the request; returns what cancels it. */
-  #start(
-    kind: number,
-    name: string,
-    value: unknown,
-    options: RequestOptions,
-    pending: Pending,
-  ): () => void {
+  /** Sends the request of `call` (it fails at once if it cannot go). */
+  #start(kind: number, value: unknown, options: RequestOptions, call: Call): void {
     const { signal, headers } = options;
+    const name = call.name;
     const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     const id = this.#nextFreeId();
     try {
@@ -204,18 +208,18 @@ export class Requester {
         this.#link.postValue(kind, [id, name, value, headers], id);
       } else this.#link.postValue(kind, [id, name, value], id);
     } catch (error) {
-      pending.fail(error as VringError);
-      return () => {};
+      call.fail(error as VringError);
+      return;
     }
-    const call = new Call(this, id, name, timeout, pending);
+    call.id = id;
+    call.timeout = timeout;
     call.onHeaders = options.onReplyHeaders;
     // The link keeps the process alive while a request is out; the deadline need not.
-    if (Number.isFinite(timeout)) call.deadline = this.#deadlines.add(timeout, call);
+    if (Number.isFinite(timeout)) this.#deadlines.watch(timeout, call);
     if (signal) call.unwatch = onAbort(signal, () => call.cancel(aborted(signal)));
-    this.#pending.set(id, call);
+    this.#pending.add(call);
     this.#nextId = (id % 0xffff_ffff) + 1;
     if (this.#pending.size === 1) this.#onActivity();
-    return () => call.cancel(undefined);
   }
 
   /** A call ends early (timeout, abort, unsubscribe): forget it and tell the responder. */
@@ -234,69 +238,43 @@ export class Requester {
   }
 
   #finish(id: number): void {
-    if (this.#pending.delete(id) && this.#pending.size === 0) this.#onActivity();
+    if (this.#pending.delete(id) !== undefined && this.#pending.size === 0) this.#onActivity();
   }
 }
 
 /**
- * One request in flight: its deadline, its abort watch, and where its replies go. A class
- * rather than closures: a request/response turn allocates one object for its bookkeeping.
+ * One request in flight: its id, its deadline (it is its own entry on the deadlines), its
+ * abort watch, and where its replies go: the settlers of a `request()` promise, or a
+ * {@link ReplySink} (a stream's subscriber, a `requestMany`). A class rather than closures:
+ * a request/response turn allocates one object for its bookkeeping.
  */
-class Call implements Pending {
-  deadline: Deadline | undefined = undefined;
+class Call implements Expiring {
+  id = 0;
+  timeout = 0;
+  expiresAt = 0;
+  over = false;
   unwatch: (() => void) | undefined = undefined;
   /** Takes the headers of the replies that have some. */
   onHeaders: ((headers: MessageHeaders) => void) | undefined = undefined;
-  #over = false;
+  resolve: (value: unknown) => void = ignore;
+  reject: (error: unknown) => void = ignore;
 
   constructor(
     readonly requester: Requester,
-    readonly id: number,
     readonly name: string,
-    readonly timeout: number,
-    readonly pending: Pending,
+    readonly sink: ReplySink | undefined,
   ) {}
 
+  /** Takes a reply; returns whether the request is over. */
   reply(status: number, value: unknown): boolean {
-    const done = this.pending.reply(status, value);
-    if (done) this.#end();
-    return done;
-  }
-
-  fail(error: VringError): void {
+    const sink = this.sink;
+    if (sink) {
+      const done = sink.reply(status, value);
+      if (done) this.#end();
+      return done;
+    }
+    // A `request()`: the first reply ends it.
     this.#end();
-    this.pending.fail(error);
-  }
-
-  /** The deadline passed. */
-  expire(): void {
-    this.cancel(
-      new VringError('ERR_VRING_TIMEOUT', `no reply to ${this.name} within ${this.timeout} ms`),
-    );
-  }
-
-  cancel(error: VringError | undefined): void {
-    if (this.#over) return;
-    this.#end();
-    this.requester.cancelled(this.id);
-    if (error) this.pending.fail(error);
-  }
-
-  #end(): void {
-    this.#over = true;
-    this.deadline?.cancel();
-    this.unwatch?.();
-  }
-}
-
-/** The settlers of a `request()` promise: the first reply ends it. */
-class OneReply implements Pending {
-  resolve!: (value: unknown) => void;
-  reject!: (error: unknown) => void;
-
-  constructor(readonly name: string) {}
-
-  reply(status: number, value: unknown): boolean {
     if (status === ReplyStatus.VALUE || status === ReplyStatus.NEXT) this.resolve(value);
     else if (status === ReplyStatus.END) {
       this.reject(
@@ -307,9 +285,34 @@ class OneReply implements Pending {
   }
 
   fail(error: VringError): void {
-    this.reject(error);
+    this.#end();
+    if (this.sink) this.sink.fail(error);
+    else this.reject(error);
+  }
+
+  /** The deadline passed. */
+  expire(): void {
+    this.cancel(
+      new VringError('ERR_VRING_TIMEOUT', `no reply to ${this.name} within ${this.timeout} ms`),
+    );
+  }
+
+  cancel(error: VringError | undefined): void {
+    if (this.over) return;
+    this.#end();
+    this.requester.cancelled(this.id);
+    if (!error) return;
+    if (this.sink) this.sink.fail(error);
+    else this.reject(error);
+  }
+
+  #end(): void {
+    this.over = true;
+    this.unwatch?.();
   }
 }
+
+function ignore(): void {}
 
 function aborted(signal: AbortSignal): VringError {
   return new VringError('ERR_VRING_ABORTED', 'the request was aborted', { cause: signal.reason });

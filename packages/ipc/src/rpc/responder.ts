@@ -5,6 +5,7 @@ import type { MessageCodec } from '../message-codec.js';
 import { checkTopic } from '../topic.js';
 import { checkHeaders, type MessageHeaders, receivedHeaders } from '../wire/headers.js';
 import { Kind, ReplyStatus } from '../wire/message-kinds.js';
+import { IdTable } from './id-table.js';
 import { toWireError } from './remote-error.js';
 
 /** What a handler learns about the request it serves. */
@@ -87,6 +88,7 @@ class Active implements RequestContext {
 
   /** The handler's context is the request itself: no object per request for it. */
   constructor(
+    readonly id: number,
     readonly name: string,
     readonly headers: MessageHeaders | undefined,
   ) {}
@@ -123,7 +125,7 @@ export class Responder {
   readonly #link: Link;
   readonly #codec: MessageCodec;
   readonly #handlers = new Map<string, RpcHandler>();
-  readonly #active = new Map<number, Active>();
+  readonly #active = new IdTable<Active>();
   readonly #maxConcurrent: number;
   readonly #maxQueuedReplies: number;
   readonly #onChange: (event: ResponderEvent, name?: string) => void;
@@ -208,8 +210,8 @@ export class Responder {
       return;
     }
     const headers = request.length === 4 ? receivedHeaders(request[3]) : undefined;
-    const active = new Active(name, headers);
-    this.#active.set(id, active);
+    const active = new Active(id, name, headers);
+    this.#active.add(active);
     this.#updateBusy();
     this.#run(id, handler, value, active);
   }
@@ -223,7 +225,7 @@ export class Responder {
 
   /** Stops every handler (the link is gone). */
   stopAll(error: VringError): void {
-    for (const id of [...this.#active.keys()]) this.#stop(id, error);
+    for (const active of this.#active.values()) this.#stop(active.id, error);
   }
 
   #run(id: number, handler: RpcHandler, value: unknown, active: Active): void {
