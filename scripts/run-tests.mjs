@@ -1,14 +1,18 @@
 // Runs every uvu test file of every package and of the benchmarks, each in its own Node
-// process (tests fork children and watch process exits, so isolation matters), and prints
-// one summary line.
-// Usage: node scripts/run-tests.mjs [--asan [--all]] [filter-substring]
+// process (tests fork children and watch process exits, so isolation matters), two files at a
+// time, and prints one line per file (with its time) and one summary line.
+// Usage: node scripts/run-tests.mjs [--asan [--all] | --split] [--jobs=N] [filter-substring]
 // Test files are named <subject>.test.ts for a subject's main tests and
 // <subject>.<aspect>.test.ts for one aspect of it (e.g. vhost-user-backend.hostile-rings.test.ts,
 // vhost-user-frontend.dpdk.test.ts), so a filter of a subject's name runs all of its files.
 // --asan loads packages/core/build/vring-asan.node (pnpm build:native:asan) with the ASan and
 // UBSan runtimes preloaded, in every test process and every child it forks, and runs every
 // file except those in ASAN_SKIPS below (it says which it skips, and why); --all runs those too.
-import { execFileSync, spawnSync } from 'node:child_process';
+// --split (what `pnpm test` runs) runs every file once: those in ASAN_SKIPS with the plain
+// addon, every other one under ASan, so what feeds native code peer input is sanitized and
+// nothing runs twice (the ASan addon is the same code as the plain one).
+// --jobs=N runs N files at once (default 2); the files in ALONE below always run by themselves.
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,8 +61,34 @@ for (const file of ASAN_SKIPS.keys()) {
   if (!existsSync(join(root, file))) throw new Error(`ASAN_SKIPS names ${file}, which is gone`);
 }
 
-const asan = process.argv.includes('--asan');
-const asanSkips = asan && !process.argv.includes('--all');
+/**
+ * Files that run by themselves, never beside another file: they keep both cores busy for
+ * long (testpmd polls a core flat out; many processes stream at full speed), or they assert
+ * how long something took, which a neighbour's load would make flaky.
+ */
+function alone(file) {
+  if (/\.dpdk[\w-]*\.test\.ts$/.test(file)) return 'testpmd polls a core';
+  if (/\.processes\.test\.ts$/.test(file)) return 'processes streaming at full speed';
+  return ALONE.get(file);
+}
+const ALONE = new Map([
+  ['packages/core/test/queue-pair.test.ts', 'ring stress at full speed'],
+  ['packages/ipc/test/bus.large-messages.test.ts', 'values of up to 16 MiB through processes'],
+  ['packages/ipc/test/bus.request-many.test.ts', 'asserts how long a scatter-gather took'],
+  ['packages/ipc/test/rpc.test.ts', 'asserts how long requests took'],
+  ['benchmarks/test/brokers.test.ts', 'brokers at full speed'],
+  ['benchmarks/test/fanout.test.ts', 'fan-out at full speed'],
+]);
+for (const file of ALONE.keys()) {
+  if (!existsSync(join(root, file))) throw new Error(`ALONE names ${file}, which is gone`);
+}
+
+const split = process.argv.includes('--split');
+const asan = process.argv.includes('--asan') || split;
+const asanSkips = asan && !split && !process.argv.includes('--all');
+const jobsArg = process.argv.find((a) => a.startsWith('--jobs='));
+const jobs = jobsArg ? Number(jobsArg.slice('--jobs='.length)) : 2;
+if (!Number.isInteger(jobs) || jobs < 1) throw new Error('--jobs=N needs a positive integer');
 const filter = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? '';
 const sanitizerEnv = {};
 if (asan) {
@@ -70,6 +100,7 @@ if (asan) {
   sanitizerEnv.UBSAN_OPTIONS = 'halt_on_error=1:print_stacktrace=1';
   sanitizerEnv.VRING_NATIVE_PATH = join(root, 'packages', 'core', 'build', 'vring-asan.node');
 }
+/** @type {{ name: string, sanitized: boolean }[]} */
 const files = [];
 let skipped = 0;
 // Every package's tests, and the benchmarks' own (their helpers, e.g. the socket frame reader).
@@ -88,46 +119,75 @@ for (const dir of testDirs) {
   }
   for (const f of entries.sort()) {
     if (!f.endsWith('.test.ts') || !join(dir, f).includes(filter)) continue;
-    const skip = asanSkips && ASAN_SKIPS.get(relative(root, join(dir, f)));
-    if (skip) skipped++;
-    if (skip) console.log(`skip ${relative(root, join(dir, f))} under ASan (${skip})`);
-    else files.push(join(dir, f));
+    const name = relative(root, join(dir, f));
+    const skip = asan && ASAN_SKIPS.get(name);
+    if (skip && asanSkips) {
+      skipped++;
+      console.log(`skip ${name} under ASan (${skip})`);
+    } else {
+      files.push({ name, sanitized: asan && !(split && skip) });
+    }
   }
 }
 
 let passed = 0;
 let failed = 0;
 const failures = [];
-for (const file of files) {
-  const name = relative(root, file);
-  const started = Date.now();
-  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', file], {
+const started = Date.now();
+const seconds = (since) => ((Date.now() - since) / 1000).toFixed(1);
+
+/** Runs one file in its own process and prints its line (and its output if it failed). */
+function runFile({ name, sanitized }) {
+  const began = Date.now();
+  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(root, name)], {
     cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, FORCE_COLOR: '0', ...sanitizerEnv },
-    timeout: 10 * 60_000,
+    env: { ...process.env, FORCE_COLOR: '0', ...(sanitized ? sanitizerEnv : {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const out = `${result.stdout ?? ''}${result.stderr ?? ''}`;
-  const total = /Total:\s+(\d+)/.exec(out);
-  const ok = /Passed:\s+(\d+)/.exec(out);
-  const t = Number(total?.[1] ?? 0);
-  const p = Number(ok?.[1] ?? 0);
-  const good = result.status === 0 && t > 0 && t === p;
-  passed += p;
-  failed += good ? 0 : Math.max(1, t - p);
-  console.log(
-    `${good ? 'ok  ' : 'FAIL'} ${name} (${p}/${t}, ${((Date.now() - started) / 1000).toFixed(1)} s)`,
-  );
-  if (!good) {
-    failures.push(name);
-    console.log(
-      out
-        .split('\n')
-        .map((l) => `    ${l}`)
-        .join('\n'),
-    );
-  }
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (s) => {
+    out += s;
+  });
+  child.stderr.setEncoding('utf8').on('data', (s) => {
+    out += s;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10 * 60_000);
+  return new Promise((resolveRun) => {
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      const total = /Total:\s+(\d+)/.exec(out);
+      const ok = /Passed:\s+(\d+)/.exec(out);
+      const t = Number(total?.[1] ?? 0);
+      const p = Number(ok?.[1] ?? 0);
+      const good = status === 0 && t > 0 && t === p;
+      passed += p;
+      failed += good ? 0 : Math.max(1, t - p);
+      const how = split ? (sanitized ? ' [asan]' : ' [plain]') : '';
+      console.log(`${good ? 'ok  ' : 'FAIL'} ${name}${how} (${p}/${t}, ${seconds(began)} s)`);
+      if (!good) {
+        failures.push(name);
+        console.log(
+          out
+            .split('\n')
+            .map((l) => `    ${l}`)
+            .join('\n'),
+        );
+      }
+      resolveRun();
+    });
+  });
 }
-console.log(`${passed} passed, ${failed} failed`);
+
+// The files that may share the machine first, `jobs` at a time, then the others one by one.
+const shared = files.filter((f) => !alone(f.name));
+const queue = [...shared];
+await Promise.all(
+  Array.from({ length: Math.min(jobs, queue.length) }, async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) await runFile(next);
+  }),
+);
+for (const file of files.filter((f) => alone(f.name))) await runFile(file);
+
+console.log(`${passed} passed, ${failed} failed in ${seconds(started)} s`);
 // A run with nothing in it failed, unless what matched was left out on purpose.
 process.exit(failed === 0 && (passed > 0 || (files.length === 0 && skipped > 0)) ? 0 : 1);
