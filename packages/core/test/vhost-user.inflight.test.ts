@@ -87,6 +87,10 @@ test('a back-end killed mid-stream and restarted loses none of the frames the fr
       // In slices, so the back-end is mid-stream (not done) when it is killed.
       for (let at = 0; at < total; at += 50) await user.send(frames.slice(at, at + 50));
     })();
+    // Awaited below; if an assertion fails first, closing the front-end ends both loops with
+    // ERR_VRING_CLOSED, which must not turn into an unhandled rejection that hides the failure.
+    receiving.catch(() => {});
+    sending.catch(() => {});
 
     // Kill the back-end while it sits on held chains: once it has echoed 60 frames and frozen
     // on the batch it reported holding last (it does nothing else after that).

@@ -59,7 +59,9 @@ async function attach(
   const spawn = otherUser ? spawnScriptAsOtherUser : spawnScript;
   const child = spawn(FIXTURE, [path, JSON.stringify(options)], {
     stdin: 'pipe',
-    killAfterMs: 30_000,
+    // A backstop only (after.each kills them): a tighter one let a held front-end go early
+    // on a loaded machine, which freed its slot for one that should have been refused.
+    killAfterMs: 120_000,
   });
   held.push(child);
   return { child, outcome: JSON.parse(await child.line()) as Outcome };
