@@ -124,7 +124,7 @@ DeviceQueuePair::DeviceQueuePair(std::shared_ptr<const MemoryTable> memory, cons
       tx_call_(EventFd::AdoptCopyOf(tx_call_fd)),
       held_heads_(config.queue_size, 0) {
   // Bounded like the layout the driver uses; the device only needs the limits.
-  ComputeQueuePairLayout(config);
+  CheckDeviceQueuePairConfig(config);
   chain_.segments.reserve(16);
 }
 
@@ -239,7 +239,7 @@ uint32_t DeviceQueuePair::ReceiveInPlace(MessageLocation* out, uint32_t max_coun
     // one, which two mappings that happen to be adjacent in our address space would not be.
     if (run && memory_->Locate(run, payload, &where.area, &where.offset)) {
       where.length = static_cast<uint32_t>(payload);
-      held_heads_[(held_first_ + held_count_++) & (qs - 1)] = chain_.head;
+      held_heads_[(held_first_ + held_count_++) % qs] = chain_.head;
     } else {
       if (payload > scratch_capacity - filled) {
         tx_.Unpop(1);
@@ -268,7 +268,7 @@ void DeviceQueuePair::Release(uint32_t count) {
   const uint32_t qs = config_.queue_size;
   for (uint32_t i = 0; i < count; ++i) {
     tx_.PushUsed(held_heads_[held_first_], 0);
-    held_first_ = (held_first_ + 1) & (qs - 1);
+    held_first_ = (held_first_ + 1) % qs;
     --held_count_;
   }
   if (count > 0) PublishUsed(tx_, tx_call_);

@@ -18,12 +18,8 @@ uint64_t AlignUp(uint64_t v) { return (v + kCacheLine - 1) / kCacheLine * kCache
 
 void Fail(const std::string& message) { throw Error(ErrorCode::kInvalidArgument, message); }
 
-}  // namespace
-
-QueuePairLayout ComputeQueuePairLayout(const QueuePairConfig& c) {
-  if (!IsValidQueueSize(c.queue_size) || c.queue_size < 2) {
-    Fail("queueSize must be a power of two between 2 and 32768, got " + std::to_string(c.queue_size));
-  }
+// The limits shared by both roles, all but the queue size.
+void CheckLimits(const QueuePairConfig& c) {
   if (c.buffer_size < 64 || c.buffer_size > (1u << 20) || c.buffer_size % 8 != 0) {
     Fail("bufferSize must be a multiple of 8 between 64 and 1048576, got " + std::to_string(c.buffer_size));
   }
@@ -39,6 +35,26 @@ QueuePairLayout ComputeQueuePairLayout(const QueuePairConfig& c) {
   if (!c.mergeable && c.buffer_size < c.max_message + 12) {
     Fail("without mergeable receive buffers each buffer must hold a whole message");
   }
+}
+
+}  // namespace
+
+void CheckDeviceQueuePairConfig(const QueuePairConfig& c) {
+  // The driver chose the size: virtio 1.1 lets a packed ring have any size up to 32768.
+  const bool size_ok = c.packed ? IsValidPackedQueueSize(c.queue_size) : IsValidQueueSize(c.queue_size);
+  if (!size_ok || c.queue_size < 2) {
+    Fail(std::string(c.packed ? "a packed queueSize must be between" : "queueSize must be a power of two between") +
+         " 2 and 32768, got " + std::to_string(c.queue_size));
+  }
+  CheckLimits(c);
+}
+
+QueuePairLayout ComputeQueuePairLayout(const QueuePairConfig& c) {
+  // Our driver lays out powers of two on either ring kind (its held-buffer rings index by mask).
+  if (!IsValidQueueSize(c.queue_size) || c.queue_size < 2) {
+    Fail("queueSize must be a power of two between 2 and 32768, got " + std::to_string(c.queue_size));
+  }
+  CheckLimits(c);
   QueuePairLayout l;
   uint64_t at = 0;
   for (RingAddresses* r : {&l.rx, &l.tx}) {

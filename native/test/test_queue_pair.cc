@@ -1096,6 +1096,30 @@ TEST(queue_pair_driver_armed_behind_messages_the_device_holds_is_called_at_the_f
   p.dev->Release(1);
 }
 
+// A driver may give a packed ring any size (virtio 1.1); our driver lays out powers of two,
+// so a device of 100 slots is set up on the rings of a 128-slot driver's layout.
+TEST(queue_pair_device_takes_a_packed_ring_size_that_is_not_a_power_of_two) {
+  g_packed = true;
+  struct Reset {
+    ~Reset() { g_packed = false; }
+  } reset;
+  Pair p(Config(128, 2048, 1500));
+  QueuePairConfig hundred = p.cfg;
+  hundred.queue_size = 100;
+  EXPECT_THROWS_CODE(ComputeQueuePairLayout(hundred), ErrorCode::kInvalidArgument);
+  DeviceQueuePair dev(p.memory, p.drv->rx_addresses(), p.drv->tx_addresses(), hundred, 0x8000, 0x8000, -1, -1);
+  EXPECT_EQ(dev.held(), 0u);
+  hundred.packed = false;
+  EXPECT_THROWS_CODE(
+      DeviceQueuePair(p.memory, p.drv->rx_addresses(), p.drv->tx_addresses(), hundred, 0, 0, -1, -1),
+      ErrorCode::kInvalidArgument);
+  QueuePairConfig one = p.cfg;
+  one.queue_size = 1;
+  EXPECT_THROWS_CODE(DeviceQueuePair(p.memory, p.drv->rx_addresses(), p.drv->tx_addresses(), one, 0x8000, 0x8000,
+                                     -1, -1),
+                     ErrorCode::kInvalidArgument);
+}
+
 // The behaviour above, again on packed rings: every test that does not read or write the
 // split ring's own structures (those have packed counterparts in test_packed_ring*.cc).
 TEST(queue_pair_behaviour_is_the_same_on_packed_rings) {

@@ -36,7 +36,12 @@ struct QueuePairLayout {
 };
 
 // Checks `config` (throws kInvalidArgument with the reason) and computes its layout.
+// The queue size must be a power of two, on packed rings too.
 QueuePairLayout ComputeQueuePairLayout(const QueuePairConfig& config);
+
+// Checks `config` as a device's: the same limits, but a packed queue may have any size
+// from 2 to 32768, as the driver chose it (throws kInvalidArgument with the reason).
+void CheckDeviceQueuePairConfig(const QueuePairConfig& config);
 
 // Within one batch call, a side publishes its ring index (and checks whether to notify)
 // each time it has moved a slice of this many bytes, not only at the end of the call: a

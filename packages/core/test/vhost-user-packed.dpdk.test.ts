@@ -7,7 +7,8 @@
 // - DPDK virtio_user with `packed_vq=1` attached to `vring echo --packed` in its own
 //   process: frames of 60..1514 B from a capture file come back byte for byte, with
 //   mergeable receive buffers on and off, and with `in_order=1` on `vring echo --packed
-//   --in-order` (DPDK's in-order packed transmit path).
+//   --in-order` (DPDK's in-order packed transmit path), and on rings of 1000 descriptors
+//   (virtio 1.1 lets a packed ring's size be any number up to 32768), in order and not.
 // Each side checks the negotiated features include RING_PACKED, and IN_ORDER when it is
 // meant to be used: a silent fallback fails the test.
 //
@@ -129,6 +130,13 @@ if (requireTestpmd()) {
     const devargs = `,packed_vq=1,in_order=1${mergeable ? '' : ',mrg_rxbuf=0'}`;
     test(`DPDK virtio_user${devargs} → vring echo --packed --in-order: IN_ORDER negotiated, frames back byte for byte`, () =>
       packedEcho(devargs, mergeable, true));
+  }
+  // 1000: not a power of two, and large enough that testpmd's burst of 500 never finds the
+  // transmit ring full (DPDK itself refuses sizes whose quarter is not a multiple of 4).
+  for (const inOrder of [false, true]) {
+    const devargs = `,packed_vq=1,queue_size=1000,in_order=${inOrder ? 1 : 0}`;
+    test(`DPDK virtio_user${devargs} → vring echo --packed${inOrder ? ' --in-order' : ''}: a ring size that is not a power of two, frames back byte for byte`, () =>
+      packedEcho(devargs, true, inOrder));
   }
 }
 
