@@ -11,18 +11,16 @@
 // Without /usr/bin/dpdk-testpmd the file registers no test and says why.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { socketPath, spawnChild, until } from '../../../test-support/index.js';
+import { socketPath, until } from '../../../test-support/index.js';
 import { warmUpPing } from '../src/cli/ping-session.js';
 import { VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD } from '../src/vhost-user/features.js';
 import { VirtioUser } from '../src/vhost-user/virtio-user.js';
 import { echoBackend } from './fixtures/echo-backend.js';
 import {
-  filePrefix,
-  removeRuntimeDir,
   requireTestpmd,
+  startVirtioUserTestpmd,
+  stopVirtioUserTestpmd,
   Testpmd,
-  testpmdArgs,
-  testpmdEnv,
 } from './fixtures/testpmd-echo.js';
 
 test.after.each(async () => {
@@ -32,17 +30,12 @@ test.after.each(async () => {
 if (requireTestpmd()) {
   test('DPDK virtio_user → our back-end: INFLIGHT_SHMFD and CONFIGURE_MEM_SLOTS are offered but not taken, and frames flow', async () => {
     const h = echoBackend(socketPath('inf17-dpdk'));
-    const prefix = filePrefix();
-    const pmd = spawnChild(
-      'timeout',
-      testpmdArgs({
-        prefix,
-        timeoutSeconds: 60,
-        vdevs: [`--vdev=net_virtio_user0,path=${h.path}`],
-        app: ['--forward-mode=io', '--tx-first', '--stats-period', '1'],
-      }),
-      { stderr: 'capture', env: testpmdEnv, name: 'testpmd' },
-    );
+    const pmd = startVirtioUserTestpmd(h.path, '', [
+      '--forward-mode=io',
+      '--tx-first',
+      '--stats-period',
+      '1',
+    ]);
     try {
       await until(
         () => (h.ports[0]?.stats.framesReceived ?? 0) > 0,
@@ -58,9 +51,7 @@ if (requireTestpmd()) {
       assert.is(port.stats.regionsAdded, 0, 'its memory came with SET_MEM_TABLE');
       assert.is(h.errors.length, 0);
     } finally {
-      pmd.kill('SIGINT');
-      await pmd.exited;
-      removeRuntimeDir(prefix);
+      await stopVirtioUserTestpmd(pmd);
       h.backend.close();
     }
   });

@@ -8,17 +8,15 @@
 // Without /usr/bin/dpdk-testpmd the file registers no test and says why.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { socketPath, spawnChild, until } from '../../../test-support/index.js';
+import { socketPath, until } from '../../../test-support/index.js';
 import { VHOST_USER_PROTOCOL_F_REPLY_ACK } from '../src/vhost-user/features.js';
 import { echoBackend, roundTrip } from './fixtures/echo-backend.js';
 import { nackThenHandshake } from './fixtures/nack-then-handshake.js';
 import {
-  filePrefix,
-  removeRuntimeDir,
   requireTestpmd,
+  startVirtioUserTestpmd,
+  stopVirtioUserTestpmd,
   Testpmd,
-  testpmdArgs,
-  testpmdEnv,
 } from './fixtures/testpmd-echo.js';
 import { createDriver } from './fixtures/vhost-user-raw-client.js';
 
@@ -29,17 +27,12 @@ test.after.each(async () => {
 if (requireTestpmd()) {
   test('DPDK virtio_user → our back-end: REPLY_ACK is negotiated and frames flow', async () => {
     const h = echoBackend();
-    const prefix = filePrefix();
-    const pmd = spawnChild(
-      'timeout',
-      testpmdArgs({
-        prefix,
-        timeoutSeconds: 60,
-        vdevs: [`--vdev=net_virtio_user0,path=${h.path}`],
-        app: ['--forward-mode=io', '--tx-first', '--stats-period', '1'],
-      }),
-      { stderr: 'capture', env: testpmdEnv, name: 'testpmd' },
-    );
+    const pmd = startVirtioUserTestpmd(h.path, '', [
+      '--forward-mode=io',
+      '--tx-first',
+      '--stats-period',
+      '1',
+    ]);
     try {
       await until(
         () => (h.ports[0]?.stats.framesReceived ?? 0) > 0,
@@ -54,9 +47,7 @@ if (requireTestpmd()) {
       assert.ok(port.live);
       assert.is(h.errors.length, 0, 'virtio_user accepted every ack');
     } finally {
-      pmd.kill('SIGINT');
-      await pmd.exited;
-      removeRuntimeDir(prefix);
+      await stopVirtioUserTestpmd(pmd);
       h.backend.close();
     }
   });
