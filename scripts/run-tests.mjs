@@ -148,6 +148,8 @@ const failures = [];
 const started = Date.now();
 const seconds = (since) => ((Date.now() - since) / 1000).toFixed(1);
 
+const FILE_TIMEOUT_MS = 5 * 60_000;
+
 /** Runs one file in its own process and prints its line (and its output if it failed). */
 function runFile({ name, sanitized }) {
   const began = Date.now();
@@ -163,7 +165,14 @@ function runFile({ name, sanitized }) {
   child.stderr.setEncoding('utf8').on('data', (s) => {
     out += s;
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10 * 60_000);
+  // A file that hangs is stopped and reported as such, with what it printed so far (uvu prints
+  // a mark per finished test, so the output shows how far it got); the slowest file takes
+  // about a minute.
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, FILE_TIMEOUT_MS);
   return new Promise((resolveRun) => {
     child.on('close', (status) => {
       clearTimeout(timer);
@@ -175,7 +184,8 @@ function runFile({ name, sanitized }) {
       passed += p;
       failed += good ? 0 : Math.max(1, t - p);
       const how = split ? (sanitized ? ' [asan]' : ' [plain]') : '';
-      console.log(`${good ? 'ok  ' : 'FAIL'} ${name}${how} (${p}/${t}, ${seconds(began)} s)`);
+      const why = timedOut ? `, stopped: still running after ${FILE_TIMEOUT_MS / 1000} s` : '';
+      console.log(`${good ? 'ok  ' : 'FAIL'} ${name}${how} (${p}/${t}, ${seconds(began)} s${why})`);
       if (!good) {
         failures.push(name);
         console.log(

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { socketPath, until } from '../../../test-support/index.js';
 import { VHOST_USER_PROTOCOL_F_REPLY_ACK } from '../src/vhost-user/features.js';
-import { echoBackend, roundTrip } from './fixtures/echo-backend.js';
+import { echoBackend, roundTrip, untilEchoing } from './fixtures/echo-backend.js';
 import { nackThenHandshake } from './fixtures/nack-then-handshake.js';
 import {
   requireTestpmd,
@@ -62,6 +62,8 @@ if (requireTestpmd()) {
         throw new Error(`${String(error)}\n${testpmd.output}`);
       });
       try {
+        // testpmd starts forwarding a moment after it acknowledged the handshake.
+        await untilEchoing(driver);
         // Rounds of five (60 B to 4000 B): roundTrip's sixth size, 9000 B, is more than
         // testpmd forwards.
         for (let round = 0; round < 20; round++) await roundTrip(driver, 5, round * 5);
