@@ -1,5 +1,5 @@
-// The product's targets (issue 5's, @vring/ipc's from issue 4, and the RPC and pub/sub
-// figures against a socket and against NATS), checked against a run: where each figure
+// The product's targets (the raw rings', @vring/ipc's, and the RPC, pub/sub and
+// large-message figures against a socket and against NATS), checked against a run: where each figure
 // stands. Only reported, never enforced (CI runs the suite as a smoke test, without
 // thresholds).
 import type { Table } from './report.js';
@@ -280,7 +280,7 @@ export function targetTable(results: CaseResult[]): Table | undefined {
   });
   if (rows.every((r) => r[2] === '–')) return undefined;
   return {
-    title: 'targets of issues 4 and 5, and against sockets and NATS (reported, not enforced)',
+    title: 'the product targets, against sockets and NATS (reported, not enforced)',
     header: ['target', 'this run', 'status'],
     rows,
   };

@@ -95,16 +95,20 @@ export interface VhostUserQueuePairState {
  * @public
  */
 export class DeviceQueuePair extends QueuePairEnd {
+  /** Descriptors per ring, as the driver laid them out (a packed ring's need not be a power of two). */
+  readonly queueSize: number;
   #resubmitted = 0;
 
   private constructor(
     handle: NativeQueuePairEnd,
     maxMessage: number,
+    queueSize: number,
     kicks: EventFd[],
     owned: Array<{ close(): void }>,
     options: EndpointOptions,
   ) {
     super(handle, maxMessage, kicks, owned, options);
+    this.queueSize = queueSize;
   }
 
   /**
@@ -165,7 +169,14 @@ export class DeviceQueuePair extends QueuePairEnd {
           throw error;
         }
       }
-      const pair = new DeviceQueuePair(handle, state.maxMessage, kicks, owned, endOptions);
+      const pair = new DeviceQueuePair(
+        handle,
+        state.maxMessage,
+        state.queueSize,
+        kicks,
+        owned,
+        endOptions,
+      );
       pair.#resubmitted = resubmitted;
       return pair;
     } catch (error) {
@@ -241,7 +252,7 @@ export class DeviceQueuePair extends QueuePairEnd {
         call.fd,
         call.fd,
       );
-      return new DeviceQueuePair(handle, d.maxMessage, [kick], owned, options);
+      return new DeviceQueuePair(handle, d.maxMessage, d.queueSize, [kick], owned, options);
     } catch (error) {
       for (const r of owned) r.close();
       throw error;

@@ -40,16 +40,21 @@ export interface EchoOptions
 /** Ports kept for the final report after they closed, at most (hostile floods make many). */
 const REPORT_LIMIT = 64;
 
-function formatStats(
-  id: number,
-  stats: VhostUserPortStats,
-  state: string,
-  features: bigint | undefined,
-): string {
+/** What the final report says of a port, open or closed. */
+interface PortReport {
+  id: number;
+  stats: VhostUserPortStats;
+  features: bigint | undefined;
+  queueSize: number | undefined;
+}
+
+function formatStats(port: PortReport, state: string): string {
+  const { id, stats, features, queueSize } = port;
   return (
     `port ${id} (${state}): received ${stats.framesReceived} frames ${stats.bytesReceived} B, ` +
     `sent ${stats.framesSent} frames ${stats.bytesSent} B, dropped ${stats.dropped}, ` +
-    `starts ${stats.starts}, features 0x${(features ?? 0n).toString(16)}`
+    `starts ${stats.starts}, features 0x${(features ?? 0n).toString(16)}` +
+    (queueSize === undefined ? '' : `, queue size ${queueSize}`)
   );
 }
 
@@ -74,12 +79,7 @@ export async function echoPort(port: VhostUserPort): Promise<void> {
  */
 export async function echo(options: EchoOptions): Promise<number> {
   // Closed ports are remembered by id and counters only, not kept alive.
-  const finished: Array<{
-    id: number;
-    stats: VhostUserPortStats;
-    features: bigint | undefined;
-    error?: VringError;
-  }> = [];
+  const finished: Array<PortReport & { error?: VringError }> = [];
   const { socket: _socket, inOrder, ...backendOptions } = options;
   const backend = new VhostUserBackend(options.socket, {
     ...backendOptions,
@@ -95,6 +95,7 @@ export async function echo(options: EchoOptions): Promise<number> {
             id: port.id,
             stats,
             features: port.features,
+            queueSize: port.queueSize,
             ...(error ? { error } : {}),
           });
         }
@@ -107,17 +108,19 @@ export async function echo(options: EchoOptions): Promise<number> {
     `vring echo: ${mode} ${options.socket}; Ctrl-C or SIGTERM prints the counters and stops it`,
   );
   await stopped;
-  const open = [...backend.ports].map((port) => ({ port, stats: port.stats }));
+  const open: PortReport[] = [...backend.ports].map((port) => ({
+    id: port.id,
+    stats: port.stats,
+    features: port.features,
+    queueSize: port.queueSize,
+  }));
   backend.close();
   const lines = [
-    ...finished.map(({ id, stats, features, error }) => ({
-      id,
-      line: formatStats(id, stats, error ? `closed: ${error.code}` : 'closed', features),
-    })),
-    ...open.map(({ port, stats }) => ({
+    ...finished.map((port) => ({
       id: port.id,
-      line: formatStats(port.id, stats, 'open', port.features),
+      line: formatStats(port, port.error ? `closed: ${port.error.code}` : 'closed'),
     })),
+    ...open.map((port) => ({ id: port.id, line: formatStats(port, 'open') })),
   ]
     .sort((a, b) => a.id - b.id)
     .map((entry) => entry.line);

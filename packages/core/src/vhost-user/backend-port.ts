@@ -88,6 +88,7 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
   readonly #queuePairs: VhostUserPort[] = [];
   readonly #liveWaiters = new WaiterQueue<void>(() => undefined);
   #pair: DeviceQueuePair | undefined;
+  #queueSize: number | undefined;
   /** Frames read in place from the live pair and not released yet. */
   #held = 0;
   /**
@@ -186,6 +187,14 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
    */
   get packedRings(): boolean {
     return ((this.#session.features ?? 0n) & VIRTIO_F_RING_PACKED) !== 0n;
+  }
+
+  /**
+   * Descriptors per ring, as the front-end sized them (SET_VRING_NUM) when the rings last
+   * started; undefined until they first start.
+   */
+  get queueSize(): number | undefined {
+    return this.#queueSize;
   }
 
   /**
@@ -491,6 +500,7 @@ export class VhostUserPort implements FramePort, FramePolling, FrameLending, Asy
   #started(pair: DeviceQueuePair): void {
     if (!this.#keepAlive) pair.unref();
     this.#pair = pair;
+    this.#queueSize = pair.queueSize;
     this.#totals.starts++;
     this.#totals.resubmitted += pair.resubmitted;
     // A ring the front-end breaks with hostile data ends this port, not the process.
