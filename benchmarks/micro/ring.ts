@@ -1,6 +1,6 @@
 // The ring alone: a batch pushed by one end and popped by the other in one process, with no
 // waiting and no notification, so what is measured is the native crossing and the copies.
-import { DeviceQueuePair, DriverQueuePair, MessageBatch } from '@vring/core';
+import { DeviceQueuePair, DriverQueuePair, InPlaceBatch, MessageBatch } from '@vring/core';
 import { bench, do_not_optimize, group } from 'mitata';
 
 export function ringBenchmarks(): () => void {
@@ -23,6 +23,12 @@ export function ringBenchmarks(): () => void {
         do_not_optimize(device.tryReceive(inbox));
       });
     }
+  });
+  // What a polling reader pays for each look at a ring that has nothing for it.
+  const lent = new InPlaceBatch({ scratchBytes: 1024 * 1024, frames: 1024 });
+  group('ring: poll an empty ring', () => {
+    bench('tryReceive', () => do_not_optimize(device.tryReceive(inbox)));
+    bench('tryReceiveInPlace', () => do_not_optimize(device.tryReceiveInPlace(lent)));
   });
   return () => {
     driver.close();

@@ -75,6 +75,7 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     std::vector<typename Base::PropertyDescriptor> props = {
         Base::template InstanceMethod<&QueuePairWrap::Send>("send"),
         Base::template InstanceMethod<&QueuePairWrap::Receive>("receive"),
+        Base::template InstanceMethod<&QueuePairWrap::Receivable>("receivable"),
         Base::template InstanceMethod<&QueuePairWrap::ArmReceive>("armReceive"),
         Base::template InstanceMethod<&QueuePairWrap::DisarmReceive>("disarmReceive"),
         Base::template InstanceMethod<&QueuePairWrap::ArmSend>("armSend"),
@@ -166,6 +167,16 @@ class QueuePairWrap : public Napi::ObjectWrap<QueuePairWrap<Pair>> {
     uint32_t n = pair.Receive(out.data, out.size, lengths, max_count);
     if (n == 0 && spin_ns > 0 && pair.WaitReceivable(spin_ns)) n = pair.Receive(out.data, out.size, lengths, max_count);
     return Napi::Number::New(env, n);
+    VRING_CATCH(env)
+  }
+
+  // receivable(spinNs) -> whether a message waits to be received, after spinning up to spinNs
+  // for one. No buffers to marshal: a poll that finds nothing costs a bare crossing.
+  Napi::Value Receivable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    VRING_TRY
+    Pair& pair = Open(env);
+    return Napi::Boolean::New(env, pair.WaitReceivable(ArgU64(env, info[0], "spinNs")));
     VRING_CATCH(env)
   }
 

@@ -65,7 +65,11 @@ export interface FramePolling {
    * port's `spinMicros` option).
    */
   readonly spinMicros: number;
-  /** Takes what has arrived into `batch` without waiting or spinning; returns the number of frames. */
+  /**
+   * Takes what has arrived into `batch` without waiting or spinning; returns the number of
+   * frames. A queue-pair end finds an empty ring with a bare native check (no buffers
+   * marshalled), so a poll may call this often.
+   */
   tryReceive(batch: MessageBatch): number;
   /** Resolves once something has arrived (sleeping on the eventfd; never spins). */
   waitReceivable(options?: WaitOptions): Promise<void>;

@@ -12,6 +12,7 @@ import { MessageBatch } from './message-batch.js';
 import { WaiterQueue } from './waiter-queue.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
+const NO_AREAS: readonly Buffer[] = [];
 
 /** What an end releases; held apart from the end so a finalizer can release it. */
 interface EndResources {
@@ -72,6 +73,8 @@ export interface NativeQueuePairEnd {
     spinNs: number,
   ): number;
   receive(out: Uint8Array, lengths: Uint32Array, maxCount: number, spinNs: number): number;
+  /** Whether a message waits to be received, after spinning up to `spinNs` for one. */
+  receivable(spinNs: number): boolean;
   armReceive(): boolean;
   disarmReceive(): void;
   armSend(nextMessageBytes: number): boolean;
@@ -229,16 +232,21 @@ export abstract class QueuePairEnd
    */
   tryReceiveInPlace(batch: InPlaceBatch): number {
     this.#check();
-    const n = this.#call(() =>
-      this.handle.receiveInPlace(
-        batch.locations,
-        batch.scratch,
-        batch.locations.length / 3,
-        IN_PLACE_MIN,
-        0,
-      ),
-    );
-    batch.filled(n, n > 0 ? this.#lentAreas() : []);
+    let n = 0;
+    if (this.#receivable()) {
+      try {
+        n = this.handle.receiveInPlace(
+          batch.locations,
+          batch.scratch,
+          batch.locations.length / 3,
+          IN_PLACE_MIN,
+          0,
+        );
+      } catch (error) {
+        throw this.#failed(error);
+      }
+    }
+    batch.filled(n, n > 0 ? this.#lentAreas() : NO_AREAS);
     return n;
   }
 
@@ -329,7 +337,7 @@ export abstract class QueuePairEnd
   /** Fills `batch` with the messages that have arrived, without waiting; returns their number. */
   tryReceive(batch: MessageBatch): number {
     this.#check();
-    const n = this.#receiveInto(batch, 0);
+    const n = this.#receivable() ? this.#receiveInto(batch, 0) : 0;
     if (n === 0) batch.clear();
     return n;
   }
@@ -541,6 +549,18 @@ export abstract class QueuePairEnd
       for (let i = start; i < next; i++) offset += batch.lengths[i]!;
       start = next;
       if (start < batch.count) await this.#wait('send', signal, batch.lengths[start]!);
+    }
+  }
+
+  /**
+   * Whether something waits in the receive ring: a bare native check, with no buffers to
+   * marshal, for the tries that find nothing (most of a poll's).
+   */
+  #receivable(): boolean {
+    try {
+      return this.handle.receivable(0);
+    } catch (error) {
+      throw this.#failed(error);
     }
   }
 
