@@ -79,6 +79,7 @@ export class BusMember {
     port: FramePort,
     maxMessage: number,
     lowWaterMark: number,
+    lowWaterBytes: number,
     onMessage: (member: BusMember, kind: number, body: Uint8Array, owned: boolean) => void,
     onWritable: (member: BusMember) => void,
   ) {
@@ -92,6 +93,7 @@ export class BusMember {
       // bus it lost is dropped until its HELLO starts the session.
       syncKind: Kind.HELLO,
       lowWaterMark,
+      lowWaterBytes,
       // The bus reads routing fields and forwards payload bytes: it works on the body's view.
       onMessage: (kind, data, start, end, owned) =>
         onMessage(this, kind, data.subarray(start, end), owned),

@@ -79,6 +79,13 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
    */
   highWaterMark?: number;
   /**
+   * Bytes queued for one client before backpressure applies, whatever the count (default
+   * 16 MiB): large messages are bounded by their memory, not only by their number (1024
+   * messages of 1 MiB would be 1 GiB per client). A queue takes at least one message, however
+   * large.
+   */
+  highWaterBytes?: number;
+  /**
    * Accept clients that ask for packed rings ({@link ConnectBusOptions.packed}; default
    * true). With false the bus offers split rings only, and such a client's `connectBus`
    * rejects with `ERR_VRING_FEATURE_MISMATCH` (reason `packed-refused`). Clients that do not
@@ -118,6 +125,9 @@ interface Call {
   /** For one of the calls of a REQUEST_MANY: all of them. */
   fanOut: FanOut | undefined;
 }
+
+/** {@link BusOptions.highWaterBytes} by default. */
+const DEFAULT_HIGH_WATER_BYTES = 16 * 1024 * 1024;
 
 /** The reason a publisher is paused while every member of a queue group is full. */
 const QUEUE_GROUP_HOLD = 'queue group';
@@ -177,6 +187,7 @@ export class Bus implements AsyncDisposable {
   /** Per name, the requesters told to reach its responder directly (see Kind.ROUTE). */
   readonly #routed = new Map<string, Set<BusMember>>();
   readonly #highWaterMark: number;
+  readonly #highWaterBytes: number;
   readonly #maxMessage: number;
   #nextCall = 1;
   /** In-process clients count down from -1: never the id of a vhost-user port. */
@@ -192,6 +203,7 @@ export class Bus implements AsyncDisposable {
     this.path = path;
     this.#options = options;
     this.#highWaterMark = options.highWaterMark ?? 1024;
+    this.#highWaterBytes = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
     this.#maxMessage = options.maxMessage ?? 64 * 1024 * 1024;
     // The frame every client may announce, the smallest, must still hold a HELLO.
     const maxFrame = options.maxFrame;
@@ -206,6 +218,9 @@ export class Bus implements AsyncDisposable {
     }
     if (!Number.isSafeInteger(this.#highWaterMark) || this.#highWaterMark < 2) {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'highWaterMark must be an integer ≥ 2');
+    }
+    if (!Number.isSafeInteger(this.#highWaterBytes) || this.#highWaterBytes < 2) {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'highWaterBytes must be an integer ≥ 2');
     }
     const clientsGone = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
@@ -258,6 +273,7 @@ export class Bus implements AsyncDisposable {
         ...(member.peer && { pid: member.peer.pid, uid: member.peer.uid }),
         ...ringsOf(member.link.transport),
         queued: member.link.queued,
+        queuedBytes: member.link.queuedBytes,
         published: c.published,
         delivered: c.delivered,
         dropped: c.dropped,
@@ -356,6 +372,7 @@ export class Bus implements AsyncDisposable {
       transport,
       this.#maxMessage,
       this.#highWaterMark >> 1,
+      Math.floor(this.#highWaterBytes / 2),
       (p, kind, body, owned) => this.#onMessage(p, kind, body, owned),
       (p) => this.#onWritable(p),
     );
@@ -574,11 +591,12 @@ export class Bus implements AsyncDisposable {
   }
 
   /**
-   * Whether `to`'s queue is at the high-water mark; the first time since it last drained
-   * counts as a slow-consumer event.
+   * Whether `to`'s queue is at the high-water mark, in messages or in bytes; the first time
+   * since it last drained counts as a slow-consumer event.
    */
   #full(to: BusMember): boolean {
-    if (to.link.queued < this.#highWaterMark) return false;
+    const link = to.link;
+    if (link.queued < this.#highWaterMark && link.queuedBytes < this.#highWaterBytes) return false;
     if (!to.counters.atHighWater) {
       to.counters.atHighWater = true;
       to.counters.slowConsumer++;
