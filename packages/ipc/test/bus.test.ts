@@ -201,7 +201,8 @@ test('the queue at the bus is bounded by bytes too: large messages hold a block 
     );
     // Should an assertion fail, the publishes then fail with the bus: not unhandled.
     publishing.catch(() => {});
-    await until(() => subscriberStats().queued > 0, 'the queue at the bus to fill');
+    await until(() => subscriberStats().queuedBytes >= 256 * 1024, 'the queue at the bus to fill');
+    // Held back now: whatever was still on its way has had time to arrive.
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.ok(published < total, `the publisher ran ahead: ${published} of ${total}`);
     // The bound, and what a batch of the publisher's ring in hand may add to it.
