@@ -373,7 +373,7 @@ export class Bus implements AsyncDisposable {
       this.#maxMessage,
       this.#highWaterMark >> 1,
       Math.floor(this.#highWaterBytes / 2),
-      (p, kind, body, owned) => this.#onMessage(p, kind, body, owned),
+      (p, kind, data, start, end, owned) => this.#onMessage(p, kind, data, start, end, owned),
       (p) => this.#onWritable(p),
     );
     this.#members.add(member);
@@ -393,15 +393,26 @@ export class Bus implements AsyncDisposable {
     else process.stderr.write(`vring bus: client ${client} disconnected: ${error.message}\n`);
   }
 
-  #onMessage(member: BusMember, kind: number, body: Uint8Array, owned: boolean): void {
+  #onMessage(
+    member: BusMember,
+    kind: number,
+    data: Uint8Array,
+    start: number,
+    end: number,
+    owned: boolean,
+  ): void {
     if (!member.greeted && kind !== Kind.HELLO) throw malformed('session: HELLO must come first');
+    // A publish, the message of a fan-out, is read where it lies: no view of it per message.
+    if (kind === Kind.PUBLISH || kind === Kind.PUBLISH_IN_ORDER) {
+      this.#publish(member, data, start, end, owned, kind === Kind.PUBLISH_IN_ORDER);
+      return;
+    }
+    this.#onOther(member, kind, data.subarray(start, end), owned);
+  }
+
+  /** Every message but a publish, on its body's view. */
+  #onOther(member: BusMember, kind: number, body: Uint8Array, owned: boolean): void {
     switch (kind) {
-      case Kind.PUBLISH:
-        this.#publish(member, body, owned, false);
-        return;
-      case Kind.PUBLISH_IN_ORDER:
-        this.#publish(member, body, owned, true);
-        return;
       case Kind.REQUEST:
         this.#request(member, body, owned);
         return;
@@ -542,8 +553,15 @@ export class Bus implements AsyncDisposable {
    * messages in order, and a large one does not hold up the other topics), or, `inOrder`,
    * on the publisher's (its messages stay in publish order, whatever their topics).
    */
-  #publish(member: BusMember, body: Uint8Array, owned: boolean, inOrder: boolean): void {
-    const reader = this.#reader.reset(body);
+  #publish(
+    member: BusMember,
+    data: Uint8Array,
+    start: number,
+    end: number,
+    owned: boolean,
+    inOrder: boolean,
+  ): void {
+    const reader = this.#reader.reset(data, start, end);
     const elements = reader.arrayLength();
     if (elements !== 2 && elements !== 3) throw malformed('PUBLISH');
     const fieldsAt = reader.offset;
@@ -566,8 +584,8 @@ export class Bus implements AsyncDisposable {
     // "topic, value" is forwarded as it came, copied straight from the ring into each
     // subscriber's send batch (into a buffer of its own only for one that must queue).
     // With headers, "topic, value, headers" to those that read them.
-    const fields = body.subarray(fieldsAt, valueEnd);
-    const headed = elements === 3 ? body.subarray(fieldsAt) : undefined;
+    const fields = data.subarray(fieldsAt, valueEnd);
+    const headed = elements === 3 ? data.subarray(fieldsAt, end) : undefined;
     const lane = inOrder ? member.orderLane : topic;
     // A bridge's publish came from other buses: see BusMember.bridgeRoute for where it goes.
     const bridgeRoute = member.bridgeRoute;
@@ -968,7 +986,7 @@ export class Bus implements AsyncDisposable {
   /** Stops reading from `from` until `to` has drained its send queue. */
   #hold(from: BusMember, to: BusMember): void {
     if (from === to) return; // it would wait for itself; its own ring limits it
-    from.link.pause(`member ${to.id}`);
+    from.link.pause(to.holdReason);
     to.blockedPublishers.add(from);
   }
 
@@ -979,7 +997,7 @@ export class Bus implements AsyncDisposable {
     const blocked = [...member.blockedPublishers];
     member.blockedPublishers.clear();
     for (const from of blocked) {
-      from.link.resume(`member ${member.id}`);
+      from.link.resume(member.holdReason);
       from.link.resume(QUEUE_GROUP_HOLD);
     }
     if (member.drops.size > 0) {
