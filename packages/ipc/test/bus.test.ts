@@ -180,6 +180,55 @@ test('drop: a full subscription drops and counts; the publisher never waits', as
   }
 });
 
+test('the queue at the bus is bounded by bytes too: large messages hold a block publisher back, and a drop subscription loses them, long before the count would', async () => {
+  // 1024 messages by count; 256 KiB by bytes, eight of the 32 KiB values below.
+  const h = startBus({ highWaterBytes: 256 * 1024 });
+  try {
+    const publisher = await h.connect();
+    const subscriber = await h.connect();
+    const subscriberStats = () => h.bus.report().clients[1]!;
+    // It takes two, then stops reading: its ring fills, then its queue at the bus.
+    const sub = subscriber.subscribe<Buffer>('big', { highWaterMark: 2 });
+    const lossy = subscriber.subscribe<Buffer>('lossy', { policy: 'drop' });
+    await subscriber.flush();
+    const total = 300; // 9.4 MiB: queued whole if only the count bounded the queue
+    const value = (i: number) => Buffer.alloc(32 * 1024, i % 251);
+    let published = 0;
+    const publishing = Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        publisher.publish('big', value(i)).then(() => published++),
+      ),
+    );
+    // Should an assertion fail, the publishes then fail with the bus: not unhandled.
+    publishing.catch(() => {});
+    await until(() => subscriberStats().queuedBytes >= 256 * 1024, 'the queue at the bus to fill');
+    // Held back now: whatever was still on its way has had time to arrive.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(published < total, `the publisher ran ahead: ${published} of ${total}`);
+    // The bound, and what a batch of the publisher's ring in hand may add to it.
+    const { queued, queuedBytes } = subscriberStats();
+    assert.ok(queuedBytes <= 2 * 1024 * 1024, `${queuedBytes} bytes queued at the bus`);
+    assert.ok(queued <= 64, `${queued} messages queued at the bus`);
+
+    // The queue is full by bytes: a drop subscription of the same client loses what comes.
+    const other = await h.connect();
+    await Promise.all(Array.from({ length: 100 }, (_, i) => other.publish('lossy', value(i))));
+    await until(() => subscriberStats().dropped === 100, 'every one dropped at the bus');
+    assert.is(subscriberStats().queuedBytes, queuedBytes, 'none queued');
+
+    // Nothing of the block subscription was lost, nor reordered, nor damaged.
+    for (let i = 0; i < total; i++) {
+      const got = (await sub.next()).value!.value;
+      assert.ok(Buffer.from(got).equals(value(i)), `value ${i}`);
+    }
+    await publishing;
+    assert.is(sub.dropped, 0);
+    assert.is(lossy.dropped, subscriberStats().dropped);
+  } finally {
+    await h.close();
+  }
+});
+
 test('a large message on one topic does not hold up small ones on another', async () => {
   const h = startBus();
   try {

@@ -184,4 +184,38 @@ test('a repeated topic decodes to the same string until its bytes change, even w
   assert.is(repeated.decode(new TextEncoder().encode('héllo'), 0, 6), 'héllo');
 });
 
+test('a reader reset to a range of a buffer reads that range only, at the buffer’s own offsets', () => {
+  // Two messages back to back, as in a frame: ["a", 1] then ["b", [2, 3]].
+  const first = codec.encode(['a', 1]);
+  const second = codec.encode(['b', [2, 3]]);
+  const frame = Buffer.concat([first, second]);
+  const reader = new MsgpackPrefixReader();
+
+  reader.reset(frame, first.length, frame.length);
+  assert.is(reader.arrayLength(), 2);
+  assert.is(reader.string(16), 'b');
+  const valueAt = reader.offset;
+  reader.skipValue(MAX_VALUE_DEPTH);
+  assert.is(valueAt, first.length + 3, "offsets are the buffer's");
+  assert.equal([...frame.subarray(valueAt, reader.offset)], [0x92, 2, 3]);
+  reader.end();
+
+  // The first message ends where the range does: the bytes after it are not its.
+  reader.reset(frame, 0, first.length);
+  assert.is(reader.arrayLength(), 2);
+  assert.is(reader.string(16), 'a');
+  assert.is(reader.uint(), 1);
+  reader.end();
+  assert.equal([...reader.rest()], [], 'nothing is left of the range');
+
+  // A value cut by the range's end is truncated, whatever follows in the buffer.
+  reader.reset(frame, first.length, frame.length - 1);
+  reader.arrayLength();
+  reader.string(16);
+  assert.throws(
+    () => reader.skipValue(MAX_VALUE_DEPTH),
+    (e: VringError) => e.code === 'ERR_VRING_PROTOCOL',
+  );
+});
+
 test.run();

@@ -1,5 +1,5 @@
 import type { FramePort, PeerCredentials } from '@vring/core';
-import { Link } from '../link/link.js';
+import { Link, type LinkOptions } from '../link/link.js';
 import { Kind } from '../wire/message-kinds.js';
 import { RepeatedString } from '../wire/repeated-string.js';
 import type { BridgeRoute } from './bus.js';
@@ -53,6 +53,8 @@ export class BusMember {
    * (the lane of the others) is ever the same string.
    */
   readonly orderLane: string;
+  /** Why a publisher is paused while this client's queue is full (one string, made once). */
+  readonly holdReason: string;
   /** Names this client serves. */
   readonly serves = new Set<string>();
   /** Requests this client made that are in flight: its request id → the bus's call id. */
@@ -79,11 +81,13 @@ export class BusMember {
     port: FramePort,
     maxMessage: number,
     lowWaterMark: number,
-    onMessage: (member: BusMember, kind: number, body: Uint8Array, owned: boolean) => void,
+    lowWaterBytes: number,
+    onMessage: (member: BusMember, ...message: Parameters<LinkOptions['onMessage']>) => void,
     onWritable: (member: BusMember) => void,
   ) {
     this.id = id;
     this.orderLane = `.${id}`;
+    this.holdReason = `member ${id}`;
     this.peer = peer;
     this.link = new Link(port, {
       maxFrame: Math.min(INITIAL_MAX_FRAME, port.maxMessage),
@@ -92,9 +96,9 @@ export class BusMember {
       // bus it lost is dropped until its HELLO starts the session.
       syncKind: Kind.HELLO,
       lowWaterMark,
-      // The bus reads routing fields and forwards payload bytes: it works on the body's view.
-      onMessage: (kind, data, start, end, owned) =>
-        onMessage(this, kind, data.subarray(start, end), owned),
+      lowWaterBytes,
+      // The bus reads routing fields and forwards payload bytes where they lie.
+      onMessage: (kind, data, start, end, owned) => onMessage(this, kind, data, start, end, owned),
       onWritable: () => onWritable(this),
     });
   }

@@ -45,6 +45,8 @@ export interface ClientStats {
   rings?: 'split' | 'packed';
   /** Messages the bus holds for the client now, not yet in its ring. */
   queued: number;
+  /** Their bytes (see `BusOptions.highWaterBytes`). */
+  queuedBytes: number;
   /** Messages the client published. */
   published: number;
   /** Copies of published messages delivered to it (one per message, whatever its sids). */
@@ -53,7 +55,7 @@ export interface ClientStats {
   dropped: number;
   /**
    * Slow-consumer events: times the bus had a message for the client and found its queue
-   * full (`highWaterMark` messages). One event lasts until the queue drains to half, so a
+   * full (`highWaterMark` messages or `highWaterBytes` bytes). One event lasts until the queue drains to half, so a
    * client that stays full counts once, and each new time it fills counts again.
    */
   slowConsumer: number;

@@ -79,6 +79,13 @@ export interface BusOptions extends ListenAccessOptions, PeerLimitOptions {
    */
   highWaterMark?: number;
   /**
+   * Bytes queued for one client before backpressure applies, whatever the count (default
+   * 16 MiB): large messages are bounded by their memory, not only by their number (1024
+   * messages of 1 MiB would be 1 GiB per client). A queue takes at least one message, however
+   * large.
+   */
+  highWaterBytes?: number;
+  /**
    * Accept clients that ask for packed rings ({@link ConnectBusOptions.packed}; default
    * true). With false the bus offers split rings only, and such a client's `connectBus`
    * rejects with `ERR_VRING_FEATURE_MISMATCH` (reason `packed-refused`). Clients that do not
@@ -118,6 +125,9 @@ interface Call {
   /** For one of the calls of a REQUEST_MANY: all of them. */
   fanOut: FanOut | undefined;
 }
+
+/** {@link BusOptions.highWaterBytes} by default. */
+const DEFAULT_HIGH_WATER_BYTES = 16 * 1024 * 1024;
 
 /** The reason a publisher is paused while every member of a queue group is full. */
 const QUEUE_GROUP_HOLD = 'queue group';
@@ -177,6 +187,7 @@ export class Bus implements AsyncDisposable {
   /** Per name, the requesters told to reach its responder directly (see Kind.ROUTE). */
   readonly #routed = new Map<string, Set<BusMember>>();
   readonly #highWaterMark: number;
+  readonly #highWaterBytes: number;
   readonly #maxMessage: number;
   #nextCall = 1;
   /** In-process clients count down from -1: never the id of a vhost-user port. */
@@ -192,6 +203,7 @@ export class Bus implements AsyncDisposable {
     this.path = path;
     this.#options = options;
     this.#highWaterMark = options.highWaterMark ?? 1024;
+    this.#highWaterBytes = options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
     this.#maxMessage = options.maxMessage ?? 64 * 1024 * 1024;
     // The frame every client may announce, the smallest, must still hold a HELLO.
     const maxFrame = options.maxFrame;
@@ -206,6 +218,9 @@ export class Bus implements AsyncDisposable {
     }
     if (!Number.isSafeInteger(this.#highWaterMark) || this.#highWaterMark < 2) {
       throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'highWaterMark must be an integer ≥ 2');
+    }
+    if (!Number.isSafeInteger(this.#highWaterBytes) || this.#highWaterBytes < 2) {
+      throw new VringError('ERR_VRING_INVALID_ARGUMENT', 'highWaterBytes must be an integer ≥ 2');
     }
     const clientsGone = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
@@ -258,6 +273,7 @@ export class Bus implements AsyncDisposable {
         ...(member.peer && { pid: member.peer.pid, uid: member.peer.uid }),
         ...ringsOf(member.link.transport),
         queued: member.link.queued,
+        queuedBytes: member.link.queuedBytes,
         published: c.published,
         delivered: c.delivered,
         dropped: c.dropped,
@@ -356,7 +372,8 @@ export class Bus implements AsyncDisposable {
       transport,
       this.#maxMessage,
       this.#highWaterMark >> 1,
-      (p, kind, body, owned) => this.#onMessage(p, kind, body, owned),
+      Math.floor(this.#highWaterBytes / 2),
+      (p, kind, data, start, end, owned) => this.#onMessage(p, kind, data, start, end, owned),
       (p) => this.#onWritable(p),
     );
     this.#members.add(member);
@@ -376,15 +393,26 @@ export class Bus implements AsyncDisposable {
     else process.stderr.write(`vring bus: client ${client} disconnected: ${error.message}\n`);
   }
 
-  #onMessage(member: BusMember, kind: number, body: Uint8Array, owned: boolean): void {
+  #onMessage(
+    member: BusMember,
+    kind: number,
+    data: Uint8Array,
+    start: number,
+    end: number,
+    owned: boolean,
+  ): void {
     if (!member.greeted && kind !== Kind.HELLO) throw malformed('session: HELLO must come first');
+    // A publish, the message of a fan-out, is read where it lies: no view of it per message.
+    if (kind === Kind.PUBLISH || kind === Kind.PUBLISH_IN_ORDER) {
+      this.#publish(member, data, start, end, owned, kind === Kind.PUBLISH_IN_ORDER);
+      return;
+    }
+    this.#onOther(member, kind, data.subarray(start, end), owned);
+  }
+
+  /** Every message but a publish, on its body's view. */
+  #onOther(member: BusMember, kind: number, body: Uint8Array, owned: boolean): void {
     switch (kind) {
-      case Kind.PUBLISH:
-        this.#publish(member, body, owned, false);
-        return;
-      case Kind.PUBLISH_IN_ORDER:
-        this.#publish(member, body, owned, true);
-        return;
       case Kind.REQUEST:
         this.#request(member, body, owned);
         return;
@@ -525,8 +553,15 @@ export class Bus implements AsyncDisposable {
    * messages in order, and a large one does not hold up the other topics), or, `inOrder`,
    * on the publisher's (its messages stay in publish order, whatever their topics).
    */
-  #publish(member: BusMember, body: Uint8Array, owned: boolean, inOrder: boolean): void {
-    const reader = this.#reader.reset(body);
+  #publish(
+    member: BusMember,
+    data: Uint8Array,
+    start: number,
+    end: number,
+    owned: boolean,
+    inOrder: boolean,
+  ): void {
+    const reader = this.#reader.reset(data, start, end);
     const elements = reader.arrayLength();
     if (elements !== 2 && elements !== 3) throw malformed('PUBLISH');
     const fieldsAt = reader.offset;
@@ -549,8 +584,8 @@ export class Bus implements AsyncDisposable {
     // "topic, value" is forwarded as it came, copied straight from the ring into each
     // subscriber's send batch (into a buffer of its own only for one that must queue).
     // With headers, "topic, value, headers" to those that read them.
-    const fields = body.subarray(fieldsAt, valueEnd);
-    const headed = elements === 3 ? body.subarray(fieldsAt) : undefined;
+    const fields = data.subarray(fieldsAt, valueEnd);
+    const headed = elements === 3 ? data.subarray(fieldsAt, end) : undefined;
     const lane = inOrder ? member.orderLane : topic;
     // A bridge's publish came from other buses: see BusMember.bridgeRoute for where it goes.
     const bridgeRoute = member.bridgeRoute;
@@ -574,11 +609,12 @@ export class Bus implements AsyncDisposable {
   }
 
   /**
-   * Whether `to`'s queue is at the high-water mark; the first time since it last drained
-   * counts as a slow-consumer event.
+   * Whether `to`'s queue is at the high-water mark, in messages or in bytes; the first time
+   * since it last drained counts as a slow-consumer event.
    */
   #full(to: BusMember): boolean {
-    if (to.link.queued < this.#highWaterMark) return false;
+    const link = to.link;
+    if (link.queued < this.#highWaterMark && link.queuedBytes < this.#highWaterBytes) return false;
     if (!to.counters.atHighWater) {
       to.counters.atHighWater = true;
       to.counters.slowConsumer++;
@@ -950,7 +986,7 @@ export class Bus implements AsyncDisposable {
   /** Stops reading from `from` until `to` has drained its send queue. */
   #hold(from: BusMember, to: BusMember): void {
     if (from === to) return; // it would wait for itself; its own ring limits it
-    from.link.pause(`member ${to.id}`);
+    from.link.pause(to.holdReason);
     to.blockedPublishers.add(from);
   }
 
@@ -961,7 +997,7 @@ export class Bus implements AsyncDisposable {
     const blocked = [...member.blockedPublishers];
     member.blockedPublishers.clear();
     for (const from of blocked) {
-      from.link.resume(`member ${member.id}`);
+      from.link.resume(member.holdReason);
       from.link.resume(QUEUE_GROUP_HOLD);
     }
     if (member.drops.size > 0) {

@@ -20,7 +20,15 @@ export interface SendQueueOptions {
   codec?: MessageCodec;
   /** Messages queued to send below which `onWritable` is called (default 256). */
   lowWaterMark?: number;
-  /** Called when the send queue shrinks to `lowWaterMark` after being above it. */
+  /**
+   * Bytes queued to send (see {@link SendQueue.queuedBytes}) below which `onWritable` is
+   * called, whatever the count (default: no bound by bytes).
+   */
+  lowWaterBytes?: number;
+  /**
+   * Called when the send queue shrinks to `lowWaterMark` messages and `lowWaterBytes` bytes
+   * after being above either.
+   */
   onWritable?(): void;
   /**
    * A large value that has to wait for room is encoded only when room comes, straight into
@@ -95,8 +103,11 @@ export abstract class SendQueue {
   readonly #sendBatch: MessageBatch;
   readonly #options: SendQueueOptions;
   readonly #lowWaterMark: number;
+  readonly #lowWaterBytes: number;
   /** Messages that could not go straight into the send batch, in send order. */
   #outgoing: Outgoing[] = [];
+  /** The bytes (head and body) of the messages in `#outgoing`. */
+  #outgoingBytes = 0;
   /** Messages put straight into the send batch since it was last sent (see #appended). */
   #batched = 0;
   /** Of those, the sends waiting on `#batchGroup`. */
@@ -146,6 +157,7 @@ export abstract class SendQueue {
     this.#sendBatch = batch;
     this.#options = options;
     this.#lowWaterMark = options.lowWaterMark ?? 256;
+    this.#lowWaterBytes = options.lowWaterBytes ?? Number.POSITIVE_INFINITY;
   }
 
   /** Ends the link with `error`: the queue cannot go on (the transport failed under it). */
@@ -159,6 +171,15 @@ export abstract class SendQueue {
   /** Messages waiting to be written into the ring, the one being written included. */
   get queued(): number {
     return this.#outgoing.length + this.#batched;
+  }
+
+  /**
+   * Bytes of the messages waiting in the queue, the one being written included (those
+   * already cut into the send batch are not counted: one batch at most). What a router
+   * bounds besides the count: a few large messages hold as much memory as many small ones.
+   */
+  get queuedBytes(): number {
+    return this.#outgoingBytes;
   }
 
   /** The error that closed the link, or `ERR_VRING_CLOSED`. */
@@ -213,6 +234,7 @@ export abstract class SendQueue {
         const i = this.#outgoing.indexOf(entry);
         if (i === -1 || entry.offset > 0) return;
         this.#outgoing.splice(i, 1);
+        this.#outgoingBytes -= bytesOf(entry);
         entry.withdrawn = true;
         this.#doneWith(entry);
         reject(signal.reason);
@@ -287,8 +309,7 @@ export abstract class SendQueue {
       message.kept = keptCopyOf(body);
       message.body = message.kept.body;
     }
-    this.#outgoing.push(message);
-    if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
+    this.#enqueue(message);
     this.#kick();
     return true;
   }
@@ -369,6 +390,7 @@ export abstract class SendQueue {
         new Outgoing(kind, this.#stream(), body, undefined, undefined, undefined, undefined),
     );
     this.#outgoing.unshift(...first);
+    for (const o of first) this.#outgoingBytes += bytesOf(o);
     this.#kick();
   }
 
@@ -384,6 +406,7 @@ export abstract class SendQueue {
     this.#batchGroup = undefined;
     this.#batched = 0;
     this.#batchedSends = 0;
+    this.#outgoingBytes = 0;
     for (const o of this.#outgoing.splice(0)) {
       this.#doneWith(o);
       o.reject?.(reason);
@@ -558,11 +581,19 @@ export abstract class SendQueue {
     reject: ((error: unknown) => void) | undefined,
   ): Outgoing {
     const entry = new Outgoing(kind, this.#stream(), body, head, lane, resolve, reject);
-    this.#outgoing.push(entry);
-    if (this.#outgoing.length > this.#lowWaterMark) this.#aboveLowWater = true;
+    this.#enqueue(entry);
     this.#kick();
     this.#wake?.();
     return entry;
+  }
+
+  /** Puts `o` at the end of the queue, counting it toward the low-water marks. */
+  #enqueue(o: Outgoing): void {
+    this.#outgoing.push(o);
+    this.#outgoingBytes += bytesOf(o);
+    if (this.#outgoing.length > this.#lowWaterMark || this.#outgoingBytes > this.#lowWaterBytes) {
+      this.#aboveLowWater = true;
+    }
   }
 
   #kick(): void {
@@ -664,6 +695,8 @@ export abstract class SendQueue {
     o.lazy = false;
     o.value = undefined;
     if (typeof placed !== 'number') {
+      // Queued as a value (no bytes), it now has a body: counted from here on.
+      this.#outgoingBytes += placed.byteLength;
       o.body = placed;
       return this.#goesInPlace(o) && this.#sendInPlace(o);
     }
@@ -830,16 +863,26 @@ export abstract class SendQueue {
     for (let i = 0; i < outgoing.length; i++) {
       const o = outgoing[i]!;
       if (o.done) {
+        this.#outgoingBytes -= bytesOf(o);
         this.#doneWith(o);
         o.resolve?.();
         o.group?.sent();
       } else outgoing[kept++] = o;
     }
     outgoing.length = kept;
-    if (this.#aboveLowWater && kept <= this.#lowWaterMark) {
+    if (
+      this.#aboveLowWater &&
+      kept <= this.#lowWaterMark &&
+      this.#outgoingBytes <= this.#lowWaterBytes
+    ) {
       this.#aboveLowWater = false;
       this.#options.onWritable?.();
     }
     if (kept === 0 && this.#drainWaiters.size > 0) this.#drainWaiters.resolveAll();
   }
+}
+
+/** What a queued message counts toward the byte bound: its head and body as queued. */
+function bytesOf(o: Outgoing): number {
+  return o.head.byteLength + o.body.byteLength;
 }

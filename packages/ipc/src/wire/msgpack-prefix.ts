@@ -39,22 +39,29 @@ export class MsgpackPrefixReader {
   /** Offset of the next unread byte. */
   offset = 0;
   #bytes: Uint8Array;
+  /** Where the bytes read end: the end of `#bytes`, or of the range given to `reset`. */
+  #end = 0;
   /** {@link MsgpackPrefixReader.skipValue}'s open levels, kept for the next value. */
   readonly #levels: number[] = [];
 
   constructor(bytes: Uint8Array = NO_BYTES) {
     this.#bytes = bytes;
+    this.#end = bytes.byteLength;
   }
 
-  /** Starts reading `bytes` from their first byte. */
-  reset(bytes: Uint8Array): this {
+  /**
+   * Starts reading `bytes[start, end)` (all of them by default) from `start`: offsets are
+   * `bytes`'s own, so a router reads a message where it lies without a view of it.
+   */
+  reset(bytes: Uint8Array, start = 0, end = bytes.byteLength): this {
     this.#bytes = bytes;
-    this.offset = 0;
+    this.offset = start;
+    this.#end = end;
     return this;
   }
 
   #need(n: number, what: string): void {
-    if (this.offset + n > this.#bytes.byteLength) throw malformed(`truncated ${what}`);
+    if (this.offset + n > this.#end) throw malformed(`truncated ${what}`);
   }
 
   #byte(what: string): number {
@@ -137,7 +144,7 @@ export class MsgpackPrefixReader {
 
   /** The bytes from the cursor to the end: the fields still to come, undecoded. */
   rest(): Uint8Array {
-    return this.#bytes.subarray(this.offset);
+    return this.#bytes.subarray(this.offset, this.#end);
   }
 
   /**
@@ -239,7 +246,7 @@ export class MsgpackPrefixReader {
       if (children > 0) {
         if (stack.length + 1 >= maxDepth) throw malformed(`nesting deeper than ${maxDepth}`);
         // Every element takes at least one byte: a count beyond the bytes left is a lie.
-        if (children > this.#bytes.byteLength - this.offset) throw malformed('truncated container');
+        if (children > this.#end - this.offset) throw malformed('truncated container');
         stack.push(pending * 2 + (inMap ? 1 : 0));
         pending = children;
         inMap = (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf;
@@ -249,7 +256,7 @@ export class MsgpackPrefixReader {
 
   /** Checks that nothing follows the value read last. */
   end(): void {
-    if (this.offset !== this.#bytes.byteLength) throw malformed('bytes after the value');
+    if (this.offset !== this.#end) throw malformed('bytes after the value');
   }
 
   /** A big-endian unsigned integer of `size` bytes (msgpack's lengths and integers). */
