@@ -10,8 +10,20 @@ const trimCopyPool = native.trimCopyPool as () => void;
 /** A pool nobody took from for this long gives its memory back to the system. */
 const IDLE_TRIM_MS = 2000;
 
+/**
+ * Copied bytes after which a reader that has kept the event loop busy should give it a turn
+ * (see {@link pooledCopyWantsTurn}).
+ */
+const TURN_BYTES = 16 * 1024 * 1024;
+
 let copiesSinceCheck = 0;
 let trimTimer: NodeJS.Timeout | undefined;
+/** Bytes copied since the event loop last reached its check phase (where blocks come back). */
+let copiedSinceTurn = 0;
+
+const turnCame = (): void => {
+  copiedSinceTurn = 0;
+};
 
 const checkIdle = (): void => {
   if (copiesSinceCheck > 0) {
@@ -36,9 +48,22 @@ const checkIdle = (): void => {
 export function pooledCopy(source: Uint8Array, start: number, end: number): Buffer {
   const copy = copyToPooled(source, start, end - start);
   copiesSinceCheck++;
+  if (copiedSinceTurn === 0) setImmediate(turnCame);
+  copiedSinceTurn += end - start;
   if (!trimTimer) {
     trimTimer = setTimeout(checkIdle, IDLE_TRIM_MS);
     trimTimer.unref();
   }
   return copy;
+}
+
+/**
+ * Whether the event loop should have a turn before more is copied: the blocks of collected
+ * copies go back to the pool in the loop's check phase (setImmediate's), which a reader that
+ * always finds frames waiting never lets it reach; its copies would then all go into fresh
+ * memory. True after 16 MiB copied without a turn.
+ * @internal
+ */
+export function pooledCopyWantsTurn(): boolean {
+  return copiedSinceTurn >= TURN_BYTES;
 }

@@ -3,7 +3,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { pooledCopy } from '../src/index.js';
+import { pooledCopy, pooledCopyWantsTurn } from '../src/index.js';
 import { throwsVring } from './fixtures/vring-assert.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -67,6 +67,18 @@ test('copies kept, or only their ArrayBuffer kept, stay intact while others are 
   assert.ok(keptView.equals(filled(size, 7).subarray(size / 2)));
   const fresh = pooledCopy(filled(size, 9), 0, size);
   assert.ok(fresh.equals(filled(size, 9)), 'a copy into reused memory holds its own bytes');
+});
+
+test('after 16 MiB copied without a turn of the event loop, a reader is asked to give it one', async () => {
+  await nextTurn();
+  assert.not.ok(pooledCopyWantsTurn());
+  const source = filled(1024 * 1024, 8);
+  for (let i = 0; i < 15; i++) pooledCopy(source, 0, source.byteLength);
+  assert.not.ok(pooledCopyWantsTurn(), '15 MiB');
+  pooledCopy(source, 0, source.byteLength);
+  assert.ok(pooledCopyWantsTurn(), '16 MiB');
+  await nextTurn();
+  assert.not.ok(pooledCopyWantsTurn(), 'the turn came');
 });
 
 test.run();
