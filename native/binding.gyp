@@ -16,6 +16,7 @@
         "src/packed_device_queue.cc",
         "src/driver_queue_pair.cc",
         "src/span_allocator.cc",
+        "src/block_pool.cc",
         "src/device_queue_pair.cc",
         "src/event_fd.cc",
         "src/unix_socket.cc",
@@ -28,7 +29,8 @@
         "binding/unix_connection_wrap.cc",
         "binding/unix_listener_wrap.cc",
         "binding/poll_handle.cc",
-        "binding/scheduler.cc"
+        "binding/scheduler.cc",
+        "binding/pooled_copy.cc"
       ],
       "include_dirs": ["include", "<!(node -p \"require(require('path').resolve('../packages/core/node_modules/node-addon-api')).include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

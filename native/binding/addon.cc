@@ -11,6 +11,7 @@ void InitEventFd(Napi::Env env, Napi::Object exports);
 void InitUnixConnection(Napi::Env env, Napi::Object exports);
 void InitUnixListener(Napi::Env env, Napi::Object exports);
 void InitScheduler(Napi::Env env, Napi::Object exports);
+void InitPooledCopy(Napi::Env env, Napi::Object exports);
 }  // namespace vring::binding
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -23,6 +24,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitUnixConnection(env, exports);
   InitUnixListener(env, exports);
   InitScheduler(env, exports);
+  InitPooledCopy(env, exports);
   return exports;
 }
 

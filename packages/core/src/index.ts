@@ -29,6 +29,7 @@ export {
   type PeerLimitOptions,
   type PeerLimitReason,
 } from './peer-limits.js';
+/** @internal */ export { pooledCopy, pooledCopyWantsTurn } from './pooled-copy.js';
 export type { QueuePairDescriptor, RingAddressesDescriptor } from './queue-pair-descriptor.js';
 export {
   QueuePairEnd,

@@ -1,4 +1,4 @@
-import { VringError } from '@vring/core';
+import { pooledCopy, VringError } from '@vring/core';
 import { Packr, RESERVE_START_SPACE, REUSE_BUFFER_MODE, Unpackr } from 'msgpackr';
 
 /** Bodies shorter than this are decoded from a copy at offset 0 (see {@link MessageCodec.decode}). */
@@ -88,7 +88,7 @@ export class MessageCodec {
    * Decodes the value in `data[start, end)`. A body in ring memory (`owned` false) is decoded
    * so that nothing aliases the ring: a small one with its binary values copied out, a large
    * one (8 KiB and more) from one copy of the whole body, whose binary values are then views
-   * of that copy (a single memcpy into memory that is not zero-filled first, where copying
+   * of that copy (a single memcpy, into pooled memory whose pages are already mapped; copying
    * each binary value out makes a zero-filled buffer per value and fills it twice). A
    * reassembled body is the message's own buffer, so its binary values may stay views of it
    * (no second copy of a large payload). Reading in place spares a view per message, and
@@ -108,8 +108,7 @@ export class MessageCodec {
       return this.#copying.unpack(this.#small, range);
     }
     if (!owned && length >= LARGE_BODY) {
-      const copy = Buffer.allocUnsafe(length);
-      copy.set(new Uint8Array(data.buffer, data.byteOffset + start, length));
+      const copy = pooledCopy(data, start, end);
       range.start = 0;
       range.end = length;
       return this.#viewing.unpack(copy, range);

@@ -10,8 +10,15 @@ import { StagingBuffers } from './staging-buffers.js';
  */
 const LARGE_VALUE = 8 * 1024;
 
-/** Staging buffers a link keeps for large values waiting for room. */
+/**
+ * Staging buffers a link keeps for large values waiting for room: at least this many, and
+ * as many as {@link STAGING_BYTES} holds. A sender a burst ahead of its receiver (the ring
+ * full, a window of sends under way) has its waiting values encoded into them; past them
+ * each value is encoded into fresh memory of msgpackr's, whose page faults and collection
+ * cost more than the encoding.
+ */
 const STAGING_BUFFERS = 8;
+const STAGING_BYTES = 4 * 1024 * 1024;
 
 /** What became of a value {@link InPlaceWriter.encode} was asked to write. */
 export type InPlaceResult =
@@ -131,7 +138,10 @@ export class InPlaceWriter {
    */
   encodeToWait(value: unknown): Uint8Array {
     if (!this.#large) return encodeOrFail(this.#codec, value);
-    this.#staging ??= new StagingBuffers(this.#maxMessage, STAGING_BUFFERS);
+    this.#staging ??= new StagingBuffers(
+      this.#maxMessage,
+      Math.max(STAGING_BUFFERS, Math.floor(STAGING_BYTES / this.#maxMessage)),
+    );
     const buffer = this.#staging.take();
     if (!buffer) return encodeOrFail(this.#codec, value);
     const codec = this.#codec;

@@ -1,8 +1,10 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   type FramePolling,
   type FramePort,
   InPlaceBatch,
   type MessageBatch,
+  pooledCopyWantsTurn,
   VringError,
 } from '@vring/core';
 import type { Reassembler } from '../wire/reassembler.js';
@@ -133,7 +135,11 @@ export class Reader {
         // Whoever these messages resumed (the caller of a request, a consumer) runs before
         // the ring is checked again: a reply's caller then goes on now, not after a check
         // that most likely finds nothing.
-        if (polling) await undefined;
+        if (pooledCopyWantsTurn()) {
+          // A peer that keeps the ring full would keep the event loop from ever reaching
+          // the phase where collected copies give their memory back to the pool.
+          await nextTurn();
+        } else if (polling) await undefined;
       }
     } catch (error) {
       // A peer that sends garbage is cut off: nothing after a bad frame can be trusted.
