@@ -17,29 +17,29 @@ const YIELD_AFTER_MS = 0.02;
 const CONTENDED_YIELD_MS = 0.03;
 
 /**
- * Calls `attempt` every `turnsPerAttempt`-th microtask turn until it succeeds (true), `ms`
- * have passed or `stop()` says so (false). Promise work runs between attempts, about as long
- * as an attempt takes: a check of an empty ring is a bare native call (one turn or so, so
- * every second turn), a try to send marshals the batch (three turns or so, so every fourth).
- * Timers and I/O run every {@link LOOP_TURN_MS}. When a yield finds another thread waiting
- * for the core, `contended` (if given) is told and the poll ends.
+ * Calls `attempt` every fourth microtask turn until it succeeds (true), `ms` have passed or
+ * `stop()` says so (false). Promise work runs between attempts; timers and I/O every
+ * {@link LOOP_TURN_MS}. When a yield finds another thread waiting for the core, `contended`
+ * (if given) is told and the poll ends. Looking every second turn instead, even with the
+ * cheap check of an empty ring, cost 30 % of Channel RPC throughput at concurrency 64 and
+ * 20 % of one-way 64 B throughput, and gained 0.2 µs of p50 at concurrency 1: the replies
+ * and handlers that run between attempts are what the poll waits for.
  */
 export async function pollUntil(
   attempt: () => boolean,
   ms: number,
   stop: () => boolean,
   contended?: () => void,
-  turnsPerAttempt = 4,
 ): Promise<boolean> {
   let now = performance.now();
   const until = now + ms;
   const yieldFrom = now + YIELD_AFTER_MS;
   let turn = now + LOOP_TURN_MS;
   // The clock is read every fourth attempt.
-  const turnsPerCheck = 4 * turnsPerAttempt;
+  const turnsPerCheck = 16;
   for (let i = 1; ; i++) {
     await undefined;
-    if (i % turnsPerAttempt !== 0) continue;
+    if (i % 4 !== 0) continue;
     if (attempt()) return true;
     if (i % turnsPerCheck !== 0) continue;
     if (stop()) return false;

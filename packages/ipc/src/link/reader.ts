@@ -284,8 +284,6 @@ export class Reader {
       ms,
       () => link.done || this.#pausedBy.size > 0 || (ms === Infinity && !link.wanted),
       this.#budget?.contended,
-      // An empty ring costs a bare native check (see FramePolling.tryReceive).
-      2,
     );
   }
 }
