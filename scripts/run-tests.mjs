@@ -130,8 +130,9 @@ for (const dir of testDirs) {
     continue;
   }
   for (const f of entries.sort()) {
-    if (!f.endsWith('.test.ts') || !join(dir, f).includes(filter)) continue;
+    // The filter matches the path inside the repository, never the checkout's own location.
     const name = relative(root, join(dir, f));
+    if (!f.endsWith('.test.ts') || !name.includes(filter)) continue;
     const skip = asan && ASAN_SKIPS.get(name);
     if (skip && asanSkips) {
       skipped++;
