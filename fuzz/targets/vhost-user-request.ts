@@ -70,10 +70,17 @@ export const target: FuzzTarget = {
       throw error;
     }
     expect(message.fds.length === fds.length, 'an accepted request lost or gained fds');
-    // The only bytes a receiver may ignore: SET_MEM_TABLE's padding after the region count
-    // (the spec leaves it undefined, as do DPDK and QEMU, so it is not checked).
+    // The only bytes a receiver may ignore: the padding of SET_MEM_TABLE after the region
+    // count, and the u64 of padding before ADD_MEM_REG's and REM_MEM_REG's region (the spec
+    // leaves them undefined, as do DPDK and QEMU, so they are not checked).
     const expected = Buffer.from(frame);
     if (message.request === VhostUserRequest.SET_MEM_TABLE) expected.fill(0, 16, 20);
+    if (
+      message.request === VhostUserRequest.ADD_MEM_REG ||
+      message.request === VhostUserRequest.REM_MEM_REG
+    ) {
+      expected.fill(0, 12, 20);
+    }
     const encoded = encodeRequest(message.request, message.payload, {
       ...options,
       needReply: message.needReply,
